@@ -1,0 +1,59 @@
+"""kernel_async: an async-first SDK for Kernel browser replays.
+
+    async with AsyncKernel() as client:
+        replay = await client.browsers.replays.start(browser_id)
+        await client.browsers.replays.stop(replay.replay_id, id=browser_id)
+"""
+
+from ._client import AsyncKernel, KernelSecurityWarning
+from ._errors import (
+    APIConnectionError,
+    APIError,
+    APIResponseValidationError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    InternalServerError,
+    KernelError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    UnprocessableEntityError,
+)
+from ._models import Error, ErrorDetail, Replay
+from ._retry import RetryEvent, RetryPolicy, Timeout, is_testing, set_testing, testing
+from ._types import NOT_GIVEN, NotGiven
+from ._version import __version__
+
+__all__ = [
+    "NOT_GIVEN",
+    "APIConnectionError",
+    "APIError",
+    "APIResponseValidationError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncKernel",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConflictError",
+    "Error",
+    "ErrorDetail",
+    "InternalServerError",
+    "KernelError",
+    "KernelSecurityWarning",
+    "NotFoundError",
+    "NotGiven",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "Replay",
+    "RetryEvent",
+    "RetryPolicy",
+    "Timeout",
+    "UnprocessableEntityError",
+    "__version__",
+    "is_testing",
+    "set_testing",
+    "testing",
+]

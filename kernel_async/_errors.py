@@ -1,0 +1,217 @@
+"""The exception hierarchy (names as in the official SDK), built from a response."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from http import HTTPStatus
+
+from ._models import Error, decode_error
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIResponseValidationError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConflictError",
+    "InternalServerError",
+    "KernelError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "UnprocessableEntityError",
+]
+
+
+class KernelError(Exception):
+    """Base class of every error this SDK raises on purpose."""
+
+
+class APIError(KernelError):
+    """A call to the API failed.
+
+    Attributes:
+        message: What went wrong, in one line.
+        method: HTTP method of the call.
+        url: The URL called (never carries the API key).
+        attempts: How many requests went on the wire for this call.
+        retry_after: A wait the server asked for that was not honoured
+            (too long, or past the deadline), in seconds; else `None`.
+        body: The decoded JSON body, or the raw text, where there was one.
+    """
+
+    message: str
+    method: str
+    url: str
+    attempts: int
+    retry_after: float | None
+    body: object | None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str = "",
+        url: str = "",
+        attempts: int = 1,
+        retry_after: float | None = None,
+        body: object | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.method = method
+        self.url = url
+        self.attempts = attempts
+        self.retry_after = retry_after
+        self.body = body
+
+    def __str__(self) -> str:
+        tail = f"{self.attempts} attempt" + ("" if self.attempts == 1 else "s")
+        if self.retry_after is not None:
+            tail += f"; server asked to wait {self.retry_after:g}s"
+        return f"{self.message} ({tail})"
+
+
+class APIStatusError(APIError):
+    """The API answered with an error status (4xx/5xx).
+
+    Attributes:
+        status_code: The HTTP status.
+        error: The documented error body, parsed; `None` if the body had another shape.
+        headers: The response headers.
+    """
+
+    status_code: int
+    error: Error | None
+    headers: Mapping[str, str]
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        error: Error | None,
+        headers: Mapping[str, str],
+        **kwargs: object,
+    ) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.status_code = status_code
+        self.error = error
+        self.headers = headers
+
+
+class BadRequestError(APIStatusError):
+    """400: the request was invalid."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: the API key is missing or invalid."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the key may not do this (permissions or plan)."""
+
+
+class NotFoundError(APIStatusError):
+    """404: the browser or replay does not exist."""
+
+
+class ConflictError(APIStatusError):
+    """409: conflicts with the current state (e.g. a recording is already running)."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """422: well-formed but semantically invalid."""
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests."""
+
+
+class InternalServerError(APIStatusError):
+    """5xx: the server failed."""
+
+
+class APIConnectionError(APIError):
+    """No usable response: the connection failed or broke."""
+
+
+class APITimeoutError(APIConnectionError):
+    """An attempt or the call's total deadline timed out."""
+
+
+class APIResponseValidationError(APIError):
+    """A successful response did not match the documented schema.
+
+    Attributes:
+        status_code: The HTTP status of the response.
+    """
+
+    status_code: int
+
+    def __init__(self, message: str, *, status_code: int, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.status_code = status_code
+
+
+_BY_STATUS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def _body_for_error(raw: bytes, error: Error | None) -> object | None:
+    if not raw:
+        return None
+    if error is not None:
+        try:
+            return json.loads(raw)
+        except ValueError:  # pragma: no cover - decode_error already parsed it
+            return None
+    text = raw.decode("utf-8", "replace")
+    return text[:2000]
+
+
+def status_error(
+    status: int,
+    headers: Mapping[str, str],
+    raw: bytes,
+    *,
+    method: str,
+    url: str,
+    attempts: int,
+    retry_after: float | None = None,
+) -> APIStatusError:
+    """Build the typed error for an error response; never raises on odd bodies."""
+    error = decode_error(raw) if raw else None
+    cls = _BY_STATUS.get(status) or (InternalServerError if status >= 500 else APIStatusError)
+    if error is not None:
+        message = f"{status} {error.code}: {error.message}"
+    else:
+        message = f"{status} {_reason(status)}"
+    return cls(
+        message,
+        status_code=status,
+        error=error,
+        headers=headers,
+        method=method,
+        url=url,
+        attempts=attempts,
+        retry_after=retry_after,
+        body=_body_for_error(raw, error),
+    )
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "error status"

@@ -1,0 +1,103 @@
+"""Response models (frozen attrs classes) and the one cattrs converter that builds them."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+
+__all__ = ["Error", "ErrorDetail", "Replay", "converter"]
+
+T = TypeVar("T")
+
+
+@attrs.frozen
+class Replay:
+    """A browser replay recording.
+
+    Attributes:
+        replay_id: Unique identifier for the replay recording.
+        started_at: When recording started (timezone-aware), if known.
+        finished_at: When recording finished (timezone-aware), if it has.
+        replay_view_url: URL for viewing the replay recording, if any.
+    """
+
+    replay_id: str
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    replay_view_url: str | None = None
+
+
+@attrs.frozen
+class ErrorDetail:
+    """A lower-level detail attached to an API error."""
+
+    code: str | None = None
+    message: str | None = None
+
+
+@attrs.frozen
+class Error:
+    """The documented error body of the Kernel API."""
+
+    code: str
+    message: str
+    details: list[ErrorDetail] | None = None
+    inner_error: ErrorDetail | None = None
+
+
+def _strict(kind: type[Any]) -> Any:
+    # cattrs would call str(x)/int(x) on anything; a schema break must be an error instead.
+    def hook(value: Any, _: Any) -> Any:
+        if type(value) is not kind:
+            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+        return value
+
+    return hook
+
+
+def _datetime(value: Any, _: Any) -> datetime:
+    if not isinstance(value, str):
+        raise TypeError(f"expected an ISO 8601 string, got {type(value).__name__}")
+    text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
+    parsed = datetime.fromisoformat(text)
+    # The API speaks UTC; a naive stamp is read as UTC so callers always get aware datetimes.
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=False)
+    conv.register_structure_hook(str, _strict(str))
+    conv.register_structure_hook(bool, _strict(bool))
+    conv.register_structure_hook(datetime, _datetime)
+    return conv
+
+
+converter = _make_converter()
+"""The one converter: JSON-shaped data <-> models. Unknown fields are ignored."""
+
+_REPLAY_LIST = list[Replay]
+
+
+def decode_replay(data: bytes) -> Replay:
+    """Decode one `Replay` from a JSON body (raises on a schema break)."""
+    return converter.structure(json.loads(data), Replay)
+
+
+def decode_replays(data: bytes) -> list[Replay]:
+    """Decode a JSON array of `Replay` (raises on a schema break)."""
+    return converter.structure(json.loads(data), _REPLAY_LIST)
+
+
+def decode_error(data: bytes) -> Error | None:
+    """Parse a documented `Error` body; `None` for anything else. Never raises."""
+    try:
+        obj = json.loads(data)
+        if not isinstance(obj, dict):
+            return None
+        return converter.structure(obj, Error)
+    except Exception:
+        return None

@@ -1,0 +1,174 @@
+"""One attempt over aiohttp: send, read (bounded) or stream, and classify failures.
+
+Knows nothing of the Kernel API and decides no retries: it returns a `Response`
+or raises `TransportError` saying whether the request may have reached the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import IO
+
+import aiohttp
+from aiohttp import (
+    ClientConnectorCertificateError,
+    ClientConnectorError,
+    ClientOSError,
+    ClientPayloadError,
+    ClientRequest,
+    ClientResponse,
+    ClientSSLError,
+    ConnectionTimeoutError,
+    ServerDisconnectedError,
+)
+from aiohttp import ClientHandlerType
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+__all__ = ["AttemptCounter", "Response", "TransportError", "send"]
+
+# aiohttp replays GET/PUT/DELETE/... once by itself after a reset (RFC 9112 9.3.1).
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
+_CHUNK = 256 * 1024
+
+
+class Response:
+    """A response whose body has been read (or streamed into a sink)."""
+
+    __slots__ = ("body", "headers", "status", "truncated", "wire_attempts")
+
+    def __init__(
+        self,
+        status: int,
+        headers: CIMultiDictProxy[str],
+        body: bytes,
+        truncated: bool,
+        wire_attempts: int,
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.truncated = truncated  # the body was longer than the read limit
+        self.wire_attempts = wire_attempts
+
+
+class TransportError(Exception):
+    """No usable response.
+
+    Attributes:
+        kind: ``connect``, ``timeout``, ``reset``, ``truncated``, ``tls`` or ``other``.
+        sent: Whether the request may have reached the server (an ambiguous failure).
+        wire_attempts: Requests put on the wire by this attempt (aiohttp may add one).
+    """
+
+    def __init__(self, kind: str, sent: bool, cause: BaseException, wire_attempts: int) -> None:
+        super().__init__(f"{kind}: {type(cause).__name__}: {cause}")
+        self.kind = kind
+        self.sent = sent
+        self.cause = cause
+        self.wire_attempts = wire_attempts
+
+    @property
+    def retryable(self) -> bool:
+        """TLS failures are configuration errors: retrying cannot help."""
+        return self.kind != "tls"
+
+
+class AttemptCounter:
+    """A per-request client middleware counting the requests aiohttp really sends."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def __call__(self, req: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+        self.count += 1
+        return await handler(req)
+
+
+async def send(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: URL,
+    headers: Mapping[str, str],
+    body: bytes | None,
+    timeout: aiohttp.ClientTimeout,
+    *,
+    read_limit: int | None,
+    sink: IO[bytes] | None = None,
+    count_hidden: bool = True,
+) -> Response:
+    """Make one attempt. With `sink`, a 200 body is streamed into it (after truncating
+    it, so an attempt always starts from scratch) instead of being returned.
+
+    `count_hidden` counts aiohttp's own replay of idempotent methods with a middleware;
+    pass `False` for sessions with middlewares of their own (a per-request middleware
+    would replace them), and the replay is then inferred from the error type.
+    """
+    counter: AttemptCounter | None = None
+    kwargs: dict[str, object] = {}
+    if method in IDEMPOTENT_METHODS and count_hidden:
+        counter = AttemptCounter()
+        kwargs["middlewares"] = (counter,)
+    try:
+        async with session.request(
+            method,
+            url,
+            headers=headers,
+            data=body,
+            timeout=timeout,
+            allow_redirects=False,
+            **kwargs,  # type: ignore[arg-type]
+        ) as resp:
+            status = resp.status
+            if sink is not None and 200 <= status < 300 and status != 202:
+                sink.seek(0)
+                sink.truncate()
+                async for chunk in resp.content.iter_chunked(_CHUNK):
+                    sink.write(chunk)
+                return Response(status, resp.headers, b"", False, _wire(counter, 1))
+            data, truncated = await _read(resp, read_limit)
+            return Response(status, resp.headers, data, truncated, _wire(counter, 1))
+    except (ConnectionTimeoutError, ClientConnectorCertificateError, ClientSSLError) as exc:
+        # Order matters: these subclass the broader classes handled below.
+        kind = "connect" if isinstance(exc, ConnectionTimeoutError) else "tls"
+        raise TransportError(kind, False, exc, _wire(counter, 1)) from exc
+    except ClientConnectorError as exc:
+        raise TransportError("connect", False, exc, _wire(counter, 1)) from exc
+    except ClientPayloadError as exc:
+        raise TransportError("truncated", True, exc, _wire(counter, 1)) from exc
+    except (ServerDisconnectedError, ClientOSError) as exc:
+        # Without a counter, aiohttp's code path is deterministic: an idempotent
+        # request that fails this way has already been replayed once.
+        fallback = 2 if method in IDEMPOTENT_METHODS else 1
+        raise TransportError("reset", True, exc, _wire(counter, fallback)) from exc
+    except asyncio.TimeoutError as exc:
+        raise TransportError("timeout", True, exc, _wire(counter, 1)) from exc
+    except aiohttp.ClientError as exc:
+        raise TransportError("other", True, exc, _wire(counter, 1)) from exc
+
+
+def _wire(counter: AttemptCounter | None, fallback: int) -> int:
+    if counter is None:
+        return fallback
+    return max(counter.count, 1)
+
+
+async def _read(resp: ClientResponse, limit: int | None) -> tuple[bytes, bool]:
+    length = resp.content_length
+    if limit is None or (length is not None and length <= limit):
+        return await resp.read(), False
+    # Unknown or oversized length: read at most `limit` bytes. The unread rest makes
+    # aiohttp close the connection on release instead of reusing it.
+    parts: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = await resp.content.read(limit + 1 - size)
+        if not chunk:
+            return b"".join(parts), False
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)[:limit], True

@@ -1,0 +1,28 @@
+"""Small shared types."""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["NOT_GIVEN", "NotGiven"]
+
+
+class NotGiven:
+    """Sentinel type of `NOT_GIVEN`: an option that was not passed (unlike `None`,
+    which for `timeout` means "no bound")."""
+
+    _instance: NotGiven | None = None
+
+    def __new__(cls) -> NotGiven:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+NOT_GIVEN: Final = NotGiven()

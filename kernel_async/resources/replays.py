@@ -1,0 +1,224 @@
+"""`client.browsers.replays`: start, list, stop, download, download_to."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+
+from .._files import AtomicFile
+from .._models import Replay, decode_replay, decode_replays
+from .._paths import segment
+from .._retry import Timeout
+from .._types import NOT_GIVEN, NotGiven
+
+if TYPE_CHECKING:
+    from .._client import AsyncKernel
+
+__all__ = ["AsyncReplays"]
+
+
+def _positive_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+class AsyncReplays:
+    """Browser replay recordings: ``client.browsers.replays``."""
+
+    def __init__(self, client: AsyncKernel) -> None:
+        self._client = client
+
+    async def start(
+        self,
+        id: str,
+        *,
+        framerate: int | None = None,
+        max_duration_in_seconds: int | None = None,
+        record_audio: bool | None = None,
+        timeout: float | Timeout | None | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Replay:
+        """Start recording the browser session and return the new replay.
+
+        Never replayed after an ambiguous failure (a timeout or reset after sending),
+        so a retry cannot create a second recording.
+
+        Args:
+            id: Browser session ID.
+            framerate: Recording framerate in fps (>= 1; above 20 needs a GPU browser).
+            max_duration_in_seconds: Maximum recording duration (>= 1).
+            record_audio: Record audio as well as video.
+            timeout: Overrides the client's timeout for this call.
+            extra_headers: Headers added to this request.
+
+        Raises:
+            ConflictError: A recording is already in progress on this browser.
+            NotFoundError: No such browser session.
+        """
+        path = f"/browsers/{segment(id, 'id')}/replays"
+        params: dict[str, object] = {}
+        if framerate is not None:
+            params["framerate"] = _positive_int(framerate, "framerate")
+        if max_duration_in_seconds is not None:
+            params["max_duration_in_seconds"] = _positive_int(
+                max_duration_in_seconds, "max_duration_in_seconds"
+            )
+        if record_audio is not None:
+            if not isinstance(record_audio, bool):
+                raise TypeError(f"record_audio must be a bool, got {type(record_audio).__name__}")
+            params["record_audio"] = record_audio
+        return await self._client._request_json(
+            "POST",
+            path,
+            decode_replay,
+            idempotent=False,
+            body=json.dumps(params).encode(),
+            timeout=timeout,
+            extra_headers=extra_headers,
+        )
+
+    async def list(
+        self,
+        id: str,
+        *,
+        timeout: float | Timeout | None | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> builtins.list[Replay]:
+        """List the replays of a browser session, oldest first.
+
+        Args:
+            id: Browser session ID.
+            timeout: Overrides the client's timeout for this call.
+            extra_headers: Headers added to this request.
+        """
+        return await self._client._request_json(
+            "GET",
+            f"/browsers/{segment(id, 'id')}/replays",
+            decode_replays,
+            idempotent=True,
+            timeout=timeout,
+            extra_headers=extra_headers,
+        )
+
+    async def stop(
+        self,
+        replay_id: str,
+        *,
+        id: str,
+        timeout: float | Timeout | None | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Stop the replay recording and persist the video.
+
+        Idempotent (stopping a stopped replay succeeds), so it is retried after
+        timeouts and resets as well as on 408/429/5xx. Returns `None` on any 2xx.
+
+        Args:
+            replay_id: Replay recording identifier.
+            id: Browser session ID.
+            timeout: Overrides the client's timeout for this call.
+            extra_headers: Headers added to this request.
+        """
+        path = f"/browsers/{segment(id, 'id')}/replays/{segment(replay_id, 'replay_id')}/stop"
+        await self._client._request(
+            "POST",
+            path,
+            idempotent=True,
+            timeout=timeout,
+            extra_headers=extra_headers,
+            read_limit=64 * 1024,
+        )
+
+    async def download(
+        self,
+        replay_id: str,
+        *,
+        id: str,
+        timeout: float | Timeout | None | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> bytes:
+        """Download the recording (MP4) into memory.
+
+        Waits through ``202 Accepted`` (still being finalised), honouring Retry-After,
+        within the deadline (or 10 minutes without one). For large videos prefer
+        `download_to`, which streams to disk.
+
+        Args:
+            replay_id: Replay recording identifier.
+            id: Browser session ID.
+            timeout: Overrides the client's timeout for this call.
+            extra_headers: Headers added to this request.
+        """
+        resp, _, _ = await self._client._request(
+            "GET",
+            _video_path(id, replay_id),
+            idempotent=True,
+            timeout=timeout,
+            extra_headers=_accept_video(extra_headers),
+            read_limit=None,
+            poll_accepted=True,
+        )
+        return resp.body
+
+    async def download_to(
+        self,
+        path: str | os.PathLike[str],
+        replay_id: str,
+        *,
+        id: str,
+        timeout: float | Timeout | None | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Path:
+        """Stream the recording to `path` atomically and return it as a `Path`.
+
+        The video is written to a temporary file beside `path`, fsynced and renamed
+        into place: `path` is either the complete video or untouched, and nothing is
+        left behind on failure or cancellation. A body cut short is retried from
+        scratch. With a float `timeout`, it bounds each read, not the whole transfer.
+
+        Args:
+            path: Where to save the video.
+            replay_id: Replay recording identifier.
+            id: Browser session ID.
+            timeout: Overrides the client's timeout for this call.
+            extra_headers: Headers added to this request.
+        """
+        url_path = _video_path(id, replay_id)
+        out = AtomicFile(path)
+        try:
+            resp, _, _ = await self._client._request(
+                "GET",
+                url_path,
+                idempotent=True,
+                timeout=timeout,
+                extra_headers=_accept_video(extra_headers),
+                read_limit=None,
+                sink=out.file,
+                poll_accepted=True,
+            )
+            if resp.body:  # a 2xx that was not streamed (not 200)
+                out.file.write(resp.body)
+            return await anyio.to_thread.run_sync(out.commit)
+        finally:
+            out.discard()
+
+
+def _video_path(browser_id: str, replay_id: str) -> str:
+    return f"/browsers/{segment(browser_id, 'id')}/replays/{segment(replay_id, 'replay_id')}"
+
+
+def _accept_video(extra: Mapping[str, str] | None) -> Mapping[str, str]:
+    return {"Accept": "video/mp4", **extra} if extra else _VIDEO_ACCEPT
+
+
+_VIDEO_ACCEPT: Mapping[str, str] = {"Accept": "video/mp4"}
+

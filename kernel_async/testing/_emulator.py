@@ -1,0 +1,506 @@
+"""FakeKernel: a local Kernel API (browser replays) on aiohttp.web, with fault injection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import secrets
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+import attrs
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from .._client import AsyncKernel
+
+__all__ = ["Fault", "FakeKernel", "RecordedRequest", "sample_video"]
+
+OPERATIONS = {
+    "start": "start",
+    "startBrowserReplayRecording": "start",
+    "list": "list",
+    "listBrowserReplays": "list",
+    "stop": "stop",
+    "stopBrowserReplayRecording": "stop",
+    "download": "download",
+    "downloadBrowserReplay": "download",
+}
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    408: "request_timeout",
+    409: "conflict",
+    422: "unprocessable_entity",
+    429: "rate_limited",
+    500: "internal_error",
+    502: "bad_gateway",
+    503: "service_unavailable",
+    504: "gateway_timeout",
+}
+
+
+def sample_video() -> bytes:
+    """The small, valid MP4 (H.264, 1 s) the emulator serves as every recording."""
+    return resources.files(__package__).joinpath("sample.mp4").read_bytes()
+
+
+@attrs.frozen
+class RecordedRequest:
+    """A request the emulator received (the Authorization value is hidden from repr)."""
+
+    operation: str | None
+    method: str
+    raw_path: str
+    headers: Mapping[str, str] = attrs.field(repr=False)
+    body: bytes
+    fault: bool
+
+    @property
+    def authorization(self) -> str | None:
+        """The Authorization header as received."""
+        return self.headers.get("Authorization")
+
+
+@attrs.define
+class Fault:
+    """One injected fault; see `FakeKernel.fail`."""
+
+    operation: str
+    status: int | None = 503
+    times: int | None = 1
+    retry_after: float | str | None = None
+    retry_after_ms: float | None = None
+    reset: bool = False
+    truncate: bool = False
+    delay: float = 0.0
+    body: bytes | None = None
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    should_retry: bool | None = None
+    hits: int = 0
+
+
+@attrs.define
+class _Replay:
+    replay_id: str
+    browser_id: str
+    started_at: datetime
+    max_duration: int | None
+    stopped_mono: float | None = None
+    finished_at: datetime | None = None
+
+    def settle(self, now: float, wall_started: float) -> None:
+        # A recording past its max duration stops by itself.
+        if self.stopped_mono is None and self.max_duration is not None:
+            end = wall_started + self.max_duration
+            if now >= end:
+                self.stopped_mono = now
+                self.finished_at = datetime.now(timezone.utc)
+
+    def as_json(self, base: str) -> dict[str, Any]:
+        return {
+            "replay_id": self.replay_id,
+            "started_at": self.started_at.isoformat().replace("+00:00", "Z"),
+            "finished_at": (
+                self.finished_at.isoformat().replace("+00:00", "Z") if self.finished_at else None
+            ),
+            "replay_view_url": f"{base}/view/{self.replay_id}",
+        }
+
+
+class FakeKernel:
+    """A real HTTP server on loopback that behaves like the Kernel replays API.
+
+    A replay goes recording -> finalising (download answers 202 with Retry-After for
+    `finalise_seconds` after stop) -> ready (download answers the sample MP4). Stop is
+    idempotent; a second start on a recording browser answers 409; unknown IDs 404;
+    a missing or wrong bearer key 401; invalid start parameters 400 with details.
+
+    Use ``async with FakeKernel() as fake`` in async code, or
+    ``with FakeKernel.in_thread() as fake`` from sync code (the server then runs on
+    its own thread). Every request is recorded in `requests`.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        finalise_seconds: float = 0.5,
+        video: bytes | None = None,
+    ) -> None:
+        self.api_key = api_key if api_key is not None else "fake-" + secrets.token_hex(12)
+        self.host = host
+        self.port = port
+        self.finalise_seconds = finalise_seconds
+        self.video = video if video is not None else sample_video()
+        self.requests: list[RecordedRequest] = []
+        self._lock = threading.Lock()
+        self._browsers: dict[str, list[_Replay]] = {}
+        self._starts: dict[str, float] = {}
+        self._faults: list[Fault] = []
+        self._runner: web.AppRunner | None = None
+        self._thread_loop: asyncio.AbstractEventLoop | None = None
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """The server's root URL, e.g. ``http://127.0.0.1:41234``."""
+        if self._runner is None:
+            raise RuntimeError("FakeKernel is not running; use `async with FakeKernel()`")
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        """Start serving (use `async with` instead where you can)."""
+        app = web.Application(client_max_size=1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        server = site._server
+        assert isinstance(server, asyncio.base_events.Server)
+        self.port = server.sockets[0].getsockname()[1]
+        self._runner = runner
+
+    async def stop(self) -> None:
+        """Stop serving and close every connection."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> FakeKernel:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @classmethod
+    @contextlib.contextmanager
+    def in_thread(cls, **kwargs: Any) -> Iterator[FakeKernel]:
+        """Run a FakeKernel on a background thread for sync code and tests."""
+        fake = cls(**kwargs)
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(fake.start())
+            except BaseException as exc:
+                failure.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(fake.stop())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+        thread = threading.Thread(target=run, name="kernel-fake", daemon=True)
+        thread.start()
+        ready.wait()
+        if failure:
+            thread.join()
+            raise failure[0]
+        fake._thread_loop = loop
+        try:
+            yield fake
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=10)
+
+    def client(self, **kwargs: Any) -> AsyncKernel:
+        """An `AsyncKernel` pointed at this emulator (keyword options pass through)."""
+        from .._client import AsyncKernel
+
+        kwargs.setdefault("api_key", self.api_key)
+        kwargs.setdefault("base_url", self.base_url)
+        return AsyncKernel(**kwargs)
+
+    # -- state and faults -----------------------------------------------------------
+
+    def create_browser(self, browser_id: str | None = None) -> str:
+        """Create a browser session and return its ID."""
+        bid = browser_id if browser_id is not None else "br_" + secrets.token_hex(8)
+        with self._lock:
+            self._browsers.setdefault(bid, [])
+        return bid
+
+    def fail(
+        self,
+        operation: str,
+        *,
+        status: int | None = 503,
+        times: int | None = 1,
+        retry_after: float | str | None = None,
+        retry_after_ms: float | None = None,
+        reset: bool = False,
+        truncate: bool = False,
+        delay: float = 0.0,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        should_retry: bool | None = None,
+    ) -> Fault:
+        """Make the next `times` calls of `operation` fail (`None`: every call).
+
+        Args:
+            operation: ``start``, ``list``, ``stop``, ``download`` (or the operationId), or ``*``.
+            status: Status to answer with (a documented Error body unless `body`).
+            retry_after: ``Retry-After`` value (seconds, or a string such as an HTTP-date).
+            retry_after_ms: ``retry-after-ms`` value.
+            reset: Close the connection before any response.
+            truncate: Send headers promising the full body, then half of it, then close.
+                With ``status=None`` applies to the real response.
+            delay: Seconds to wait before answering (slow headers); with ``status=None``
+                the real answer follows the delay.
+            body: Raw body bytes instead of the Error JSON.
+            headers: Extra response headers.
+            should_retry: Send ``x-should-retry: true|false``.
+        """
+        op = OPERATIONS.get(operation, operation)
+        if op not in ("start", "list", "stop", "download", "*"):
+            raise ValueError(f"unknown operation {operation!r}")
+        fault = Fault(
+            op,
+            status=status,
+            times=times,
+            retry_after=retry_after,
+            retry_after_ms=retry_after_ms,
+            reset=reset,
+            truncate=truncate,
+            delay=delay,
+            body=body,
+            headers=dict(headers or {}),
+            should_retry=should_retry,
+        )
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        """Remove every pending fault."""
+        with self._lock:
+            self._faults.clear()
+
+    def replays(self, browser_id: str) -> list[dict[str, Any]]:
+        """The replays of a browser as the API would list them."""
+        with self._lock:
+            return [r.as_json("") for r in self._browsers.get(browser_id, [])]
+
+    def count(self, operation: str | None = None) -> int:
+        """How many requests (of one operation) were received."""
+        op = OPERATIONS.get(operation, operation) if operation else None
+        return sum(1 for r in self.requests if op is None or r.operation == op)
+
+    def _take_fault(self, op: str) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.operation in (op, "*") and (fault.times is None or fault.times > 0):
+                    if fault.times is not None:
+                        fault.times -= 1
+                    fault.hits += 1
+                    return fault
+        return None
+
+    # -- HTTP -----------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        parts = request.raw_path.split("?", 1)[0].split("/")[1:]
+        method = request.method
+        op, args = _route(method, parts)
+        fault = self._take_fault(op) if op is not None else None
+        self.requests.append(
+            RecordedRequest(op, method, request.raw_path, dict(request.headers), body, bool(fault))
+        )
+        if op is None:
+            if args is not None:
+                return _error(405, "method_not_allowed", f"{method} is not allowed here")
+            return _error(404, "not_found", f"no route for {request.raw_path}")
+        if fault is not None:
+            if fault.delay:
+                await asyncio.sleep(fault.delay)
+            if fault.reset:
+                assert request.transport is not None
+                request.transport.abort()
+                raise asyncio.CancelledError  # the connection is gone; nothing to answer
+            if fault.status is not None:
+                return await self._fault_response(request, fault)
+        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return _error(401, "unauthorized", "missing or invalid API key")
+        assert args is not None
+        handler = getattr(self, f"_op_{op}")
+        resp: web.StreamResponse = await handler(request, body, *args)
+        if fault is not None and fault.truncate:
+            return await _truncated(request, resp)
+        return resp
+
+    async def _fault_response(self, request: web.Request, fault: Fault) -> web.StreamResponse:
+        status = fault.status
+        assert status is not None
+        headers = dict(fault.headers)
+        if fault.retry_after is not None:
+            headers["Retry-After"] = str(fault.retry_after)
+        if fault.retry_after_ms is not None:
+            headers["retry-after-ms"] = str(fault.retry_after_ms)
+        if fault.should_retry is not None:
+            headers["x-should-retry"] = "true" if fault.should_retry else "false"
+        if fault.body is not None:
+            resp = web.Response(status=status, body=fault.body, headers=headers)
+        else:
+            code = _CODES.get(status, "error")
+            resp = _error(status, code, f"injected fault: {status}", headers)
+        if fault.truncate:
+            return await _truncated(request, resp)
+        return resp
+
+    def _browser(self, bid: str) -> list[_Replay] | None:
+        return self._browsers.get(bid)
+
+    async def _op_list(self, request: web.Request, body: bytes, bid: str) -> web.StreamResponse:
+        with self._lock:
+            replays = self._browser(bid)
+            if replays is None:
+                return _error(404, "not_found", f"browser {bid!r} not found")
+            now = time.monotonic()
+            for r in replays:
+                r.settle(now, self._starts[r.replay_id])
+            data = [r.as_json(self.base_url) for r in replays]
+        return web.json_response(data)
+
+    async def _op_start(self, request: web.Request, body: bytes, bid: str) -> web.StreamResponse:
+        params: Any = {}
+        if body:
+            try:
+                params = json.loads(body)
+            except ValueError:
+                return _error(400, "bad_request", "request body is not valid JSON")
+            if not isinstance(params, dict):
+                return _error(400, "bad_request", "request body must be a JSON object")
+        details = []
+        for name in ("framerate", "max_duration_in_seconds"):
+            value = params.get(name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                details.append({"code": "invalid_input", "message": f"{name} must be >= 1"})
+        audio = params.get("record_audio")
+        if audio is not None and not isinstance(audio, bool):
+            details.append({"code": "invalid_input", "message": "record_audio must be a boolean"})
+        if details:
+            return _error(400, "bad_request", "invalid parameters", details=details)
+        with self._lock:
+            replays = self._browser(bid)
+            if replays is None:
+                return _error(404, "not_found", f"browser {bid!r} not found")
+            now = time.monotonic()
+            for r in replays:
+                r.settle(now, self._starts[r.replay_id])
+                if r.stopped_mono is None:
+                    return _error(409, "conflict", "a recording is already in progress")
+            replay = _Replay(
+                replay_id="rp_" + secrets.token_hex(8),
+                browser_id=bid,
+                started_at=datetime.now(timezone.utc),
+                max_duration=params.get("max_duration_in_seconds"),
+            )
+            self._starts[replay.replay_id] = now
+            replays.append(replay)
+            data = replay.as_json(self.base_url)
+        return web.json_response(data)
+
+    def _find(self, bid: str, rid: str) -> _Replay | web.Response:
+        replays = self._browser(bid)
+        if replays is None:
+            return _error(404, "not_found", f"browser {bid!r} not found")
+        for r in replays:
+            if r.replay_id == rid:
+                r.settle(time.monotonic(), self._starts[rid])
+                return r
+        return _error(404, "not_found", f"replay {rid!r} not found")
+
+    async def _op_stop(
+        self, request: web.Request, body: bytes, bid: str, rid: str
+    ) -> web.StreamResponse:
+        with self._lock:
+            found = self._find(bid, rid)
+            if isinstance(found, web.Response):
+                return found
+            if found.stopped_mono is None:  # idempotent: a second stop changes nothing
+                found.stopped_mono = time.monotonic()
+                found.finished_at = datetime.now(timezone.utc)
+        return web.Response(status=200)
+
+    async def _op_download(
+        self, request: web.Request, body: bytes, bid: str, rid: str
+    ) -> web.StreamResponse:
+        with self._lock:
+            found = self._find(bid, rid)
+            if isinstance(found, web.Response):
+                return found
+            stopped = found.stopped_mono
+        if stopped is None:
+            return _error(400, "bad_request", "the replay is still recording; stop it first")
+        left = stopped + self.finalise_seconds - time.monotonic()
+        if left > 0:
+            return web.Response(status=202, headers={"Retry-After": str(max(1, math.ceil(left)))})
+        return web.Response(body=self.video, content_type="video/mp4")
+
+
+def _route(method: str, parts: list[str]) -> tuple[str | None, tuple[str, ...] | None]:
+    """Map a raw path to (operation, decoded IDs); (None, args) means wrong method."""
+    if len(parts) < 3 or parts[0] != "browsers" or parts[2] != "replays":
+        return None, None
+    ids = tuple(unquote(p, errors="strict") for p in parts[1:2] + parts[3:4])
+    if any(not i for i in ids):
+        return None, None
+    if len(parts) == 3:
+        return {"GET": "list", "POST": "start"}.get(method), ids
+    if len(parts) == 4:
+        return ("download" if method == "GET" else None), ids
+    if len(parts) == 5 and parts[4] == "stop":
+        return ("stop" if method == "POST" else None), ids
+    return None, None
+
+
+def _error(
+    status: int,
+    code: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    details: list[dict[str, str]] | None = None,
+) -> web.Response:
+    payload: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        payload["details"] = details
+    return web.json_response(payload, status=status, headers=headers)
+
+
+async def _truncated(request: web.Request, full: web.StreamResponse) -> web.StreamResponse:
+    """Send `full`'s headers with its real Content-Length, half its body, then close."""
+    assert isinstance(full, web.Response)
+    data = full.body if isinstance(full.body, bytes) else b""
+    if len(data) < 2:
+        data = data + b"x" * (2 - len(data))
+    resp = web.StreamResponse(status=full.status, headers=full.headers)
+    resp.content_length = len(data)
+    await resp.prepare(request)
+    await resp.write(data[: len(data) // 2])
+    assert request.transport is not None
+    request.transport.abort()
+    return resp
