@@ -23,7 +23,7 @@ from ._errors import (
     UnprocessableEntityError,
 )
 from ._models import Error, ErrorDetail, Replay
-from ._retry import RetryEvent, RetryPolicy, Timeout, is_testing, set_testing, testing
+from ._retry import RetryEvent, RetryPolicy, Timeout, is_testing, set_testing, testing_mode
 from ._types import NOT_GIVEN, NotGiven
 from ._version import __version__
 
@@ -55,5 +55,5 @@ __all__ = [
     "__version__",
     "is_testing",
     "set_testing",
-    "testing",
+    "testing_mode",
 ]

@@ -104,10 +104,13 @@ def _check_int(value: object, name: str) -> int:
 class _Pool:
     """What `with_options()` copies share: the session, its owner flag, the retry budget."""
 
-    __slots__ = ("budget", "closed", "loop", "owned", "pid", "session")
+    __slots__ = ("budget", "closed", "limit", "loop", "owned", "pid", "session")
 
-    def __init__(self, session: aiohttp.ClientSession | None, budget: RetryBudget) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession | None, budget: RetryBudget, limit: int
+    ) -> None:
         self.session = session
+        self.limit = limit
         self.owned = session is None
         self.budget = budget
         self.closed = False
@@ -128,7 +131,7 @@ class _Pool:
         self.loop = asyncio.get_running_loop()
         # trust_env=False: no proxy or netrc credentials picked up from the environment.
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=100),
+            connector=aiohttp.TCPConnector(limit=self.limit),
             trust_env=False,
             timeout=aiohttp.ClientTimeout(total=None),
         )
@@ -163,6 +166,8 @@ class AsyncKernel:
         session: An `aiohttp.ClientSession` of yours to send through; it is used,
             never closed, and must belong to the event loop you call from.
         default_headers: Headers sent with every request.
+        connection_limit: Most connections the pool opens at once (extra calls queue;
+            the wait counts against the connect timeout). Ignored with `session`.
 
     Use it as ``async with AsyncKernel() as client:`` or call `close()`. Calls are safe
     to run concurrently from many tasks; they share one connection pool.
@@ -180,6 +185,7 @@ class AsyncKernel:
         retry: RetryPolicy | None = None,
         session: aiohttp.ClientSession | None = None,
         default_headers: Mapping[str, str] | None = None,
+        connection_limit: int = 100,
     ) -> None:
         _configure_logging()
         if session is not None and not isinstance(session, aiohttp.ClientSession):
@@ -195,7 +201,9 @@ class AsyncKernel:
             retry=policy,
             default_headers=default_headers,
         )
-        self._pool = _Pool(session, RetryBudget(policy.budget))
+        if _check_int(connection_limit, "connection_limit") < 1:
+            raise ValueError("connection_limit must be >= 1")
+        self._pool = _Pool(session, RetryBudget(policy.budget), connection_limit)
         self._derived = False
 
     def _configure(
@@ -428,6 +436,7 @@ class AsyncKernel:
                     read_limit=read_limit,
                     sink=sink,
                     count_hidden=count_hidden,
+                    allow_hidden_retry=retries_left > 0,
                 )
             except TransportError as exc:
                 attempts += exc.wire_attempts

@@ -8,6 +8,8 @@ from typing import Any, TypeVar
 
 import attrs
 import cattrs
+from cattrs.cols import is_sequence, list_structure_factory
+from cattrs.gen import make_dict_structure_fn
 
 __all__ = ["Error", "ErrorDetail", "Replay", "converter"]
 
@@ -73,6 +75,30 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(str, _strict(str))
     conv.register_structure_hook(bool, _strict(bool))
     conv.register_structure_hook(datetime, _datetime)
+
+    # cattrs would iterate a string as a list and read attributes off non-dicts.
+    def lists(tp: Any) -> Any:
+        inner = list_structure_factory(tp, conv)
+
+        def hook(value: Any, t: Any) -> Any:
+            if not isinstance(value, list):
+                raise TypeError(f"expected an array, got {type(value).__name__}")
+            return inner(value, t)
+
+        return hook
+
+    def objects(cl: Any) -> Any:
+        inner = make_dict_structure_fn(cl, conv)
+
+        def hook(value: Any, t: Any) -> Any:
+            if not isinstance(value, dict):
+                raise TypeError(f"expected an object, got {type(value).__name__}")
+            return inner(value, t)
+
+        return hook
+
+    conv.register_structure_hook_factory(is_sequence, lists)
+    conv.register_structure_hook_factory(attrs.has, objects)
     return conv
 
 

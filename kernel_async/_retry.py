@@ -20,7 +20,7 @@ __all__ = [
     "is_testing",
     "parse_retry_after",
     "set_testing",
-    "testing",
+    "testing_mode",
 ]
 
 
@@ -224,7 +224,7 @@ def is_testing() -> bool:
 
 
 @contextmanager
-def testing(enabled: bool = True) -> Iterator[None]:
+def testing_mode(enabled: bool = True) -> Iterator[None]:
     """Context manager form of `set_testing`, restoring the previous state."""
     previous = _testing
     set_testing(enabled)

@@ -77,16 +77,25 @@ class TransportError(Exception):
 
 
 class AttemptCounter:
-    """A per-request client middleware counting the requests aiohttp really sends."""
+    """A per-request client middleware that counts the requests aiohttp really sends
+    and lets its hidden replay through only when the caller has a retry to spend."""
 
-    __slots__ = ("count",)
+    __slots__ = ("allowed", "count", "last_error")
 
-    def __init__(self) -> None:
+    def __init__(self, allowed: int) -> None:
+        self.allowed = allowed
         self.count = 0
+        self.last_error: BaseException | None = None
 
     async def __call__(self, req: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+        if self.count >= self.allowed and self.last_error is not None:
+            raise self.last_error  # refuse aiohttp's replay: no retries left
         self.count += 1
-        return await handler(req)
+        try:
+            return await handler(req)
+        except Exception as exc:
+            self.last_error = exc
+            raise
 
 
 async def send(
@@ -100,18 +109,20 @@ async def send(
     read_limit: int | None,
     sink: IO[bytes] | None = None,
     count_hidden: bool = True,
+    allow_hidden_retry: bool = True,
 ) -> Response:
     """Make one attempt. With `sink`, a 200 body is streamed into it (after truncating
     it, so an attempt always starts from scratch) instead of being returned.
 
-    `count_hidden` counts aiohttp's own replay of idempotent methods with a middleware;
-    pass `False` for sessions with middlewares of their own (a per-request middleware
-    would replace them), and the replay is then inferred from the error type.
+    aiohttp replays idempotent methods once by itself after a reset. `count_hidden`
+    counts (and, without `allow_hidden_retry`, refuses) that replay with a per-request
+    middleware; pass `False` for sessions with middlewares of their own (a per-request
+    middleware would replace them): the replay is then inferred from the error type.
     """
     counter: AttemptCounter | None = None
     kwargs: dict[str, object] = {}
     if method in IDEMPOTENT_METHODS and count_hidden:
-        counter = AttemptCounter()
+        counter = AttemptCounter(2 if allow_hidden_retry else 1)
         kwargs["middlewares"] = (counter,)
     try:
         async with session.request(

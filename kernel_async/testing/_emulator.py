@@ -164,8 +164,13 @@ class FakeKernel:
 
     async def start(self) -> None:
         """Start serving (use `async with` instead where you can)."""
-        app = web.Application(client_max_size=1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
+        # A middleware sees every request, routed or not: the emulator parses raw paths
+        # itself, as a real server does, so any percent-encoded ID reaches it intact.
+        @web.middleware
+        async def dispatch(request: web.Request, handler: Any) -> web.StreamResponse:
+            return await self._handle(request)
+
+        app = web.Application(client_max_size=1024 * 1024, middlewares=[dispatch])
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
