@@ -1,8 +1,8 @@
 """kernel_async: an async-first SDK for Kernel browser replays.
 
-    async with AsyncKernel() as client:
-        replay = await client.browsers.replays.start(browser_id)
-        await client.browsers.replays.stop(replay.replay_id, id=browser_id)
+async with AsyncKernel() as client:
+    replay = await client.browsers.replays.start(browser_id)
+    await client.browsers.replays.stop(replay.replay_id, id=browser_id)
 """
 
 from ._client import AsyncKernel, KernelSecurityWarning
@@ -23,7 +23,7 @@ from ._errors import (
     UnprocessableEntityError,
 )
 from ._models import Error, ErrorDetail, Replay
-from ._retry import RetryEvent, RetryPolicy, Timeout, is_testing, set_testing, testing_mode
+from ._retry import RetryEvent, RetryPolicy, Timeout, is_testing, set_testing
 from ._types import NOT_GIVEN, NotGiven
 from ._version import __version__
 
@@ -55,5 +55,4 @@ __all__ = [
     "__version__",
     "is_testing",
     "set_testing",
-    "testing_mode",
 ]

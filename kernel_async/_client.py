@@ -26,8 +26,8 @@ from ._errors import (
     status_error,
 )
 from ._retry import RetryBudget, RetryEvent, RetryPolicy, Timeout, parse_retry_after
-from ._types import NOT_GIVEN, NotGiven
 from ._transport import Response, TransportError, send
+from ._types import NOT_GIVEN, NotGiven
 from ._version import __version__
 from .resources.browsers import AsyncBrowsers
 
@@ -301,7 +301,7 @@ class AsyncKernel:
         *,
         api_key: str | None = None,
         base_url: str | None = None,
-        timeout: float | Timeout | None | NotGiven = NOT_GIVEN,
+        timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         max_retries: int | None = None,
         retry: RetryPolicy | None = None,
         default_headers: Mapping[str, str] | None = None,
@@ -365,7 +365,7 @@ class AsyncKernel:
         idempotent: bool,
         body: bytes | None = None,
         content_type: str | None = None,
-        timeout: float | Timeout | None | NotGiven = NOT_GIVEN,
+        timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         read_limit: int | None = JSON_LIMIT,
         sink: IO[bytes] | None = None,
@@ -470,7 +470,7 @@ class AsyncKernel:
             retry_after = parse_retry_after(resp.headers)
             if 300 <= status < 400:
                 # Redirects are not followed: the Authorization header must not travel on.
-                error: APIError = APIStatusError(
+                redirect = APIStatusError(
                     f"{status} unexpected redirect (not followed) to "
                     f"{resp.headers.get('Location', '?')!r}",
                     status_code=status,
@@ -480,7 +480,7 @@ class AsyncKernel:
                     url=url_text,
                     attempts=attempts,
                 )
-                raise error
+                raise redirect
             status_err = status_error(
                 status, resp.headers, resp.body, method=method, url=url_text, attempts=attempts
             )
@@ -621,7 +621,7 @@ class AsyncKernel:
         *,
         idempotent: bool,
         body: bytes | None = None,
-        timeout: float | Timeout | None | NotGiven = NOT_GIVEN,
+        timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
     ) -> T:
         resp, url, attempts = await self._request(
@@ -684,4 +684,3 @@ def _transport_error(
     return APIConnectionError(
         f"{labels.get(exc.kind, exc.kind)}: {detail}", method=method, url=url, attempts=attempts
     )
-

@@ -173,7 +173,8 @@ def _body_for_error(raw: bytes, error: Error | None) -> object | None:
         return None
     if error is not None:
         try:
-            return json.loads(raw)
+            value: object = json.loads(raw)
+            return value
         except ValueError:  # pragma: no cover - decode_error already parsed it
             return None
     text = raw.decode("utf-8", "replace")

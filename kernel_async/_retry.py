@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -20,7 +19,6 @@ __all__ = [
     "is_testing",
     "parse_retry_after",
     "set_testing",
-    "testing_mode",
 ]
 
 
@@ -137,7 +135,7 @@ class RetryPolicy:
     def backoff(self, retry_number: int) -> float:
         """The wait before retry `retry_number` (0-based): full jitter."""
         bound = min(self.max_backoff, self.initial_backoff * (2.0 ** min(retry_number, 62)))
-        return random.uniform(0.0, bound)  # noqa: S311 - jitter, not crypto
+        return random.uniform(0.0, bound)
 
 
 class RetryBudget:
@@ -211,24 +209,34 @@ def _number(raw: str) -> float | None:
 _testing = False
 
 
-def set_testing(enabled: bool) -> None:
+class _TestingSwitch:
+    """Returned by `set_testing`; as a context manager it restores the previous state."""
+
+    __slots__ = ("_previous",)
+
+    def __init__(self, previous: bool) -> None:
+        self._previous = previous
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        global _testing
+        _testing = self._previous
+
+
+def set_testing(enabled: bool) -> _TestingSwitch:
     """Turn the testing switch on or off: retry waits become zero (hooks still see
-    the planned wait) and 202 polling waits are capped at 10 ms. For users' tests."""
+    the planned wait) and 202 polling waits are capped at 10 ms. For users' tests.
+
+    Also a context manager: ``with set_testing(True): ...`` restores the previous state.
+    """
     global _testing
+    previous = _testing
     _testing = bool(enabled)
+    return _TestingSwitch(previous)
 
 
 def is_testing() -> bool:
     """Whether the testing switch is on."""
     return _testing
-
-
-@contextmanager
-def testing_mode(enabled: bool = True) -> Iterator[None]:
-    """Context manager form of `set_testing`, restoring the previous state."""
-    previous = _testing
-    set_testing(enabled)
-    try:
-        yield
-    finally:
-        set_testing(previous)

@@ -14,6 +14,7 @@ import aiohttp
 from aiohttp import (
     ClientConnectorCertificateError,
     ClientConnectorError,
+    ClientHandlerType,
     ClientOSError,
     ClientPayloadError,
     ClientRequest,
@@ -22,7 +23,6 @@ from aiohttp import (
     ConnectionTimeoutError,
     ServerDisconnectedError,
 )
-from aiohttp import ClientHandlerType
 from multidict import CIMultiDictProxy
 from yarl import URL
 

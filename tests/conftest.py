@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from kernel_async import AsyncKernel, testing_mode
+from kernel_async import AsyncKernel, set_testing
 from kernel_async.testing import FakeKernel
 
 
@@ -16,7 +16,7 @@ def anyio_backend() -> str:
 @pytest.fixture(autouse=True)
 def _fast_retries() -> Iterator[None]:
     # The SDK's own testing switch: retry waits become zero. Tests of real waits turn it off.
-    with testing_mode():
+    with set_testing(True):
         yield
 
 

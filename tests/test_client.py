@@ -82,8 +82,8 @@ async def test_lifecycle(fake: FakeKernel, client: AsyncKernel, browser: str) ->
         await replays.start(browser)
     assert info.value.status_code == 409 and info.value.error is not None
     assert [r.replay_id for r in await replays.list(browser)] == [replay.replay_id]
-    assert await replays.stop(replay.replay_id, id=browser) is None
-    assert await replays.stop(replay.replay_id, id=browser) is None  # idempotent
+    await replays.stop(replay.replay_id, id=browser)
+    await replays.stop(replay.replay_id, id=browser)  # idempotent
     listed = await replays.list(browser)
     assert listed[0].finished_at is not None
     assert listed[0].finished_at.tzinfo == timezone.utc
@@ -131,7 +131,10 @@ async def test_emulator_validates_start_params(fake: FakeKernel, browser: str) -
     async with fake.client() as c:
         with pytest.raises(BadRequestError) as info:
             await c._request_json(
-                "POST", f"/browsers/{browser}/replays", lambda b: b, idempotent=False,
+                "POST",
+                f"/browsers/{browser}/replays",
+                lambda b: b,
+                idempotent=False,
                 body=b'{"framerate": 0}',
             )
     err = info.value.error

@@ -44,7 +44,7 @@ class AsyncReplays:
         framerate: int | None = None,
         max_duration_in_seconds: int | None = None,
         record_audio: bool | None = None,
-        timeout: float | Timeout | None | NotGiven = NOT_GIVEN,
+        timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
     ) -> Replay:
         """Start recording the browser session and return the new replay.
@@ -90,7 +90,7 @@ class AsyncReplays:
         self,
         id: str,
         *,
-        timeout: float | Timeout | None | NotGiven = NOT_GIVEN,
+        timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
     ) -> builtins.list[Replay]:
         """List the replays of a browser session, oldest first.
@@ -114,7 +114,7 @@ class AsyncReplays:
         replay_id: str,
         *,
         id: str,
-        timeout: float | Timeout | None | NotGiven = NOT_GIVEN,
+        timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
     ) -> None:
         """Stop the replay recording and persist the video.
@@ -143,7 +143,7 @@ class AsyncReplays:
         replay_id: str,
         *,
         id: str,
-        timeout: float | Timeout | None | NotGiven = NOT_GIVEN,
+        timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
     ) -> bytes:
         """Download the recording (MP4) into memory.
@@ -175,7 +175,7 @@ class AsyncReplays:
         replay_id: str,
         *,
         id: str,
-        timeout: float | Timeout | None | NotGiven = NOT_GIVEN,
+        timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
     ) -> Path:
         """Stream the recording to `path` atomically and return it as a `Path`.
@@ -221,4 +221,3 @@ def _accept_video(extra: Mapping[str, str] | None) -> Mapping[str, str]:
 
 
 _VIDEO_ACCEPT: Mapping[str, str] = {"Accept": "video/mp4"}
-

@@ -1,7 +1,7 @@
 """Test your code offline: `FakeKernel`, a local Kernel replays API with fault injection,
 the testing switch that removes retry waits, and pytest fixtures (auto-registered)."""
 
-from .._retry import is_testing, set_testing, testing_mode
+from .._retry import is_testing, set_testing
 from ._emulator import FakeKernel, Fault, RecordedRequest, sample_video
 
 __all__ = [
@@ -11,5 +11,4 @@ __all__ = [
     "is_testing",
     "sample_video",
     "set_testing",
-    "testing_mode",
 ]

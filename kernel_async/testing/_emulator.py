@@ -164,6 +164,7 @@ class FakeKernel:
 
     async def start(self) -> None:
         """Start serving (use `async with` instead where you can)."""
+
         # A middleware sees every request, routed or not: the emulator parses raw paths
         # itself, as a real server does, so any percent-encoded ID reaches it intact.
         @web.middleware

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .._retry import testing_mode
+from .._retry import set_testing
 from ._emulator import FakeKernel
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 @pytest.fixture
 def kernel_fake() -> Iterator[FakeKernel]:
     """A running `FakeKernel` (own thread) with retry waits switched off."""
-    with FakeKernel.in_thread(finalise_seconds=0.05) as fake, testing_mode():
+    with FakeKernel.in_thread(finalise_seconds=0.05) as fake, set_testing(True):
         yield fake
 
 

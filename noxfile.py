@@ -1,0 +1,49 @@
+"""Developer sessions: `nox -s tests`, `lint`, `typecheck`, `codegen`, `demo`, `bench`, `docs`."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck", "codegen"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+
+TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "trustme>=1.1"]
+LINT_DEPS = ["ruff==0.17.6"]
+TYPE_DEPS = ["mypy==2.4.1", *TEST_DEPS]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite (real sockets on loopback only)."""
+    session.install("-e", ".", *TEST_DEPS)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install(*LINT_DEPS)
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on both packages, the tools and the typed usage file."""
+    session.install("-e", ".", *TYPE_DEPS)
+    session.run("mypy")
+
+
+@nox.session
+def codegen(session: nox.Session) -> None:
+    """Fail when kernel_sync/_generated.py is stale (regenerate: python tools/gen_sync.py)."""
+    session.install("-e", ".")
+    session.run("python", "tools/gen_sync.py", "--check")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The whole stop-and-save flow against the embedded emulator, with injected faults."""
+    session.install("-e", ".")
+    session.run("python", "-m", "kernel_sync", "demo", *session.posargs)
