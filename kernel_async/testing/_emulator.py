@@ -172,7 +172,8 @@ class FakeKernel:
             return await self._handle(request)
 
         app = web.Application(client_max_size=1024 * 1024, middlewares=[dispatch])
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        # In-flight handlers (e.g. an injected delay) must not hold up shutdown.
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.25)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
         await site.start()
@@ -214,6 +215,11 @@ class FakeKernel:
             ready.set()
             loop.run_forever()
             loop.run_until_complete(fake.stop())
+            # Handlers still sleeping in an injected delay: cancel them, then close.
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 

@@ -1,0 +1,297 @@
+"""kernel_sync: generated parity, the portal runtime (threads, loops, fork, exit, Ctrl-C)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+import kernel_async
+import kernel_sync
+from kernel_async import AsyncKernel, RetryEvent, RetryPolicy
+from kernel_async.resources import AsyncBrowsers, AsyncReplays
+from kernel_async.testing import FakeKernel
+from kernel_sync import Kernel
+
+ROOT = Path(__file__).resolve().parent.parent
+PAIRS = [
+    (AsyncKernel, kernel_sync.Kernel),
+    (AsyncBrowsers, kernel_sync.Browsers),
+    (AsyncReplays, kernel_sync.Replays),
+]
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeKernel]:
+    with FakeKernel.in_thread(finalise_seconds=0.05) as server:
+        yield server
+
+
+def portal_threads() -> int:
+    return sum(1 for t in threading.enumerate() if t.name == "kernel-sync-portal")
+
+
+# -- generated API parity --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("async_cls", "sync_cls"), PAIRS)
+def test_every_public_method_has_a_sync_twin(async_cls: type, sync_cls: type) -> None:
+    for name, member in inspect.getmembers(async_cls):
+        if name.startswith("_") or name == "close":
+            continue
+        if isinstance(inspect.getattr_static(async_cls, name), property):
+            assert isinstance(inspect.getattr_static(sync_cls, name), property), name
+            continue
+        if not callable(member):
+            continue
+        twin = getattr(sync_cls, name, None)
+        assert twin is not None, f"{sync_cls.__name__}.{name} is missing: regenerate"
+        assert not inspect.iscoroutinefunction(twin)
+        a_sig, s_sig = inspect.signature(member), inspect.signature(twin)
+        assert list(a_sig.parameters) == list(s_sig.parameters), name
+        for p in a_sig.parameters.values():
+            q = s_sig.parameters[p.name]
+            assert (p.kind, p.default) == (q.kind, q.default), (name, p.name)
+            assert str(p.annotation).replace("AsyncKernel", "Kernel") == str(q.annotation)
+        ret = str(a_sig.return_annotation).replace("AsyncKernel", "Kernel")
+        assert ret == str(s_sig.return_annotation)
+        assert inspect.getdoc(member) == inspect.getdoc(twin), name
+
+
+def test_constructor_parity() -> None:
+    a = inspect.signature(AsyncKernel.__init__).parameters
+    s = inspect.signature(Kernel.__init__).parameters
+    assert [n for n in a if n != "session"] == list(s)
+    for name, p in s.items():
+        assert (p.kind, p.default, p.annotation) == (
+            a[name].kind,
+            a[name].default,
+            a[name].annotation,
+        )
+
+
+def test_generated_file_is_fresh() -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "gen_sync.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stdout
+    assert (ROOT / "kernel_sync" / "_generated.py").read_text().startswith("# GENERATED")
+
+
+def test_same_error_and_model_classes() -> None:
+    for name in kernel_async.__all__:
+        if name in ("AsyncKernel",):
+            continue
+        assert getattr(kernel_sync, name) is getattr(kernel_async, name), name
+
+
+# -- behaviour -------------------------------------------------------------------------
+
+
+def test_construction_starts_nothing_and_close_returns_threads(fake: FakeKernel) -> None:
+    before = portal_threads()
+    k = Kernel(api_key=fake.api_key, base_url=fake.base_url)
+    assert portal_threads() == before
+    k.browsers.replays.list(fake.create_browser())
+    assert portal_threads() == before + 1
+    k.close()
+    k.close()  # idempotent
+    assert portal_threads() == before
+    with pytest.raises(kernel_sync.KernelError, match="closed"):
+        k.browsers.replays.list("b")
+
+
+def test_two_clients_share_one_portal(fake: FakeKernel) -> None:
+    b = fake.create_browser()
+    with Kernel(api_key=fake.api_key, base_url=fake.base_url) as k1:
+        with Kernel(api_key=fake.api_key, base_url=fake.base_url) as k2:
+            k1.browsers.replays.list(b)
+            k2.browsers.replays.list(b)
+            assert portal_threads() == 1
+        k1.browsers.replays.list(b)  # k2 closing did not stop the shared loop
+    assert portal_threads() == 0
+
+
+def test_lifecycle_and_errors_do_not_break_the_portal(fake: FakeKernel, tmp_path: Path) -> None:
+    b = fake.create_browser()
+    with Kernel(api_key=fake.api_key, base_url=fake.base_url) as k:
+        r = k.browsers.replays.start(b)
+        with pytest.raises(kernel_sync.NotFoundError):
+            k.browsers.replays.stop("nope", id=b)
+        k.browsers.replays.stop(r.replay_id, id=b)
+        assert k.browsers.replays.list(b)[0].finished_at is not None
+        assert k.browsers.replays.download(r.replay_id, id=b) == fake.video
+        out = k.browsers.replays.download_to(tmp_path / "v.mp4", r.replay_id, id=b)
+        assert out.read_bytes() == fake.video
+        fast = k.with_options(max_retries=0)
+        assert isinstance(fast, Kernel) and fast.max_retries == 0
+        fake.fail("stop", status=503)
+        with pytest.raises(kernel_sync.InternalServerError):
+            fast.browsers.replays.stop(r.replay_id, id=b)
+        fast.close()  # a copy does not close the pool
+        k.browsers.replays.stop(r.replay_id, id=b)
+        assert "api_key=<redacted>" in repr(k) and repr(k).startswith("Kernel(")
+
+
+def test_many_threads_one_client(fake: FakeKernel) -> None:
+    b = fake.create_browser()
+    with Kernel(api_key=fake.api_key, base_url=fake.base_url) as k:
+        r = k.browsers.replays.start(b)
+
+        def work(_: int) -> int:
+            for _ in range(25):
+                k.browsers.replays.stop(r.replay_id, id=b)
+            return 25
+
+        with ThreadPoolExecutor(8) as pool:
+            assert sum(pool.map(work, range(8))) == 200
+    assert fake.count("stop") == 200
+
+
+def test_works_inside_a_running_event_loop(fake: FakeKernel) -> None:
+    b = fake.create_browser()
+
+    async def notebook_cell() -> int:
+        with Kernel(api_key=fake.api_key, base_url=fake.base_url) as k:
+            return len(k.browsers.replays.list(b))
+
+    assert asyncio.run(notebook_cell()) == 0
+
+
+def test_reentry_from_portal_thread_is_a_clear_error(fake: FakeKernel) -> None:
+    b = fake.create_browser()
+    seen: list[BaseException] = []
+
+    with Kernel(api_key=fake.api_key, base_url=fake.base_url) as k:
+
+        def hook(event: RetryEvent) -> None:
+            try:
+                k.browsers.replays.list(b)
+            except BaseException as exc:
+                seen.append(exc)
+
+        k2 = k.with_options(retry=RetryPolicy(on_retry=hook))
+        fake.fail("list", status=503)
+        k2.browsers.replays.list(b)
+    assert isinstance(seen[0], kernel_sync.KernelError)
+    assert "kernel_async.AsyncKernel" in str(seen[0])
+
+
+def _run(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KERNEL_")}
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def test_fork_child_gets_fresh_portal(fake: FakeKernel) -> None:
+    b = fake.create_browser()
+    out = _run(
+        f"""
+        import os, sys
+        from kernel_sync import Kernel
+        k = Kernel(api_key={fake.api_key!r}, base_url={fake.base_url!r})
+        k.browsers.replays.list({b!r})
+        pid = os.fork()
+        if pid == 0:
+            try:
+                k.browsers.replays.list({b!r})
+                k.close()
+                os._exit(0)
+            except BaseException as exc:
+                print("child failed", repr(exc), file=sys.stderr)
+                os._exit(1)
+        _, status = os.waitpid(pid, 0)
+        k.browsers.replays.list({b!r})
+        k.close()
+        print("child", os.waitstatus_to_exitcode(status))
+        """
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "child 0", out.stderr
+    assert "Unclosed" not in out.stderr
+    assert fake.count("list") == 3  # parent, child, parent
+
+
+def test_exit_without_close_neither_hangs_nor_warns(fake: FakeKernel) -> None:
+    b = fake.create_browser()
+    t0 = time.monotonic()
+    out = _run(
+        f"""
+        import warnings
+        warnings.simplefilter("default")
+        from kernel_sync import Kernel
+        k = Kernel(api_key={fake.api_key!r}, base_url={fake.base_url!r})
+        k.browsers.replays.list({b!r})
+        k2 = Kernel(api_key={fake.api_key!r}, base_url={fake.base_url!r})
+        k2.browsers.replays.list({b!r})
+        print("done")
+        """,
+        timeout=30,
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "done", out.stderr
+    assert "Unclosed" not in out.stderr and "Error" not in out.stderr, out.stderr
+    assert time.monotonic() - t0 < 20
+
+
+def test_ctrl_c_cancels_the_call_promptly(fake: FakeKernel) -> None:
+    b = fake.create_browser()
+    fake.fail("list", status=None, delay=30)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import sys, time
+                from kernel_sync import Kernel
+                k = Kernel(api_key={fake.api_key!r}, base_url={fake.base_url!r})
+                print("calling", flush=True)
+                t0 = time.monotonic()
+                try:
+                    k.browsers.replays.list({b!r})
+                except KeyboardInterrupt:
+                    print("interrupted after %.2f" % (time.monotonic() - t0), flush=True)
+                k.browsers.replays.list({b!r})  # the portal still works
+                k.close()
+                print("ok", flush=True)
+                """
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "calling"
+        deadline = time.monotonic() + 20
+        while fake.count("list") < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("interrupted after"), (out, err)
+    assert float(lines[0].split()[-1]) < 10
+    assert lines[-1] == "ok"
