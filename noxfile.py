@@ -8,9 +8,15 @@ nox.options.sessions = ["tests", "lint", "typecheck", "codegen"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
-TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "trustme>=1.1"]
+TEST_DEPS = [
+    "pytest>=8",
+    "hypothesis>=6.100",
+    "trustme>=1.1",
+    "jsonschema>=4.20",
+    "pyyaml>=6",
+]
 LINT_DEPS = ["ruff==0.17.6"]
-TYPE_DEPS = ["mypy==2.4.1", *TEST_DEPS]
+TYPE_DEPS = ["mypy==2.4.1", "types-PyYAML", "types-jsonschema", *TEST_DEPS]
 
 
 @nox.session

@@ -9,7 +9,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from typing import IO, Final, TypeVar
+from typing import Final, TypeVar
 
 import aiohttp
 import anyio
@@ -26,7 +26,7 @@ from ._errors import (
     status_error,
 )
 from ._retry import RetryBudget, RetryEvent, RetryPolicy, Timeout, parse_retry_after
-from ._transport import Response, TransportError, send
+from ._transport import Response, Sink, TransportError, send
 from ._types import NOT_GIVEN, NotGiven
 from ._version import __version__
 from .resources.browsers import AsyncBrowsers
@@ -368,7 +368,7 @@ class AsyncKernel:
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         read_limit: int | None = JSON_LIMIT,
-        sink: IO[bytes] | None = None,
+        sink: Sink | None = None,
         poll_accepted: bool = False,
     ) -> tuple[Response, str, int]:
         """Run one call: attempts, retries, waits. Returns the 2xx response, the URL

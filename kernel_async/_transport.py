@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import IO
+from typing import Protocol
 
 import aiohttp
 from aiohttp import (
@@ -26,12 +26,20 @@ from aiohttp import (
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-__all__ = ["AttemptCounter", "Response", "TransportError", "send"]
+__all__ = ["AttemptCounter", "Response", "Sink", "TransportError", "send"]
 
 # aiohttp replays GET/PUT/DELETE/... once by itself after a reset (RFC 9112 9.3.1).
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 _CHUNK = 256 * 1024
+
+
+class Sink(Protocol):
+    """Where a streamed body goes; rewound and truncated before each attempt."""
+
+    def seek(self, offset: int, /) -> object: ...
+    def truncate(self) -> object: ...
+    def write(self, data: bytes, /) -> object: ...
 
 
 class Response:
@@ -107,7 +115,7 @@ async def send(
     timeout: aiohttp.ClientTimeout,
     *,
     read_limit: int | None,
-    sink: IO[bytes] | None = None,
+    sink: Sink | None = None,
     count_hidden: bool = True,
     allow_hidden_retry: bool = True,
 ) -> Response:

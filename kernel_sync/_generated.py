@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import builtins
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from kernel_async import NOT_GIVEN, AsyncKernel, NotGiven, Replay, RetryPolicy, Timeout
@@ -142,6 +142,7 @@ class Replays:
         id: str,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
+        progress: Callable[[int], object] | None = None,
     ) -> Path:
         """Stream the recording to `path` atomically and return it as a `Path`.
 
@@ -156,6 +157,9 @@ class Replays:
             id: Browser session ID.
             timeout: Overrides the client's timeout for this call.
             extra_headers: Headers added to this request.
+            progress: Called with the bytes received so far after each chunk (and with
+                0 when a retry starts over). From `kernel_sync` it runs on the SDK's
+                event-loop thread: keep it quick.
         """
         return self._runner.call(
             self._async.download_to,
@@ -164,6 +168,7 @@ class Replays:
             id=id,
             timeout=timeout,
             extra_headers=extra_headers,
+            progress=progress,
         )
 
 

@@ -41,6 +41,7 @@ SKIP_METHODS = {"close"}  # lifecycle: written by the template below
 
 # Where names used in signatures come from.
 IMPORTS = {
+    "Callable": "collections.abc",
     "Mapping": "collections.abc",
     "Path": "pathlib",
     "os": None,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import builtins
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import anyio
 
@@ -177,6 +177,7 @@ class AsyncReplays:
         id: str,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
+        progress: Callable[[int], object] | None = None,
     ) -> Path:
         """Stream the recording to `path` atomically and return it as a `Path`.
 
@@ -191,9 +192,15 @@ class AsyncReplays:
             id: Browser session ID.
             timeout: Overrides the client's timeout for this call.
             extra_headers: Headers added to this request.
+            progress: Called with the bytes received so far after each chunk (and with
+                0 when a retry starts over). From `kernel_sync` it runs on the SDK's
+                event-loop thread: keep it quick.
         """
         url_path = _video_path(id, replay_id)
         out = AtomicFile(path)
+        sink: _Progress | IO[bytes] = (
+            out.file if progress is None else _Progress(out.file, progress)
+        )
         try:
             resp, _, _ = await self._client._request(
                 "GET",
@@ -202,7 +209,7 @@ class AsyncReplays:
                 timeout=timeout,
                 extra_headers=_accept_video(extra_headers),
                 read_limit=None,
-                sink=out.file,
+                sink=sink,
                 poll_accepted=True,
             )
             if resp.body:  # a 2xx that was not streamed (not 200)
@@ -210,6 +217,31 @@ class AsyncReplays:
             return await anyio.to_thread.run_sync(out.commit)
         finally:
             out.discard()
+
+
+class _Progress:
+    """A sink that reports bytes written so far."""
+
+    __slots__ = ("_file", "_report", "_size")
+
+    def __init__(self, file: IO[bytes], report: Callable[[int], object]) -> None:
+        self._file = file
+        self._report = report
+        self._size = 0
+
+    def seek(self, offset: int, /) -> object:
+        return self._file.seek(offset)
+
+    def truncate(self) -> object:
+        self._size = 0
+        self._report(0)
+        return self._file.truncate()
+
+    def write(self, data: bytes, /) -> object:
+        self._file.write(data)
+        self._size += len(data)
+        self._report(self._size)
+        return None
 
 
 def _video_path(browser_id: str, replay_id: str) -> str:

@@ -1,0 +1,209 @@
+"""FakeKernel against the OpenAPI contract, its fault injection, and the pytest plugin."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import jsonschema
+import pytest
+import yaml
+
+import kernel_async as ka
+from kernel_async.testing import FakeKernel
+
+pytestmark = pytest.mark.anyio
+
+SPEC = yaml.safe_load((Path(__file__).parent.parent / "spec" / "replays.openapi.yaml").read_text())
+
+
+def resolve(node: Any) -> Any:
+    if isinstance(node, dict):
+        if "$ref" in node:
+            target: Any = SPEC
+            for part in node["$ref"].lstrip("#/").split("/"):
+                target = target[part]
+            return resolve(target)
+        return {k: resolve(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [resolve(v) for v in node]
+    return node
+
+
+def check(path: str, method: str, status: int, resp_headers: Any, body: bytes) -> None:
+    """Assert the response is one the spec documents, with a body of the right schema."""
+    op = SPEC["paths"][path][method.lower()]
+    documented = resolve(op["responses"]).get(str(status))
+    assert documented is not None, f"{method} {path}: status {status} is not documented"
+    content = documented.get("content")
+    if not content:
+        return
+    ctype = resp_headers.get("Content-Type", "").split(";")[0]
+    assert ctype in content, (ctype, list(content))
+    schema = content[ctype]["schema"]
+    if ctype == "application/json":
+        jsonschema.validate(json.loads(body), schema)
+    else:
+        assert body[4:8] == b"ftyp"
+
+
+async def call(
+    s: aiohttp.ClientSession, fake: FakeKernel, method: str, path: str, **kw: Any
+) -> tuple[int, Any, bytes]:
+    headers = {"Authorization": f"Bearer {fake.api_key}", **kw.pop("headers", {})}
+    async with s.request(method, fake.base_url + path, headers=headers, **kw) as r:
+        return r.status, r.headers, await r.read()
+
+
+async def test_every_operation_answers_per_the_spec(fake: FakeKernel) -> None:
+    b = fake.create_browser()
+    tmpl_list = "/browsers/{id}/replays"
+    tmpl_one = "/browsers/{id}/replays/{replay_id}"
+    tmpl_stop = "/browsers/{id}/replays/{replay_id}/stop"
+    async with aiohttp.ClientSession() as s:
+        st, h, body = await call(s, fake, "POST", f"/browsers/{b}/replays", json={"framerate": 5})
+        check(tmpl_list, "POST", st, h, body)
+        assert st == 200
+        rid = json.loads(body)["replay_id"]
+        cases: list[tuple[str, str, str, dict[str, Any], int]] = [
+            ("POST", f"/browsers/{b}/replays", tmpl_list, {}, 409),
+            ("POST", f"/browsers/{b}/replays", tmpl_list, {"json": {"framerate": 0}}, 400),
+            ("POST", f"/browsers/{b}/replays", tmpl_list, {"data": b"{nope"}, 400),
+            ("POST", "/browsers/nope/replays", tmpl_list, {}, 404),
+            ("GET", f"/browsers/{b}/replays", tmpl_list, {}, 200),
+            ("GET", "/browsers/nope/replays", tmpl_list, {}, 404),
+            ("GET", f"/browsers/{b}/replays/{rid}", tmpl_one, {}, 400),  # still recording
+            ("POST", f"/browsers/{b}/replays/{rid}/stop", tmpl_stop, {}, 200),
+            ("POST", f"/browsers/{b}/replays/{rid}/stop", tmpl_stop, {}, 200),
+            ("POST", f"/browsers/{b}/replays/zzz/stop", tmpl_stop, {}, 404),
+            ("GET", f"/browsers/{b}/replays/{rid}", tmpl_one, {}, 202),
+            ("GET", f"/browsers/{b}/replays/zzz", tmpl_one, {}, 404),
+        ]
+        for method, path, tmpl, kw, want in cases:
+            st, h, body = await call(s, fake, method, path, **kw)
+            assert st == want, (method, path, st, body)
+            check(tmpl, method, st, h, body)
+            if st == 202:
+                assert int(h["Retry-After"]) >= 1
+        await asyncio.sleep(0.1)
+        st, h, body = await call(s, fake, "GET", f"/browsers/{b}/replays/{rid}")
+        check(tmpl_one, "GET", st, h, body)
+        assert st == 200 and h["Content-Type"] == "video/mp4"
+        st, h, body = await call(s, fake, "GET", f"/browsers/{b}/replays")
+        check(tmpl_list, "GET", st, h, body)
+        (item,) = json.loads(body)
+        assert item["finished_at"] is not None
+
+
+async def test_auth_and_unknown_routes(fake: FakeKernel) -> None:
+    b = fake.create_browser()
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{fake.base_url}/browsers/{b}/replays") as r:
+            assert r.status == 401
+            assert (await r.json())["code"] == "unauthorized"
+        st, _, _ = await call(
+            s, fake, "GET", f"/browsers/{b}/replays", headers={"Authorization": "Bearer x"}
+        )
+        assert st == 401
+        st, _, _ = await call(s, fake, "DELETE", f"/browsers/{b}/replays")
+        assert st == 405
+        st, _, body = await call(s, fake, "GET", "/elsewhere")
+        assert st == 404 and json.loads(body)["code"] == "not_found"
+
+
+async def test_concurrent_stops_all_succeed(fake: FakeKernel) -> None:
+    b = fake.create_browser()
+    async with fake.client() as c:
+        r = await c.browsers.replays.start(b)
+        await asyncio.gather(*(c.browsers.replays.stop(r.replay_id, id=b) for _ in range(50)))
+        (listed,) = await c.browsers.replays.list(b)
+    assert listed.finished_at is not None
+    assert fake.count("stop") == 50
+
+
+async def test_max_duration_stops_by_itself() -> None:
+    async with FakeKernel(finalise_seconds=0) as fake, fake.client() as c:
+        b = fake.create_browser()
+        r = await c.browsers.replays.start(b, max_duration_in_seconds=1)
+        await asyncio.sleep(1.05)
+        (listed,) = await c.browsers.replays.list(b)
+        assert listed.finished_at is not None
+        await c.browsers.replays.start(b)  # the recorder is free again
+        assert await c.browsers.replays.download(r.replay_id, id=b) == fake.video
+
+
+async def test_fault_injection_options(fake: FakeKernel) -> None:
+    b = fake.create_browser()
+    async with fake.client(max_retries=0) as c:
+        fake.fail("list", status=418, body=b"teapot", headers={"X-Why": "tea"})
+        with pytest.raises(ka.APIStatusError) as info:
+            await c.browsers.replays.list(b)
+        assert info.value.status_code == 418 and info.value.headers["X-Why"] == "tea"
+        assert info.value.error is None and info.value.body == "teapot"
+
+        fake.fail("listBrowserReplays", status=503, retry_after=7, should_retry=False)
+        with pytest.raises(ka.InternalServerError) as info2:
+            await c.browsers.replays.list(b)
+        assert info2.value.headers["Retry-After"] == "7"
+        assert info2.value.headers["x-should-retry"] == "false"
+
+        fake.fail("*", status=None, reset=True)
+        with pytest.raises(ka.APIConnectionError):
+            await c.browsers.replays.list(b)
+
+        fake.fail("list", status=None, truncate=True)
+        with pytest.raises(ka.APIConnectionError, match="cut short"):
+            await c.browsers.replays.list(b)
+
+        forever = fake.fail("stop", status=500, times=None)
+        for _ in range(3):
+            with pytest.raises(ka.InternalServerError):
+                await c.browsers.replays.stop("r", id=b)
+        assert forever.hits == 3
+        fake.clear_faults()
+        await c.browsers.replays.list(b)
+        assert [r.fault for r in fake.requests[-2:]] == [True, False]
+
+    async with fake.client(timeout=0.2, max_retries=0) as slow:
+        fake.fail("list", status=None, delay=1.0)
+        with pytest.raises(ka.APITimeoutError):
+            await slow.browsers.replays.list(b)
+    with pytest.raises(ValueError, match="unknown operation"):
+        fake.fail("delete")
+
+
+def test_recorded_request_repr_hides_the_key(kernel_fake: FakeKernel) -> None:
+    import kernel_sync
+
+    fake = kernel_fake
+    b = fake.create_browser()
+    with kernel_sync.Kernel(api_key=fake.api_key, base_url=fake.base_url) as k:
+        k.browsers.replays.list(b)
+    rec = fake.requests[-1]
+    assert rec.authorization == f"Bearer {fake.api_key}"
+    assert fake.api_key not in repr(rec)
+
+
+# The plugin's fixtures, as a user would use them (registered through the pytest11 entry point).
+
+
+def test_plugin_fixtures(
+    kernel_fake: FakeKernel, kernel_browser: str, kernel_sync_client: Any
+) -> None:
+    assert ka.is_testing()
+    r = kernel_sync_client.browsers.replays.start(kernel_browser)
+    kernel_fake.fail("stop", status=503, retry_after=30)  # the testing switch: no real wait
+    kernel_sync_client.browsers.replays.stop(r.replay_id, id=kernel_browser)
+    assert kernel_fake.count("stop") == 2
+
+
+async def test_plugin_fake_from_async_code(kernel_fake: FakeKernel, kernel_browser: str) -> None:
+    async with kernel_fake.client() as c:
+        r = await c.browsers.replays.start(kernel_browser)
+        await c.browsers.replays.stop(r.replay_id, id=kernel_browser)
+        assert (
+            await c.browsers.replays.download(r.replay_id, id=kernel_browser) == kernel_fake.video
+        )
