@@ -16,7 +16,7 @@ TEST_DEPS = [
     "pyyaml>=6",
 ]
 LINT_DEPS = ["ruff==0.17.6"]
-TYPE_DEPS = ["mypy==2.4.1", "types-PyYAML", "types-jsonschema", *TEST_DEPS]
+TYPE_DEPS = ["mypy==2.4.1", "nox", "types-PyYAML", "types-jsonschema", *TEST_DEPS]
 
 
 @nox.session
