@@ -1,0 +1,273 @@
+"""Side-by-side benchmark of `stop`: raw aiohttp, kernel_async, the official `kernel` SDK.
+
+Run with ``nox -s bench`` (installs the official SDK, kernel==0.131.0, in that session only).
+The server is a separate process on 127.0.0.1. Rounds are interleaved (every client runs
+once per round) and medians reported, so drift on a busy machine hits all alike.
+Prints a table and the JSON; ``--json PATH`` also writes the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+KEY = "bench-key"
+
+
+def start_server(kind: str) -> tuple[subprocess.Popen[bytes], str]:
+    port_file = Path(tempfile.mkdtemp()) / "port"
+    proc = subprocess.Popen([sys.executable, str(HERE / "server.py"), str(port_file), kind])
+    deadline = time.monotonic() + 30
+    while not port_file.exists() or not port_file.read_text():
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit("benchmark server did not start")
+        time.sleep(0.05)
+    return proc, f"http://127.0.0.1:{port_file.read_text()}"
+
+
+# -- async workloads ---------------------------------------------------------------------
+
+
+async def seq(call: Callable[[], Awaitable[None]], n: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(n):
+        await call()
+    return n / (time.perf_counter() - t0)
+
+
+async def conc(call: Callable[[], Awaitable[None]], n: int, width: int) -> float:
+    per = n // width
+
+    async def worker() -> None:
+        for _ in range(per):
+            await call()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(width)))
+    return per * width / (time.perf_counter() - t0)
+
+
+async def async_clients(base: str) -> dict[str, tuple[Callable[[], Awaitable[None]], Any]]:
+    import aiohttp
+
+    import kernel_async
+
+    clients: dict[str, tuple[Callable[[], Awaitable[None]], Any]] = {}
+    session = aiohttp.ClientSession()
+    url = f"{base}/browsers/b/replays/r/stop"
+    headers = {"Authorization": f"Bearer {KEY}"}
+
+    async def raw() -> None:
+        async with session.post(url, headers=headers) as resp:
+            await resp.read()
+            if resp.status != 200:
+                raise RuntimeError(resp.status)
+
+    clients["raw aiohttp"] = (raw, session.close)
+    ours = kernel_async.AsyncKernel(api_key=KEY, base_url=base)
+    clients["kernel_async"] = (
+        lambda: ours.browsers.replays.stop("r", id="b"),
+        ours.close,
+    )
+    try:
+        import kernel
+    except ImportError:
+        pass
+    else:
+        official = kernel.AsyncKernel(api_key=KEY, base_url=base)
+        clients["official kernel"] = (
+            lambda: official.browsers.replays.stop("r", id_or_name="b"),
+            official.close,
+        )
+    return clients
+
+
+async def run_async(base: str, rounds: int, n_seq: int, n_conc: int) -> dict[str, Any]:
+    clients = await async_clients(base)
+    results: dict[str, dict[str, list[float]]] = {k: {"seq": [], "c64": []} for k in clients}
+    for call, _ in clients.values():  # warm up: connections, caches
+        await seq(call, 200)
+        await conc(call, 640, 64)
+    for _ in range(rounds):
+        for name, (call, _) in clients.items():
+            results[name]["seq"].append(await seq(call, n_seq))
+            results[name]["c64"].append(await conc(call, n_conc, 64))
+    for _, close in clients.values():
+        await close()
+    return {k: {m: statistics.median(v) for m, v in d.items()} for k, d in results.items()}
+
+
+# -- sync workloads ----------------------------------------------------------------------
+
+
+def run_sync(base: str, rounds: int, n: int) -> dict[str, float]:
+    import kernel_sync
+
+    clients: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {}
+    ours = kernel_sync.Kernel(api_key=KEY, base_url=base)
+    clients["kernel_sync"] = (lambda: ours.browsers.replays.stop("r", id="b"), ours.close)
+    try:
+        import kernel
+    except ImportError:
+        pass
+    else:
+        official = kernel.Kernel(api_key=KEY, base_url=base)
+        clients["official kernel (sync)"] = (
+            lambda: official.browsers.replays.stop("r", id_or_name="b"),
+            official.close,
+        )
+
+    def one(call: Callable[[], None], count: int) -> float:
+        t0 = time.perf_counter()
+        for _ in range(count):
+            call()
+        return count / (time.perf_counter() - t0)
+
+    results: dict[str, list[float]] = {k: [] for k in clients}
+    for call, _ in clients.values():
+        one(call, 200)
+    for _ in range(rounds):
+        for name, (call, _) in clients.items():
+            results[name].append(one(call, n))
+    for _, close in clients.values():
+        close()
+    return {k: statistics.median(v) for k, v in results.items()}
+
+
+# -- process-level measures --------------------------------------------------------------
+
+
+def import_time(module: str, runs: int) -> float | None:
+    code = f"import {module}"
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True)
+        if done.returncode != 0:
+            return None
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+RSS_SCRIPT = """
+import asyncio, resource, sys
+base, which, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+async def main():
+    if which == "kernel_async":
+        import kernel_async
+        c = kernel_async.AsyncKernel(api_key="bench-key", base_url=base, timeout=300)
+        call = lambda: c.browsers.replays.stop("r", id="b")
+    else:
+        import kernel
+        c = kernel.AsyncKernel(api_key="bench-key", base_url=base, timeout=300)
+        call = lambda: c.browsers.replays.stop("r", id_or_name="b")
+    await asyncio.gather(*(call() for _ in range(n)))
+    await c.close()
+asyncio.run(main())
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def peak_rss(base: str, which: str, n: int) -> float | None:
+    done = subprocess.run(
+        [sys.executable, "-c", RSS_SCRIPT, base, which, str(n)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        print(f"rss run for {which} failed: {done.stderr.strip()[-300:]}", file=sys.stderr)
+        return None
+    return int(done.stdout.strip().splitlines()[-1]) / 1024  # KiB -> MiB
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--n-seq", type=int, default=2000)
+    parser.add_argument("--n-conc", type=int, default=6400)
+    parser.add_argument("--server", choices=["aiohttp", "raw"], default="aiohttp")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--quick", action="store_true", help="small counts (smoke test)")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.n_seq, args.n_conc = 1, 200, 640
+    proc, base = start_server(args.server)
+    try:
+        a = asyncio.run(run_async(base, args.rounds, args.n_seq, args.n_conc))
+        s = run_sync(base, args.rounds, args.n_seq // 2)
+        rss_n = 1000 if args.quick else 10_000
+        rss = {w: peak_rss(base, w, rss_n) for w in ("kernel_async", "kernel")}
+    finally:
+        proc.terminate()
+        proc.wait()
+    imports = {m: import_time(m, 3 if args.quick else 7) for m in ("kernel_sync", "kernel")}
+
+    def ratio(x: float | None, y: float | None) -> float | None:
+        return round(x / y, 2) if x and y else None
+
+    off = a.get("official kernel", {})
+    results = {
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "server": args.server,
+            "rounds": args.rounds,
+        },
+        "req_per_s": {
+            "async_sequential": {k: round(v["seq"]) for k, v in a.items()},
+            "async_64_concurrent": {k: round(v["c64"]) for k, v in a.items()},
+            "sync_sequential": {k: round(v) for k, v in s.items()},
+        },
+        "import_seconds": {k: round(v, 3) if v else None for k, v in imports.items()},
+        "peak_rss_mib_10k_concurrent": {k: round(v, 1) if v else None for k, v in rss.items()},
+        "ratios": {
+            "async_seq_vs_official": ratio(a["kernel_async"]["seq"], off.get("seq")),
+            "async_seq_vs_raw_aiohttp": ratio(a["kernel_async"]["seq"], a["raw aiohttp"]["seq"]),
+            "async_c64_vs_official": ratio(a["kernel_async"]["c64"], off.get("c64")),
+            "async_c64_vs_raw_aiohttp": ratio(a["kernel_async"]["c64"], a["raw aiohttp"]["c64"]),
+            "sync_seq_vs_official_sync": ratio(
+                s["kernel_sync"], s.get("official kernel (sync)")
+            ),
+            "import_time_vs_official": ratio(imports["kernel_sync"], imports["kernel"]),
+            "peak_rss_vs_official": ratio(rss["kernel_async"], rss["kernel"]),
+        },
+    }
+    targets = {
+        "async_seq_vs_official": (">=", 2.5),
+        "async_seq_vs_raw_aiohttp": (">=", 0.85),
+        "async_c64_vs_official": (">=", 10.0),
+        "async_c64_vs_raw_aiohttp": (">=", 0.80),
+        "sync_seq_vs_official_sync": (">=", 1.15),
+        "import_time_vs_official": ("<=", 0.5),
+        "peak_rss_vs_official": ("<", 1.0),
+    }
+    print("\nreq/s (median of interleaved rounds)")
+    print(f"{'workload':<22}{'client':<26}{'req/s':>10}")
+    for workload, per in results["req_per_s"].items():  # type: ignore[attr-defined]
+        for client, value in per.items():
+            print(f"{workload:<22}{client:<26}{value:>10,}")
+    print(f"\n{'ratio':<28}{'value':>8}  target")
+    for name, value in results["ratios"].items():  # type: ignore[attr-defined]
+        op, goal = targets[name]
+        ok = value is not None and (value >= goal if op == ">=" else value <= goal if op == "<=" else value < goal)
+        print(f"{name:<28}{value if value is not None else '-':>8}  {op} {goal}  {'ok' if ok else 'MISSED'}")
+    text = json.dumps(results, indent=2)
+    print("\n" + text)
+    if args.json:
+        args.json.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
