@@ -236,9 +236,7 @@ def main() -> int:
             "async_seq_vs_raw_aiohttp": ratio(a["kernel_async"]["seq"], a["raw aiohttp"]["seq"]),
             "async_c64_vs_official": ratio(a["kernel_async"]["c64"], off.get("c64")),
             "async_c64_vs_raw_aiohttp": ratio(a["kernel_async"]["c64"], a["raw aiohttp"]["c64"]),
-            "sync_seq_vs_official_sync": ratio(
-                s["kernel_sync"], s.get("official kernel (sync)")
-            ),
+            "sync_seq_vs_official_sync": ratio(s["kernel_sync"], s.get("official kernel (sync)")),
             "import_time_vs_official": ratio(imports["kernel_sync"], imports["kernel"]),
             "peak_rss_vs_official": ratio(rss["kernel_async"], rss["kernel"]),
         },
@@ -260,8 +258,9 @@ def main() -> int:
     print(f"\n{'ratio':<28}{'value':>8}  target")
     for name, value in results["ratios"].items():  # type: ignore[attr-defined]
         op, goal = targets[name]
-        ok = value is not None and (value >= goal if op == ">=" else value <= goal if op == "<=" else value < goal)
-        print(f"{name:<28}{value if value is not None else '-':>8}  {op} {goal}  {'ok' if ok else 'MISSED'}")
+        ok = value is not None and {">=": value >= goal, "<=": value <= goal, "<": value < goal}[op]
+        shown = value if value is not None else "-"
+        print(f"{name:<28}{shown:>8}  {op} {goal}  {'ok' if ok else 'MISSED'}")
     text = json.dumps(results, indent=2)
     print("\n" + text)
     if args.json:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nContent-Type: application/json\r\n\r\n"
 
@@ -30,7 +31,8 @@ class Http(asyncio.Protocol):
             length = 0
             i = head.find(b"content-length:")
             if i >= 0:
-                length = int(head[i + 15 : head.find(b"\r\n", i) if head.find(b"\r\n", i) > 0 else None])
+                eol = head.find(b"\r\n", i)
+                length = int(head[i + 15 : eol if eol > 0 else None])
             total = end + 4 + length
             if len(buf) < total:
                 break
@@ -59,8 +61,7 @@ async def main(port_file: str, kind: str) -> None:
         site = web.TCPSite(runner, "127.0.0.1", 0, backlog=4096)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    with open(port_file, "w") as f:
-        f.write(str(port))
+    Path(port_file).write_text(str(port))  # noqa: ASYNC240 - once, before serving
     await asyncio.Event().wait()
 
 

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 import os
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Final, TypeVar
-
-import aiohttp
-import anyio
-from yarl import URL
+from typing import TYPE_CHECKING, Final, TypeVar
+from urllib.parse import urlsplit
 
 from . import _retry
 from ._errors import (
@@ -26,10 +22,19 @@ from ._errors import (
     status_error,
 )
 from ._retry import RetryBudget, RetryEvent, RetryPolicy, Timeout, parse_retry_after
-from ._transport import Response, Sink, TransportError, send
 from ._types import NOT_GIVEN, NotGiven
 from ._version import __version__
 from .resources.browsers import AsyncBrowsers
+
+if TYPE_CHECKING:
+    import asyncio
+
+    import aiohttp
+
+    from ._transport import Response, Sink, TransportError
+
+# aiohttp, yarl, anyio and asyncio are imported on the first request, not at import time:
+# `import kernel_sync` stays cheap for CLIs, notebooks and short scripts.
 
 __all__ = ["NOT_GIVEN", "AsyncKernel", "KernelSecurityWarning", "NotGiven"]
 
@@ -118,23 +123,22 @@ class _Pool:
         self.pid = os.getpid()
 
     def get(self) -> aiohttp.ClientSession:
+        from asyncio import get_running_loop
+
         if self.closed:
             raise KernelError("this client is closed; create a new AsyncKernel")
         session = self.session
         if session is not None:
-            if self.owned and self.loop is not asyncio.get_running_loop():
+            if self.owned and self.loop is not get_running_loop():
                 raise KernelError(
                     "this AsyncKernel's connection pool belongs to another event loop; "
                     "create one client per event loop (or use kernel_sync.Kernel)"
                 )
             return session
-        self.loop = asyncio.get_running_loop()
-        # trust_env=False: no proxy or netrc credentials picked up from the environment.
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self.limit),
-            trust_env=False,
-            timeout=aiohttp.ClientTimeout(total=None),
-        )
+        from ._transport import new_session
+
+        self.loop = get_running_loop()
+        self.session = new_session(self.limit)
         return self.session
 
     def forget(self) -> None:
@@ -188,8 +192,11 @@ class AsyncKernel:
         connection_limit: int = 100,
     ) -> None:
         _configure_logging()
-        if session is not None and not isinstance(session, aiohttp.ClientSession):
-            raise TypeError(f"session must be an aiohttp.ClientSession, got {type(session)!r}")
+        if session is not None:
+            from ._transport import is_session
+
+            if not is_session(session):
+                raise TypeError(f"session must be an aiohttp.ClientSession, got {type(session)!r}")
         policy = retry if retry is not None else RetryPolicy()
         if not isinstance(policy, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy, got {type(policy).__name__}")
@@ -230,12 +237,16 @@ class AsyncKernel:
             base_url = os.environ.get("KERNEL_BASE_URL") or DEFAULT_BASE_URL
         if not isinstance(base_url, str):
             raise TypeError(f"base_url must be a str, got {type(base_url).__name__}")
-        url = URL(base_url)
-        if url.scheme not in ("http", "https") or not url.raw_host:
+        url = urlsplit(base_url)
+        try:
+            url.port  # noqa: B018 - validates the port
+        except ValueError:
+            raise ValueError(f"base_url has an invalid port: {base_url!r}") from None
+        if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"base_url must be an http(s) URL with a host, got {base_url!r}")
-        if url.user or url.password:
+        if "@" in url.netloc:
             raise ValueError("base_url must not carry credentials; pass api_key instead")
-        if url.scheme == "http" and not _is_loopback(url.raw_host):
+        if url.scheme == "http" and not _is_loopback(url.hostname):
             warnings.warn(
                 f"base_url {base_url!r} uses plain http to a non-loopback host: the API key "
                 "would travel in clear text. Use https.",
@@ -246,10 +257,10 @@ class AsyncKernel:
         self._max_retries = _check_int(max_retries, "max_retries")
         self._policy = retry
         self._api_key = api_key
-        self._base_url = str(url.with_query(None).with_fragment(None)).rstrip("/")
         self._scheme = url.scheme
-        self._authority = url.raw_authority
-        self._prefix = url.raw_path.rstrip("/")
+        self._authority = url.netloc
+        self._prefix = url.path.rstrip("/")
+        self._base_url = f"{url.scheme}://{url.netloc}{self._prefix}"
         self._default_headers = _check_headers(default_headers, "default_headers")
         headers = {
             "Accept": "application/json",
@@ -258,16 +269,7 @@ class AsyncKernel:
             "Authorization": f"Bearer {api_key}",
         }
         self._headers = headers
-        self._client_timeout = self._aiohttp_timeout(self._timeout.attempt)
-        self._stream_timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=self._timeout.connect or self._timeout.attempt,
-            sock_read=self._timeout.attempt,
-        )
         self.browsers = AsyncBrowsers(self)
-
-    def _aiohttp_timeout(self, attempt: float | None) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(total=attempt, connect=self._timeout.connect)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -347,16 +349,6 @@ class AsyncKernel:
 
     # -- the request loop ------------------------------------------------------------
 
-    def _url(self, path: str) -> URL:
-        # encoded=True: the path segments are already percent-encoded; yarl must not
-        # normalise or re-encode them.
-        return URL.build(
-            scheme=self._scheme,
-            authority=self._authority,
-            path=self._prefix + path,
-            encoded=True,
-        )
-
     async def _request(
         self,
         method: str,
@@ -381,24 +373,19 @@ class AsyncKernel:
                 headers["Content-Type"] = content_type
             if extra_headers is not None:
                 headers.update(_check_headers(extra_headers, "extra_headers"))
+        from ._transport import TransportError, build_url, client_timeout, send
+
         limits = self._timeout if isinstance(timeout, NotGiven) else Timeout.coerce(timeout)
-        url = self._url(path)
+        url = build_url(self._scheme, self._authority, self._prefix + path)
         url_text = str(url)
         session = self._pool.get()
         policy = self._policy
         budget = self._pool.budget
         if sink is not None:
-            base_timeout = (
-                self._stream_timeout
-                if limits is self._timeout
-                else aiohttp.ClientTimeout(
-                    total=None, connect=limits.connect or limits.attempt, sock_read=limits.attempt
-                )
-            )
-        elif limits is self._timeout:
-            base_timeout = self._client_timeout
+            # Streams are bounded per read, not in total: a long video must not time out.
+            base_timeout = client_timeout(None, limits.connect or limits.attempt, limits.attempt)
         else:
-            base_timeout = aiohttp.ClientTimeout(total=limits.attempt, connect=limits.connect)
+            base_timeout = client_timeout(limits.attempt, limits.connect, None)
         started = time.monotonic()
         deadline = started + limits.total if limits.total is not None else None
         attempts = 0
@@ -420,10 +407,8 @@ class AsyncKernel:
                 bound = (
                     remaining if base_timeout.total is None else min(base_timeout.total, remaining)
                 )
-                attempt_timeout = aiohttp.ClientTimeout(
-                    total=bound,
-                    connect=base_timeout.connect,
-                    sock_read=base_timeout.sock_read,
+                attempt_timeout = client_timeout(
+                    bound, base_timeout.connect, base_timeout.sock_read, cache=False
                 )
             try:
                 resp = await send(
@@ -448,7 +433,8 @@ class AsyncKernel:
                     logger.debug("not retrying %s %s: %s after sending", method, url_text, exc.kind)
                     raise error from exc.cause
                 reason = f"{exc.kind} ({type(exc.cause).__name__})"
-                cost = policy.timeout_retry_cost if exc.kind == "timeout" else policy.retry_cost
+                timed_out = exc.kind in ("timeout", "connect_timeout")
+                cost = policy.timeout_retry_cost if timed_out else policy.retry_cost
                 wait = policy.backoff(self._max_retries - retries_left)
                 await self._before_retry(
                     error, exc.cause, reason, None, wait, cost, retries_left, deadline
@@ -584,7 +570,9 @@ class AsyncKernel:
             except Exception:
                 logger.exception("on_retry hook raised; ignored")
         if actual > 0:
-            await anyio.sleep(actual)
+            from anyio import sleep
+
+            await sleep(actual)
 
     async def _wait_finalising(
         self,
@@ -611,7 +599,9 @@ class AsyncKernel:
                 retry_after=retry_after,
             )
         logger.debug("%s %s: 202 still finalising; polling again in %.3fs", method, url, wait)
-        await anyio.sleep(wait)
+        from anyio import sleep
+
+        await sleep(wait)
 
     async def _request_json(
         self,
@@ -655,11 +645,10 @@ class AsyncKernel:
 
 
 def _describe(exc: BaseException) -> str:
+    from cattrs import transform_error
     from cattrs.errors import ClassValidationError, IterableValidationError
 
     if isinstance(exc, (ClassValidationError, IterableValidationError)):
-        from cattrs import transform_error
-
         return "; ".join(transform_error(exc))
     return f"{type(exc).__name__}: {exc}"
 
@@ -668,9 +657,11 @@ def _transport_error(
     exc: TransportError, method: str, url: str, attempts: int, timeout: aiohttp.ClientTimeout
 ) -> APIConnectionError:
     cause = exc.cause
-    if exc.kind == "timeout" or isinstance(cause, asyncio.TimeoutError):
+    if exc.kind in ("timeout", "connect_timeout"):
         bound = timeout.total if timeout.total is not None else timeout.sock_read
-        what = "connect timed out" if exc.kind == "connect" else "request timed out"
+        if exc.kind == "connect_timeout" and timeout.connect is not None:
+            bound = timeout.connect
+        what = "connect timed out" if exc.kind == "connect_timeout" else "request timed out"
         text = f"{what} after {bound:g}s" if bound is not None else what
         return APITimeoutError(text, method=method, url=url, attempts=attempts)
     detail = str(cause) or type(cause).__name__

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 from typing import IO
 
@@ -26,6 +25,8 @@ class AtomicFile:
         self.target = Path(target)
         if self.target.is_dir():
             raise IsADirectoryError(f"{self.target} is a directory; pass a file path")
+        import tempfile
+
         fd, tmp = tempfile.mkstemp(
             prefix=f".{self.target.name}.", suffix=".part", dir=self.target.parent
         )

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from functools import cache
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
-import cattrs
-from cattrs.cols import is_sequence, list_structure_factory
-from cattrs.gen import make_dict_structure_fn
+
+if TYPE_CHECKING:
+    import cattrs
 
 __all__ = ["Error", "ErrorDetail", "Replay", "converter"]
+
 
 T = TypeVar("T")
 
@@ -70,7 +72,14 @@ def _datetime(value: Any, _: Any) -> datetime:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
 
 
-def _make_converter() -> cattrs.Converter:
+@cache
+def converter() -> cattrs.Converter:
+    """The one converter (JSON-shaped data <-> models), built on first use so that
+    importing the SDK does not import cattrs. Unknown fields are ignored."""
+    import cattrs
+    from cattrs.cols import is_sequence, list_structure_factory
+    from cattrs.gen import make_dict_structure_fn
+
     conv = cattrs.Converter(forbid_extra_keys=False)
     conv.register_structure_hook(str, _strict(str))
     conv.register_structure_hook(bool, _strict(bool))
@@ -102,20 +111,17 @@ def _make_converter() -> cattrs.Converter:
     return conv
 
 
-converter = _make_converter()
-"""The one converter: JSON-shaped data <-> models. Unknown fields are ignored."""
-
 _REPLAY_LIST = list[Replay]
 
 
 def decode_replay(data: bytes) -> Replay:
     """Decode one `Replay` from a JSON body (raises on a schema break)."""
-    return converter.structure(json.loads(data), Replay)
+    return converter().structure(json.loads(data), Replay)
 
 
 def decode_replays(data: bytes) -> list[Replay]:
     """Decode a JSON array of `Replay` (raises on a schema break)."""
-    return converter.structure(json.loads(data), _REPLAY_LIST)
+    return converter().structure(json.loads(data), _REPLAY_LIST)
 
 
 def decode_error(data: bytes) -> Error | None:
@@ -124,6 +130,6 @@ def decode_error(data: bytes) -> Error | None:
         obj = json.loads(data)
         if not isinstance(obj, dict):
             return None
-        return converter.structure(obj, Error)
+        return converter().structure(obj, Error)
     except Exception:
         return None

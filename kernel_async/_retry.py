@@ -6,7 +6,6 @@ import math
 import random
 import time
 from collections.abc import Callable, Mapping
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import attrs
@@ -184,6 +183,8 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     value = _number(raw)
     if value is not None:
         return value
+    from email.utils import parsedate_to_datetime  # rare: HTTP-date form only
+
     try:
         when = parsedate_to_datetime(raw.strip())
     except (TypeError, ValueError, IndexError, OverflowError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Protocol
 
 import aiohttp
@@ -26,12 +27,58 @@ from aiohttp import (
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-__all__ = ["AttemptCounter", "Response", "Sink", "TransportError", "send"]
+__all__ = [
+    "AttemptCounter",
+    "Response",
+    "Sink",
+    "TransportError",
+    "build_url",
+    "client_timeout",
+    "is_session",
+    "new_session",
+    "send",
+]
 
 # aiohttp replays GET/PUT/DELETE/... once by itself after a reset (RFC 9112 9.3.1).
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 _CHUNK = 256 * 1024
+
+
+def new_session(limit: int) -> aiohttp.ClientSession:
+    """A session owned by the SDK. trust_env=False: no proxy settings or netrc
+    credentials are picked up from the environment."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=limit),
+        trust_env=False,
+        timeout=aiohttp.ClientTimeout(total=None),
+    )
+
+
+def is_session(value: object) -> bool:
+    """Whether `value` is an aiohttp session."""
+    return isinstance(value, aiohttp.ClientSession)
+
+
+def build_url(scheme: str, authority: str, path: str) -> URL:
+    """A URL from an already percent-encoded path: yarl must not normalise or re-encode."""
+    return URL.build(scheme=scheme, authority=authority, path=path, encoded=True)
+
+
+@lru_cache(maxsize=64)
+def _cached_timeout(
+    total: float | None, connect: float | None, sock_read: float | None
+) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=total, connect=connect, sock_read=sock_read)
+
+
+def client_timeout(
+    total: float | None, connect: float | None, sock_read: float | None, *, cache: bool = True
+) -> aiohttp.ClientTimeout:
+    """aiohttp's timeout object; the few fixed combinations are built once."""
+    if cache:
+        return _cached_timeout(total, connect, sock_read)
+    return aiohttp.ClientTimeout(total=total, connect=connect, sock_read=sock_read)
 
 
 class Sink(Protocol):
@@ -66,7 +113,8 @@ class TransportError(Exception):
     """No usable response.
 
     Attributes:
-        kind: ``connect``, ``timeout``, ``reset``, ``truncated``, ``tls`` or ``other``.
+        kind: ``connect``, ``connect_timeout``, ``timeout``, ``reset``, ``truncated``,
+            ``tls`` or ``other``.
         sent: Whether the request may have reached the server (an ambiguous failure).
         wire_attempts: Requests put on the wire by this attempt (aiohttp may add one).
     """
@@ -153,7 +201,7 @@ async def send(
             return Response(status, resp.headers, data, truncated, _wire(counter, 1))
     except (ConnectionTimeoutError, ClientConnectorCertificateError, ClientSSLError) as exc:
         # Order matters: these subclass the broader classes handled below.
-        kind = "connect" if isinstance(exc, ConnectionTimeoutError) else "tls"
+        kind = "connect_timeout" if isinstance(exc, ConnectionTimeoutError) else "tls"
         raise TransportError(kind, False, exc, _wire(counter, 1)) from exc
     except ClientConnectorError as exc:
         raise TransportError("connect", False, exc, _wire(counter, 1)) from exc

@@ -11,19 +11,18 @@ event-loop thread, shared by every live client through leases.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import os
 import threading
 import weakref
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any, TypeVar
-
-import anyio
-from anyio.from_thread import BlockingPortal
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kernel_async import AsyncKernel, KernelError
+
+if TYPE_CHECKING:
+    from anyio.from_thread import BlockingPortal
 
 __all__ = ["Runner"]
 
@@ -37,6 +36,12 @@ class _Host:
     """One event-loop thread with a blocking portal."""
 
     def __init__(self) -> None:
+        # Imported here: constructing a client (or importing kernel_sync) starts nothing.
+        import concurrent.futures
+
+        import anyio
+        from anyio.from_thread import BlockingPortal
+
         ready: concurrent.futures.Future[BlockingPortal] = concurrent.futures.Future()
         self.leases = 0
         self.pid = os.getpid()

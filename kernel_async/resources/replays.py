@@ -9,8 +9,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-import anyio
-
 from .._files import AtomicFile
 from .._models import Replay, decode_replay, decode_replays
 from .._paths import segment
@@ -214,7 +212,9 @@ class AsyncReplays:
             )
             if resp.body:  # a 2xx that was not streamed (not 200)
                 out.file.write(resp.body)
-            return await anyio.to_thread.run_sync(out.commit)
+            from anyio.to_thread import run_sync  # fsync and rename off the event loop
+
+            return await run_sync(out.commit)
         finally:
             out.discard()
 
