@@ -257,10 +257,7 @@ class AsyncKernel:
         self._max_retries = _check_int(max_retries, "max_retries")
         self._policy = retry
         self._api_key = api_key
-        self._scheme = url.scheme
-        self._authority = url.netloc
-        self._prefix = url.path.rstrip("/")
-        self._base_url = f"{url.scheme}://{url.netloc}{self._prefix}"
+        self._base_url = f"{url.scheme}://{url.netloc}{url.path.rstrip('/')}"
         self._default_headers = _check_headers(default_headers, "default_headers")
         headers = {
             "Accept": "application/json",
@@ -376,7 +373,7 @@ class AsyncKernel:
         from ._transport import TransportError, build_url, client_timeout, send
 
         limits = self._timeout if isinstance(timeout, NotGiven) else Timeout.coerce(timeout)
-        url = build_url(self._scheme, self._authority, self._prefix + path)
+        url = build_url(self._base_url, path)
         url_text = str(url)
         session = self._pool.get()
         policy = self._policy

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from urllib.parse import quote
 
 __all__ = ["segment"]
@@ -21,6 +22,12 @@ def segment(value: object, name: str) -> str:
         # Servers and proxies collapse dot segments, so these would address another resource.
         raise ValueError(f"{name} must not be {value!r}: it is a relative path segment")
     try:
-        return quote(value, safe="", encoding="utf-8", errors="strict")
+        return _quote(value)
     except UnicodeEncodeError as exc:
         raise ValueError(f"{name} is not valid Unicode text (lone surrogate)") from exc
+
+
+@lru_cache(maxsize=4096)
+def _quote(value: str) -> str:
+    # Agents reuse the same few browser and replay IDs: encode each once.
+    return quote(value, safe="", encoding="utf-8", errors="strict")

@@ -60,9 +60,13 @@ def is_session(value: object) -> bool:
     return isinstance(value, aiohttp.ClientSession)
 
 
-def build_url(scheme: str, authority: str, path: str) -> URL:
-    """A URL from an already percent-encoded path: yarl must not normalise or re-encode."""
-    return URL.build(scheme=scheme, authority=authority, path=path, encoded=True)
+def build_url(base: str, path: str) -> URL:
+    """A URL from a base and an already percent-encoded path.
+
+    encoded=True: yarl must not normalise or re-encode the path. Parsing one string is
+    also measurably cheaper downstream in aiohttp than ``URL.build(authority=...)``.
+    """
+    return URL(base + path, encoded=True)
 
 
 @lru_cache(maxsize=64)
@@ -176,10 +180,11 @@ async def send(
     middleware would replace them): the replay is then inferred from the error type.
     """
     counter: AttemptCounter | None = None
-    kwargs: dict[str, object] = {}
     if method in IDEMPOTENT_METHODS and count_hidden:
         counter = AttemptCounter(2 if allow_hidden_retry else 1)
-        kwargs["middlewares"] = (counter,)
+        middlewares: tuple[AttemptCounter, ...] | None = (counter,)
+    else:
+        middlewares = None  # None: the session's own (a per-request tuple replaces them)
     try:
         async with session.request(
             method,
@@ -188,7 +193,7 @@ async def send(
             data=body,
             timeout=timeout,
             allow_redirects=False,
-            **kwargs,  # type: ignore[arg-type]
+            middlewares=middlewares,
         ) as resp:
             status = resp.status
             if sink is not None and 200 <= status < 300 and status != 202:
