@@ -53,3 +53,15 @@ def demo(session: nox.Session) -> None:
     """The whole stop-and-save flow against the embedded emulator, with injected faults."""
     session.install("-e", ".")
     session.run("python", "-m", "kernel_sync", "demo", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Side-by-side `stop` benchmark: raw aiohttp, kernel_async, the official SDK.
+
+    The official SDK is installed here only (a benchmark peer, never a dependency).
+    Writes bench/results/latest.json; pass `-- --quick` for a smoke run.
+    """
+    session.install("-e", ".", "kernel==0.131.0")
+    session.run("python", "-c", "import pathlib; pathlib.Path('bench/results').mkdir(exist_ok=True)")
+    session.run("python", "bench/run.py", "--json", "bench/results/latest.json", *session.posargs)

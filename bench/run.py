@@ -26,6 +26,10 @@ HERE = Path(__file__).resolve().parent
 KEY = "bench-key"
 
 
+def note(text: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
 def start_server(kind: str) -> tuple[subprocess.Popen[bytes], str]:
     port_file = Path(tempfile.mkdtemp()) / "port"
     proc = subprocess.Popen([sys.executable, str(HERE / "server.py"), str(port_file), kind])
@@ -101,7 +105,8 @@ async def run_async(base: str, rounds: int, n_seq: int, n_conc: int) -> dict[str
     for call, _ in clients.values():  # warm up: connections, caches
         await seq(call, 200)
         await conc(call, 640, 64)
-    for _ in range(rounds):
+    for i in range(rounds):
+        note(f"async round {i + 1}/{rounds}")
         for name, (call, _) in clients.items():
             results[name]["seq"].append(await seq(call, n_seq))
             results[name]["c64"].append(await conc(call, n_conc, 64))
@@ -139,7 +144,8 @@ def run_sync(base: str, rounds: int, n: int) -> dict[str, float]:
     results: dict[str, list[float]] = {k: [] for k in clients}
     for call, _ in clients.values():
         one(call, 200)
-    for _ in range(rounds):
+    for i in range(rounds):
+        note(f"sync round {i + 1}/{rounds}")
         for name, (call, _) in clients.items():
             results[name].append(one(call, n))
     for _, close in clients.values():
@@ -163,32 +169,51 @@ def import_time(module: str, runs: int) -> float | None:
 
 
 RSS_SCRIPT = """
-import asyncio, resource, sys
-base, which, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-async def main():
+import asyncio, json, resource, sys, time
+base, which, n, limit = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+done = 0
+async def run():
+    global done
     if which == "kernel_async":
         import kernel_async
-        c = kernel_async.AsyncKernel(api_key="bench-key", base_url=base, timeout=300)
+        c = kernel_async.AsyncKernel(api_key="bench-key", base_url=base, timeout=600)
         call = lambda: c.browsers.replays.stop("r", id="b")
     else:
         import kernel
-        c = kernel.AsyncKernel(api_key="bench-key", base_url=base, timeout=300)
+        c = kernel.AsyncKernel(api_key="bench-key", base_url=base, timeout=600)
         call = lambda: c.browsers.replays.stop("r", id_or_name="b")
-    await asyncio.gather(*(call() for _ in range(n)))
+    async def one():
+        global done
+        await call()
+        done += 1
+    t0 = time.perf_counter()
+    tasks = [asyncio.ensure_future(one()) for _ in range(n)]
+    _, pending = await asyncio.wait(tasks, timeout=limit)
+    for t in pending:
+        t.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    elapsed = time.perf_counter() - t0
     await c.close()
-asyncio.run(main())
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    return elapsed
+elapsed = asyncio.run(run())
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"peak_rss_mib": round(rss, 1), "completed": done, "seconds": round(elapsed, 2)}))
 """
 
 
-def peak_rss(base: str, which: str, n: int) -> float | None:
+def peak_rss(base: str, which: str, n: int, limit: float) -> dict[str, float] | None:
+    """Peak RSS of one process running `n` concurrent stops (cut off after `limit` s)."""
+    note(f"peak RSS: {which}, {n} concurrent stop calls (at most {limit:g}s)")
     done = subprocess.run(
-        [sys.executable, "-c", RSS_SCRIPT, base, which, str(n)], capture_output=True, text=True
+        [sys.executable, "-c", RSS_SCRIPT, base, which, str(n), str(limit)],
+        capture_output=True,
+        text=True,
     )
     if done.returncode != 0:
         print(f"rss run for {which} failed: {done.stderr.strip()[-300:]}", file=sys.stderr)
         return None
-    return int(done.stdout.strip().splitlines()[-1]) / 1024  # KiB -> MiB
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 def main() -> int:
@@ -198,6 +223,7 @@ def main() -> int:
     parser.add_argument("--n-conc", type=int, default=6400)
     parser.add_argument("--server", choices=["aiohttp", "raw"], default="aiohttp")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--rss-limit", type=float, default=60.0, help="seconds per RSS run")
     parser.add_argument("--quick", action="store_true", help="small counts (smoke test)")
     args = parser.parse_args()
     if args.quick:
@@ -207,7 +233,7 @@ def main() -> int:
         a = asyncio.run(run_async(base, args.rounds, args.n_seq, args.n_conc))
         s = run_sync(base, args.rounds, args.n_seq // 2)
         rss_n = 1000 if args.quick else 10_000
-        rss = {w: peak_rss(base, w, rss_n) for w in ("kernel_async", "kernel")}
+        rss = {w: peak_rss(base, w, rss_n, args.rss_limit) for w in ("kernel_async", "kernel")}
     finally:
         proc.terminate()
         proc.wait()
@@ -230,7 +256,7 @@ def main() -> int:
             "sync_sequential": {k: round(v) for k, v in s.items()},
         },
         "import_seconds": {k: round(v, 3) if v else None for k, v in imports.items()},
-        "peak_rss_mib_10k_concurrent": {k: round(v, 1) if v else None for k, v in rss.items()},
+        "peak_rss_10k_concurrent": rss,
         "ratios": {
             "async_seq_vs_official": ratio(a["kernel_async"]["seq"], off.get("seq")),
             "async_seq_vs_raw_aiohttp": ratio(a["kernel_async"]["seq"], a["raw aiohttp"]["seq"]),
@@ -238,7 +264,10 @@ def main() -> int:
             "async_c64_vs_raw_aiohttp": ratio(a["kernel_async"]["c64"], a["raw aiohttp"]["c64"]),
             "sync_seq_vs_official_sync": ratio(s["kernel_sync"], s.get("official kernel (sync)")),
             "import_time_vs_official": ratio(imports["kernel_sync"], imports["kernel"]),
-            "peak_rss_vs_official": ratio(rss["kernel_async"], rss["kernel"]),
+            "peak_rss_vs_official": ratio(
+                (rss["kernel_async"] or {}).get("peak_rss_mib"),
+                (rss["kernel"] or {}).get("peak_rss_mib"),
+            ),
         },
     }
     targets = {

@@ -95,7 +95,10 @@ class ScriptedServer:
                     body = await reader.readexactly(int(headers["content-length"]))
                 req = Received(method, raw_path, headers, body)
                 self.received.append(req)
-                if not await self._next()(writer, req):
+                try:
+                    if not await self._next()(writer, req):
+                        return
+                except ConnectionError:  # the client went away mid-answer (by design here)
                     return
         finally:
             self.open_connections -= 1
