@@ -63,5 +63,6 @@ def bench(session: nox.Session) -> None:
     Writes bench/results/latest.json; pass `-- --quick` for a smoke run.
     """
     session.install("-e", ".", "kernel==0.131.0")
-    session.run("python", "-c", "import pathlib; pathlib.Path('bench/results').mkdir(exist_ok=True)")
-    session.run("python", "bench/run.py", "--json", "bench/results/latest.json", *session.posargs)
+    out = "bench/results/latest.json"
+    session.run("python", "-c", "import os; os.makedirs('bench/results', exist_ok=True)")
+    session.run("python", "bench/run.py", "--json", out, *session.posargs)

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     import aiohttp
 
-    from ._transport import Response, Sink, TransportError
+    from ._transport import IO, Response, Sink, TransportError
 
 # aiohttp, yarl, anyio and asyncio are imported on the first request, not at import time:
 # `import kernel_sync` stays cheap for CLIs, notebooks and short scripts.
@@ -48,6 +48,17 @@ MAX_FINALISE_WAIT: Final = 600.0
 DEFAULT_FINALISE_WAIT: Final = 1.0
 
 logger = logging.getLogger("kernel_async")
+
+_io: type[IO] | None = None
+
+
+def _load_io() -> type[IO]:
+    """Import the transport (aiohttp, yarl) on first use, then keep it in `_io`."""
+    global _io
+    from ._transport import IO
+
+    _io = IO
+    return IO
 
 
 class KernelSecurityWarning(UserWarning):
@@ -123,22 +134,19 @@ class _Pool:
         self.pid = os.getpid()
 
     def get(self) -> aiohttp.ClientSession:
-        from asyncio import get_running_loop
-
+        io = _io or _load_io()
         if self.closed:
             raise KernelError("this client is closed; create a new AsyncKernel")
         session = self.session
         if session is not None:
-            if self.owned and self.loop is not get_running_loop():
+            if self.owned and self.loop is not io.get_running_loop():
                 raise KernelError(
                     "this AsyncKernel's connection pool belongs to another event loop; "
                     "create one client per event loop (or use kernel_sync.Kernel)"
                 )
             return session
-        from ._transport import new_session
-
-        self.loop = get_running_loop()
-        self.session = new_session(self.limit)
+        self.loop = io.get_running_loop()
+        self.session = io.new_session(self.limit)
         return self.session
 
     def forget(self) -> None:
@@ -192,11 +200,8 @@ class AsyncKernel:
         connection_limit: int = 100,
     ) -> None:
         _configure_logging()
-        if session is not None:
-            from ._transport import is_session
-
-            if not is_session(session):
-                raise TypeError(f"session must be an aiohttp.ClientSession, got {type(session)!r}")
+        if session is not None and not (_io or _load_io()).is_session(session):
+            raise TypeError(f"session must be an aiohttp.ClientSession, got {type(session)!r}")
         policy = retry if retry is not None else RetryPolicy()
         if not isinstance(policy, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy, got {type(policy).__name__}")
@@ -370,10 +375,10 @@ class AsyncKernel:
                 headers["Content-Type"] = content_type
             if extra_headers is not None:
                 headers.update(_check_headers(extra_headers, "extra_headers"))
-        from ._transport import TransportError, build_url, client_timeout, send
-
+        io = _io or _load_io()
+        client_timeout = io.client_timeout
         limits = self._timeout if isinstance(timeout, NotGiven) else Timeout.coerce(timeout)
-        url = build_url(self._base_url, path)
+        url = io.build_url(self._base_url, path)
         url_text = str(url)
         session = self._pool.get()
         policy = self._policy
@@ -408,7 +413,7 @@ class AsyncKernel:
                     bound, base_timeout.connect, base_timeout.sock_read, cache=False
                 )
             try:
-                resp = await send(
+                resp = await io.send(
                     session,
                     method,
                     url,
@@ -420,7 +425,7 @@ class AsyncKernel:
                     count_hidden=count_hidden,
                     allow_hidden_retry=retries_left > 0,
                 )
-            except TransportError as exc:
+            except io.TransportError as exc:
                 attempts += exc.wire_attempts
                 retries_left -= exc.wire_attempts - 1
                 error = _transport_error(exc, method, url_text, attempts, attempt_timeout)

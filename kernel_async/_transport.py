@@ -28,6 +28,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 __all__ = [
+    "IO",
     "AttemptCounter",
     "Response",
     "Sink",
@@ -244,3 +245,16 @@ async def _read(resp: ClientResponse, limit: int | None) -> tuple[bytes, bool]:
         parts.append(chunk)
         size += len(chunk)
     return b"".join(parts)[:limit], True
+
+
+class IO:
+    """The transport's entry points as one object: the client imports this module on
+    its first request and then reaches everything through one global (no per-call import)."""
+
+    TransportError = TransportError
+    build_url = staticmethod(build_url)
+    client_timeout = staticmethod(client_timeout)
+    get_running_loop = staticmethod(asyncio.get_running_loop)
+    is_session = staticmethod(is_session)
+    new_session = staticmethod(new_session)
+    send = staticmethod(send)

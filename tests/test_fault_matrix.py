@@ -41,6 +41,8 @@ REPLAY = b'{"replay_id": "r1"}'
 LIST = b'[{"replay_id": "r1"}]'
 CHUNKED_BAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nxx\r\n"
 HUGE = b"x" * (3 * 1024 * 1024)
+ACCEPTED = respond(202, headers={"Retry-After": "1"})
+REDIRECT = respond(307, headers={"Location": "http://127.0.0.2:9/x"})
 POLICY = RetryPolicy(initial_backoff=0.05, max_backoff=0.05, max_retry_after=2.0)
 
 
@@ -104,7 +106,9 @@ def retry_after_cases() -> list[Case]:
     return [
         Case("Retry-After seconds", "stop", ra("1"), None, 2, min_seconds=0.9),
         Case("Retry-After fractional", "stop", ra("0.3"), None, 2, min_seconds=0.25),
-        Case("Retry-After HTTP-date", "stop", [retry_after_date(1.5), OK], None, 2, min_seconds=0.3),
+        Case(
+            "Retry-After HTTP-date", "stop", [retry_after_date(1.5), OK], None, 2, min_seconds=0.3
+        ),  # noqa: E501
         Case("Retry-After past date", "stop", ra(http_date(-3600)), None, 2, max_seconds=1),
         Case("Retry-After negative", "stop", ra("-10"), None, 2, max_seconds=1),
         Case("Retry-After garbage", "stop", ra("soon, maybe"), None, 2, max_seconds=1),
@@ -142,8 +146,10 @@ def wire_cases() -> list[Case]:
         Case("empty body on JSON", "start", [respond(200, b"")], ka.APIResponseValidationError, 1),
         Case("invalid JSON", "list", [respond(200, b"[{")], ka.APIResponseValidationError, 1),
         Case("oversized error body", "stop", [respond(500, HUGE)], ka.InternalServerError, 3),
-        Case("202 then video", "download", [respond(202, headers={"Retry-After": "1"}), ok_for("download")], None, 2, min_seconds=0.9),
-        Case("redirect not followed", "stop", [respond(307, headers={"Location": "http://127.0.0.2:9/x"})], ka.APIStatusError, 1),
+        Case(
+            "202 then video", "download", [ACCEPTED, ok_for("download")], None, 2, min_seconds=0.9
+        ),
+        Case("redirect not followed", "stop", [REDIRECT], ka.APIStatusError, 1),
     ]
 
 
