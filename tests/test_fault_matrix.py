@@ -108,7 +108,7 @@ def retry_after_cases() -> list[Case]:
         Case("Retry-After fractional", "stop", ra("0.3"), None, 2, min_seconds=0.25),
         Case(
             "Retry-After HTTP-date", "stop", [retry_after_date(1.5), OK], None, 2, min_seconds=0.3
-        ),  # noqa: E501
+        ),
         Case("Retry-After past date", "stop", ra(http_date(-3600)), None, 2, max_seconds=1),
         Case("Retry-After negative", "stop", ra("-10"), None, 2, max_seconds=1),
         Case("Retry-After garbage", "stop", ra("soon, maybe"), None, 2, max_seconds=1),
