@@ -69,9 +69,17 @@ async def test_budget_none_means_unlimited() -> None:
         (lambda: AsyncKernel(api_key=5), TypeError, "api_key"),  # type: ignore[arg-type]
         (lambda: AsyncKernel(api_key="a\nb"), ValueError, "api_key"),
         (lambda: AsyncKernel(api_key="k", retry="fast"), TypeError, "retry"),  # type: ignore[arg-type]
-        (lambda: AsyncKernel(api_key="k", default_headers=[("a", "b")]), TypeError, "default_headers"),  # type: ignore[arg-type]  # noqa: E501
-        (lambda: AsyncKernel(api_key="k", default_headers={"X": 1}), TypeError, "default_headers"),  # type: ignore[dict-item]  # noqa: E501
-        (lambda: AsyncKernel(api_key="k", default_headers={"Bad Name": "v"}), ValueError, "Bad Name"),  # noqa: E501
+        (
+            lambda: AsyncKernel(api_key="k", default_headers=[("a", "b")]),
+            TypeError,
+            "default_headers",
+        ),  # type: ignore[arg-type]
+        (lambda: AsyncKernel(api_key="k", default_headers={"X": 1}), TypeError, "default_headers"),  # type: ignore[dict-item]
+        (
+            lambda: AsyncKernel(api_key="k", default_headers={"Bad Name": "v"}),
+            ValueError,
+            "Bad Name",
+        ),
         (lambda: AsyncKernel(api_key="k", base_url="http://x.test:99999"), ValueError, "port"),
         (lambda: AsyncKernel(api_key="k").with_options(max_retries=-2), ValueError, "max_retries"),
         (lambda: AsyncKernel(api_key="k").with_options(timeout=-2), ValueError, "timeout"),

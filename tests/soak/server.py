@@ -64,7 +64,7 @@ async def main(port_file: str, seed: int, rate: float) -> None:
     Soak.rate = rate
     loop = asyncio.get_running_loop()
     server = await loop.create_server(Soak, "127.0.0.1", 0, backlog=4096)
-    Path(port_file).write_text(str(server.sockets[0].getsockname()[1]))  # noqa: ASYNC240
+    Path(port_file).write_text(str(server.sockets[0].getsockname()[1]))
     await asyncio.Event().wait()
 
 
