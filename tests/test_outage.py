@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -11,6 +12,11 @@ from kernel_async import AsyncKernel, RetryPolicy, Timeout
 from tests.scripted import ScriptedServer, json_error, respond
 
 pytestmark = pytest.mark.anyio
+
+# Untyped aliases: these calls are wrong on purpose.
+_RP: Any = RetryPolicy
+_T: Any = Timeout
+_AK: Any = AsyncKernel
 
 
 async def test_outage_load_stays_within_first_attempts_plus_budget() -> None:
@@ -58,31 +64,31 @@ async def test_budget_none_means_unlimited() -> None:
 @pytest.mark.parametrize(
     ("make", "exc", "match"),
     [
-        (lambda: RetryPolicy(initial_backoff=-1), ValueError, "initial_backoff"),
-        (lambda: RetryPolicy(max_backoff="1"), TypeError, "max_backoff"),
-        (lambda: RetryPolicy(max_retry_after=float("inf")), ValueError, "max_retry_after"),
-        (lambda: RetryPolicy(budget=-5), ValueError, "budget"),
-        (lambda: RetryPolicy(retry_cost=1.5), TypeError, "retry_cost"),
-        (lambda: Timeout(attempt=0), ValueError, "attempt"),
-        (lambda: Timeout(connect=-1), ValueError, "connect"),
-        (lambda: Timeout(total=True), TypeError, "total"),
-        (lambda: AsyncKernel(api_key=5), TypeError, "api_key"),  # type: ignore[arg-type]
-        (lambda: AsyncKernel(api_key="a\nb"), ValueError, "api_key"),
-        (lambda: AsyncKernel(api_key="k", retry="fast"), TypeError, "retry"),  # type: ignore[arg-type]
+        (lambda: _RP(initial_backoff=-1), ValueError, "initial_backoff"),
+        (lambda: _RP(max_backoff="1"), TypeError, "max_backoff"),
+        (lambda: _RP(max_retry_after=float("inf")), ValueError, "max_retry_after"),
+        (lambda: _RP(budget=-5), ValueError, "budget"),
+        (lambda: _RP(retry_cost=1.5), TypeError, "retry_cost"),
+        (lambda: _T(attempt=0), ValueError, "attempt"),
+        (lambda: _T(connect=-1), ValueError, "connect"),
+        (lambda: _T(total=True), TypeError, "total"),
+        (lambda: _AK(api_key=5), TypeError, "api_key"),
+        (lambda: _AK(api_key="a\nb"), ValueError, "api_key"),
+        (lambda: _AK(api_key="k", retry="fast"), TypeError, "retry"),
         (
-            lambda: AsyncKernel(api_key="k", default_headers=[("a", "b")]),
+            lambda: _AK(api_key="k", default_headers=[("a", "b")]),
             TypeError,
             "default_headers",
-        ),  # type: ignore[arg-type]
-        (lambda: AsyncKernel(api_key="k", default_headers={"X": 1}), TypeError, "default_headers"),  # type: ignore[dict-item]
+        ),
+        (lambda: _AK(api_key="k", default_headers={"X": 1}), TypeError, "default_headers"),
         (
-            lambda: AsyncKernel(api_key="k", default_headers={"Bad Name": "v"}),
+            lambda: _AK(api_key="k", default_headers={"Bad Name": "v"}),
             ValueError,
             "Bad Name",
         ),
-        (lambda: AsyncKernel(api_key="k", base_url="http://x.test:99999"), ValueError, "port"),
-        (lambda: AsyncKernel(api_key="k").with_options(max_retries=-2), ValueError, "max_retries"),
-        (lambda: AsyncKernel(api_key="k").with_options(timeout=-2), ValueError, "timeout"),
+        (lambda: _AK(api_key="k", base_url="http://x.test:99999"), ValueError, "port"),
+        (lambda: _AK(api_key="k").with_options(max_retries=-2), ValueError, "max_retries"),
+        (lambda: _AK(api_key="k").with_options(timeout=-2), ValueError, "timeout"),
     ],
 )
 def test_bad_options_name_the_parameter(make: object, exc: type, match: str) -> None:
