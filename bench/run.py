@@ -245,7 +245,7 @@ def main() -> int:
         return round(x / y, 2) if x and y else None
 
     off = a.get("official kernel", {})
-    results = {
+    results: dict[str, Any] = {
         "machine": {
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
@@ -283,11 +283,11 @@ def main() -> int:
     }
     print("\nreq/s (median of interleaved rounds)")
     print(f"{'workload':<22}{'client':<26}{'req/s':>10}")
-    for workload, per in results["req_per_s"].items():  # type: ignore[attr-defined]
+    for workload, per in results["req_per_s"].items():
         for client, value in per.items():
             print(f"{workload:<22}{client:<26}{value:>10,}")
     print(f"\n{'ratio':<28}{'value':>8}  target")
-    for name, value in results["ratios"].items():  # type: ignore[attr-defined]
+    for name, value in results["ratios"].items():
         op, goal = targets[name]
         ok = value is not None and {">=": value >= goal, "<=": value <= goal, "<": value < goal}[op]
         shown = value if value is not None else "-"
