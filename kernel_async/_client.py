@@ -22,7 +22,7 @@ from ._errors import (
     status_error,
 )
 from ._retry import RetryBudget, RetryEvent, RetryPolicy, Timeout, parse_retry_after
-from ._types import NOT_GIVEN, NotGiven
+from ._types import NOT_GIVEN, NotGiven, check_int
 from ._version import __version__
 from .resources.browsers import AsyncBrowsers
 
@@ -107,14 +107,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-def _check_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    return value
 
 
 class _Pool:
@@ -213,8 +205,7 @@ class AsyncKernel:
             retry=policy,
             default_headers=default_headers,
         )
-        if _check_int(connection_limit, "connection_limit") < 1:
-            raise ValueError("connection_limit must be >= 1")
+        check_int(connection_limit, "connection_limit", 1)
         self._pool = _Pool(session, RetryBudget(policy.budget), connection_limit)
         self._derived = False
 
@@ -259,7 +250,7 @@ class AsyncKernel:
                 stacklevel=4,
             )
         self._timeout = Timeout.coerce(timeout)
-        self._max_retries = _check_int(max_retries, "max_retries")
+        self._max_retries = check_int(max_retries, "max_retries")
         self._policy = retry
         self._api_key = api_key
         self._base_url = f"{url.scheme}://{url.netloc}{url.path.rstrip('/')}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["NOT_GIVEN", "NotGiven"]
+__all__ = ["NOT_GIVEN", "NotGiven", "check_int"]
 
 
 class NotGiven:
@@ -26,3 +26,12 @@ class NotGiven:
 
 
 NOT_GIVEN: Final = NotGiven()
+
+
+def check_int(value: object, name: str, minimum: int = 0) -> int:
+    """`value` as an int >= `minimum`, or a TypeError/ValueError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value

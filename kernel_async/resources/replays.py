@@ -13,20 +13,12 @@ from .._files import AtomicFile
 from .._models import Replay, decode_replay, decode_replays
 from .._paths import segment
 from .._retry import Timeout
-from .._types import NOT_GIVEN, NotGiven
+from .._types import NOT_GIVEN, NotGiven, check_int
 
 if TYPE_CHECKING:
     from .._client import AsyncKernel
 
 __all__ = ["AsyncReplays"]
-
-
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
 
 
 class AsyncReplays:
@@ -65,10 +57,10 @@ class AsyncReplays:
         path = f"/browsers/{segment(id, 'id')}/replays"
         params: dict[str, object] = {}
         if framerate is not None:
-            params["framerate"] = _positive_int(framerate, "framerate")
+            params["framerate"] = check_int(framerate, "framerate", 1)
         if max_duration_in_seconds is not None:
-            params["max_duration_in_seconds"] = _positive_int(
-                max_duration_in_seconds, "max_duration_in_seconds"
+            params["max_duration_in_seconds"] = check_int(
+                max_duration_in_seconds, "max_duration_in_seconds", 1
             )
         if record_audio is not None:
             if not isinstance(record_audio, bool):

@@ -381,17 +381,21 @@ class FakeKernel:
             return await _truncated(request, resp)
         return resp
 
-    def _browser(self, bid: str) -> list[_Replay] | None:
-        return self._browsers.get(bid)
+    def _settled(self, bid: str) -> list[_Replay] | web.Response:
+        """The browser's replays brought up to date (call with the lock held), or a 404."""
+        replays = self._browsers.get(bid)
+        if replays is None:
+            return _error(404, "not_found", f"browser {bid!r} not found")
+        now = time.monotonic()
+        for r in replays:
+            r.settle(now, self._starts[r.replay_id])
+        return replays
 
     async def _op_list(self, request: web.Request, body: bytes, bid: str) -> web.StreamResponse:
         with self._lock:
-            replays = self._browser(bid)
-            if replays is None:
-                return _error(404, "not_found", f"browser {bid!r} not found")
-            now = time.monotonic()
-            for r in replays:
-                r.settle(now, self._starts[r.replay_id])
+            replays = self._settled(bid)
+            if isinstance(replays, web.Response):
+                return replays
             data = [r.as_json(self.base_url) for r in replays]
         return web.json_response(data)
 
@@ -417,14 +421,12 @@ class FakeKernel:
         if details:
             return _error(400, "bad_request", "invalid parameters", details=details)
         with self._lock:
-            replays = self._browser(bid)
-            if replays is None:
-                return _error(404, "not_found", f"browser {bid!r} not found")
+            replays = self._settled(bid)
+            if isinstance(replays, web.Response):
+                return replays
+            if any(r.stopped_mono is None for r in replays):
+                return _error(409, "conflict", "a recording is already in progress")
             now = time.monotonic()
-            for r in replays:
-                r.settle(now, self._starts[r.replay_id])
-                if r.stopped_mono is None:
-                    return _error(409, "conflict", "a recording is already in progress")
             replay = _Replay(
                 replay_id="rp_" + secrets.token_hex(8),
                 browser_id=bid,
@@ -437,12 +439,11 @@ class FakeKernel:
         return web.json_response(data)
 
     def _find(self, bid: str, rid: str) -> _Replay | web.Response:
-        replays = self._browser(bid)
-        if replays is None:
-            return _error(404, "not_found", f"browser {bid!r} not found")
+        replays = self._settled(bid)
+        if isinstance(replays, web.Response):
+            return replays
         for r in replays:
             if r.replay_id == rid:
-                r.settle(time.monotonic(), self._starts[rid])
                 return r
         return _error(404, "not_found", f"replay {rid!r} not found")
 
