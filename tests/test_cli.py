@@ -117,3 +117,47 @@ def test_emulator_command_serves(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.communicate(timeout=10)  # also closes the pipes
+
+
+def test_download_shows_progress_on_a_terminal(fake: FakeKernel, tmp_path: Path) -> None:
+    import pty
+
+    b = fake.create_browser()
+    rid = cli(fake, "start", b).stdout.strip()
+    cli(fake, "stop", b, rid)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KERNEL_")}
+    env |= {"KERNEL_BASE_URL": fake.base_url, "KERNEL_API_KEY": fake.api_key}
+    leader, follower = pty.openpty()
+    out = tmp_path / "v.mp4"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kernel_sync", "download", b, rid, "-o", str(out)],
+        stdout=follower,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=60)
+    os.close(leader)
+    assert proc.stderr is not None
+    proc.stderr.close()
+    text = b"".join(chunks).decode()
+    assert proc.returncode == 0
+    assert "downloaded 2.8 KiB" in text and f"saved {out}" in text
+
+
+def test_console_script_installed() -> None:
+    script = Path(sys.executable).parent / "kernel-replays"
+    if not script.exists():
+        pytest.skip("package not installed with its console script in this environment")
+    done = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    assert "start" in done.stdout and "download" in done.stdout

@@ -509,3 +509,19 @@ async def test_emulator_faults_drive_retries() -> None:
         assert [e.status for e in events] == [503, 429]
         assert events[1].planned_wait == 1
         assert fake.count("stop") == 3
+
+
+async def test_connect_bound_covers_waiting_for_a_pooled_connection() -> None:
+    async with ScriptedServer([hang()]) as srv:
+        async with kernel(srv, timeout=Timeout(30.0, connect=0.3), max_retries=0) as c:
+            busy = asyncio.ensure_future(c.browsers.replays.stop("r", id="b"))
+            while not srv.received:
+                await asyncio.sleep(0.01)
+            t0 = time.monotonic()
+            with pytest.raises(ka.APITimeoutError, match=r"connect timed out after 0\.3s"):
+                await c.browsers.replays.start("b")  # never sent: safe even for start
+            assert time.monotonic() - t0 < 2
+            busy.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await busy
+    assert len(srv.received) == 1
