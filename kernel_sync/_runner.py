@@ -15,13 +15,14 @@ import contextlib
 import os
 import threading
 import weakref
-from collections.abc import Awaitable, Callable
-from functools import partial
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kernel_async import AsyncKernel, KernelError
 
 if TYPE_CHECKING:
+    import asyncio
+
     from anyio.from_thread import BlockingPortal
 
 __all__ = ["Runner"]
@@ -61,14 +62,19 @@ class _Host:
         self.thread = threading.Thread(target=run, name="kernel-sync-portal", daemon=True)
         self.thread.start()
         self.portal = ready.result()
+        # Calls go straight onto the portal's loop (one wake-up each way); the portal
+        # owns the loop's life. anyio's own task spawning costs a second round trip.
+        self.loop: asyncio.AbstractEventLoop = self.portal.call(_get_running_loop)
 
-    def call(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
+    def call(self, fn: Callable[..., Coroutine[Any, Any, T]], /, *args: Any, **kwargs: Any) -> T:
         if threading.current_thread() is self.thread:
             raise KernelError(
                 "a blocking kernel_sync call was made on kernel_sync's own event-loop thread "
                 "(e.g. from an on_retry hook); use kernel_async.AsyncKernel in async code"
             )
-        future = self.portal.start_task_soon(partial(fn, *args, **kwargs))
+        from asyncio import run_coroutine_threadsafe
+
+        future = run_coroutine_threadsafe(fn(*args, **kwargs), self.loop)
         try:
             return future.result()
         except BaseException:
@@ -85,6 +91,12 @@ class _Host:
         with contextlib.suppress(RuntimeError):  # already stopped
             self.portal.call(self.portal.stop)
         self.thread.join(timeout=_CLOSE_TIMEOUT)
+
+
+async def _get_running_loop() -> asyncio.AbstractEventLoop:
+    from asyncio import get_running_loop
+
+    return get_running_loop()
 
 
 _lock = threading.Lock()
@@ -160,7 +172,7 @@ class Runner:
                 self._state[0] = host
             return host
 
-    def call(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
+    def call(self, fn: Callable[..., Coroutine[Any, Any, T]], /, *args: Any, **kwargs: Any) -> T:
         """Run a coroutine function of the async core on the portal and wait for it."""
         return self._lease().call(fn, *args, **kwargs)
 
