@@ -42,7 +42,6 @@ T = TypeVar("T")
 
 DEFAULT_BASE_URL: Final = "https://api.onkernel.com"
 JSON_LIMIT: Final = 8 * 1024 * 1024
-ERROR_LIMIT: Final = 64 * 1024
 # Longest a download waits through 202 "still finalising" when no total deadline is set.
 MAX_FINALISE_WAIT: Final = 600.0
 DEFAULT_FINALISE_WAIT: Final = 1.0
@@ -530,7 +529,9 @@ class AsyncKernel:
                 error.retry_after = retry_after
             raise error from cause
         if not self._pool.budget.acquire(cost):
-            logger.warning(
+            # INFO, not WARNING: in an outage this fires per call, and WARNING reaches
+            # stderr even where the application never configured logging.
+            logger.info(
                 "not retrying %s %s after %s: client retry budget exhausted",
                 error.method,
                 error.url,

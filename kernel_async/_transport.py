@@ -44,6 +44,8 @@ __all__ = [
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 _CHUNK = 256 * 1024
+# Error bodies are only ever parsed for a message: never read more than this of them.
+ERROR_LIMIT = 64 * 1024
 
 
 def new_session(limit: int) -> aiohttp.ClientSession:
@@ -203,6 +205,8 @@ async def send(
                 async for chunk in resp.content.iter_chunked(_CHUNK):
                     sink.write(chunk)
                 return Response(status, resp.headers, b"", False, _wire(counter, 1))
+            if status >= 300:
+                read_limit = ERROR_LIMIT if read_limit is None else min(read_limit, ERROR_LIMIT)
             data, truncated = await _read(resp, read_limit)
             return Response(status, resp.headers, data, truncated, _wire(counter, 1))
     except (ConnectionTimeoutError, ClientConnectorCertificateError, ClientSSLError) as exc:

@@ -159,3 +159,21 @@ async def test_download_recording_replay_is_400_not_a_hang(fake: FakeKernel) -> 
         r = await c.browsers.replays.start(b)
         with pytest.raises(ka.BadRequestError):
             await c.browsers.replays.download(r.replay_id, id=b)
+
+
+async def test_error_body_of_a_download_is_bounded() -> None:
+    # Promise 4 MiB, send 100 KiB, then stall: only a bounded read returns (an unbounded
+    # one would wait for the rest until the timeout).
+    async def stalled_error(w: asyncio.StreamWriter, r: object) -> bool:
+        w.write(b"HTTP/1.1 500 X\r\nContent-Length: 4194304\r\n\r\n" + b"x" * 100_000)
+        await w.drain()
+        await asyncio.sleep(30)
+        return False
+
+    async with ScriptedServer([stalled_error]) as srv:
+        async with kernel(srv, max_retries=0, timeout=10) as c:
+            t0 = time.monotonic()
+            with pytest.raises(ka.InternalServerError) as info:
+                await c.browsers.replays.download("r", id="b")
+            assert time.monotonic() - t0 < 5
+    assert isinstance(info.value.body, str) and len(info.value.body) <= 2000

@@ -125,7 +125,7 @@ class AsyncReplays:
             idempotent=True,
             timeout=timeout,
             extra_headers=extra_headers,
-            read_limit=64 * 1024,
+            read_limit=64 * 1024,  # stop's body is ignored: read little of it
         )
 
     async def download(
