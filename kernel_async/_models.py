@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime, timezone
 from functools import cache
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -86,28 +87,23 @@ def converter() -> cattrs.Converter:
     conv.register_structure_hook(datetime, _datetime)
 
     # cattrs would iterate a string as a list and read attributes off non-dicts.
-    def lists(tp: Any) -> Any:
-        inner = list_structure_factory(tp, conv)
+    def only(kind: type[Any], what: str, make: Callable[[Any, Any], Any]) -> Any:
+        def factory(tp: Any) -> Any:
+            inner = make(tp, conv)
 
-        def hook(value: Any, t: Any) -> Any:
-            if not isinstance(value, list):
-                raise TypeError(f"expected an array, got {type(value).__name__}")
-            return inner(value, t)
+            def hook(value: Any, t: Any) -> Any:
+                if not isinstance(value, kind):
+                    raise TypeError(f"expected {what}, got {type(value).__name__}")
+                return inner(value, t)
 
-        return hook
+            return hook
 
-    def objects(cl: Any) -> Any:
-        inner = make_dict_structure_fn(cl, conv)
+        return factory
 
-        def hook(value: Any, t: Any) -> Any:
-            if not isinstance(value, dict):
-                raise TypeError(f"expected an object, got {type(value).__name__}")
-            return inner(value, t)
-
-        return hook
-
-    conv.register_structure_hook_factory(is_sequence, lists)
-    conv.register_structure_hook_factory(attrs.has, objects)
+    conv.register_structure_hook_factory(
+        is_sequence, only(list, "an array", list_structure_factory)
+    )
+    conv.register_structure_hook_factory(attrs.has, only(dict, "an object", make_dict_structure_fn))
     return conv
 
 
