@@ -165,24 +165,29 @@ class RetryBudget:
             self.tokens = min(self.capacity, self.tokens + amount)
 
 
+MAX_RETRY_AFTER = 365 * 24 * 3600.0
+"""Upper clamp of a parsed Retry-After: any larger request is equally refused."""
+
+
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds the server asks to wait, from ``retry-after-ms`` or ``Retry-After``.
 
     Accepts milliseconds, (fractional) seconds and HTTP-dates; a date in the past is 0.
-    Returns `None` when absent or unparseable. Never raises, never negative; may be
-    `inf` for absurd values (the caller compares with `max_retry_after`).
+    Returns `None` when absent or unparseable. Never raises; always within
+    ``[0, MAX_RETRY_AFTER]`` (absurd values are clamped to that year-long bound, which
+    `max_retry_after` then refuses).
     """
     raw = headers.get("retry-after-ms")
     if raw is not None:
         value = _number(raw)
         if value is not None:
-            return value / 1000.0
+            return min(value / 1000.0, MAX_RETRY_AFTER)
     raw = headers.get("retry-after")
     if raw is None:
         return None
     value = _number(raw)
     if value is not None:
-        return value
+        return min(value, MAX_RETRY_AFTER)
     from email.utils import parsedate_to_datetime  # rare: HTTP-date form only
 
     try:
@@ -191,7 +196,7 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
         return None
     if when is None or when.tzinfo is None:
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return min(max(0.0, when.timestamp() - time.time()), MAX_RETRY_AFTER)
 
 
 def _number(raw: str) -> float | None:

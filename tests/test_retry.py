@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import kernel_async as ka
 from kernel_async import AsyncKernel, RetryEvent, RetryPolicy, Timeout, set_testing
-from kernel_async._retry import RetryBudget, parse_retry_after
+from kernel_async._retry import MAX_RETRY_AFTER, RetryBudget, parse_retry_after
 from kernel_async.testing import FakeKernel
 from tests.scripted import (
     ScriptedServer,
@@ -282,7 +282,10 @@ async def test_oversized_json_success_is_validation_error() -> None:
         ({"retry-after": "garbage"}, None),
         ({"retry-after": ""}, None),
         ({"retry-after": "nan"}, None),
-        ({"retry-after": "99999999999999999999999999999999999999999"}, float("inf")),
+        ({"retry-after": "99999999999999999999999999999999999999999"}, MAX_RETRY_AFTER),
+        ({"retry-after": "1e400"}, MAX_RETRY_AFTER),
+        ({"retry-after": "inf"}, MAX_RETRY_AFTER),
+        ({"retry-after": "Fri, 31 Dec 9999 23:59:59 GMT"}, MAX_RETRY_AFTER),
         ({"retry-after-ms": "x", "retry-after": "2"}, 2.0),
         ({}, None),
     ],
@@ -302,7 +305,7 @@ def test_parse_retry_after_http_dates() -> None:
 @given(st.dictionaries(st.sampled_from(["retry-after", "retry-after-ms"]), st.text(max_size=50)))
 def test_parse_retry_after_never_raises_or_goes_negative(headers: dict[str, str]) -> None:
     got = parse_retry_after(headers)
-    assert got is None or got >= 0
+    assert got is None or 0 <= got <= MAX_RETRY_AFTER
 
 
 async def test_retry_after_is_honoured() -> None:
