@@ -445,7 +445,6 @@ class AsyncKernel:
                 budget.refund(policy.retry_cost if retried else 1)
                 return resp, url_text, attempts
 
-            retry_after = parse_retry_after(resp.headers)
             if 300 <= status < 400:
                 # Redirects are not followed: the Authorization header must not travel on.
                 redirect = APIStatusError(
@@ -471,6 +470,7 @@ class AsyncKernel:
                 retryable = status in (408, 429) or status >= 500
             if not retryable:
                 raise status_err
+            retry_after = parse_retry_after(resp.headers)
             if retry_after is not None and retry_after > policy.max_retry_after:
                 status_err.retry_after = retry_after
                 logger.info(

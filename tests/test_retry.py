@@ -44,14 +44,7 @@ def kernel(srv: ScriptedServer, **kw: object) -> AsyncKernel:
 async def assert_pool_usable(c: AsyncKernel, srv: ScriptedServer) -> None:
     """With a pool of one connection, a follow-up call only succeeds if nothing leaked."""
     srv.script = [OK]
-    with anyio_fail_after(5):
-        await c.browsers.replays.stop("r", id="b")
-
-
-def anyio_fail_after(seconds: float):  # type: ignore[no-untyped-def]
-    import anyio
-
-    return anyio.fail_after(seconds)
+    await asyncio.wait_for(c.browsers.replays.stop("r", id="b"), 5)
 
 
 # -- which statuses are retried ---------------------------------------------------------
