@@ -354,9 +354,13 @@ class AsyncKernel:
         read_limit: int | None = JSON_LIMIT,
         sink: Sink | None = None,
         poll_accepted: bool = False,
+        missing_ok_after_retry: bool = False,
     ) -> tuple[Response, str, int]:
         """Run one call: attempts, retries, waits. Returns the 2xx response, the URL
-        string and the number of wire attempts; raises the typed error otherwise."""
+        string and the number of wire attempts; raises the typed error otherwise.
+
+        `missing_ok_after_retry`: a 404 on a retry counts as success (an idempotent
+        delete whose earlier, ambiguous attempt already took effect)."""
         if extra_headers is None and content_type is None:
             headers = self._headers
         else:
@@ -443,6 +447,10 @@ class AsyncKernel:
                     await self._wait_finalising(resp, method, url_text, attempts, started, deadline)
                     continue
                 budget.refund(policy.retry_cost if retried else 1)
+                return resp, url_text, attempts
+
+            if status == 404 and missing_ok_after_retry and retried:
+                budget.refund(policy.retry_cost)
                 return resp, url_text, attempts
 
             if 300 <= status < 400:
