@@ -53,7 +53,13 @@ class _LoopThread:
 
     def _run(self, ready: threading.Event) -> None:
         import asyncio
+        import signal
 
+        # The kernel delivers a process signal to any thread that does not block it. Were
+        # Ctrl-C to land here, the main thread's blocking wait would never be woken: keep
+        # it for the main thread (threads started from here inherit the mask).
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         asyncio.set_event_loop(self.loop)
         self.loop.call_soon(ready.set)
         try:
