@@ -22,7 +22,7 @@ TYPE_DEPS = ["mypy==2.4.1", "nox", "types-PyYAML", "types-jsonschema", *TEST_DEP
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite (real sockets on loopback only)."""
-    session.install("-e", ".", *TEST_DEPS)
+    session.install("-e", ".[cli]", *TEST_DEPS)
     session.run("pytest", *session.posargs)
 
 
@@ -44,7 +44,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on both packages, the tools and the typed usage file."""
-    session.install("-e", ".", *TYPE_DEPS)
+    session.install("-e", ".[cli]", *TYPE_DEPS)
     session.run("mypy")
 
 
