@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from kernel_async import NOT_GIVEN, AsyncKernel, NotGiven, Replay, RetryPolicy, Timeout
+from kernel_async._hosted import check_blocking_client
 from kernel_async.resources import AsyncBrowsers, AsyncReplays
 
 from ._runner import Runner
@@ -223,6 +224,7 @@ class Kernel:
             default_headers=default_headers,
             connection_limit=connection_limit,
         )
+        check_blocking_client(self._async.base_url)  # refuse a sure deadlock
         self._runner = Runner(self._async)
         self._derived = False
         self.browsers = Browsers(self._async.browsers, self._runner)
