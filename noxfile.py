@@ -14,6 +14,7 @@ TEST_DEPS = [
     "trustme>=1.1",
     "jsonschema>=4.20",
     "pyyaml>=6",
+    "hatchling>=1.21",  # tests/test_wheel.py builds the wheel and sdist
 ]
 LINT_DEPS = ["ruff==0.17.6"]
 TYPE_DEPS = ["mypy==2.4.1", "nox", "types-PyYAML", "types-jsonschema", *TEST_DEPS]
