@@ -57,15 +57,15 @@ def _emulator(ctx: Context) -> None:
         with FakeKernel.in_thread(host=a.host, port=a.port, api_key=a.emulator_key) as fake:
             browser = fake.create_browser()
             info = {"base_url": fake.base_url, "api_key": fake.api_key, "browser": browser}
-            ctx.emit(
-                info,
-                f"Kernel API emulator on {fake.base_url} (Ctrl-C to stop).\n"
-                "Paste these into another shell, then run the SDK or this CLI there:\n"
-                f"  export KERNEL_BASE_URL={fake.base_url}\n"
-                f"  export KERNEL_API_KEY={fake.api_key}\n"
-                f"  export BROWSER_ID={browser}",
-            )
-            try:
+            try:  # from here on, Ctrl-C or SIGTERM is the normal way to stop
+                ctx.emit(
+                    info,
+                    f"Kernel API emulator on {fake.base_url} (Ctrl-C to stop).\n"
+                    "Paste these into another shell, then run the SDK or this CLI there:\n"
+                    f"  export KERNEL_BASE_URL={fake.base_url}\n"
+                    f"  export KERNEL_API_KEY={fake.api_key}\n"
+                    f"  export BROWSER_ID={browser}",
+                )
                 while True:
                     time.sleep(3600)
             except KeyboardInterrupt:
