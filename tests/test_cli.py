@@ -3,6 +3,7 @@ enough, through real subprocesses (and a pty) for signals, terminals and the scr
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -246,6 +247,17 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert summary["download_polls"] >= 2
 
 
+@contextlib.contextmanager
+def ended(proc: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
+    """The process, killed on the way out if it is still running (a failed assertion)."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 def _serve_emulator(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "kernel_sync", *args, "emulator", "--port", "0"],
@@ -257,8 +269,7 @@ def _serve_emulator(*args: str) -> subprocess.Popen[str]:
 
 
 def test_emulator_json_prints_only_json_and_stops_cleanly() -> None:
-    proc = _serve_emulator("--json")
-    try:
+    with ended(_serve_emulator("--json")) as proc:
         assert proc.stdout is not None
         info = json.loads(proc.stdout.readline())
         env = env_for(None, KERNEL_BASE_URL=info["base_url"], KERNEL_API_KEY=info["api_key"])
@@ -273,25 +284,16 @@ def test_emulator_json_prints_only_json_and_stops_cleanly() -> None:
         assert res.stdout.startswith("rp_")
         proc.send_signal(signal.SIGINT)
         rest, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0
     assert rest == "" and err == ""
 
 
 def test_emulator_text_prints_exports_and_stops_on_sigterm() -> None:
-    proc = _serve_emulator()
-    try:
+    with ended(_serve_emulator()) as proc:
         assert proc.stdout is not None
         lines = [proc.stdout.readline() for _ in range(5)]
         proc.terminate()
         rest, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     exports = [line.split()[1].split("=")[0] for line in lines if "export" in line]
     assert exports == ["KERNEL_BASE_URL", "KERNEL_API_KEY", "BROWSER_ID"]
     assert proc.returncode == 0 and rest == "stopped\n" and err == ""
@@ -309,16 +311,12 @@ def test_ctrl_c_exits_130(fake: FakeKernel, as_json: bool) -> None:
         text=True,
         env=env_for(fake),
     )
-    try:
+    with ended(proc):
         deadline = time.monotonic() + 30
         while fake.count("list") < 1 and time.monotonic() < deadline:
             time.sleep(0.02)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 130
     assert out == ""
     if as_json:
