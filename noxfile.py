@@ -38,6 +38,7 @@ TEST_DEPS = [
     "trustme>=1.1",
     "jsonschema>=4.20",
     "pyyaml>=6",
+    "hatchling>=1.21",  # tests/test_wheel.py builds the wheel and sdist
 ]
 LINT_DEPS = ["ruff==0.17.6"]
 TYPE_DEPS = ["mypy==2.4.1", "nox", "types-PyYAML", "types-jsonschema", *TEST_DEPS]
@@ -46,7 +47,7 @@ TYPE_DEPS = ["mypy==2.4.1", "nox", "types-PyYAML", "types-jsonschema", *TEST_DEP
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """Run the test suite on every supported Python (real sockets on loopback only)."""
-    session.install("-e", ".", *TEST_DEPS)
+    session.install("-e", ".[cli]", *TEST_DEPS)
     session.run("pytest", *session.posargs)
 
 
@@ -68,7 +69,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on both packages, the tools and the typed usage file."""
-    session.install("-e", ".", *TYPE_DEPS)
+    session.install("-e", ".[cli]", *TYPE_DEPS)
     session.run("mypy")
 
 

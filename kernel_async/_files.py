@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from pathlib import Path
 from typing import IO
@@ -39,6 +40,11 @@ class AtomicFile:
         self.target = Path(target)
         if self.target.is_dir():
             raise IsADirectoryError(f"{self.target} is a directory; pass a file path")
+        if not self.target.parent.is_dir():
+            # Name the user's path, not the hidden temporary file mkstemp would report.
+            raise FileNotFoundError(
+                errno.ENOENT, "no such directory to save into", str(self.target.parent)
+            )
         import tempfile
 
         fd, tmp = tempfile.mkstemp(

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from kernel_async import NOT_GIVEN, AsyncKernel, NotGiven, Replay, RetryPolicy, Timeout
+from kernel_async._hosted import check_blocking_client
 from kernel_async.resources import AsyncBrowsers, AsyncReplays
 
 from ._runner import Runner
@@ -230,6 +231,7 @@ class Kernel:
             proxy=proxy,
             trust_env=trust_env,
         )
+        check_blocking_client(self._async.base_url)  # refuse a sure deadlock
         self._runner = Runner(self._async)
         self._derived = False
         self.browsers = Browsers(self._async.browsers, self._runner)
