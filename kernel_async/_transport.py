@@ -146,10 +146,11 @@ def client_timeout(
 
 
 class Sink(Protocol):
-    """Where a streamed body goes; rewound and truncated before each attempt."""
+    """Where a streamed body goes; restarted (emptied) before each attempt's body."""
 
-    def seek(self, offset: int, /) -> object: ...
-    def truncate(self) -> object: ...
+    def restart(self, total: int | None, /) -> object:
+        """Empty the sink; `total` is the body's announced size, if known."""
+
     def write(self, data: bytes, /) -> object: ...
 
 
@@ -225,8 +226,9 @@ async def send(
         ) as resp:
             status = resp.status
             if sink is not None and 200 <= status < 300 and status != 202:
-                sink.seek(0)
-                sink.truncate()
+                # The announced size; not with a Content-Encoding (that is the wire size).
+                encoded = "Content-Encoding" in resp.headers
+                sink.restart(None if encoded else resp.content_length)
                 async for chunk in resp.content.iter_chunked(_CHUNK):
                     sink.write(chunk)
                 return Response(status, resp.headers, b"", False)

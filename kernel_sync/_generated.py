@@ -144,6 +144,7 @@ class Replays:
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         progress: Callable[[int], object] | None = None,
+        on_start: Callable[[int | None], object] | None = None,
     ) -> Path:
         """Stream the recording to `path` atomically and return it as a `Path`.
 
@@ -161,6 +162,9 @@ class Replays:
             progress: Called with the bytes received so far after each chunk (and with
                 0 when a retry starts over). From `kernel_sync` it runs on the SDK's
                 event-loop thread: keep it quick.
+            on_start: Called when the video starts to arrive (the wait through 202
+                "still finalising" is over) with its size in bytes, or `None` when the
+                server does not say; called again if a retry starts over.
         """
         return self._runner.call(
             self._async.download_to,
@@ -170,6 +174,7 @@ class Replays:
             timeout=timeout,
             extra_headers=extra_headers,
             progress=progress,
+            on_start=on_start,
         )
 
 
