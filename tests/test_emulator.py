@@ -172,7 +172,7 @@ async def test_fault_injection_options(fake: FakeKernel) -> None:
         with pytest.raises(ka.APITimeoutError):
             await slow.browsers.replays.list(b)
     with pytest.raises(ValueError, match="unknown operation"):
-        fake.fail("delete")
+        fake.fail("destroy")
 
 
 def test_recorded_request_repr_hides_the_key(kernel_fake: FakeKernel) -> None:
