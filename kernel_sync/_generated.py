@@ -541,7 +541,7 @@ class Browsers:
 
 
 class Kernel:
-    """Blocking client for Kernel browser replays.
+    """Blocking client for Kernel browsers and their replays.
 
     Args:
         api_key: Bearer key; defaults to the ``KERNEL_API_KEY`` environment variable.
@@ -553,6 +553,9 @@ class Kernel:
         default_headers: Headers sent with every request.
         connection_limit: Most connections the pool opens at once (extra calls queue;
             the wait counts against the connect timeout). Ignored with `session`.
+        proxy: An HTTP proxy URL for every request (overrides the environment).
+        trust_env: Read ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY`` / ``NO_PROXY``
+            from the environment, as the official SDK does (default `True`).
 
     Use it as ``with Kernel() as client:`` or call `close()`. Calls are safe
     to run concurrently from many threads; they share one connection pool.
@@ -570,6 +573,8 @@ class Kernel:
         retry: RetryPolicy | None = None,
         default_headers: Mapping[str, str] | None = None,
         connection_limit: int = 100,
+        proxy: str | None = None,
+        trust_env: bool = True,
     ) -> None:
         self._async = AsyncKernel(
             api_key=api_key,
@@ -579,6 +584,8 @@ class Kernel:
             retry=retry,
             default_headers=default_headers,
             connection_limit=connection_limit,
+            proxy=proxy,
+            trust_env=trust_env,
         )
         self._runner = Runner(self._async)
         self._derived = False
@@ -643,9 +650,10 @@ class Kernel:
         retry: RetryPolicy | None = None,
         default_headers: Mapping[str, str] | None = None,
     ) -> Kernel:
-        """A copy with some options changed, sharing this client's connection pool and
-        retry budget. Options not passed are kept. Closing the copy does not close the
-        pool; closing the original does (for both).
+        """A copy with some options changed, sharing this client's connection pool.
+        Options not passed are kept. The retry budget is shared too, unless `retry`
+        sets a different budget size (then the copy has a bucket of its own). Closing
+        the copy does not close the pool; closing the original does (for both).
         """
         inner = self._async.with_options(
             api_key=api_key,

@@ -161,7 +161,7 @@ class Runner:
             host = self._host
             if host is not None and host.pid != os.getpid():
                 # Forked: the session belongs to the parent. Forget it (without closing).
-                session = self._client._pool.session
+                session = self._client._shared.session
                 if session is not None:
                     _abandoned.append(session)
                 self._client._after_fork()
@@ -190,7 +190,7 @@ class Runner:
 
 def _close(client: AsyncKernel, host: _Host | None) -> None:
     if host is None or host.pid != os.getpid():
-        client._pool.closed = True  # nothing was opened in this process
+        client._shared.closed = True  # nothing was opened in this process
         return
     try:
         # Best effort, bounded: this also runs from finalizers and at interpreter exit.

@@ -435,13 +435,13 @@ async def test_budget_limits_retries_in_an_outage() -> None:
                     await c.browsers.replays.stop("r", id="b")
             # 10 first attempts + 4 retries (20 tokens / 5), not 30 requests.
             assert len(srv.received) == 14
-            assert c._pool.budget.tokens == 0
+            assert c._budget.tokens == 0
             srv.script = [OK]
             for _ in range(10):
                 await c.browsers.replays.stop("r", id="b")  # first attempts never throttled
-            assert c._pool.budget.tokens == 10
+            assert c._budget.tokens == 10
             # shared by with_options copies
-            assert c.with_options(max_retries=5)._pool.budget is c._pool.budget
+            assert c.with_options(max_retries=5)._budget is c._budget
 
 
 # -- cancellation ------------------------------------------------------------------------
