@@ -14,6 +14,8 @@ TEST_DEPS = [
     "trustme>=1.1",
     "jsonschema>=4.20",
     "pyyaml>=6",
+    # The official SDK: pointed at the emulator in tests, never imported by the package.
+    "kernel==0.131.0",
 ]
 LINT_DEPS = ["ruff==0.17.6"]
 TYPE_DEPS = ["mypy==2.4.1", "nox", "types-PyYAML", "types-jsonschema", *TEST_DEPS]

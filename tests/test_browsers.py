@@ -242,7 +242,7 @@ def test_unknown_fields_are_ignored() -> None:
         "stealth": False,
         "timeout_seconds": 60,
         "region": "us-east",
-        "memory": {"size_mb": 1},
+        "memory": "1GiB",
         "brand_new": [1, 2],
     }
     b = decode_browser(json.dumps(data).encode())

@@ -71,7 +71,7 @@ class Session:
             "gpu": self.gpu,
             "timeout_seconds": self.timeout_seconds,
             "region": self.region,
-            "memory": {"size_mb": 4096},
+            "memory": "4GiB",
         }
         if not self.headless:
             data["browser_live_view_url"] = f"{base}/live/{self.session_id}?jwt={self.token}"
