@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from kernel_async import APIError, KernelError, Replay
 
+from . import _cli_browsers
 from ._generated import Kernel
 
 __all__ = ["main"]
@@ -58,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="the whole flow against the embedded emulator")
     s.add_argument("-o", "--output", help="where to save the video")
+    _cli_browsers.add_commands(sub)
     return p
 
 
@@ -120,6 +122,8 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
 
         return run_demo(output=args.output, out=out, as_json=args.json)
     with _client(args) as k:
+        if cmd in _cli_browsers.COMMANDS:
+            return _cli_browsers.run(args, k, out)
         replays = k.browsers.replays
         if cmd == "start":
             r = replays.start(

@@ -27,7 +27,7 @@ SCHEMAS = SPEC["components"]["schemas"]
 
 def create_schema() -> dict[str, Any]:
     """BrowserCreate with its $refs inlined (the spec keeps them within components)."""
-    schema = json.loads(json.dumps(SCHEMAS["BrowserCreate"]))
+    schema: dict[str, Any] = json.loads(json.dumps(SCHEMAS["BrowserCreate"]))
     schema["properties"]["viewport"] = SCHEMAS["Viewport"]
     schema["properties"]["region"] = SCHEMAS["Region"]
     schema["additionalProperties"] = False
@@ -129,7 +129,7 @@ async def test_retrieve_update_by_id_or_name(client: AsyncKernel, fake: FakeKern
 
 async def test_delete_then_include_deleted(client: AsyncKernel, fake: FakeKernel) -> None:
     b = await client.browsers.create()
-    assert await client.browsers.delete(b.session_id) is None
+    await client.browsers.delete(b.session_id)
     assert fake.requests[-1].method == "DELETE"
     with pytest.raises(ka.NotFoundError):
         await client.browsers.retrieve(b.session_id)

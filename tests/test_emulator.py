@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -272,13 +273,14 @@ async def test_deleted_browser_keeps_its_replays(fake: FakeKernel) -> None:
 async def test_browser_operations_take_faults(fake: FakeKernel) -> None:
     async with fake.client(max_retries=0) as c:
         b = await c.browsers.create()
-        for op, call_it in [
+        calls: list[tuple[str, Callable[[], Awaitable[object]]]] = [
             ("createBrowser", lambda: c.browsers.create()),
             ("get", lambda: c.browsers.retrieve(b.session_id)),
             ("update", lambda: c.browsers.update(b.session_id, name="x")),
-            ("list_browsers", lambda: c.browsers.list()),
+            ("list_browsers", lambda: c.browsers.list().first_page()),
             ("deleteBrowser", lambda: c.browsers.delete(b.session_id)),
-        ]:
+        ]
+        for op, call_it in calls:
             fake.fail(op, status=500)
             with pytest.raises(ka.InternalServerError):
                 await call_it()

@@ -336,6 +336,7 @@ def _protocols(cls: ast.ClassDef, sync_name: str, used: set[str]) -> list[str]:
         )
         if not is_iterator:
             raise SystemExit(f"gen_sync: {cls.name}.__aiter__ must return AsyncIterator[...]")
+        assert isinstance(returns, ast.Subscript)
         item = _text(returns.slice, used)
         used.update({"Iterator", "iterate"})
         out += [

@@ -12,7 +12,7 @@ from .._errors import APIResponseValidationError
 from .._models import Browser, BrowserPage, Viewport, decode_browser, decode_browsers
 from .._paths import segment
 from .._retry import Timeout
-from .._types import NOT_GIVEN, BrowserStatus, NotGiven, Region
+from .._types import NOT_GIVEN, BrowserStatus, NotGiven, Region, check_int
 from . import _params
 from .recording import AsyncRecording
 from .replays import AsyncReplays
@@ -228,7 +228,7 @@ class AsyncBrowsers:
             extra_headers: Headers added to each page's request.
         """
         base = _params.list_query(status=status, query=query, tags=tags, region=region, limit=limit)
-        start = 0 if offset is None else _params.check_int(offset, "offset")
+        start = 0 if offset is None else check_int(offset, "offset")
         client = self._client
 
         async def fetch(at: int) -> BrowserPage:

@@ -196,26 +196,30 @@ async def shielded(fn: Callable[[], Awaitable[T]]) -> T:
     import anyio
 
     with anyio.CancelScope(shield=True):
+        result = await _to_the_end(fn)
+    return result
+
+
+async def _to_the_end(fn: Callable[[], Awaitable[T]]) -> T:
+    import asyncio
+
+    try:
+        asyncio.current_task()
+    except RuntimeError:  # not asyncio (trio): the anyio shield is the whole story
+        return await fn()
+
+    async def run() -> T:
+        return await fn()
+
+    task = asyncio.ensure_future(run())
+    cancelled: asyncio.CancelledError | None = None
+    while not task.done():
         try:
-            import asyncio
-
-            asyncio.current_task()
-        except RuntimeError:  # not asyncio (trio): the anyio shield is the whole story
-            return await fn()
-
-        async def run() -> T:
-            return await fn()
-
-        task = asyncio.ensure_future(run())
-        cancelled: asyncio.CancelledError | None = None
-        while True:
-            try:
-                result = await asyncio.shield(task)
-                break
-            except asyncio.CancelledError as exc:
-                if task.done():
-                    raise
-                cancelled = exc
-        if cancelled is not None:
-            raise cancelled
-        return result
+            await asyncio.shield(task)
+        except asyncio.CancelledError as exc:
+            if task.cancelled():
+                raise
+            cancelled = exc  # ours, not the task's: wait on, re-raise after
+    if cancelled is not None:
+        raise cancelled
+    return task.result()
