@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 from kernel_async.testing import FakeKernel
+from tests.interrupt import ctrl_c_after
 from tests.test_cli import cli, fake
 
 __all__ = ["fake"]  # the fixture, shared with test_cli
@@ -60,27 +57,12 @@ def test_record_for_some_seconds(fake: FakeKernel, tmp_path: Path) -> None:
 def test_record_until_ctrl_c(fake: FakeKernel, tmp_path: Path) -> None:
     out = tmp_path / "c.mp4"
     code = (
-        "import signal, sys\n"
-        "signal.signal(signal.SIGINT, signal.default_int_handler)  # even if inherited ignored\n"
         "from kernel_sync.__main__ import main\n"
         f"raise SystemExit(main(['record', '-o', {str(out)!r}]))\n"
     )
-    env = {**os.environ, "KERNEL_BASE_URL": fake.base_url, "KERNEL_API_KEY": fake.api_key}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=env,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        assert first.startswith("recording browser"), first
-        proc.send_signal(signal.SIGINT)
-        rest, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, err
+    env = {"KERNEL_BASE_URL": fake.base_url, "KERNEL_API_KEY": fake.api_key}
+    returncode, rest, err = ctrl_c_after(code, "recording browser", env)
+    assert returncode == 0, err
     assert f"saved {out}" in rest and "deleted browser" in rest
     assert out.read_bytes() == fake.video
     assert fake.sessions() == []

@@ -4,10 +4,6 @@ asking the emulator which browsers are left: none that the helper created."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -19,6 +15,7 @@ import pytest
 import kernel_async as ka
 from kernel_async import AsyncKernel
 from kernel_async.testing import FakeKernel, sample_video
+from tests.interrupt import ctrl_c_after
 
 pytestmark = pytest.mark.anyio
 
@@ -240,8 +237,7 @@ def test_sync_ctrl_c_cleans_up(sync_fake: FakeKernel, tmp_path: Path) -> None:
     target = tmp_path / "ctrl-c.mp4"
     code = textwrap.dedent(
         f"""
-        import signal, sys, time
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # even if inherited ignored
+        import sys, time
         from kernel_sync import Kernel
         k = Kernel(api_key={sync_fake.api_key!r}, base_url={sync_fake.base_url!r})
         try:
@@ -253,25 +249,8 @@ def test_sync_ctrl_c_cleans_up(sync_fake: FakeKernel, tmp_path: Path) -> None:
             sys.exit(130)
         """
     )
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("recording"), (line, proc.stderr.read() if proc.stderr else "")
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130, err
+    code_, out, err = ctrl_c_after(code, "recording")
+    assert code_ == 130, err
     assert f"interrupted {target}" in out
     assert target.read_bytes() == sample_video()
     assert sync_fake.sessions() == []
