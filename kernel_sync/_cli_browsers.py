@@ -1,24 +1,24 @@
-"""The CLI's browser commands: ``browsers create|get|list|delete`` and ``record``.
-
-Registered by ``__main__`` in two places (`add_commands`, `run`); everything else about
-them lives here.
-"""
+"""CLI commands for browsers: ``browsers create|get|list|delete`` and ``record`` (create a
+browser, record it until Ctrl-C or ``--seconds``, save the MP4, delete the browser)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from kernel_async import Browser, Viewport
 
-from ._generated import Kernel, Recording
+from . import _cli
+from ._cli import Commands, Context, identifier, seconds, whole_number
 
-__all__ = ["COMMANDS", "add_commands", "run"]
+if TYPE_CHECKING:
+    from ._generated import Recording
 
-COMMANDS = frozenset({"browsers", "record"})
+__all__ = ["register"]
+
+REGIONS = ["us-east", "us-west", "eu-west", "ap-southeast"]
 
 
 def _tag(text: str) -> tuple[str, str]:
@@ -42,38 +42,50 @@ def _create_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="a name, unique among active browsers")
     p.add_argument("--tag", type=_tag, action="append", default=[], help="KEY=VALUE (repeat)")
     p.add_argument("--viewport", type=_viewport, help="WxH or WxH@RATE, e.g. 1280x800@60")
-    p.add_argument("--timeout-seconds", type=int, help="inactivity timeout (10-259200)")
+    p.add_argument("--timeout-seconds", type=whole_number(10), help="inactivity timeout")
     p.add_argument("--start-url", help="URL to open at start")
-    p.add_argument("--region", choices=["us-east", "us-west", "eu-west", "ap-southeast"])
+    p.add_argument("--region", choices=REGIONS)
     p.add_argument("--stealth", action="store_true", default=None, help="stealth mode")
     p.add_argument("--gpu", action="store_true", default=None, help="GPU acceleration")
 
 
-def add_commands(sub: Any) -> None:
-    """Add ``browsers ...`` and ``record`` to the CLI's subparsers."""
-    browsers = sub.add_parser("browsers", help="create, get, list and delete browsers")
-    bsub = browsers.add_subparsers(dest="browsers_command", required=True, metavar="ACTION")
-    s = bsub.add_parser("create", help="create a browser")
+def register(commands: Commands) -> None:
+    """Add ``browsers`` (with its actions) and ``record``."""
+    p = commands.add("browsers", help="create, get, list and delete browsers", run=_browsers)
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def action(name: str, help: str) -> argparse.ArgumentParser:
+        # The client options (and --json) are accepted after the action too.
+        parser: argparse.ArgumentParser = actions.add_parser(
+            name, help=help, description=help, parents=[_cli._client_options()]
+        )
+        return parser
+
+    s = action("create", "create a browser (prints its ID)")
     _create_options(s)
     s.add_argument("--headless", action="store_true", default=None, help="no GUI, no replays")
-    s = bsub.add_parser("get", help="show a browser")
-    s.add_argument("browser", help="ID or name")
+    s = action("get", "show a browser")
+    s.add_argument("browser", metavar="ID_OR_NAME", type=identifier)
     s.add_argument("--include-deleted", action="store_true")
-    s = bsub.add_parser("list", help="list browsers (every page)")
+    s = action("list", "list browsers (every page)")
     s.add_argument("--status", choices=["active", "deleted", "all"])
     s.add_argument("--query", help="search by name, ID, profile, proxy or pool")
     s.add_argument("--tag", type=_tag, action="append", default=[], help="KEY=VALUE (repeat)")
-    s.add_argument("--region", choices=["us-east", "us-west", "eu-west", "ap-southeast"])
-    s.add_argument("--page-size", type=int, help="browsers per request (1-100)")
-    s = bsub.add_parser("delete", help="delete a browser")
-    s.add_argument("browser", help="ID or name")
+    s.add_argument("--region", choices=REGIONS)
+    s.add_argument("--page-size", type=whole_number(1), help="browsers per request (1-100)")
+    s = action("delete", "delete a browser")
+    s.add_argument("browser", metavar="ID_OR_NAME", type=identifier)
 
-    s = sub.add_parser("record", help="record a new browser until Ctrl-C (or --seconds), save it")
+    s = commands.add(
+        "record",
+        help="record a new browser until Ctrl-C (or --seconds), save the MP4, delete it",
+        run=_record,
+    )
     _create_options(s)
-    s.add_argument("-o", "--output", default="run.mp4", help="where to save the MP4")
-    s.add_argument("--seconds", type=float, help="stop after this long (default: Ctrl-C)")
-    s.add_argument("--framerate", type=int, default=10)
-    s.add_argument("--browser", help="record this existing browser instead (not deleted)")
+    s.add_argument("-o", "--output", default="run.mp4", metavar="FILE", help="where to save")
+    s.add_argument("--seconds", type=seconds, help="stop after this long (default: Ctrl-C)")
+    s.add_argument("--framerate", type=whole_number(1), default=10, metavar="FPS")
+    s.add_argument("--browser", type=identifier, help="record this browser instead (kept)")
 
 
 def browser_json(b: Browser) -> dict[str, Any]:
@@ -117,75 +129,65 @@ def _create_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def run(args: argparse.Namespace, k: Kernel, out: TextIO) -> int:
-    """Run a browser command; returns the exit code."""
-    if args.command == "record":
-        return _record(args, k, out)
-    action = args.browsers_command
-    browsers = k.browsers
-    if action == "create":
-        b = browsers.create(headless=args.headless, **_create_kwargs(args))
-        out.write(json.dumps(browser_json(b)) + "\n" if args.json else b.session_id + "\n")
-    elif action == "get":
-        b = browsers.retrieve(args.browser, include_deleted=args.include_deleted)
-        out.write(json.dumps(browser_json(b)) + "\n" if args.json else _describe(b))
-    elif action == "list":
-        pager = browsers.list(
-            status=args.status,
-            query=args.query,
-            tags=dict(args.tag) or None,
-            region=args.region,
-            limit=args.page_size,
-        )
-        rows = list(pager)
-        if args.json:
-            out.write(json.dumps([browser_json(b) for b in rows]) + "\n")
+def _browsers(ctx: Context) -> None:
+    a = ctx.args
+    with ctx.client() as k:
+        if a.action == "create":
+            b = k.browsers.create(headless=a.headless, **_create_kwargs(a))
+            ctx.emit(browser_json(b), b.session_id)
+        elif a.action == "get":
+            b = k.browsers.retrieve(a.browser, include_deleted=a.include_deleted)
+            ctx.emit(browser_json(b), _describe(b))
+        elif a.action == "list":
+            tags = dict(a.tag) or None
+            pager = k.browsers.list(
+                status=a.status, query=a.query, tags=tags, region=a.region, limit=a.page_size
+            )
+            rows = list(pager)
+            if ctx.json:
+                ctx.emit([browser_json(b) for b in rows], "")
+            else:
+                _table(rows, ctx.out)
         else:
-            _table(rows, out)
-    else:
-        browsers.delete(args.browser)
-        out.write(json.dumps({"deleted": args.browser}) + "\n" if args.json else "deleted\n")
-    return 0
+            k.browsers.delete(a.browser)
+            ctx.emit({"deleted": a.browser}, f"deleted {a.browser}")
 
 
 def _describe(b: Browser) -> str:
     fields = browser_json(b)
     width = max(len(k) for k in fields)
-    return "".join(f"{k.ljust(width)}  {v}\n" for k, v in fields.items() if v is not None)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in fields.items() if v is not None)
 
 
-def _announce_and_wait(rec: Recording, args: argparse.Namespace, out: TextIO) -> None:
-    if not args.json:
-        how = f"for {args.seconds:g}s" if args.seconds else "until Ctrl-C"
-        out.write(f"recording browser {rec.browser.session_id} {how}\n")
-        out.write(f"  drive it over CDP: {rec.browser.cdp_ws_url}\n")
-        out.flush()
-    time.sleep(args.seconds if args.seconds else 10**9)
+def _announce_and_wait(rec: Recording, ctx: Context) -> None:
+    a = ctx.args
+    if not ctx.json:
+        how = f"for {a.seconds:g}s" if a.seconds else "until Ctrl-C"
+        ctx.out.write(f"recording browser {rec.browser.session_id} {how}\n")
+        ctx.out.write(f"  drive it over CDP: {rec.browser.cdp_ws_url}\n")
+        ctx.out.flush()
+    time.sleep(a.seconds if a.seconds else 10**9)
 
 
-def _record(args: argparse.Namespace, k: Kernel, out: TextIO) -> int:
-    create = {} if args.browser else _create_kwargs(args)
-    with k.browsers.record(
-        args.browser, save_to=args.output, framerate=args.framerate, **create
-    ) as rec:
-        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a recording ends
-            _announce_and_wait(rec, args, out)
-        if not args.json:
-            out.write("stopping, saving the video and cleaning up…\n")
-            out.flush()
-    path = rec.path
-    size = path.stat().st_size if path else 0
-    if args.json:
-        result = {
-            "session_id": rec.browser.session_id,
-            "replay_id": rec.replay.replay_id,
-            "path": str(path) if path else None,
-            "bytes": size,
-            "deleted": rec.created,
-        }
-        out.write(json.dumps(result) + "\n")
-    else:
-        out.write(f"saved {path} ({size} bytes)\n")
-        if rec.created:
-            out.write(f"deleted browser {rec.browser.session_id}\n")
-    return 0
+def _record(ctx: Context) -> None:
+    a = ctx.args
+    create = {} if a.browser else _create_kwargs(a)
+    with ctx.client() as k:
+        with k.browsers.record(a.browser, save_to=a.output, framerate=a.framerate, **create) as rec:
+            with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a recording ends
+                _announce_and_wait(rec, ctx)
+            if not ctx.json:
+                ctx.out.write("stopping, saving the video and cleaning up…\n")
+                ctx.out.flush()
+    size = rec.path.stat().st_size if rec.path else 0
+    result = {
+        "session_id": rec.browser.session_id,
+        "replay_id": rec.replay.replay_id,
+        "path": str(rec.path) if rec.path else None,
+        "bytes": size,
+        "deleted": rec.created,
+    }
+    text = f"saved {rec.path} ({size:,} bytes)"
+    if rec.created:
+        text += f"\ndeleted browser {rec.browser.session_id}"
+    ctx.emit(result, text)

@@ -28,6 +28,7 @@ from kernel_async import (
     Timeout,
     Viewport,
 )
+from kernel_async._hosted import check_blocking_client
 from kernel_async.resources import AsyncBrowserPager, AsyncBrowsers, AsyncRecording, AsyncReplays
 
 from ._bridge import await_, call_to_end, iterate
@@ -587,6 +588,7 @@ class Kernel:
             proxy=proxy,
             trust_env=trust_env,
         )
+        check_blocking_client(self._async.base_url)  # refuse a sure deadlock
         self._runner = Runner(self._async)
         self._derived = False
         self.browsers = Browsers(self._async.browsers, self._runner)

@@ -38,7 +38,8 @@ def test_browsers_create_get_list_delete(fake: FakeKernel) -> None:
     ]
     tagged = json.loads(cli(fake, "--json", "browsers", "list", "--tag", "team=qa").stdout)
     assert [x["session_id"] for x in tagged] == [b["session_id"]]
-    assert cli(fake, "browsers", "delete", "cli").stdout == "deleted\n"
+    assert cli(fake, "browsers", "delete", "cli").stdout == "deleted cli\n"
+    assert cli(fake, "browsers", "list", "--json").returncode == 0  # options after the action
     gone = cli(fake, "browsers", "get", b["session_id"])
     assert gone.returncode == 1 and "404" in gone.stderr
     assert cli(fake, "browsers", "create", "--viewport", "big").returncode == 2
