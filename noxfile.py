@@ -38,6 +38,8 @@ TEST_DEPS = [
     "trustme>=1.1",
     "jsonschema>=4.20",
     "pyyaml>=6",
+    # The official SDK: pointed at the emulator in tests, never imported by the package.
+    "kernel==0.131.0",
     "hatchling>=1.21",  # tests/test_wheel.py builds the wheel and sdist
 ]
 LINT_DEPS = ["ruff==0.17.6"]

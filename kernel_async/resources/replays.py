@@ -13,7 +13,8 @@ from .._files import AtomicFile
 from .._models import Replay, decode_replay, decode_replays
 from .._paths import segment
 from .._retry import Timeout
-from .._types import NOT_GIVEN, NotGiven, check_int
+from .._types import NOT_GIVEN, NotGiven
+from ._params import replay_params
 
 if TYPE_CHECKING:
     from .._client import AsyncKernel
@@ -55,17 +56,7 @@ class AsyncReplays:
             NotFoundError: No such browser session.
         """
         path = f"/browsers/{segment(id, 'id')}/replays"
-        params: dict[str, object] = {}
-        if framerate is not None:
-            params["framerate"] = check_int(framerate, "framerate", 1)
-        if max_duration_in_seconds is not None:
-            params["max_duration_in_seconds"] = check_int(
-                max_duration_in_seconds, "max_duration_in_seconds", 1
-            )
-        if record_audio is not None:
-            if not isinstance(record_audio, bool):
-                raise TypeError(f"record_audio must be a bool, got {type(record_audio).__name__}")
-            params["record_audio"] = record_audio
+        params = replay_params(framerate, max_duration_in_seconds, record_audio)
         return await self._client._request_json(
             "POST",
             path,
