@@ -7,8 +7,15 @@ import signal
 import subprocess
 import sys
 
-# A background shell starts its children with SIGINT ignored; the child code must not be.
+# A background shell starts its children with SIGINT ignored (and exec keeps it so):
+# a child that is to be interrupted must start with the default disposition.
 PRELUDE = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+
+
+def sigint_default() -> None:
+    """`preexec_fn` for a child that will get Ctrl-C: SIGINT back to its default, so
+    Python installs its KeyboardInterrupt handler even when the tests run in background."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def ctrl_c_after(

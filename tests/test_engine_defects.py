@@ -14,7 +14,6 @@ import os
 import resource
 import stat
 import struct
-import sys
 import threading
 import time
 import tracemalloc
@@ -142,11 +141,6 @@ async def test_compressed_error_body_is_cut_at_the_error_limit(encoding: str) ->
     assert len(repr(info.value.body)) < 70_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_transport.send reads a 202 body with read_limit=None (download's limit, meant "
-    "for the video) - unbounded, decompressed in full, then thrown away",
-)
 @pytest.mark.parametrize("to_file", [False, True])
 async def test_compressed_202_body_is_bounded_too(to_file: bool, tmp_path: Path) -> None:
     # 32 MiB inflated from ~33 KB; a 202 body is never used: at most the error limit.
@@ -202,11 +196,6 @@ async def test_empty_budget_puts_one_request_per_call_on_the_wire() -> None:
     assert len(srv.received) == 10  # it was 20: aiohttp replayed each GET once
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="on a user's session aiohttp's hidden replay is counted and charged as far as the "
-    "budget has tokens, but never refused: an empty budget still lets 2 GETs per call out",
-)
 async def test_empty_budget_puts_one_request_per_call_on_the_wire_with_a_user_session() -> None:
     async with ScriptedServer([reset()]) as srv, aiohttp.ClientSession() as session:
         async with kernel(srv, session=session, retry=RetryPolicy(budget=0)) as c:
@@ -235,14 +224,6 @@ async def test_start_waiting_for_a_pooled_connection_is_retried() -> None:
     assert [r.raw_path for r in srv.received] == ["/browsers/b/replays/r/stop"]
 
 
-@pytest.mark.xfail(
-    # On 3.10 async_timeout lets the connect bound's own expiry win when both timers fire
-    # in one loop iteration (usual, not certain): it passes there, mostly.
-    strict=sys.version_info >= (3, 11),
-    reason="on a user's session nothing tracks the connect phase: with a float timeout the "
-    "attempt's total timer (started first, same length as the connect bound) fires during "
-    "the pool wait, surfaces as a plain TimeoutError and _transport.classify calls it sent",
-)
 async def test_start_waiting_for_a_pooled_connection_is_retried_on_a_user_session() -> None:
     async with ScriptedServer([hang()]) as srv:
         connector = aiohttp.TCPConnector(limit=1)
@@ -387,12 +368,6 @@ async def test_close_after_the_owner_loop_closed_closes_its_sockets(
         gc.collect()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_transport._abort_sockets closes the sockets and drops session._connector, but "
-    "never closes the connector: at GC aiohttp reports 'Unclosed connector' "
-    "(ResourceWarning and an asyncio error log)",
-)
 async def test_close_after_the_owner_loop_closed_reports_nothing_unclosed(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

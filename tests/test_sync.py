@@ -25,6 +25,7 @@ from kernel_async import AsyncKernel, RetryEvent, RetryPolicy
 from kernel_async.resources import AsyncBrowserPager, AsyncBrowsers, AsyncRecording, AsyncReplays
 from kernel_async.testing import FakeKernel
 from kernel_sync import Kernel
+from tests.interrupt import sigint_default
 
 ROOT = Path(__file__).resolve().parent.parent
 PAIRS = [
@@ -302,6 +303,7 @@ def test_ctrl_c_cancels_the_call_promptly(fake: FakeKernel) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=sigint_default,
     )
     try:
         assert proc.stdout is not None
