@@ -8,6 +8,7 @@ from pathlib import Path
 import nox
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+PRIMARY = "3.11"  # also runs the `once` tests: packaging and real browsers
 
 
 def _expose_pyenv_pythons() -> None:
@@ -41,6 +42,7 @@ TEST_DEPS = [
     # The official SDK: pointed at the emulator in tests, never imported by the package.
     "kernel==0.131.0",
     "hatchling>=1.21",  # tests/test_wheel.py builds the wheel and sdist
+    "pytest-xdist>=3.5",
 ]
 LINT_DEPS = ["ruff==0.17.6"]
 TYPE_DEPS = ["mypy==2.4.1", "nox", "types-PyYAML", "types-jsonschema", *TEST_DEPS]
@@ -48,9 +50,14 @@ TYPE_DEPS = ["mypy==2.4.1", "nox", "types-PyYAML", "types-jsonschema", *TEST_DEP
 
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """Run the test suite on every supported Python (real sockets on loopback only)."""
+    """Run the test suite on every supported Python (real sockets on loopback only).
+
+    Two workers (the machines have 2 cores). Tests marked `once` (the wheel build, real
+    browsers) run on PRIMARY only: what they check does not depend on the interpreter.
+    """
     session.install("-e", ".[cli]", *TEST_DEPS)
-    session.run("pytest", *session.posargs)
+    select = "not slow" if session.python == PRIMARY else "not slow and not once"
+    session.run("pytest", "-n", "2", "-m", select, *session.posargs)
 
 
 @nox.session

@@ -31,6 +31,9 @@ import pytest
 from kernel_async.testing import FakeKernel
 from kernel_sync import Kernel
 
+# Interpreter-independent (docs, examples, a peer SDK): nox runs these on one Python.
+pytestmark = pytest.mark.once
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^(?P<indent>[ \t]*)```python[ \t]*$")

@@ -11,6 +11,9 @@ import pytest
 
 from kernel_async.testing import FakeKernel
 
+# Interpreter-independent (docs, examples, a peer SDK): nox runs these on one Python.
+pytestmark = pytest.mark.once
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SCRIPTS = ["agent_loop.py", "notebook_sync.py", "web_service.py"]
 

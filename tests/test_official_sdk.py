@@ -9,6 +9,9 @@ import pytest
 
 from kernel_async.testing import FakeKernel, sample_video
 
+# Interpreter-independent (docs, examples, a peer SDK): nox runs these on one Python.
+pytestmark = pytest.mark.once
+
 kernel = pytest.importorskip("kernel")
 
 

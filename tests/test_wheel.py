@@ -15,6 +15,8 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from tests.test_docs_samples import collect
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +50,7 @@ def install(wheel: Path, python: Path) -> None:
         run(*offline, env=clean_env())
 
 
+@pytest.mark.once
 def test_wheel_installs_and_runs_outside_the_repo(tmp_path: Path) -> None:
     dist = tmp_path / "dist"
     run(sys.executable, "-m", "hatchling", "build", "-d", dist, cwd=ROOT, env=clean_env())
