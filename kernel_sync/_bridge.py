@@ -30,7 +30,7 @@ async def _next(iterator: AsyncIterator[T]) -> T | object:
 
 
 def iterate(runner: Runner, source: AsyncIterable[T]) -> Iterator[T]:
-    """``for x in iterate(runner, source)``: ``async for`` on the portal, one item per
+    """``for x in iterate(runner, source)``: ``async for`` on the loop thread, one item per
     step; leaving the loop early closes the async iterator there too."""
     iterator = source.__aiter__()
     try:

@@ -5,7 +5,7 @@
 #   kernel_async/resources/recording.py
 # DO NOT EDIT: change the async source or the generator, then run
 # `python tools/gen_sync.py` (CI runs `python tools/gen_sync.py --check`).
-"""Blocking twins of the kernel_async classes, run on kernel_sync's portal."""
+"""Blocking twins of the kernel_async classes, run on kernel_sync's loop thread."""
 
 from __future__ import annotations
 

@@ -7,13 +7,13 @@ annotation and default (e.g. ``NOT_GIVEN``, ``builtins.list[Replay]``), so IDEs 
 to generate.
 
 Rules, per class in CLASSES (async name -> sync name):
-- ``async def m(...)``  -> ``def m(...)`` that runs the coroutine on the portal.
+- ``async def m(...)``  -> ``def m(...)`` that runs the coroutine on the runtime's loop thread.
 - plain public ``def m(...)`` -> delegates; a method returning the async client wraps
   the result in the sync client (``with_options``).
 - ``@property`` -> delegates.
 - a plain method returning another mapped class (``list() -> AsyncBrowserPager``) wraps
   the result in that class's twin.
-- ``__aiter__`` -> ``__iter__`` (``async for`` on the portal, see kernel_sync/_bridge.py);
+- ``__aiter__`` -> ``__iter__`` (``async for`` on the loop thread, see kernel_sync/_bridge.py);
   ``__aenter__``/``__aexit__`` -> ``__enter__``/``__exit__`` (waited for to the end,
   Ctrl-C included); ``__await__`` -> the twin's constructor awaits the object (the
   blocking ``await``), so ``client.browsers.list()`` is the fetched first page.
@@ -51,7 +51,7 @@ CLASSES = {
     "AsyncKernel": "Kernel",
 }
 ROOT_CLASS = "AsyncKernel"
-SKIP_PARAMS = frozenset({"session"})  # the sync client owns its session on the portal loop
+SKIP_PARAMS = frozenset({"session"})  # the sync client owns its session on its loop thread
 SKIP_METHODS = {"close"}  # lifecycle: written by the template below
 
 # Where names used in signatures come from.
@@ -94,7 +94,7 @@ HEADER = '''\
 {sources}
 # DO NOT EDIT: change the async source or the generator, then run
 # `python tools/gen_sync.py` (CI runs `python tools/gen_sync.py --check`).
-"""Blocking twins of the kernel_async classes, run on kernel_sync's portal."""
+"""Blocking twins of the kernel_async classes, run on kernel_sync's loop thread."""
 
 from __future__ import annotations
 
