@@ -6,6 +6,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 
 # A background shell starts its children with SIGINT ignored (and exec keeps it so):
 # a child that is to be interrupted must start with the default disposition.
@@ -19,10 +21,14 @@ def sigint_default() -> None:
 
 
 def ctrl_c_after(
-    code: str, first_line: str, env: dict[str, str] | None = None
+    code: str,
+    first_line: str,
+    env: dict[str, str] | None = None,
+    until: Callable[[], bool] | None = None,
 ) -> tuple[int, str, str]:
-    """Start `code`, wait for a stdout line starting with `first_line`, send SIGINT;
-    return (exit code, the rest of stdout, stderr). The process never outlives the call."""
+    """Start `code`, wait for a stdout line starting with `first_line` (and then, bounded,
+    for `until()` to hold), send SIGINT; return (exit code, the rest of stdout, stderr).
+    The process never outlives the call."""
     proc = subprocess.Popen(
         [sys.executable, "-c", PRELUDE + code],
         stdout=subprocess.PIPE,
@@ -36,6 +42,9 @@ def ctrl_c_after(
         if not line.startswith(first_line):
             proc.kill()
             raise AssertionError(f"expected {first_line!r}, got {line!r}: {proc.stderr.read()}")
+        deadline = time.monotonic() + 20
+        while until is not None and not until() and time.monotonic() < deadline:
+            time.sleep(0.01)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:

@@ -6,7 +6,6 @@ import asyncio
 import importlib.util
 import inspect
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -25,7 +24,7 @@ from kernel_async import AsyncKernel, RetryEvent, RetryPolicy
 from kernel_async.resources import AsyncBrowserPager, AsyncBrowsers, AsyncRecording, AsyncReplays
 from kernel_async.testing import FakeKernel
 from kernel_sync import Kernel
-from tests.interrupt import sigint_default
+from tests.interrupt import ctrl_c_after
 
 ROOT = Path(__file__).resolve().parent.parent
 PAIRS = [
@@ -279,44 +278,22 @@ def test_exit_without_close_neither_hangs_nor_warns(fake: FakeKernel) -> None:
 def test_ctrl_c_cancels_the_call_promptly(fake: FakeKernel) -> None:
     b = fake.create_browser()
     fake.fail("list", status=None, delay=30)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            textwrap.dedent(
-                f"""
-                import sys, time
-                from kernel_sync import Kernel
-                k = Kernel(api_key={fake.api_key!r}, base_url={fake.base_url!r})
-                print("calling", flush=True)
-                t0 = time.monotonic()
-                try:
-                    k.browsers.replays.list({b!r})
-                except KeyboardInterrupt:
-                    print("interrupted after %.2f" % (time.monotonic() - t0), flush=True)
-                k.browsers.replays.list({b!r})  # the loop thread still works
-                k.close()
-                print("ok", flush=True)
-                """
-            ),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=sigint_default,
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "calling"
-        deadline = time.monotonic() + 20
-        while fake.count("list") < 1 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, err
+    code = f"""
+import time
+from kernel_sync import Kernel
+k = Kernel(api_key={fake.api_key!r}, base_url={fake.base_url!r})
+print("calling", flush=True)
+t0 = time.monotonic()
+try:
+    k.browsers.replays.list({b!r})
+except KeyboardInterrupt:
+    print("interrupted after %.2f" % (time.monotonic() - t0), flush=True)
+k.browsers.replays.list({b!r})  # the loop thread still works
+k.close()
+print("ok", flush=True)
+"""
+    status, out, err = ctrl_c_after(code, "calling", until=lambda: fake.count("list") > 0)
+    assert status == 0, err
     lines = out.strip().splitlines()
     assert lines[0].startswith("interrupted after"), (out, err)
     assert float(lines[0].split()[-1]) < 10

@@ -3,7 +3,6 @@ in-flight calls, fork while a lock is held, Ctrl-C during a download."""
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import textwrap
@@ -17,7 +16,7 @@ import pytest
 from kernel_async import APIConnectionError
 from kernel_async.testing import FakeKernel
 from kernel_sync import Kernel
-from tests.interrupt import sigint_default
+from tests.interrupt import ctrl_c_after
 
 
 @pytest.fixture
@@ -175,43 +174,20 @@ def test_ctrl_c_during_download_to_leaves_no_temporary_file(
     fake: FakeKernel, tmp_path: Path
 ) -> None:
     b = fake.create_browser()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            textwrap.dedent(
-                f"""
-                import os
-                from kernel_sync import Kernel
-                k = Kernel(api_key={fake.api_key!r}, base_url={fake.base_url!r})
-                r = k.browsers.replays.start({b!r})
-                k.browsers.replays.stop(r.replay_id, id={b!r})
-                print("downloading", flush=True)
-                try:
-                    k.browsers.replays.download_to({str(tmp_path / "v.mp4")!r}, r.replay_id,
-                                                   id={b!r})
-                except KeyboardInterrupt:
-                    print("left", sorted(os.listdir({str(tmp_path)!r})), flush=True)
-                k.close()
-                """
-            ),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=sigint_default,
-    )
-    try:
-        assert proc.stdout is not None
-        fake.fail("download", status=None, delay=30)
-        assert proc.stdout.readline().strip() == "downloading"
-        deadline = time.monotonic() + 20
-        while fake.count("download") < 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, err
+    code = f"""
+import os
+from kernel_sync import Kernel
+k = Kernel(api_key={fake.api_key!r}, base_url={fake.base_url!r})
+r = k.browsers.replays.start({b!r})
+k.browsers.replays.stop(r.replay_id, id={b!r})
+print("downloading", flush=True)
+try:
+    k.browsers.replays.download_to({str(tmp_path / "v.mp4")!r}, r.replay_id, id={b!r})
+except KeyboardInterrupt:
+    print("left", sorted(os.listdir({str(tmp_path)!r})), flush=True)
+k.close()
+"""
+    fake.fail("download", status=None, delay=30)
+    code_, out, err = ctrl_c_after(code, "downloading", until=lambda: fake.count("download") > 0)
+    assert code_ == 0, err
     assert out.strip() == "left []", (out, err)
