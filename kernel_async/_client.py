@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Final, TypeVar
 
 from . import _retry
-from ._config import check_api_key, check_base_url, check_headers, env_proxy
+from ._config import check_api_key, check_base_url, check_headers, env_proxy, redact_url
 from ._errors import (
     APIError,
     APIResponseValidationError,
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     import asyncio
 
     import aiohttp
+    from yarl import URL
 
     from ._transport import Response, Sink, Transport, TransportError
 
@@ -94,17 +95,43 @@ def _configure_logging() -> None:
         logger.setLevel(logging.DEBUG if level == "debug" else logging.INFO)
 
 
+class _Wire:
+    """What every attempt of one call sends, and through which session."""
+
+    __slots__ = ("body", "headers", "method", "read_limit", "session", "sink", "url")
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        url: URL,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        read_limit: int | None,
+        sink: Sink | None,
+    ) -> None:
+        self.session = session
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.read_limit = read_limit
+        self.sink = sink
+
+
 class _SharedState:
     """What a client and its `with_options()` copies share: the aiohttp session, whether
     the SDK owns it, the loop it lives on, and whether it was closed."""
 
-    __slots__ = ("closed", "limit", "loop", "owned", "pid", "session")
+    __slots__ = ("closed", "closing", "limit", "loop", "owned", "pid", "session")
 
     def __init__(self, session: aiohttp.ClientSession | None, limit: int) -> None:
         self.session = session
         self.limit = limit
         self.owned = session is None
         self.closed = False
+        # Set by close(): wakes calls waiting to retry or poll, so they end at once.
+        self.closing: asyncio.Event | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.pid = os.getpid()
 
@@ -115,6 +142,9 @@ class _SharedState:
             raise KernelError("this client is closed; create a new AsyncKernel")
         session = self.session
         running = tp.get_running_loop()
+        if self.closing is None:
+            self.loop = running
+            self.closing = tp.new_event()
         if session is None:
             self.loop = running
             self.session = session = tp.new_session(self.limit)
@@ -139,8 +169,12 @@ class _SharedState:
             return
         self.closed = True
         session, self.session = self.session, None
-        if self.owned and session is not None and self.pid == os.getpid():
-            tp = _transport or _load_transport()
+        if self.pid != os.getpid():
+            return  # forked: the session and its loop are the parent's
+        tp = _transport or _load_transport()
+        if self.closing is not None:
+            tp.set_event(self.closing, self.loop)
+        if self.owned and session is not None:
             await tp.close_session(session, self.loop)
 
 
@@ -364,10 +398,16 @@ class AsyncKernel:
         delete whose earlier, ambiguous attempt already took effect).
         """
         tp = _transport or _load_transport()
-        headers = self._call_headers(content_type, extra_headers)
         limits = self._timeout if isinstance(timeout, NotGiven) else Timeout.coerce(timeout)
-        url = tp.build_url(self._base_url, path)
-        session = self._shared.get()
+        wire = _Wire(
+            self._shared.get(),
+            method,
+            tp.build_url(self._base_url, path),
+            self._call_headers(content_type, extra_headers),
+            body,
+            read_limit,
+            sink,
+        )
         rules = CallRules(
             self._policy,
             self._max_retries,
@@ -379,27 +419,16 @@ class AsyncKernel:
         now = time.monotonic()
         state = CallState(now, now + limits.total if limits.total is not None else None)
         budget = self._budget
-        own = self._shared.owned
         while True:
-            bound = _attempt_bound(limits, state, sink is not None, own)
+            bound = _attempt_bound(limits, state, sink is not None, self._shared.owned)
             if bound is None:
                 raise APITimeoutError(
                     f"total deadline of {limits.total:g}s exceeded",
                     method=method,
-                    url=str(url),
+                    url=str(wire.url),
                     attempts=state.attempts,
                 )
-            try:
-                resp = await tp.send(
-                    session, method, url, headers, body, bound,
-                    read_limit=read_limit, sink=sink, proxy=self._proxy, own=own,
-                    replay_allowed=own or may_replay(state, rules, budget.free),
-                )  # fmt: skip
-                outcome = Outcome(resp.status, resp.headers)
-                failure: TransportError | None = None
-            except tp.TransportError as exc:
-                resp, failure = None, exc
-                outcome = Outcome(failure=exc.kind, sent=exc.sent, hidden=exc.hidden)
+            resp, failure, outcome = await self._attempt(wire, bound, state, rules)
             decision = decide(
                 outcome,
                 state,
@@ -414,12 +443,32 @@ class AsyncKernel:
             if isinstance(decision, Done):
                 budget.refund(decision.give)
                 assert resp is not None
-                return resp, str(url), state.attempts
-            error = _error_for(decision, resp, failure, bound, method, str(url), state)
+                return resp, str(wire.url), state.attempts
+            error = _error_for(decision, resp, failure, bound, method, str(wire.url), state)
             if isinstance(decision, Fail):
                 _log_failure(decision, error)
                 raise error from failure.cause if failure is not None else None
             await self._wait(decision, error, failure)
+
+    async def _attempt(
+        self, wire: _Wire, bound: aiohttp.ClientTimeout, state: CallState, rules: CallRules
+    ) -> tuple[Response | None, TransportError | None, Outcome]:
+        """Send once; the response, or the failure, and what the rules are told of it."""
+        shared = self._shared
+        tp = _transport or _load_transport()
+        if shared.closed:  # closed while this call waited: it ends now
+            closed = tp.TransportError("closed", False, KernelError("the client was closed"))
+            return None, closed, Outcome(failure="closed", sent=False)
+        own = shared.owned
+        try:
+            resp = await tp.send(
+                wire.session, wire.method, wire.url, wire.headers, wire.body, bound,
+                read_limit=wire.read_limit, sink=wire.sink, proxy=self._proxy, own=own,
+                replay_allowed=own or may_replay(state, rules, self._budget.free),
+            )  # fmt: skip
+        except tp.TransportError as exc:
+            return None, exc, Outcome(failure=exc.kind, sent=exc.sent, hidden=exc.hidden)
+        return resp, None, Outcome(resp.status, resp.headers)
 
     def _call_headers(
         self, content_type: str | None, extra: Mapping[str, str] | None
@@ -454,9 +503,12 @@ class AsyncKernel:
                 )
             self._call_hook(retry, error, failure)
         if retry.wait > 0:
-            from anyio import sleep
+            closing = self._shared.closing
+            assert closing is not None  # made with the session, before any attempt
+            from anyio import move_on_after
 
-            await sleep(retry.wait)
+            with move_on_after(retry.wait):
+                await closing.wait()  # close() ends the wait; the loop then ends the call
 
     def _call_hook(self, retry: Retry, error: APIError, failure: TransportError | None) -> None:
         hook = self._policy.on_retry
@@ -528,7 +580,8 @@ def decode_json(
 def _choose_proxy(option: str | None, trust_env: bool, base_url: str) -> str | None:
     if option is not None:
         if not isinstance(option, str) or not option.startswith(("http://", "https://")):
-            raise ValueError(f"proxy must be an http(s):// URL, got {option!r}")
+            shown = redact_url(option) if isinstance(option, str) else type(option).__name__
+            raise ValueError(f"proxy must be an http(s):// URL, got {shown!r}")
         return option
     return env_proxy(base_url) if trust_env else None
 

@@ -14,7 +14,14 @@ from urllib.parse import urlsplit
 
 from ._errors import KernelError
 
-__all__ = ["DEFAULT_BASE_URL", "check_api_key", "check_base_url", "check_headers", "env_proxy"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "check_api_key",
+    "check_base_url",
+    "check_headers",
+    "env_proxy",
+    "redact_url",
+]
 
 DEFAULT_BASE_URL: Final = "https://api.onkernel.com"
 
@@ -24,6 +31,17 @@ _CONTROL = frozenset(chr(c) for c in (*range(0x00, 0x09), *range(0x0A, 0x20), 0x
 _PATH_CHARS = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@/%"
 )
+
+
+def redact_url(url: str) -> str:
+    """`url` fit for an error message: its password and query (tokens) replaced."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.partition(':')[0]}:***@{host}"
+    query = "***" if parts.query else ""
+    return parts._replace(netloc=netloc, query=query, fragment="").geturl()
 
 
 def _bad_char(text: str) -> str | None:
@@ -72,13 +90,16 @@ def check_base_url(base_url: str | None) -> tuple[str, bool]:
     try:
         url.port  # noqa: B018 - validates the port
     except ValueError:
-        raise ValueError(f"base_url has an invalid port: {base_url!r}") from None
+        raise ValueError(f"base_url has an invalid port: {redact_url(base_url)!r}") from None
     if url.scheme not in ("http", "https") or not url.hostname:
-        raise ValueError(f"base_url must be an http(s) URL with a host, got {base_url!r}")
+        raise ValueError(
+            f"base_url must be an http(s) URL with a host, got {redact_url(base_url)!r}"
+        )
     if "@" in url.netloc:
         raise ValueError("base_url must not carry credentials; pass api_key instead")
     if url.query or url.fragment or base_url.endswith(("?", "#")):
-        raise ValueError(f"base_url must not have a query or fragment, got {base_url!r}")
+        shown = redact_url(base_url)
+        raise ValueError(f"base_url must not have a query or fragment, got {shown!r}")
     if any(c not in _PATH_CHARS for c in url.path):
         raise ValueError(f"base_url has characters not allowed in a URL path: {url.path!r}")
     clear = url.scheme == "http" and not is_loopback(url.hostname)
@@ -137,4 +158,6 @@ def env_proxy(base_url: str) -> str | None:
     proxy = proxies.get(url.scheme) or proxies.get("all")
     if proxy and "://" not in proxy:
         proxy = "http://" + proxy  # `HTTP_PROXY=host:3128`, as curl and httpx accept
-    return proxy or None
+    if not proxy or not proxy.startswith(("http://", "https://")):
+        return None  # e.g. ALL_PROXY=socks5://...: aiohttp speaks only HTTP to a proxy
+    return proxy

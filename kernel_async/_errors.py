@@ -224,6 +224,10 @@ _FAILURE_LABELS = {
     "truncated": "response body was cut short",
     "tls": "TLS verification failed",
     "closed": "the client was closed while this call was in flight; create a new client",
+    "credentials": (
+        "the aiohttp session passed as session= adds credentials of its own (auth=, or "
+        "~/.netrc with trust_env=True) beside the API key; make it without them"
+    ),
     "other": "connection error",
 }
 
@@ -242,7 +246,7 @@ def transport_error(
         what = "connect timed out" if kind == "connect_timeout" else "request timed out"
         text = f"{what} after {bound:g}s" if bound is not None else what
         return APITimeoutError(text, method=method, url=url, attempts=attempts)
-    if kind == "closed":
+    if kind in ("closed", "credentials"):
         return APIConnectionError(_FAILURE_LABELS[kind], method=method, url=url, attempts=attempts)
     detail = str(cause) or type(cause).__name__
     label = _FAILURE_LABELS.get(kind, kind)

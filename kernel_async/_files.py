@@ -25,6 +25,22 @@ def current_umask() -> int:
     return mask
 
 
+def check_target(target: str | os.PathLike[str], name: str = "path") -> Path:
+    """`target` as a `Path` a file can be saved to: not a directory, in one that exists.
+
+    Raises `TypeError`, `IsADirectoryError` or `FileNotFoundError` naming the user's path
+    (never the hidden temporary file a failed save would otherwise report).
+    """
+    if not isinstance(target, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a str or os.PathLike, got {type(target).__name__}")
+    path = Path(target)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory; pass a file path")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(errno.ENOENT, "no such directory to save into", str(path.parent))
+    return path
+
+
 class AtomicFile:
     """A temporary file beside `target` that becomes `target` only on `commit()`.
 
@@ -35,16 +51,7 @@ class AtomicFile:
     __slots__ = ("_tmp", "file", "target")
 
     def __init__(self, target: str | os.PathLike[str]) -> None:
-        if not isinstance(target, (str, os.PathLike)):
-            raise TypeError(f"path must be a str or os.PathLike, got {type(target).__name__}")
-        self.target = Path(target)
-        if self.target.is_dir():
-            raise IsADirectoryError(f"{self.target} is a directory; pass a file path")
-        if not self.target.parent.is_dir():
-            # Name the user's path, not the hidden temporary file mkstemp would report.
-            raise FileNotFoundError(
-                errno.ENOENT, "no such directory to save into", str(self.target.parent)
-            )
+        self.target = check_target(target)
         import tempfile
 
         fd, tmp = tempfile.mkstemp(

@@ -226,16 +226,16 @@ def parse_retry_after(headers: Mapping[str, str], wall: float | None = None) -> 
 
 
 def _number(raw: str) -> float | None:
+    """A non-negative decimal (``12`` or ``0.3``), or `None`: the RFC's delay-seconds,
+    plus the fractions servers send. Signs, exponents, ``inf``, ``nan`` and Python's
+    digit separators are not numbers here."""
     text = raw.strip()
-    if not text or len(text) > 32:
-        return float("inf") if text.isdigit() else None
-    try:
-        value = float(text)
-    except ValueError:
+    whole, _, fraction = text.partition(".")
+    if not (whole.isascii() and whole.isdigit()) or (fraction and not fraction.isdigit()):
         return None
-    if math.isnan(value):
-        return None
-    return max(0.0, value)
+    if len(whole) > 15:
+        return float("inf")  # clamped by the caller
+    return float(text) if fraction.isascii() else None
 
 
 # -- the decision ---------------------------------------------------------------------
@@ -249,7 +249,7 @@ MAX_FINALISE_WAIT: Final = 600.0
 TESTING_POLL_WAIT: Final = 0.01
 """Cap on a poll's wait under the testing switch (still a floor: never zero)."""
 TIMEOUT_FAILURES: Final = frozenset({"timeout", "connect_timeout"})
-FATAL_FAILURES: Final = frozenset({"tls", "closed"})
+FATAL_FAILURES: Final = frozenset({"tls", "closed", "credentials"})
 _NO_HEADERS: Final[Mapping[str, str]] = {}
 
 

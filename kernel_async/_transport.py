@@ -131,6 +131,23 @@ def _abort_sockets(session: aiohttp.ClientSession) -> None:
     session._connector = None  # nothing left to close; no "Unclosed" warning later
 
 
+def new_event() -> asyncio.Event:
+    """An event for the running loop."""
+    return asyncio.Event()
+
+
+def set_event(event: asyncio.Event, home: asyncio.AbstractEventLoop | None) -> None:
+    """Set `event` from any thread: on its `home` loop when that runs elsewhere."""
+    try:
+        here = asyncio.get_running_loop()
+    except RuntimeError:
+        here = None
+    if home is None or home is here:
+        event.set()
+    elif home.is_running() and not home.is_closed():
+        home.call_soon_threadsafe(event.set)
+
+
 def build_url(base: str, path: str) -> URL:
     """A URL from a base and an already percent-encoded path.
 
@@ -230,6 +247,7 @@ async def send(
             data=body,
             timeout=timeout,
             allow_redirects=False,
+            raise_for_status=False,  # a user's session may say True: statuses are ours
             proxy=proxy,
             middlewares=middlewares,
         ) as resp:
@@ -245,7 +263,7 @@ async def send(
                 read_limit = ERROR_LIMIT if read_limit is None else min(read_limit, ERROR_LIMIT)
             data, truncated = await _read(resp, read_limit)
             return Response(status, resp.headers, data, truncated)
-    except (aiohttp.ClientError, asyncio.TimeoutError, RuntimeError) as exc:
+    except (aiohttp.ClientError, asyncio.TimeoutError, RuntimeError, ValueError) as exc:
         refused = middlewares is not None
         replayed = _replayed(own, method, refused)
         raise classify(exc, closed=session.closed, sent=_sent(own), replayed=replayed) from exc
@@ -276,7 +294,11 @@ def classify(exc: BaseException, *, closed: bool, sent: bool, replayed: bool) ->
         return TransportError("timeout" if sent else "connect_timeout", sent, exc)
     if isinstance(exc, aiohttp.ClientError):
         return TransportError("other", sent, exc)
-    raise exc  # a RuntimeError that is not ours to classify
+    if isinstance(exc, ValueError) and "AUTH" in str(exc):
+        # aiohttp refuses a session's own credentials (auth=, or ~/.netrc with
+        # trust_env=True) beside the API key's Authorization header.
+        return TransportError("credentials", False, exc)
+    raise exc  # a RuntimeError or ValueError that is not ours to classify
 
 
 def _replayed(own: bool, method: str, refused: bool = False) -> bool:
@@ -344,6 +366,8 @@ class Transport:
     close_session = staticmethod(close_session)
     get_running_loop = staticmethod(asyncio.get_running_loop)
     is_session = staticmethod(is_session)
+    new_event = staticmethod(new_event)
     new_session = staticmethod(new_session)
     send = staticmethod(send)
     session_loop = staticmethod(session_loop)
+    set_event = staticmethod(set_event)

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
+
+from kernel_async import KernelError
 
 from ._runner import Runner
 
@@ -41,8 +44,11 @@ def iterate(runner: Runner, source: AsyncIterable[T]) -> Iterator[T]:
             yield item  # type: ignore[misc]
     finally:
         aclose = getattr(iterator, "aclose", None)
-        if aclose is not None:
-            runner.call(aclose)
+        if aclose is not None and not runner.closed:
+            # Left early (or collected at exit): end the async iterator where it lives.
+            # A client closed meanwhile has nothing left to clean up there.
+            with contextlib.suppress(KernelError):
+                runner.call(aclose)
 
 
 def call_to_end(runner: Runner, fn: Callable[..., Awaitable[T]], /, *args: Any) -> T:

@@ -44,6 +44,10 @@ class _LoopThread:
 
         self.leases = 0
         self.pid = os.getpid()
+        # Once stopping, no new work is taken: it could land after the loop's last turn
+        # and wait forever. The lock makes "accept" and "stop accepting" exclusive.
+        self.accepting = True
+        self.gate = threading.Lock()
         self.loop = asyncio.new_event_loop()
         ready = threading.Event()
         self.thread = threading.Thread(
@@ -97,7 +101,11 @@ class _LoopThread:
         import concurrent.futures
 
         finished = threading.Event()
-        future = asyncio.run_coroutine_threadsafe(_signal(fn(*args, **kwargs), finished), self.loop)
+        with self.gate:
+            if not self.accepting:
+                raise KernelError("this client is closed; create a new Kernel")
+            coro = _signal(fn(*args, **kwargs), finished)
+            future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
             return future.result()
         except concurrent.futures.CancelledError:
@@ -117,6 +125,8 @@ class _LoopThread:
         self.loop.call_soon_threadsafe(self.loop.create_task, coro)
 
     def stop(self) -> None:
+        with self.gate:
+            self.accepting = False
         if threading.current_thread() is self.thread:
             self.loop.stop()  # run_forever returns after this turn; _drain then finishes
             return
@@ -162,11 +172,13 @@ def _release(host: _LoopThread) -> None:
 def _after_fork_in_child() -> None:
     # The parent's loop thread does not exist here, and any lock another thread held at
     # the fork stays held forever in the child: re-make them all, start afresh on use.
+    # Every client forgets the parent's session at once, used here or not.
     global _current, _lock
     _lock = threading.Lock()
     _current = None
     for runner in list(_runners):
         runner._lock = threading.Lock()
+        runner._abandon_parents_session()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -185,29 +197,36 @@ class Runner:
         self._lock = threading.Lock()
         self._closed = False
         # What the finalizer needs, without referencing self (which would keep it alive).
-        self._state: list[_LoopThread | None] = [None]
+        self._state = _LeaseState()
         self._finalizer = weakref.finalize(self, _close, client, self._state)
         _runners.add(self)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the client was closed (by `close()`, a finalizer or interpreter exit)."""
+        return self._closed or self._state.closed
+
+    def _abandon_parents_session(self) -> None:
+        # Forked: the session belongs to the parent; forget it without closing it.
+        session = self._client._shared.session
+        if session is not None:
+            _abandoned.append(session)
+        self._client._after_fork()
 
     def _lease(self) -> _LoopThread:
         host = self._host
         if host is not None and host.pid == os.getpid():
             return host
         with self._lock:
-            if self._closed:
+            if self.closed:
                 raise KernelError("this client is closed; create a new Kernel")
             host = self._host
             if host is not None and host.pid != os.getpid():
-                # Forked: the session belongs to the parent. Forget it (without closing).
-                session = self._client._shared.session
-                if session is not None:
-                    _abandoned.append(session)
-                self._client._after_fork()
-                host = None
+                host = None  # forked (the parent's session was dropped at the fork)
             if host is None:
                 host = _acquire()
                 self._host = host
-                self._state[0] = host
+                self._state.host = host
             return host
 
     def call(self, fn: Callable[..., Coroutine[Any, Any, T]], /, *args: Any, **kwargs: Any) -> T:
@@ -225,13 +244,23 @@ class Runner:
         self._finalizer()  # runs _close once, now
 
 
-def _close(client: AsyncKernel, state: list[_LoopThread | None]) -> None:
+class _LeaseState:
+    """A runner's lease as its finalizer sees it (without a reference to the runner)."""
+
+    __slots__ = ("closed", "host")
+
+    def __init__(self) -> None:
+        self.host: _LoopThread | None = None
+        self.closed = False
+
+
+def _close(client: AsyncKernel, state: _LeaseState) -> None:
     """Close `client` on its loop and release the lease; bounded, never raises.
 
     Runs from `close()`, from a finalizer (on any thread, the loop's own included)
-    and at interpreter exit.
+    and at interpreter exit; later calls then get "this client is closed".
     """
-    host, state[0] = state[0], None
+    host, state.host, state.closed = state.host, None, True
     if host is None or host.pid != os.getpid():
         client._shared.closed = True  # nothing was opened in this process
         return

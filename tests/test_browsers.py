@@ -257,19 +257,33 @@ def test_unknown_fields_are_ignored() -> None:
     next_at=st.none() | st.integers(min_value=0, max_value=10_000),
     requested=st.integers(min_value=0, max_value=10_000),
 )
-def test_next_offset_never_repeats_a_page(
+def test_next_offset_always_moves_forward(
     has_more: bool, next_at: int | None, requested: int
 ) -> None:
     page = BrowserPage([], has_more, next_at)
-    if has_more and next_at is None:
+    if has_more and (next_at is None or next_at <= requested):
+        # No offset, or one that repeats or goes back: paging on would never end.
         with pytest.raises(ValueError, match="X-Next-Offset"):
             _params.next_offset(page, requested)
         return
     following = _params.next_offset(page, requested)
-    if following is not None:
-        assert has_more and following > 0 and following != requested
+    if has_more:
+        assert following is not None and following > requested
     else:
-        assert not has_more or next_at in (0, requested)
+        assert following is None
+
+
+async def test_offsets_that_do_not_move_forward_are_a_validation_error() -> None:
+    pages = [
+        respond(200, b"[]", {"X-Has-More": "true", "X-Next-Offset": "10"}),
+        respond(200, b"[]", {"X-Has-More": "true", "X-Next-Offset": "5"}),  # goes back
+    ]
+    async with ScriptedServer(pages) as srv:
+        async with AsyncKernel(api_key="k", base_url=srv.base_url) as c:
+            with pytest.raises(ka.APIResponseValidationError, match="does not move past"):
+                async for _ in c.browsers.list():
+                    pass
+    assert len(srv.received) == 2
 
 
 @given(tags=st.dictionaries(st.text(min_size=1), st.text(), max_size=50))

@@ -528,7 +528,6 @@ def test_plain_success_refunds_one_token() -> None:
         ({"retry-after-ms": "1500"}, 1.5),
         ({"retry-after-ms": "1500", "Retry-After": "9"}, 1.5),  # ms wins
         ({"retry-after-ms": "bad", "Retry-After": "4"}, 4.0),
-        ({"Retry-After": "-5"}, 0.0),
         ({"Retry-After": "0"}, 0.0),
         ({"Retry-After": _http_date(30)}, 30.0),
         ({"Retry-After": _http_date(-30)}, 0.0),
@@ -563,8 +562,6 @@ def test_retry_after_without_it_uses_jittered_backoff() -> None:
     [
         ("61", 61.0),
         ("9" * 40, MAX_RETRY_AFTER),
-        ("1e400", MAX_RETRY_AFTER),
-        ("inf", MAX_RETRY_AFTER),
     ],
 )
 def test_retry_after_beyond_the_cap_fails_at_once_with_the_wait(

@@ -271,13 +271,15 @@ async def test_oversized_json_success_is_validation_error() -> None:
         ({"retry-after-ms": "1500"}, 1.5),
         ({"retry-after": "3"}, 3.0),
         ({"retry-after": "0.25"}, 0.25),
-        ({"retry-after": "-5"}, 0.0),
+        ({"retry-after": "-5"}, None),  # not delay-seconds: ignored, backoff applies
         ({"retry-after": "garbage"}, None),
         ({"retry-after": ""}, None),
         ({"retry-after": "nan"}, None),
         ({"retry-after": "99999999999999999999999999999999999999999"}, MAX_RETRY_AFTER),
-        ({"retry-after": "1e400"}, MAX_RETRY_AFTER),
-        ({"retry-after": "inf"}, MAX_RETRY_AFTER),
+        ({"retry-after": "1e400"}, None),
+        ({"retry-after": "inf"}, None),
+        ({"retry-after": "0_0_1"}, None),
+        ({"retry-after-ms": "-5", "retry-after": "30"}, 30.0),  # a bad ms falls back
         ({"retry-after": "Fri, 31 Dec 9999 23:59:59 GMT"}, MAX_RETRY_AFTER),
         ({"retry-after-ms": "x", "retry-after": "2"}, 2.0),
         ({}, None),

@@ -223,13 +223,17 @@ def encode_query(params: list[tuple[str, str]]) -> str:
 def next_offset(page: BrowserPage, requested: int) -> int | None:
     """Where the page after `page` (fetched at offset `requested`) starts, or `None`.
 
-    ``X-Next-Offset`` is the next page's absolute start; 0, a missing header with
-    ``X-Has-More: false``, or a repeat of the requested offset ends the listing.
+    ``X-Next-Offset`` is the next page's absolute start; ``X-Has-More: false`` ends the
+    listing. With more to come, an offset that does not move past the requested one
+    would page forever (or skip back): it is refused with `ValueError`.
     """
     if not page.has_more:
         return None
     if page.next_offset is None:
         raise ValueError("X-Has-More: true without X-Next-Offset: cannot page on")
-    if page.next_offset <= 0 or page.next_offset == requested:
-        return None
+    if page.next_offset <= max(requested, 0):
+        raise ValueError(
+            f"X-Next-Offset {page.next_offset} does not move past offset {requested}: "
+            "cannot page on"
+        )
     return page.next_offset

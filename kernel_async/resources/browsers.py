@@ -240,7 +240,7 @@ class AsyncBrowsers:
                 timeout=timeout,
                 extra_headers=extra_headers,
             )
-            return _page(resp, url, attempts)
+            return _page(resp, url, attempts, at)
 
         return AsyncBrowserPager(fetch, start)
 
@@ -385,8 +385,9 @@ class AsyncBrowserPager:
         return self._page().next_offset
 
 
-def _page(resp: Response, url: str, attempts: int) -> BrowserPage:
-    """A `BrowserPage` from a list response's body and pagination headers."""
+def _page(resp: Response, url: str, attempts: int, at: int) -> BrowserPage:
+    """A `BrowserPage` from a list response's body and pagination headers (the page was
+    fetched at offset `at`; its next offset must move past it)."""
     try:
         if resp.truncated:
             raise ValueError("the response body is too large")
@@ -396,7 +397,7 @@ def _page(resp: Response, url: str, attempts: int) -> BrowserPage:
         more = resp.headers.get("X-Has-More")
         has_more = more.lower() == "true" if more is not None else bool(offset)
         page = BrowserPage(items, has_more, offset)
-        _params.next_offset(page, -1)  # refuses X-Has-More without X-Next-Offset
+        _params.next_offset(page, at)  # refuses offsets that cannot page on
     except Exception as exc:
         raise APIResponseValidationError(
             f"browser list response does not match the schema: {exc}",

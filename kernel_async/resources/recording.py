@@ -10,7 +10,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from .._files import check_target
 from .._models import Browser, Replay
+from .._retry import Timeout
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -48,8 +50,8 @@ class AsyncRecording:
             raise TypeError("cleanup_timeout must be a number of seconds")
         if not cleanup_timeout > 0:
             raise ValueError(f"cleanup_timeout must be > 0, got {cleanup_timeout}")
-        if save_to is not None and not isinstance(save_to, (str, os.PathLike)):
-            raise TypeError(f"save_to must be a str or os.PathLike, got {type(save_to).__name__}")
+        if save_to is not None:
+            check_target(save_to, "save_to")  # refused now, not after a browser was paid for
         self._browsers = browsers
         self._id_or_name = id_or_name
         self._create = create
@@ -160,10 +162,15 @@ class AsyncRecording:
             return  # the replay never started
         replays = self._browsers.replays
         browser_id = self.browser.session_id
-        await replays.stop(self._replay.replay_id, id=browser_id)
+        # The client's per-attempt bounds, but no total deadline of its own: waiting for
+        # the video is bounded by `cleanup_timeout`, which a service's short deadline for
+        # ordinary calls must not cut short.
+        limits = self._browsers._client.timeout
+        bounds = Timeout(limits.attempt, connect=limits.connect)
+        await replays.stop(self._replay.replay_id, id=browser_id, timeout=bounds)
         if self._save_to is not None:
             self._path = await replays.download_to(
-                self._save_to, self._replay.replay_id, id=browser_id
+                self._save_to, self._replay.replay_id, id=browser_id, timeout=bounds
             )
 
 

@@ -208,11 +208,12 @@ class FakeKernel:
 
     async def stop(self) -> None:
         """Stop serving and close every connection."""
-        if self._runner is not None:
-            _hosted.unserved(self.base_url)
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        runner = self._runner
+        if runner is None:
+            return
+        _hosted.unserved(self.base_url)
+        await runner.cleanup()  # handlers still in flight may read base_url meanwhile
+        self._runner = None
 
     async def __aenter__(self) -> FakeKernel:
         await self.start()
