@@ -26,6 +26,7 @@ from ._models import Browser, BrowserPage, Error, ErrorDetail, Replay, Viewport
 from ._retry import RetryEvent, RetryPolicy, Timeout, is_testing, set_testing
 from ._types import NOT_GIVEN, BrowserStatus, NotGiven, Region
 from ._version import __version__
+from .resources import AsyncBrowserPager, AsyncBrowsers, AsyncRecording, AsyncReplays
 
 __all__ = [
     "NOT_GIVEN",
@@ -34,7 +35,11 @@ __all__ = [
     "APIResponseValidationError",
     "APIStatusError",
     "APITimeoutError",
+    "AsyncBrowserPager",
+    "AsyncBrowsers",
     "AsyncKernel",
+    "AsyncRecording",
+    "AsyncReplays",
     "AuthenticationError",
     "BadRequestError",
     "Browser",

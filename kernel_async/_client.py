@@ -207,10 +207,11 @@ class AsyncKernel:
         max_retries: Retries after the first attempt (see `RetryPolicy` for which).
         retry: Backoff shape, Retry-After cap, the retry budget and the `on_retry` hook.
         session: An `aiohttp.ClientSession` of yours to send through; it is used,
-            never closed, and must belong to the event loop you call from.
+            never closed, and must belong to the event loop you call from;
+            `connection_limit` does not apply to it.
         default_headers: Headers sent with every request.
         connection_limit: Most connections the pool opens at once (extra calls queue;
-            the wait counts against the connect timeout). Ignored with `session`.
+            the wait counts against the connect timeout).
         proxy: An HTTP proxy URL for every request (overrides the environment).
         trust_env: Read ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY`` / ``NO_PROXY``
             from the environment, as the official SDK does (default `True`).

@@ -198,6 +198,8 @@ def status_error(
         message = f"{status} {error.code}: {error.message}"
     else:
         message = f"{status} {_reason(status)}"
+    if status == 401:
+        message += " (check the API key: api_key=... or KERNEL_API_KEY)"
     return cls(
         message,
         status_code=status,
@@ -250,6 +252,8 @@ def transport_error(
         return APIConnectionError(_FAILURE_LABELS[kind], method=method, url=url, attempts=attempts)
     detail = str(cause) or type(cause).__name__
     label = _FAILURE_LABELS.get(kind, kind)
+    if kind == "connect":
+        detail += "; check base_url (or KERNEL_BASE_URL)"
     return APIConnectionError(f"{label}: {detail}", method=method, url=url, attempts=attempts)
 
 

@@ -26,16 +26,26 @@ def current_umask() -> int:
 
 
 def check_target(target: str | os.PathLike[str], name: str = "path") -> Path:
-    """`target` as a `Path` a file can be saved to: not a directory, in one that exists.
+    """`target` as the `Path` a file will be saved to: a regular file or none yet (a
+    symlink is followed), in a directory that exists.
 
-    Raises `TypeError`, `IsADirectoryError` or `FileNotFoundError` naming the user's path
-    (never the hidden temporary file a failed save would otherwise report).
+    Raises `TypeError`, `ValueError`, `IsADirectoryError` or `FileNotFoundError` naming
+    the user's path (never the hidden temporary file a failed save would report).
     """
     if not isinstance(target, (str, os.PathLike)):
         raise TypeError(f"{name} must be a str or os.PathLike, got {type(target).__name__}")
     path = Path(target)
+    if path.is_symlink():
+        path = path.resolve()  # write through the link: it stays, the file it names is replaced
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a directory; pass a file path")
+    if path.exists() and not path.is_file():
+        # The save renames a new file over the target: a device, pipe or socket there
+        # would be replaced by a plain file (as root, /dev/null itself).
+        raise ValueError(
+            f"{name}: {path} is not a regular file (a device, pipe or socket) and would be "
+            "replaced by the video; pass a file path"
+        )
     if not path.parent.is_dir():
         raise FileNotFoundError(errno.ENOENT, "no such directory to save into", str(path.parent))
     return path

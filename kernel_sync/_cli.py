@@ -14,6 +14,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 from urllib.parse import urlsplit
 
@@ -99,8 +100,9 @@ class Context:
                     timeout=a.timeout,
                     max_retries=a.max_retries,
                 )
-            except (ValueError, TypeError) as exc:  # from KERNEL_* values: flags are checked
-                raise CLIError(f"invalid configuration: {exc}") from None
+            except (ValueError, TypeError):
+                raise  # names its parameter: reported as a usage error of that flag
+
         for w in caught:  # the message alone: no file, line or source text
             self.warn(str(w.message))
         return kernel
@@ -176,6 +178,11 @@ def seconds(text: str) -> float:
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
     return value
+
+
+def local_time(t: datetime) -> str:
+    """A time as this machine's local time with its zone name: no guessing which zone."""
+    return t.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def identifier(text: str) -> str:
@@ -277,11 +284,47 @@ def run(
         return _report(err, as_json, EXIT_INTERRUPTED, "interrupted", "interrupted")
     except APIError as exc:
         return _report(err, as_json, EXIT_ERROR, type(exc).__name__, str(exc), **_api_fields(exc))
-    except (CLIError, KernelError, ValueError, TypeError) as exc:
+    except (ValueError, TypeError) as exc:
+        flag = flag_for(str(exc))
+        if flag is None:
+            return _report(err, as_json, EXIT_ERROR, type(exc).__name__, str(exc))
+        # The SDK refused a value before sending: that value came from this flag.
+        message = f"argument {flag}: {exc}"
+        if as_json:
+            return _fail(err, EXIT_USAGE, {"type": "usage", "message": message})
+        err.write(f"error: {message}\n")
+        return EXIT_USAGE
+    except (CLIError, KernelError) as exc:
         return _report(err, as_json, EXIT_ERROR, type(exc).__name__, str(exc))
     except OSError as exc:  # e.g. the output directory: name the user's path
         text = f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc)
         return _report(err, as_json, EXIT_ERROR, type(exc).__name__, text)
+
+
+# The SDK's checks name its parameters; these are the flags that set them.
+FLAGS = {
+    "api_key": "--api-key",
+    "base_url": "--base-url (or KERNEL_BASE_URL)",
+    "framerate": "--framerate",
+    "id": "BROWSER",
+    "id_or_name": "ID_OR_NAME",
+    "limit": "--page-size",
+    "max_duration_in_seconds": "--max-duration",
+    "name": "--name",
+    "query": "--query",
+    "replay_id": "REPLAY",
+    "start_url": "--start-url",
+    "tags": "--tag",
+    "timeout_seconds": "--timeout-seconds",
+    "viewport": "--viewport",
+}
+
+
+def flag_for(message: str) -> str | None:
+    """The flag whose value an SDK argument error is about (its message starts with the
+    parameter's name, e.g. ``limit must be <= 100``), or `None`."""
+    head = message.split(" ", 1)[0].split(".", 1)[0].rstrip(":")
+    return FLAGS.get(head)
 
 
 def _api_fields(exc: APIError) -> dict[str, object]:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from kernel_async import Browser, Viewport
 
 from . import _cli
-from ._cli import Commands, Context, identifier, seconds, whole_number
+from ._cli import Commands, Context, identifier, local_time, seconds, whole_number
 
 if TYPE_CHECKING:
     from ._generated import Recording
@@ -42,7 +42,12 @@ def _create_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="a name, unique among active browsers")
     p.add_argument("--tag", type=_tag, action="append", default=[], help="KEY=VALUE (repeat)")
     p.add_argument("--viewport", type=_viewport, help="WxH or WxH@RATE, e.g. 1280x800@60")
-    p.add_argument("--timeout-seconds", type=whole_number(10), help="inactivity timeout")
+    p.add_argument(
+        "--timeout-seconds",
+        type=whole_number(10),
+        metavar="SECONDS",
+        help="the browser's inactivity timeout, 10 to 259200 (not --timeout, per request)",
+    )
     p.add_argument("--start-url", help="URL to open at start")
     p.add_argument("--region", choices=REGIONS)
     p.add_argument("--stealth", action="store_true", default=None, help="stealth mode")
@@ -65,16 +70,18 @@ def register(commands: Commands) -> None:
     _create_options(s)
     s.add_argument("--headless", action="store_true", default=None, help="no GUI, no replays")
     s = action("get", "show a browser")
-    s.add_argument("browser", metavar="ID_OR_NAME", type=identifier)
-    s.add_argument("--include-deleted", action="store_true")
+    s.add_argument("browser", metavar="ID_OR_NAME", type=identifier, help=ID_OR_NAME_HELP)
+    s.add_argument("--include-deleted", action="store_true", help="also find deleted browsers")
     s = action("list", "list browsers (every page)")
     s.add_argument("--status", choices=["active", "deleted", "all"])
     s.add_argument("--query", help="search by name, ID, profile, proxy or pool")
     s.add_argument("--tag", type=_tag, action="append", default=[], help="KEY=VALUE (repeat)")
     s.add_argument("--region", choices=REGIONS)
-    s.add_argument("--page-size", type=whole_number(1), help="browsers per request (1-100)")
+    s.add_argument(
+        "--page-size", type=whole_number(1), metavar="N", help="browsers per request (1-100)"
+    )
     s = action("delete", "delete a browser")
-    s.add_argument("browser", metavar="ID_OR_NAME", type=identifier)
+    s.add_argument("browser", metavar="ID_OR_NAME", type=identifier, help=ID_OR_NAME_HELP)
 
     s = commands.add(
         "record",
@@ -82,9 +89,21 @@ def register(commands: Commands) -> None:
         run=_record,
     )
     _create_options(s)
-    s.add_argument("-o", "--output", default="run.mp4", metavar="FILE", help="where to save")
+    s.add_argument(
+        "-o",
+        "--output",
+        default="run.mp4",
+        metavar="FILE",
+        help="where to save the video (default: %(default)s, replaced if it exists)",
+    )
     s.add_argument("--seconds", type=seconds, help="stop after this long (default: Ctrl-C)")
-    s.add_argument("--framerate", type=whole_number(1), default=10, metavar="FPS")
+    s.add_argument(
+        "--framerate",
+        type=whole_number(1),
+        default=10,
+        metavar="FPS",
+        help="frames per second (default: %(default)s; above 20 needs --gpu)",
+    )
     s.add_argument("--browser", type=identifier, help="record this browser instead (kept)")
 
 
@@ -98,16 +117,19 @@ def browser_json(b: Browser) -> dict[str, Any]:
     return attrs.asdict(b, value_serializer=value)
 
 
+ID_OR_NAME_HELP = "the browser's session ID or its name"
+
+
 def _table(rows: list[Browser], out: TextIO) -> None:
     head = ("SESSION ID", "NAME", "CREATED", "STATE", "REGION", "TAGS")
     cells = [
         (
             b.session_id,
             b.name or "-",
-            b.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            local_time(b.created_at),
             "deleted" if b.deleted_at else ("headless" if b.headless else "active"),
             b.region,
-            ",".join(f"{k}={v}" for k, v in (b.tags or {}).items()) or "-",
+            _tags(b.tags),
         )
         for b in rows
     ]
@@ -155,17 +177,23 @@ def _browsers(ctx: Context) -> None:
 
 def _describe(b: Browser) -> str:
     fields = browser_json(b)
+    if b.tags:
+        fields["tags"] = _tags(b.tags)  # as `list` shows them
     width = max(len(k) for k in fields)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in fields.items() if v is not None)
 
 
+def _tags(tags: dict[str, str] | None) -> str:
+    return ",".join(f"{k}={v}" for k, v in (tags or {}).items()) or "-"
+
+
 def _announce_and_wait(rec: Recording, ctx: Context) -> None:
     a = ctx.args
-    if not ctx.json:
+    if not ctx.json:  # progress: stderr (stdout carries only the result)
         how = f"for {a.seconds:g}s" if a.seconds else "until Ctrl-C"
-        ctx.out.write(f"recording browser {rec.browser.session_id} {how}\n")
-        ctx.out.write(f"  drive it over CDP: {rec.browser.cdp_ws_url}\n")
-        ctx.out.flush()
+        ctx.err.write(f"recording browser {rec.browser.session_id} {how}\n")
+        ctx.err.write(f"  drive it over CDP: {rec.browser.cdp_ws_url}\n")
+        ctx.err.flush()
     time.sleep(a.seconds if a.seconds else 10**9)
 
 
@@ -177,8 +205,8 @@ def _record(ctx: Context) -> None:
             with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a recording ends
                 _announce_and_wait(rec, ctx)
             if not ctx.json:
-                ctx.out.write("stopping, saving the video and cleaning up…\n")
-                ctx.out.flush()
+                ctx.err.write("stopping, saving the video and cleaning up…\n")
+                ctx.err.flush()
     size = rec.path.stat().st_size if rec.path else 0
     result = {
         "session_id": rec.browser.session_id,

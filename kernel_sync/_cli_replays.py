@@ -7,7 +7,7 @@ from typing import Any, TextIO
 
 from kernel_async import Replay
 
-from ._cli import Commands, Context, identifier, whole_number
+from ._cli import Commands, Context, identifier, local_time, whole_number
 
 __all__ = ["register"]
 
@@ -113,8 +113,7 @@ def _download(ctx: Context) -> None:
 
 
 def _when(t: datetime | None, missing: str) -> str:
-    # Local time with its zone name, so a reader never has to guess which zone.
-    return t.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z") if t else missing
+    return local_time(t) if t else missing
 
 
 def _table(rows: list[Replay], out: TextIO) -> None:

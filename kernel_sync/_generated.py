@@ -558,7 +558,7 @@ class Kernel:
         retry: Backoff shape, Retry-After cap, the retry budget and the `on_retry` hook.
         default_headers: Headers sent with every request.
         connection_limit: Most connections the pool opens at once (extra calls queue;
-            the wait counts against the connect timeout). Ignored with `session`.
+            the wait counts against the connect timeout).
         proxy: An HTTP proxy URL for every request (overrides the environment).
         trust_env: Read ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY`` / ``NO_PROXY``
             from the environment, as the official SDK does (default `True`).

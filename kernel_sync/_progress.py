@@ -14,7 +14,7 @@ from typing import Protocol, TextIO
 
 __all__ = ["DownloadDisplay", "download_display"]
 
-WAITING = "finalising…"
+WAITING = "waiting for the video (finalising)…"
 
 
 class DownloadDisplay(Protocol):

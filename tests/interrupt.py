@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -25,10 +26,12 @@ def ctrl_c_after(
     first_line: str,
     env: dict[str, str] | None = None,
     until: Callable[[], bool] | None = None,
+    on: str = "stdout",
 ) -> tuple[int, str, str]:
-    """Start `code`, wait for a stdout line starting with `first_line` (and then, bounded,
-    for `until()` to hold), send SIGINT; return (exit code, the rest of stdout, stderr).
-    The process never outlives the call."""
+    """Start `code`, wait (bounded) for a line starting with `first_line` on `on`
+    (``stdout`` or ``stderr``) and then for `until()` to hold, send SIGINT; return
+    (exit code, the rest of stdout, the rest of stderr). The process never outlives
+    the call, and a line that never comes fails the test instead of hanging it."""
     proc = subprocess.Popen(
         [sys.executable, "-c", PRELUDE + code],
         stdout=subprocess.PIPE,
@@ -37,11 +40,14 @@ def ctrl_c_after(
         env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
     )
     try:
-        assert proc.stdout is not None and proc.stderr is not None
-        line = proc.stdout.readline()
+        stream = proc.stdout if on == "stdout" else proc.stderr
+        assert stream is not None
+        ready, _, _ = select.select([stream], [], [], 30)
+        line = stream.readline() if ready else ""
         if not line.startswith(first_line):
             proc.kill()
-            raise AssertionError(f"expected {first_line!r}, got {line!r}: {proc.stderr.read()}")
+            _, err = proc.communicate()
+            raise AssertionError(f"expected {first_line!r} on {on}, got {line!r}: {err}")
         deadline = time.monotonic() + 20
         while until is not None and not until() and time.monotonic() < deadline:
             time.sleep(0.01)

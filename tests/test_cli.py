@@ -366,7 +366,7 @@ def test_download_progress_bar_on_a_terminal(tmp_path: Path) -> None:
         code, stdout, screen = _download_on_a_pty(fake, out, "-m", "kernel_sync")
     assert code == 0
     assert stdout == f"saved {out} ({len(fake.video):,} bytes)\n"
-    assert "finalising…" in screen  # shown while the API answers 202
+    assert "(finalising)…" in screen  # shown while the API answers 202
     assert "downloaded" in screen and "100%" in screen and "2.9/2.9 kB" in screen
 
 
@@ -380,7 +380,7 @@ def test_download_progress_plain_without_rich(tmp_path: Path) -> None:
         code, stdout, screen = _download_on_a_pty(fake, out, "-c", block_rich)
     assert code == 0, screen
     assert stdout.startswith("saved ")
-    assert screen.startswith("\rfinalising…")
+    assert screen.startswith("\rwaiting for the video (finalising)…")
     assert "\rdownloaded 2.8 KiB in " in screen and "\x1b" not in screen
 
 

@@ -62,7 +62,7 @@ def test_record_until_ctrl_c(fake: FakeKernel, tmp_path: Path) -> None:
         f"raise SystemExit(main(['record', '-o', {str(out)!r}]))\n"
     )
     env = {"KERNEL_BASE_URL": fake.base_url, "KERNEL_API_KEY": fake.api_key}
-    returncode, rest, err = ctrl_c_after(code, "recording browser", env)
+    returncode, rest, err = ctrl_c_after(code, "recording browser", env, on="stderr")
     assert returncode == 0, err
     assert f"saved {out}" in rest and "deleted browser" in rest
     assert out.read_bytes() == fake.video

@@ -115,7 +115,7 @@ def test_generated_file_is_fresh() -> None:
 
 def test_same_error_and_model_classes() -> None:
     for name in kernel_async.__all__:
-        if name in ("AsyncKernel",):
+        if name.startswith("Async"):  # the async classes have sync twins instead
             continue
         assert getattr(kernel_sync, name) is getattr(kernel_async, name), name
 

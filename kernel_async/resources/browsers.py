@@ -396,7 +396,7 @@ def _page(resp: Response, url: str, attempts: int, at: int) -> BrowserPage:
         offset = int(next_at) if next_at is not None else None
         more = resp.headers.get("X-Has-More")
         has_more = more.lower() == "true" if more is not None else bool(offset)
-        page = BrowserPage(items, has_more, offset)
+        page = BrowserPage(items, has_more, offset if has_more else None)
         _params.next_offset(page, at)  # refuses offsets that cannot page on
     except Exception as exc:
         raise APIResponseValidationError(
