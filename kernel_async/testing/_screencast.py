@@ -18,7 +18,7 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -226,7 +226,9 @@ class ScreencastRecorder:
         started = time.monotonic()
         self._sink = FrameSink(open_writer, clock, started)
         params = {"format": "jpeg", "quality": 80, "maxWidth": width, "maxHeight": height}
-        await self._cdp.send("Page.startScreencast", params, session_id=self._session_id)
+        await _retry_while_navigating(
+            lambda: self._cdp.send("Page.startScreencast", params, session_id=self._session_id)
+        )
         if self._max_duration is not None:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(self._max_duration, self._stop_in_background)
@@ -261,6 +263,20 @@ class ScreencastRecorder:
         task = asyncio.ensure_future(ack)
         self._acks.add(task)
         task.add_done_callback(_forget(self._acks))
+
+
+async def _retry_while_navigating(
+    command: Callable[[], Awaitable[dict[str, Any]]], timeout: float = 5.0
+) -> dict[str, Any]:
+    """Run a page command, retrying while a navigation swaps the page's renderer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await command()
+        except CDPError as exc:
+            if "Not attached to an active page" not in str(exc) or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.05)
 
 
 def _forget(tasks: set[asyncio.Task[Any]]) -> Callable[[asyncio.Task[Any]], None]:

@@ -1,0 +1,258 @@
+"""Launch and end local headless Chromium processes (the local backend's browsers).
+
+Each browser gets its own temporary directory (profile + log), a DevTools port chosen by
+Chromium itself (``--remote-debugging-port=0``, read back from ``DevToolsActivePort``), its
+own process group, and — on Linux — the parent-death signal, so that no Chromium outlives
+the process that launched it, even after a ``kill -9``. Chromium's own children (zygotes,
+renderers, GPU, crashpad handlers) exit by themselves when the browser process dies;
+every process carries a marker in its environment so that what is left can be found and
+killed (`marked_processes`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import attrs
+
+__all__ = [
+    "ChromiumNotFoundError",
+    "ChromiumProcess",
+    "ChromiumStartError",
+    "chromium_args",
+    "find_chromium",
+    "launch_chromium",
+    "marked_processes",
+    "tree_rss_bytes",
+]
+
+CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
+MARKER_ENV = "KERNEL_ASYNC_CHROMIUM"
+PR_SET_PDEATHSIG = 1
+
+# Flags that work on a closed network and as root (see the design's emulator section).
+BASE_FLAGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-breakpad",
+    "--disable-dev-shm-usage",
+    "--mute-audio",
+    "--remote-debugging-port=0",
+    "--remote-debugging-address=127.0.0.1",
+)
+
+
+class ChromiumNotFoundError(RuntimeError):
+    """No Chromium binary was found; the message says how to get one."""
+
+
+class ChromiumStartError(RuntimeError):
+    """Chromium exited or did not open its DevTools port in time (the log tail is included)."""
+
+
+def find_chromium(
+    env: Mapping[str, str] = os.environ, which: Callable[[str], str | None] = shutil.which
+) -> str:
+    """The Chromium to run: ``KERNEL_CHROMIUM``, else the first of `CANDIDATES` on PATH."""
+    explicit = env.get("KERNEL_CHROMIUM")
+    if explicit:
+        if os.path.isfile(explicit) and os.access(explicit, os.X_OK):
+            return explicit
+        found = which(explicit)
+        if found:
+            return found
+        raise ChromiumNotFoundError(f"KERNEL_CHROMIUM={explicit!r} is not an executable file")
+    for name in CANDIDATES:
+        found = which(name)
+        if found:
+            return found
+    raise ChromiumNotFoundError(
+        "no Chromium found: set KERNEL_CHROMIUM to a Chromium or Chrome binary, or put one of "
+        f"{', '.join(CANDIDATES)} on PATH (Debian/Ubuntu: `apt-get install chromium`)"
+    )
+
+
+def chromium_args(
+    binary: str, profile_dir: Path, *, width: int, height: int, headless: bool = True
+) -> list[str]:
+    """The command line of one browser: isolated profile, loopback DevTools, blank page."""
+    args = [binary, *BASE_FLAGS, f"--user-data-dir={profile_dir}"]
+    args.append(f"--window-size={width},{height}")
+    if headless:
+        args.append("--headless")
+    args.append("about:blank")
+    return args
+
+
+@attrs.define(eq=False)
+class ChromiumProcess:
+    """One running browser: its process, DevTools endpoint and temporary directory."""
+
+    process: subprocess.Popen[bytes]
+    workdir: Path
+    devtools_port: int
+    browser_ws_url: str
+    started_seconds: float
+
+    @property
+    def pid(self) -> int:
+        """The browser process ID (also its process group ID)."""
+        return self.process.pid
+
+    async def terminate(self, grace: float = 5.0) -> None:
+        """Kill the browser's process group and every marked leftover; remove its files."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        await asyncio.to_thread(_reap, self.process, grace)
+        await _kill_marked(str(self.workdir), grace)
+        await asyncio.to_thread(shutil.rmtree, self.workdir, True)
+
+
+async def launch_chromium(
+    binary: str,
+    *,
+    width: int,
+    height: int,
+    headless: bool = True,
+    startup_timeout: float = 30.0,
+) -> ChromiumProcess:
+    """Start a browser and wait until its DevTools endpoint is known.
+
+    Call from the event loop's own thread: the parent-death signal fires when the *thread*
+    that forked exits, and the loop thread lives exactly as long as the emulator.
+    """
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="kernel-chromium-"))
+    profile = workdir / "profile"
+    profile.mkdir()
+    args = chromium_args(binary, profile, width=width, height=height, headless=headless)
+    # Forked here, on the loop thread, on purpose (see above): fork+exec does not block.
+    process = _spawn(args, workdir)
+    try:
+        port, path = await _devtools_endpoint(process, profile, startup_timeout)
+    except BaseException:
+        await ChromiumProcess(process, workdir, 0, "", 0.0).terminate()
+        raise
+    url = f"ws://127.0.0.1:{port}{path}"
+    return ChromiumProcess(process, workdir, port, url, time.monotonic() - started)
+
+
+def _spawn(args: list[str], workdir: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, MARKER_ENV: str(workdir)}
+    with open(workdir / "chromium.log", "wb") as log:
+        return subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=env,
+            start_new_session=True,  # its own process group: one killpg ends the tree
+            preexec_fn=_parent_death_signal(),
+        )
+
+
+async def _devtools_endpoint(
+    process: subprocess.Popen[bytes], profile: Path, timeout: float
+) -> tuple[int, str]:
+    active = profile / "DevToolsActivePort"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ChromiumStartError(
+                f"Chromium exited with status {process.returncode}: {_log_tail(profile)}"
+            )
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            lines = active.read_text().split()
+            if len(lines) >= 2:  # Chromium writes port then path; both or nothing yet
+                return int(lines[0]), lines[1]
+        await asyncio.sleep(0.02)
+    raise ChromiumStartError(f"no DevTools port after {timeout:.0f} s: {_log_tail(profile)}")
+
+
+def _log_tail(profile: Path, limit: int = 2000) -> str:
+    try:
+        return (profile.parent / "chromium.log").read_text(errors="replace")[-limit:]
+    except OSError:
+        return "(no log)"
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking Linux to SIGKILL the child when its parent thread dies."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before fork, not in the child
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl: nobody will kill us
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return preexec
+
+
+def _reap(process: subprocess.Popen[bytes], grace: float) -> None:
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(grace)
+
+
+def marked_processes(marker: str | None = None) -> list[int]:
+    """PIDs whose environment carries the launch marker (``marker`` = one browser's workdir).
+
+    Linux only (reads ``/proc``); elsewhere the list is empty.
+    """
+    wanted = f"{MARKER_ENV}={marker}".encode() if marker else f"{MARKER_ENV}=".encode()
+    found = []
+    for pid in _all_pids():
+        with contextlib.suppress(OSError):
+            entries = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            if any(e == wanted if marker else e.startswith(wanted) for e in entries):
+                found.append(pid)
+    return found
+
+
+def _all_pids() -> Sequence[int]:
+    try:
+        return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return []
+
+
+async def _kill_marked(marker: str, grace: float) -> None:
+    # Crashpad handlers run in their own session: the group kill does not reach them.
+    deadline = time.monotonic() + grace
+    while pids := marked_processes(marker):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        if time.monotonic() > deadline:
+            return
+        await asyncio.sleep(0.05)
+
+
+def tree_rss_bytes(marker: str) -> int:
+    """Resident memory of every process of one browser (sum of RSS; shared pages count twice)."""
+    total = 0
+    for pid in marked_processes(marker):
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+    return total

@@ -1,0 +1,201 @@
+"""`ChromiumBackend`: each browser a real local headless Chromium, each replay a real MP4.
+
+The backend keeps one DevTools connection per browser. Through it every page is
+auto-attached and pinned to the requested viewport (``--window-size`` alone gives a
+shorter page: the window frame takes space), and the visible page is screencast into the
+recorder. Users drive the browser over their own connection (the emulator's proxy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ._backend import BrowserHandle, BrowserLimitError, UnknownBrowserError, Viewport
+from ._cdp import CDPClient, CDPError
+from ._chromium import ChromiumProcess, find_chromium, launch_chromium, tree_rss_bytes
+from ._screencast import ScreencastRecorder
+
+__all__ = ["ChromiumBackend", "PageTracker"]
+
+
+class PageTracker:
+    """The pages of one browser, each pinned to the viewport; the newest is the visible one."""
+
+    def __init__(self, cdp: CDPClient, viewport: Viewport) -> None:
+        self._cdp = cdp
+        self._viewport = viewport
+        self._sessions: dict[str, str] = {}  # targetId -> flattened sessionId, in attach order
+        self._first = asyncio.Event()
+        self._pinning: set[asyncio.Task[Any]] = set()
+
+    async def start(self, timeout: float = 10.0) -> str:
+        """Auto-attach to every page; return the session of the first, already pinned."""
+        self._cdp.on("Target.attachedToTarget", self._attached)
+        self._cdp.on("Target.detachedFromTarget", self._detached)
+        params = {"autoAttach": True, "waitForDebuggerOnStart": False, "flatten": True}
+        await self._cdp.send("Target.setAutoAttach", params)
+        await asyncio.wait_for(self._first.wait(), timeout)
+        session = self.current
+        assert session is not None
+        await self._pin(session)
+        return session
+
+    @property
+    def current(self) -> str | None:
+        """The session of the most recently opened page still open."""
+        return next(reversed(self._sessions.values()), None)
+
+    def _attached(self, params: dict[str, Any], _: str | None) -> None:
+        if params["targetInfo"].get("type") != "page":
+            return
+        session = params["sessionId"]
+        self._sessions[params["targetInfo"]["targetId"]] = session
+        if self._first.is_set():  # later pages: pin in the background
+            task = asyncio.ensure_future(self._pin(session))
+            self._pinning.add(task)
+            task.add_done_callback(self._pinning.discard)
+        self._first.set()
+
+    def _detached(self, params: dict[str, Any], _: str | None) -> None:
+        target = params.get("targetId")
+        if target is not None:
+            self._sessions.pop(target, None)
+
+    async def _pin(self, session: str) -> None:
+        metrics = {
+            "width": self._viewport.width,
+            "height": self._viewport.height,
+            "deviceScaleFactor": 1,
+            "mobile": False,
+        }
+        with contextlib.suppress(CDPError):  # the page may close meanwhile
+            await self._cdp.send("Emulation.setDeviceMetricsOverride", metrics, session_id=session)
+
+
+@attrs.define(eq=False)
+class _Browser:
+    process: ChromiumProcess
+    cdp: CDPClient
+    pages: PageTracker
+    viewport: Viewport
+    recordings: dict[str, ScreencastRecorder] = attrs.Factory(dict)
+
+
+class ChromiumBackend:
+    """Real headless Chromium browsers, recorded to H.264 MP4 (needs the ``local`` extra).
+
+    ``max_browsers`` bounds how many run at once (each takes a few hundred MiB).
+    ``binary`` overrides the search (``KERNEL_CHROMIUM``, then PATH).
+    """
+
+    def __init__(self, *, max_browsers: int = 4, binary: str | None = None) -> None:
+        self.max_browsers = max_browsers
+        self._binary = binary
+        self._browsers: dict[str, _Browser] = {}
+        self._launching = 0
+        self._dir = Path(tempfile.mkdtemp(prefix="kernel-replays-"))
+        self._names = itertools.count(1)
+        self._finished: dict[tuple[str, str], ScreencastRecorder] = {}
+
+    async def create_browser(
+        self, browser_id: str, *, viewport: Viewport, start_url: str | None = None
+    ) -> BrowserHandle:
+        """Launch Chromium at ``viewport`` and open ``start_url`` (or a blank page)."""
+        if len(self._browsers) + self._launching >= self.max_browsers:
+            raise BrowserLimitError(f"at most {self.max_browsers} local browsers at once")
+        binary = self._binary or find_chromium()
+        self._launching += 1
+        try:
+            process = await launch_chromium(binary, width=viewport.width, height=viewport.height)
+            try:
+                browser = await self._connect(process, viewport, start_url)
+            except BaseException:
+                await process.terminate()
+                raise
+        finally:
+            self._launching -= 1
+        self._browsers[browser_id] = browser
+        return BrowserHandle(browser_id, viewport, process.browser_ws_url)
+
+    async def _connect(
+        self, process: ChromiumProcess, viewport: Viewport, start_url: str | None
+    ) -> _Browser:
+        cdp = await CDPClient.connect(process.browser_ws_url)
+        try:
+            pages = PageTracker(cdp, viewport)
+            session = await pages.start()
+            if start_url:
+                await cdp.send("Page.navigate", {"url": start_url}, session_id=session)
+        except BaseException:
+            await cdp.close()
+            raise
+        return _Browser(process, cdp, pages, viewport)
+
+    async def delete_browser(self, browser_id: str) -> None:
+        """Finalise the browser's recordings, then kill its processes. Idempotent."""
+        browser = self._browsers.pop(browser_id, None)
+        if browser is None:
+            return
+        try:
+            for replay_id, recorder in browser.recordings.items():
+                self._finished[(browser_id, replay_id)] = recorder
+            await asyncio.gather(
+                *(r.stop() for r in browser.recordings.values()), return_exceptions=True
+            )
+        finally:
+            await browser.cdp.close()
+            await browser.process.terminate()
+
+    async def start_recording(
+        self, browser_id: str, replay_id: str, *, framerate: int, max_duration: float | None
+    ) -> None:
+        """Screencast the browser's visible page into a new MP4."""
+        browser = self._browser(browser_id)
+        session = browser.pages.current
+        if session is None:
+            raise UnknownBrowserError(f"browser {browser_id} has no open page")
+        path = self._dir / f"replay-{next(self._names)}.mp4"  # IDs may hold any character
+        width, height = browser.viewport.width, browser.viewport.height
+        recorder = ScreencastRecorder(
+            browser.cdp, session, path, width=width, height=height,
+            framerate=framerate, max_duration=max_duration,
+        )  # fmt: skip
+        browser.recordings[replay_id] = recorder
+        await recorder.start()
+
+    async def stop_recording(self, browser_id: str, replay_id: str) -> Path:
+        """Stop the screencast and wait until the MP4 is finalised (encoded off the loop)."""
+        browser = self._browsers.get(browser_id)
+        recorder = browser.recordings.get(replay_id) if browser else None
+        recorder = recorder or self._finished.get((browser_id, replay_id))
+        if recorder is None:
+            raise UnknownBrowserError(f"no recording {replay_id} of browser {browser_id}")
+        return await recorder.stop()
+
+    def memory_bytes(self, browser_id: str) -> int:
+        """Resident memory of the browser's processes (RSS summed over all of them)."""
+        return tree_rss_bytes(str(self._browser(browser_id).process.workdir))
+
+    def process(self, browser_id: str) -> ChromiumProcess:
+        """The browser's process (for tests and measurements)."""
+        return self._browser(browser_id).process
+
+    async def aclose(self) -> None:
+        """Delete every browser and remove every recording file."""
+        await asyncio.gather(*(self.delete_browser(b) for b in list(self._browsers)))
+        self._finished.clear()
+        await asyncio.to_thread(shutil.rmtree, self._dir, True)
+
+    def _browser(self, browser_id: str) -> _Browser:
+        try:
+            return self._browsers[browser_id]
+        except KeyError:
+            raise UnknownBrowserError(f"no browser {browser_id}") from None
