@@ -14,6 +14,8 @@ TEST_DEPS = [
     "trustme>=1.1",
     "jsonschema>=4.20",
     "pyyaml>=6",
+    "playwright>=1.50",  # drives the local Chromium backend over CDP (no browser download)
+    "av>=18",  # the `local` extra: decodes the recorded MP4s
 ]
 LINT_DEPS = ["ruff==0.17.6"]
 TYPE_DEPS = ["mypy==2.4.1", "nox", "types-PyYAML", "types-jsonschema", *TEST_DEPS]
