@@ -5,7 +5,7 @@ Chromium itself (``--remote-debugging-port=0``, read back from ``DevToolsActiveP
 own process group, and — on Linux — the parent-death signal, so that no Chromium outlives
 the process that launched it, even after a ``kill -9``. Chromium's own children (zygotes,
 renderers, GPU, crashpad handlers) exit by themselves when the browser process dies;
-every process carries a marker in its environment so that what is left can be found and
+every process is marked (environment or command line) so that what is left can be found and
 killed (`marked_processes`).
 """
 
@@ -39,6 +39,7 @@ __all__ = [
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
 MARKER_ENV = "KERNEL_ASYNC_CHROMIUM"
+WORKDIR_PREFIX = "kernel-chromium-"
 PR_SET_PDEATHSIG = 1
 
 # Flags that work on a closed network and as root (see the design's emulator section).
@@ -139,7 +140,7 @@ async def launch_chromium(
     that forked exits, and the loop thread lives exactly as long as the emulator.
     """
     started = time.monotonic()
-    workdir = Path(tempfile.mkdtemp(prefix="kernel-chromium-"))
+    workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
     profile = workdir / "profile"
     profile.mkdir()
     args = chromium_args(binary, profile, width=width, height=height, headless=headless)
@@ -214,16 +215,23 @@ def _reap(process: subprocess.Popen[bytes], grace: float) -> None:
 
 
 def marked_processes(marker: str | None = None) -> list[int]:
-    """PIDs whose environment carries the launch marker (``marker`` = one browser's workdir).
+    """Live PIDs of one browser (``marker`` = its workdir), or of any browser launched here.
 
-    Linux only (reads ``/proc``); elsewhere the list is empty.
+    A process is marked by its environment (the browser, crashpad handlers) or by its
+    command line (zygote children rewrite their title over the environment, but keep
+    ``--user-data-dir`` inside the workdir). Linux only (reads ``/proc``); else empty.
     """
-    wanted = f"{MARKER_ENV}={marker}".encode() if marker else f"{MARKER_ENV}=".encode()
+    env_entry = f"{MARKER_ENV}={marker}" if marker else f"{MARKER_ENV}="
+    in_cmdline = (marker + os.sep if marker else os.sep + WORKDIR_PREFIX).encode()
     found = []
     for pid in _all_pids():
         with contextlib.suppress(OSError):
-            entries = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-            if any(e == wanted if marker else e.startswith(wanted) for e in entries):
+            proc = Path(f"/proc/{pid}")
+            if in_cmdline in (proc / "cmdline").read_bytes():
+                found.append(pid)
+                continue
+            entries = (proc / "environ").read_bytes().decode(errors="replace").split("\0")
+            if any(e == env_entry if marker else e.startswith(env_entry) for e in entries):
                 found.append(pid)
     return found
 

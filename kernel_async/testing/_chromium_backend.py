@@ -23,7 +23,7 @@ from ._cdp import CDPClient, CDPError
 from ._chromium import ChromiumProcess, find_chromium, launch_chromium, tree_rss_bytes
 from ._screencast import ScreencastRecorder
 
-__all__ = ["ChromiumBackend", "PageTracker"]
+__all__ = ["ChromiumBackend", "PageTracker", "RecordingStats"]
 
 
 class PageTracker:
@@ -80,6 +80,15 @@ class PageTracker:
             await self._cdp.send("Emulation.setDeviceMetricsOverride", metrics, session_id=session)
 
 
+@attrs.frozen
+class RecordingStats:
+    """What a recording's encoder did: frames in the video, frames received, CPU seconds."""
+
+    frames_written: int
+    frames_received: int
+    encode_seconds: float
+
+
 @attrs.define(eq=False)
 class _Browser:
     process: ChromiumProcess
@@ -93,12 +102,16 @@ class ChromiumBackend:
     """Real headless Chromium browsers, recorded to H.264 MP4 (needs the ``local`` extra).
 
     ``max_browsers`` bounds how many run at once (each takes a few hundred MiB).
-    ``binary`` overrides the search (``KERNEL_CHROMIUM``, then PATH).
+    ``binary`` overrides the search (``KERNEL_CHROMIUM``, then PATH). ``preset`` is the
+    x264 speed preset: faster presets cost less CPU per frame and make larger files.
     """
 
-    def __init__(self, *, max_browsers: int = 4, binary: str | None = None) -> None:
+    def __init__(
+        self, *, max_browsers: int = 4, binary: str | None = None, preset: str = "veryfast"
+    ) -> None:
         self.max_browsers = max_browsers
         self._binary = binary
+        self._preset = preset
         self._browsers: dict[str, _Browser] = {}
         self._launching = 0
         self._dir = Path(tempfile.mkdtemp(prefix="kernel-replays-"))
@@ -166,19 +179,25 @@ class ChromiumBackend:
         width, height = browser.viewport.width, browser.viewport.height
         recorder = ScreencastRecorder(
             browser.cdp, session, path, width=width, height=height,
-            framerate=framerate, max_duration=max_duration,
+            framerate=framerate, max_duration=max_duration, preset=self._preset,
         )  # fmt: skip
+        try:
+            await recorder.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await recorder.stop()  # ends the encoder thread if it started
+            raise
         browser.recordings[replay_id] = recorder
-        await recorder.start()
 
     async def stop_recording(self, browser_id: str, replay_id: str) -> Path:
         """Stop the screencast and wait until the MP4 is finalised (encoded off the loop)."""
-        browser = self._browsers.get(browser_id)
-        recorder = browser.recordings.get(replay_id) if browser else None
-        recorder = recorder or self._finished.get((browser_id, replay_id))
-        if recorder is None:
-            raise UnknownBrowserError(f"no recording {replay_id} of browser {browser_id}")
-        return await recorder.stop()
+        return await self._recorder(browser_id, replay_id).stop()
+
+    def recording_stats(self, browser_id: str, replay_id: str) -> RecordingStats:
+        """Counters of one recording's encoder (for tests and measurements)."""
+        sink = self._recorder(browser_id, replay_id).sink
+        assert sink is not None  # registered only once started
+        return RecordingStats(sink.frames_written, sink.frames_received, sink.encode_seconds)
 
     def memory_bytes(self, browser_id: str) -> int:
         """Resident memory of the browser's processes (RSS summed over all of them)."""
@@ -193,6 +212,14 @@ class ChromiumBackend:
         await asyncio.gather(*(self.delete_browser(b) for b in list(self._browsers)))
         self._finished.clear()
         await asyncio.to_thread(shutil.rmtree, self._dir, True)
+
+    def _recorder(self, browser_id: str, replay_id: str) -> ScreencastRecorder:
+        browser = self._browsers.get(browser_id)
+        recorder = browser.recordings.get(replay_id) if browser else None
+        recorder = recorder or self._finished.get((browser_id, replay_id))
+        if recorder is None:
+            raise UnknownBrowserError(f"no recording {replay_id} of browser {browser_id}")
+        return recorder
 
     def _browser(self, browser_id: str) -> _Browser:
         try:

@@ -111,6 +111,11 @@ class FrameSink:
         self._thread = threading.Thread(target=self._run, name="kernel-recorder", daemon=True)
         self._thread.start()
 
+    @property
+    def frames_written(self) -> int:
+        """Frames in the video so far (repeats included)."""
+        return self._clock.next_tick
+
     def put(self, received: float, jpeg_base64: str) -> None:
         """Hand over one screencast frame (base64 JPEG) received at monotonic ``received``."""
         self._queue.put((received, jpeg_base64))
@@ -195,8 +200,10 @@ class ScreencastRecorder:
         height: int,
         framerate: int,
         max_duration: float | None = None,
+        preset: str = "veryfast",
     ) -> None:
         self.path = path
+        self._preset = preset
         self._cdp, self._session_id = cdp, session_id
         self._size = (width, height)
         self._framerate = framerate
@@ -218,7 +225,9 @@ class ScreencastRecorder:
         width, height = self._size
 
         def open_writer() -> FrameWriter:
-            writer: FrameWriter = encoder.H264Writer(self.path, width, height, self._framerate)
+            writer: FrameWriter = encoder.H264Writer(
+                self.path, width, height, self._framerate, preset=self._preset
+            )
             return writer
 
         clock = FrameClock(self._framerate, frame_limit(self._max_duration, self._framerate))

@@ -1,0 +1,107 @@
+"""Measure the local Chromium backend on this machine: start-up, memory, encoding cost.
+
+    python bench/local_chromium.py [--browsers 5] [--seconds 4]
+
+Needs Chromium and the ``local`` extra. Prints one JSON object:
+- ``startup_s``: create_browser wall time (launch, DevTools port, attach, viewport pinned);
+- ``rss_mib`` / ``pss_mib``: memory of one idle browser showing a page, all its processes
+  (RSS counts shared pages once per process; PSS shares them out, the fairer figure);
+- ``encode_ms_per_frame``: recorder thread CPU (JPEG decode + scale + H.264 encode) per
+  output frame, recording an animated 1280x720 page at 10 fps, per x264 preset;
+- ``finalise_s``: from stop to a complete MP4 (what a 202 Retry-After covers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from kernel_async.testing._backend import Viewport
+from kernel_async.testing._chromium import marked_processes
+from kernel_async.testing._chromium_backend import ChromiumBackend
+
+# Every frame differs: a moving gradient and text, the worst case for a screen recording.
+ANIMATED = (
+    "data:text/html,<style>body{margin:0;font:40px sans-serif;"
+    "background:linear-gradient(90deg,%23f80,%2308f);animation:a 1s linear infinite}"
+    "@keyframes a{to{background-position:1280px 0}}</style>"
+    "<body><p id=t></p><script>setInterval(()=>t.textContent=Date.now()+' '+Math.random(),16)"
+    "</script>"
+)
+
+
+def pss_bytes(marker: str) -> int:
+    total = 0
+    for pid in marked_processes(marker):
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) * 1024
+    return total
+
+
+async def startup_and_memory(count: int) -> dict[str, Any]:
+    backend = ChromiumBackend(max_browsers=1)
+    times, rss, pss = [], [], []
+    try:
+        for i in range(count):
+            started = time.monotonic()
+            await backend.create_browser(f"b{i}", viewport=Viewport(1280, 720), start_url=ANIMATED)
+            times.append(time.monotonic() - started)
+            await asyncio.sleep(2.0)  # let the page settle before reading memory
+            rss.append(backend.memory_bytes(f"b{i}") / 2**20)
+            pss.append(pss_bytes(str(backend.process(f"b{i}").workdir)) / 2**20)
+            await backend.delete_browser(f"b{i}")
+    finally:
+        await backend.aclose()
+    return {
+        "startup_s": {"median": statistics.median(times), "min": min(times), "max": max(times)},
+        "rss_mib": statistics.median(rss),
+        "pss_mib": statistics.median(pss),
+    }
+
+
+async def encoding(seconds: float, preset: str) -> dict[str, Any]:
+    backend = ChromiumBackend(max_browsers=1, preset=preset)
+    try:
+        await backend.create_browser("e", viewport=Viewport(1280, 720), start_url=ANIMATED)
+        await asyncio.sleep(1.0)
+        await backend.start_recording("e", "r", framerate=10, max_duration=None)
+        await asyncio.sleep(seconds)
+        stopped = time.monotonic()
+        path = await backend.stop_recording("e", "r")
+        finalise = time.monotonic() - stopped
+        stats = backend.recording_stats("e", "r")
+        return {
+            "preset": preset,
+            "frames_written": stats.frames_written,
+            "frames_received": stats.frames_received,
+            "encode_ms_per_frame": 1000 * stats.encode_seconds / max(1, stats.frames_written),
+            "finalise_s": finalise,
+            "mp4_kib": path.stat().st_size / 1024,
+        }
+    finally:
+        await backend.aclose()
+
+
+async def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--browsers", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    args = parser.parse_args(argv)
+    result = await startup_and_memory(args.browsers)
+    result["encoding"] = [
+        await encoding(args.seconds, preset) for preset in ("veryfast", "superfast", "ultrafast")
+    ]
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1:]))
