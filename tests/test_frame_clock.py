@@ -86,9 +86,11 @@ def test_frame_limit_is_duration_times_framerate(duration: float, framerate: int
 class FakeWriter:
     def __init__(self) -> None:
         self.written: list[Any] = []
+        self.decoded: list[bytes] = []
         self.closed = False
 
     def decode_jpeg(self, data: bytes) -> Any | None:
+        self.decoded.append(data)
         return None if data == b"bad" else data.decode()
 
     def blank(self) -> Any:
@@ -114,7 +116,26 @@ def test_sink_repeats_still_frames_and_skips_undecodable_ones() -> None:
     sink.finish(100.6)
     assert writer.written == ["red"] * 4 + ["green"] * 2
     assert writer.closed
-    assert sink.frames_received == 2
+    assert sink.frames_received == 3
+
+
+def test_sink_decodes_only_the_frames_a_tick_shows() -> None:
+    writer = FakeWriter()
+    sink = FrameSink(lambda: writer, FrameClock(10), started=0.0, now=lambda: 0.0)
+    for at, name in ((0.01, "a"), (0.02, "b"), (0.03, "c")):
+        sink.put(at, b64(name))
+    sink.finish(0.15)
+    assert writer.written == ["a", "c"]
+    assert writer.decoded == [b"a", b"c"]
+
+
+def test_sink_whose_first_frame_is_undecodable_shows_blank() -> None:
+    writer = FakeWriter()
+    sink = FrameSink(lambda: writer, FrameClock(10), started=0.0, now=lambda: 0.0)
+    sink.put(0.0, b64("bad"))
+    sink.put(0.15, b64("a"))
+    sink.finish(0.25)
+    assert writer.written == ["blank", "blank", "a"]
 
 
 def test_sink_without_frames_writes_one_blank_frame() -> None:

@@ -191,6 +191,31 @@ async def test_max_duration_cuts_the_recording(local: Local) -> None:
     assert set(colours) == {"green"}
 
 
+ANIMATED = (
+    "data:text/html,<style>body{margin:0;font:40px sans-serif}</style><body><p id=t></p>"
+    "<script>setInterval(()=>t.textContent=Date.now()+' '+Math.random(),16)</script>"
+)
+
+
+async def test_recording_keeps_up_at_720p_10fps(local: Local) -> None:
+    # Every screencast frame differs; encoding must not fall behind (no backlog at stop).
+    await local.create("k", Viewport(1280, 720), start_url=ANIMATED)
+    started = time.monotonic()
+    await local.backend.start_recording("k", "r", framerate=10, max_duration=None)
+    await asyncio.sleep(2.0)
+    stopped = time.monotonic()
+    path = await local.backend.stop_recording("k", "r")
+    finalise = time.monotonic() - stopped
+    stats = local.backend.recording_stats("k", "r")
+    expected = 10 * (stopped - started)
+    assert abs(stats.frames_written - expected) <= 0.2 * expected
+    assert stats.frames_received > stats.frames_written / 2  # the page really changed
+    assert stats.encode_seconds / stats.frames_written < 0.1  # well within a tick's budget
+    assert finalise < 5.0, f"finalising took {finalise:.1f} s: the encoder fell behind"
+    _, size, _ = await asyncio.to_thread(decode, path)
+    assert size == (1280, 720)
+
+
 async def test_bound_on_concurrent_browsers_and_delete_frees_a_place(local: Local) -> None:
     await local.create("c1", Viewport(320, 240))
     await local.create("c2", Viewport(320, 240))

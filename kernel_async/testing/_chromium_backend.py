@@ -80,6 +80,25 @@ class PageTracker:
             await self._cdp.send("Emulation.setDeviceMetricsOverride", metrics, session_id=session)
 
 
+async def _open(cdp: CDPClient, session: str, url: str, timeout: float = 10.0) -> None:
+    """Navigate and wait (bounded) for the load event, so the page is settled when
+    ``create`` returns; a page that never loads is not an error (users see it as it is)."""
+    loaded = asyncio.Event()
+
+    def on_load(_: dict[str, Any], sid: str | None) -> None:
+        if sid == session:
+            loaded.set()
+
+    unsubscribe = cdp.on("Page.loadEventFired", on_load)
+    try:
+        await cdp.send("Page.enable", session_id=session)
+        await cdp.send("Page.navigate", {"url": url}, session_id=session)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(loaded.wait(), timeout)
+    finally:
+        unsubscribe()
+
+
 @attrs.frozen
 class RecordingStats:
     """What a recording's encoder did: frames in the video, frames received, CPU seconds."""
@@ -146,7 +165,7 @@ class ChromiumBackend:
             pages = PageTracker(cdp, viewport)
             session = await pages.start()
             if start_url:
-                await cdp.send("Page.navigate", {"url": start_url}, session_id=session)
+                await _open(cdp, session, start_url)
         except BaseException:
             await cdp.close()
             raise

@@ -107,6 +107,9 @@ class FrameSink:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._error: BaseException | None = None
         self.frames_received = 0
+        # Chromium may send 30 frames a second; only the ones a tick shows are decoded.
+        self._pending: str | None = None  # newest frame (base64 JPEG), not decoded yet
+        self._shown: Any | None = None  # the decoded frame the video shows now
         self.encode_seconds = 0.0  # thread CPU time spent decoding and encoding
         self._thread = threading.Thread(target=self._run, name="kernel-recorder", daemon=True)
         self._thread.start()
@@ -144,42 +147,35 @@ class FrameSink:
                 writer.close()
 
     def _loop(self, writer: FrameWriter) -> None:
-        current: Any | None = None
         tick = 1.0 / self._clock.framerate
         while True:
             try:
                 received, data = self._queue.get(timeout=tick)
             except queue.Empty:
-                if current is not None:
-                    self._write(writer, current, self._now())
+                self._write(writer, self._now())
                 continue
             if data is _END:
-                if self._clock.next_tick == 0 and current is None:
-                    current = writer.blank()
-                self._write(writer, current, received, at_least_one=True)
+                self._write(writer, received, at_least_one=True)
                 return
-            if self._clock.full:
-                continue
-            cpu = time.thread_time()
-            frame = writer.decode_jpeg(base64.b64decode(data))
-            self.encode_seconds += time.thread_time() - cpu
-            if frame is None:
-                continue
-            self.frames_received += 1
-            if current is not None:
-                self._write(writer, current, received)
-            current = frame
+            if not self._clock.full:
+                self.frames_received += 1
+                self._write(writer, received)  # the previous frame shows until this one came
+                self._pending = data
 
-    def _write(
-        self, writer: FrameWriter, frame: Any, at: float, *, at_least_one: bool = False
-    ) -> None:
+    def _write(self, writer: FrameWriter, at: float, *, at_least_one: bool = False) -> None:
+        if self._pending is None and self._shown is None and not at_least_one:
+            return  # before the first frame: its ticks wait for it
         count = self._clock.advance(at - self._started)
         if at_least_one and self._clock.next_tick == 0:
             count = self._clock.next_tick = 1
-        if count:
-            cpu = time.thread_time()
-            writer.write(frame, count)
-            self.encode_seconds += time.thread_time() - cpu
+        if not count:
+            return
+        cpu = time.thread_time()
+        if self._pending is not None:
+            self._shown = writer.decode_jpeg(base64.b64decode(self._pending)) or self._shown
+            self._pending = None
+        writer.write(self._shown if self._shown is not None else writer.blank(), count)
+        self.encode_seconds += time.thread_time() - cpu
 
     def _drain(self) -> None:
         # After a failure: swallow frames until the end marker, so finish() returns.
