@@ -3,7 +3,8 @@
     python bench/local_chromium.py [--browsers 5] [--seconds 4]
 
 Needs Chromium and the ``local`` extra. Prints one JSON object:
-- ``startup_s``: create_browser wall time (launch, DevTools port, attach, viewport pinned);
+- ``create_s``: create_browser wall time (launch, attach, viewport pinned, page loaded),
+  and ``devtools_port_s``, the part until Chromium's DevTools port is open;
 - ``rss_mib`` / ``pss_mib``: memory of one idle browser showing a page, all its processes
   (RSS counts shared pages once per process; PSS shares them out, the fairer figure);
 - ``recording``: a live recording of an animated 1280x720 page at 10 fps, per x264 preset:
@@ -40,6 +41,8 @@ ANIMATED = (
     "</script>"
 )
 
+STATIC = "data:text/html,<h1>Hello</h1><p>A still page.</p>"
+
 
 def pss_bytes(marker: str) -> int:
     total = 0
@@ -51,22 +54,29 @@ def pss_bytes(marker: str) -> int:
     return total
 
 
-async def startup_and_memory(count: int) -> dict[str, Any]:
+async def startup_and_memory(count: int, url: str) -> dict[str, Any]:
     backend = ChromiumBackend(max_browsers=1)
-    times, rss, pss = [], [], []
+    created, devtools, rss, pss = [], [], [], []
     try:
         for i in range(count):
             started = time.monotonic()
-            await backend.create_browser(f"b{i}", viewport=Viewport(1280, 720), start_url=ANIMATED)
-            times.append(time.monotonic() - started)
+            await backend.create_browser(f"b{i}", viewport=Viewport(1280, 720), start_url=url)
+            created.append(time.monotonic() - started)
+            process = backend.process(f"b{i}")
+            devtools.append(process.started_seconds)
             await asyncio.sleep(2.0)  # let the page settle before reading memory
             rss.append(backend.memory_bytes(f"b{i}") / 2**20)
-            pss.append(pss_bytes(str(backend.process(f"b{i}").workdir)) / 2**20)
+            pss.append(pss_bytes(str(process.workdir)) / 2**20)
             await backend.delete_browser(f"b{i}")
     finally:
         await backend.aclose()
     return {
-        "startup_s": {"median": statistics.median(times), "min": min(times), "max": max(times)},
+        "create_s": {
+            "median": statistics.median(created),
+            "min": min(created),
+            "max": max(created),
+        },
+        "devtools_port_s": statistics.median(devtools),
         "rss_mib": statistics.median(rss),
         "pss_mib": statistics.median(pss),
     }
@@ -151,7 +161,10 @@ async def main(argv: list[str]) -> None:
     parser.add_argument("--browsers", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=4.0)
     args = parser.parse_args(argv)
-    result = await startup_and_memory(args.browsers)
+    result: dict[str, Any] = {
+        "static_page": await startup_and_memory(args.browsers, STATIC),
+        "animated_page": await startup_and_memory(args.browsers, ANIMATED),
+    }
     presets = ("veryfast", "superfast", "ultrafast")
     result["recording"] = [await encoding(args.seconds, preset) for preset in presets]
     jpegs = await capture_jpegs(args.seconds)

@@ -142,7 +142,9 @@ async def test_playwright_drives_red_green_blue_and_the_mp4_shows_them(local: Lo
             await asyncio.sleep(1.0)
         path = await local.backend.stop_recording("b1", "r1")
         duration = time.monotonic() - started
+        png = await page.screenshot()  # a large message through the proxy
         await browser.close()
+    assert png.startswith(b"\x89PNG")
     colours, size, rate = await asyncio.to_thread(decode, path)
     assert size == (viewport.width, viewport.height)
     assert rate == framerate

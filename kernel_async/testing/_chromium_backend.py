@@ -228,9 +228,14 @@ class ChromiumBackend:
 
     async def aclose(self) -> None:
         """Delete every browser and remove every recording file."""
-        await asyncio.gather(*(self.delete_browser(b) for b in list(self._browsers)))
+        deleted = await asyncio.gather(
+            *(self.delete_browser(b) for b in list(self._browsers)), return_exceptions=True
+        )
         self._finished.clear()
         await asyncio.to_thread(shutil.rmtree, self._dir, True)
+        for outcome in deleted:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     def _recorder(self, browser_id: str, replay_id: str) -> ScreencastRecorder:
         browser = self._browsers.get(browser_id)
