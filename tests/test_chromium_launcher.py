@@ -48,7 +48,7 @@ def test_command_line_is_isolated_headless_and_loopback(tmp_path: Path) -> None:
 
 def test_proxied_url_keeps_the_emulator_host_and_carries_the_token() -> None:
     url = proxied_cdp_url("http://127.0.0.1:8123/", "/browsers/b%201/cdp", "t-_1")
-    assert url == "ws://127.0.0.1:8123/browsers/b%201/cdp?token=t-_1"
+    assert url == "ws://127.0.0.1:8123/browsers/b%201/cdp?jwt=t-_1"
     assert proxied_cdp_url("https://h:1", "/x", "a").startswith("wss://h:1/x?")
 
 

@@ -154,7 +154,9 @@ async def test_playwright_drives_red_green_blue_and_the_mp4_shows_them(local: Lo
     assert local.activity.count("b1") > 10  # every relayed message counts as activity
 
 
-async def test_raw_cdp_client_through_the_proxy_sees_the_pinned_viewport(local: Local) -> None:
+async def test_raw_cdp_client_through_the_proxy_sees_the_pinned_and_updated_viewport(
+    local: Local,
+) -> None:
     url = await local.create("b2", Viewport(800, 600), start_url=colour_page("red"))
     async with await CDPClient.connect(url) as cdp:
         targets = (await cdp.send("Target.getTargets"))["targetInfos"]
@@ -166,12 +168,17 @@ async def test_raw_cdp_client_through_the_proxy_sees_the_pinned_viewport(local: 
         result = await cdp.send(
             "Runtime.evaluate", {**expr, "returnByValue": True}, session_id=attached["sessionId"]
         )
-    assert result["result"]["value"] == [800, 600, "rgb(255, 0, 0)"]
+        assert result["result"]["value"] == [800, 600, "rgb(255, 0, 0)"]
+        await local.backend.update_viewport("b2", Viewport(400, 300))
+        size = {"expression": "[innerWidth, innerHeight]", "returnByValue": True}
+        resized = await cdp.send("Runtime.evaluate", size, session_id=attached["sessionId"])
+    assert resized["result"]["value"] == [400, 300]
 
 
 async def test_proxy_checks_the_token_and_the_browser(local: Local) -> None:
     url = await local.create("b3", Viewport())
-    wrong = url.replace("token=", "token=x")
+    assert "?jwt=" in url
+    wrong = url.replace("jwt=", "jwt=x")
     async with aiohttp.ClientSession() as session:
         for bad, status in ((wrong, 403), (url.replace("/b3/", "/nope/"), 404)):
             with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
@@ -253,6 +260,7 @@ async def test_both_backends_fit_the_interface() -> None:
         assert isinstance(chromium, Backend)
         handle = await memory.create_browser("m", viewport=Viewport())
         assert handle.cdp_url is None
+        await memory.update_viewport("m", Viewport(400, 300))
         await memory.start_recording("m", "r", framerate=10, max_duration=None)
         assert (await memory.stop_recording("m", "r")).read_bytes() == b"mp4"
     finally:

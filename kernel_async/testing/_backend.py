@@ -75,6 +75,10 @@ class Backend(Protocol):
         """Start a browser; raise `BrowserLimitError` past the backend's bound."""
         ...
 
+    async def update_viewport(self, browser_id: str, viewport: Viewport) -> None:
+        """Resize the browser's pages (a running recording keeps its video size)."""
+        ...
+
     async def delete_browser(self, browser_id: str) -> None:
         """End a browser and everything it started; finalise its recordings. Idempotent."""
         ...
@@ -114,6 +118,11 @@ class InMemoryBackend:
         """Remember the browser; there is nothing to drive."""
         self._browsers.add(browser_id)
         return BrowserHandle(browser_id, viewport, None)
+
+    async def update_viewport(self, browser_id: str, viewport: Viewport) -> None:
+        """Nothing to resize."""
+        if browser_id not in self._browsers:
+            raise UnknownBrowserError(browser_id)
 
     async def delete_browser(self, browser_id: str) -> None:
         """Forget the browser (its recordings stay downloadable)."""

@@ -1,7 +1,7 @@
 """A DevTools websocket proxy the emulator mounts on its own port.
 
 The browser's published ``cdp_ws_url`` points here, with a per-browser token in the query
-(as Kernel's URLs carry a credential). The proxy checks the token before upgrading, then
+(``?jwt=...``, as Kernel's URLs carry one). The proxy checks the token before upgrading, then
 relays messages both ways unchanged, reporting activity so the emulator can apply the
 browser's inactivity timeout. Chromium's own DevTools port stays private to the backend.
 """
@@ -21,6 +21,7 @@ from aiohttp import web
 __all__ = ["ProxyTarget", "cdp_proxy_handler", "new_token", "proxied_cdp_url"]
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # screenshots and screencast frames are large
+TOKEN_PARAM = "jwt"  # the query parameter Kernel's cdp_ws_url carries its credential in
 
 
 @attrs.frozen
@@ -36,21 +37,22 @@ def new_token() -> str:
     return secrets.token_urlsafe(24)
 
 
-def proxied_cdp_url(base_url: str, path: str, token: str) -> str:
+def proxied_cdp_url(base_url: str, path: str, token: str, param: str = TOKEN_PARAM) -> str:
     """The published ``ws://`` URL: the emulator's base URL, ``path``, and the token."""
     parts = urlsplit(base_url)
     scheme = "wss" if parts.scheme == "https" else "ws"
-    return urlunsplit((scheme, parts.netloc, path, f"token={quote(token)}", ""))
+    return urlunsplit((scheme, parts.netloc, path, f"{param}={quote(token)}", ""))
 
 
 def cdp_proxy_handler(
     lookup: Callable[[web.Request], ProxyTarget | None],
     on_activity: Callable[[web.Request], None] = lambda request: None,
+    param: str = TOKEN_PARAM,
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """An aiohttp handler relaying a token-checked websocket to the browser ``lookup`` names.
 
     ``lookup`` maps the request (typically its ``match_info``) to the browser's target, or
-    ``None`` (404). A wrong or missing ``token`` query parameter is a 403, a plain HTTP
+    ``None`` (404). A wrong or missing token (query parameter ``param``) is a 403, a plain HTTP
     request a 400, an unreachable browser a 502. ``on_activity`` runs for every message.
     """
 
@@ -58,7 +60,7 @@ def cdp_proxy_handler(
         target = lookup(request)
         if target is None:
             raise web.HTTPNotFound(text="no such browser")
-        token = request.query.get("token", "")
+        token = request.query.get(param, "")
         if not secrets.compare_digest(token.encode(), target.token.encode()):
             raise web.HTTPForbidden(text="a valid token is required")
         downstream = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES)

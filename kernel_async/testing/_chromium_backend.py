@@ -48,6 +48,11 @@ class PageTracker:
         await self._pin(session)
         return session
 
+    async def resize(self, viewport: Viewport) -> None:
+        """Pin every open page, and every later one, to ``viewport``."""
+        self._viewport = viewport
+        await asyncio.gather(*(self._pin(s) for s in list(self._sessions.values())))
+
     @property
     def current(self) -> str | None:
         """The session of the most recently opened page still open."""
@@ -170,6 +175,12 @@ class ChromiumBackend:
             await cdp.close()
             raise
         return _Browser(process, cdp, pages, viewport)
+
+    async def update_viewport(self, browser_id: str, viewport: Viewport) -> None:
+        """Resize the browser's pages; running recordings keep their video size (scaled)."""
+        browser = self._browser(browser_id)
+        browser.viewport = viewport
+        await browser.pages.resize(viewport)
 
     async def delete_browser(self, browser_id: str) -> None:
         """Finalise the browser's recordings, then kill its processes. Idempotent."""
