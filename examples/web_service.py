@@ -3,7 +3,8 @@
 
     python examples/web_service.py          # serves, calls itself once, and exits
     python examples/web_service.py --serve  # keeps serving on 127.0.0.1:8080
-Offline (embedded emulator) unless KERNEL_API_KEY is set.
+Offline (embedded emulator) unless KERNEL_API_KEY is set; then BROWSER_ID names the browser
+the self-test records.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 
 from kernel_async import APIError, AsyncKernel, NotFoundError
 from kernel_async.testing import FakeKernel
@@ -29,6 +31,8 @@ async def stop_replay(request: web.Request) -> web.Response:
     replay_id = request.match_info["replay_id"]
     try:
         await client.browsers.replays.stop(replay_id, id=browser_id)
+    except ValueError as exc:  # an ID the SDK refuses before sending (empty, "." or "..")
+        return web.json_response({"error": str(exc)}, status=400)
     except NotFoundError:
         raise web.HTTPNotFound(text=f"no replay {replay_id}") from None
     except APIError as exc:  # already retried by the SDK: report, do not retry again
@@ -62,10 +66,11 @@ async def self_test() -> None:
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     app = runner.app
-    fake, client = app[FAKE], app[KERNEL]
-    browser = fake.create_browser()
+    client, fake = app[KERNEL], app.get(FAKE)
+    browser = fake.create_browser() if fake is not None else os.environ["BROWSER_ID"]
     replay = await client.browsers.replays.start(browser)
-    fake.fail("stop", status=503)  # the SDK retries it; the endpoint never sees it
+    if fake is not None:
+        fake.fail("stop", status=503)  # the SDK retries it; the endpoint never sees it
     async with aiohttp.ClientSession() as http:
         url = f"http://127.0.0.1:{port}/browsers/{browser}/replays/{replay.replay_id}/stop"
         async with http.post(url) as resp:
@@ -74,10 +79,16 @@ async def self_test() -> None:
         async with http.post(f"http://127.0.0.1:{port}/browsers/{browser}/replays/nope/stop") as r:
             print(r.status, await r.text())
             assert r.status == 404
+        dots = URL(f"http://127.0.0.1:{port}/browsers/{browser}/replays/%2E%2E/stop", encoded=True)
+        async with http.post(dots) as r:  # ".." as an ID: refused by the SDK, so a 400
+            print(r.status, await r.text())
+            assert r.status == 400
     await runner.cleanup()
 
 
 if __name__ == "__main__":
+    if os.environ.get("KERNEL_API_KEY") and not os.environ.get("BROWSER_ID"):
+        sys.exit("KERNEL_API_KEY is set: set BROWSER_ID too (a browser session to record)")
     if "--serve" in sys.argv:
         web.run_app(make_app(), host="127.0.0.1", port=8080)
     else:

@@ -1,27 +1,43 @@
-"""AsyncKernel: options, session ownership, `with_options()`, the request loop."""
+"""AsyncKernel: options, session ownership, `with_options()`, and the request loop.
+
+The loop only sends, asks `_retry.decide` what to do, sleeps and counts: every rule
+of a call (retry or not, how long to wait, what it costs) lives in `_retry`.
+"""
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
+import random
 import time
 import warnings
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Final, TypeVar
-from urllib.parse import urlsplit
 
 from . import _retry
+from ._config import check_api_key, check_base_url, check_headers, env_proxy
 from ._errors import (
-    APIConnectionError,
     APIError,
     APIResponseValidationError,
-    APIStatusError,
     APITimeoutError,
     KernelError,
+    redirect_error,
     status_error,
+    transport_error,
 )
-from ._retry import RetryBudget, RetryEvent, RetryPolicy, Timeout, parse_retry_after
+from ._retry import (
+    CallRules,
+    CallState,
+    Done,
+    Fail,
+    Outcome,
+    Retry,
+    RetryBudget,
+    RetryEvent,
+    RetryPolicy,
+    Timeout,
+    decide,
+)
 from ._types import NOT_GIVEN, NotGiven, check_int
 from ._version import __version__
 from .resources.browsers import AsyncBrowsers
@@ -31,7 +47,7 @@ if TYPE_CHECKING:
 
     import aiohttp
 
-    from ._transport import IO, Response, Sink, TransportError
+    from ._transport import Response, Sink, Transport, TransportError
 
 # aiohttp, yarl, anyio and asyncio are imported on the first request, not at import time:
 # `import kernel_sync` stays cheap for CLIs, notebooks and short scripts.
@@ -40,24 +56,20 @@ __all__ = ["NOT_GIVEN", "AsyncKernel", "KernelSecurityWarning", "NotGiven"]
 
 T = TypeVar("T")
 
-DEFAULT_BASE_URL: Final = "https://api.onkernel.com"
 JSON_LIMIT: Final = 8 * 1024 * 1024
-# Longest a download waits through 202 "still finalising" when no total deadline is set.
-MAX_FINALISE_WAIT: Final = 600.0
-DEFAULT_FINALISE_WAIT: Final = 1.0
 
 logger = logging.getLogger("kernel_async")
 
-_io: type[IO] | None = None
+_transport: type[Transport] | None = None
 
 
-def _load_io() -> type[IO]:
-    """Import the transport (aiohttp, yarl) on first use, then keep it in `_io`."""
-    global _io
-    from ._transport import IO
+def _load_transport() -> type[Transport]:
+    """Import the transport (aiohttp, yarl) on first use; keep it in `_transport`."""
+    global _transport
+    from ._transport import Transport
 
-    _io = IO
-    return IO
+    _transport = Transport
+    return Transport
 
 
 class KernelSecurityWarning(UserWarning):
@@ -81,64 +93,38 @@ def _configure_logging() -> None:
         logger.setLevel(logging.DEBUG if level == "debug" else logging.INFO)
 
 
-def _check_headers(headers: Mapping[str, str] | None, name: str) -> dict[str, str]:
-    if headers is None:
-        return {}
-    if not isinstance(headers, Mapping):
-        raise TypeError(f"{name} must be a mapping of str to str, got {type(headers).__name__}")
-    out: dict[str, str] = {}
-    for key, value in headers.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise TypeError(f"{name} must map str to str; got {key!r}: {type(value).__name__}")
-        if not key or any(c in key for c in "\r\n\0:\t ") or not key.isascii():
-            raise ValueError(f"{name}: invalid header name {key!r}")
-        if any(c in value for c in "\r\n\0"):
-            # Header injection: a CR/LF would let the value start a new header or request.
-            raise ValueError(f"{name}: the value of header {key!r} contains CR, LF or NUL")
-        out[key] = value
-    return out
+class _SharedState:
+    """What a client and its `with_options()` copies share: the aiohttp session, whether
+    the SDK owns it, the loop it lives on, and whether it was closed."""
 
+    __slots__ = ("closed", "limit", "loop", "owned", "pid", "session")
 
-def _is_loopback(host: str) -> bool:
-    if host.lower() in ("localhost", "localhost.") or host.lower().endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-class _Pool:
-    """What `with_options()` copies share: the session, its owner flag, the retry budget."""
-
-    __slots__ = ("budget", "closed", "limit", "loop", "owned", "pid", "session")
-
-    def __init__(
-        self, session: aiohttp.ClientSession | None, budget: RetryBudget, limit: int
-    ) -> None:
+    def __init__(self, session: aiohttp.ClientSession | None, limit: int) -> None:
         self.session = session
         self.limit = limit
         self.owned = session is None
-        self.budget = budget
         self.closed = False
         self.loop: asyncio.AbstractEventLoop | None = None
         self.pid = os.getpid()
 
     def get(self) -> aiohttp.ClientSession:
-        io = _io or _load_io()
+        """The session to send through, made on first use on the running loop."""
+        tp = _transport or _load_transport()
         if self.closed:
             raise KernelError("this client is closed; create a new AsyncKernel")
         session = self.session
-        if session is not None:
-            if self.owned and self.loop is not io.get_running_loop():
-                raise KernelError(
-                    "this AsyncKernel's connection pool belongs to another event loop; "
-                    "create one client per event loop (or use kernel_sync.Kernel)"
-                )
-            return session
-        self.loop = io.get_running_loop()
-        self.session = io.new_session(self.limit)
-        return self.session
+        running = tp.get_running_loop()
+        if session is None:
+            self.loop = running
+            self.session = session = tp.new_session(self.limit)
+        elif self.owned and self.loop is not running:
+            raise KernelError(
+                "this AsyncKernel's connection pool belongs to another event loop; "
+                "create one client per event loop (or use kernel_sync.Kernel)"
+            )
+        elif not self.owned:
+            _check_user_session(tp, session, running)
+        return session
 
     def forget(self) -> None:
         """Drop the session without closing it (after fork the sockets are the parent's)."""
@@ -153,11 +139,30 @@ class _Pool:
         self.closed = True
         session, self.session = self.session, None
         if self.owned and session is not None and self.pid == os.getpid():
-            await session.close()
+            tp = _transport or _load_transport()
+            await tp.close_session(session, self.loop)
+
+
+def _check_user_session(
+    tp: type[Transport], session: aiohttp.ClientSession, running: asyncio.AbstractEventLoop
+) -> None:
+    loop = tp.session_loop(session)
+    if loop is not None and loop.is_closed():
+        raise KernelError(
+            "the aiohttp session passed as session= belongs to an event loop that is closed; "
+            "create the session inside the loop you call from"
+        )
+    if loop is not None and loop is not running:
+        raise KernelError(
+            "the aiohttp session passed as session= belongs to another event loop; "
+            "create the session inside the loop you call from"
+        )
+    if session.closed:
+        raise KernelError("the aiohttp session passed as session= is closed")
 
 
 class AsyncKernel:
-    """Async client for Kernel browser replays.
+    """Async client for Kernel browsers and their replays.
 
     Args:
         api_key: Bearer key; defaults to the ``KERNEL_API_KEY`` environment variable.
@@ -171,6 +176,9 @@ class AsyncKernel:
         default_headers: Headers sent with every request.
         connection_limit: Most connections the pool opens at once (extra calls queue;
             the wait counts against the connect timeout). Ignored with `session`.
+        proxy: An HTTP proxy URL for every request (overrides the environment).
+        trust_env: Read ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY`` / ``NO_PROXY``
+            from the environment, as the official SDK does (default `True`).
 
     Use it as ``async with AsyncKernel() as client:`` or call `close()`. Calls are safe
     to run concurrently from many tasks; they share one connection pool.
@@ -189,13 +197,19 @@ class AsyncKernel:
         session: aiohttp.ClientSession | None = None,
         default_headers: Mapping[str, str] | None = None,
         connection_limit: int = 100,
+        proxy: str | None = None,
+        trust_env: bool = True,
     ) -> None:
         _configure_logging()
-        if session is not None and not (_io or _load_io()).is_session(session):
+        if session is not None and not (_transport or _load_transport()).is_session(session):
             raise TypeError(f"session must be an aiohttp.ClientSession, got {type(session)!r}")
         policy = retry if retry is not None else RetryPolicy()
         if not isinstance(policy, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy, got {type(policy).__name__}")
+        if not isinstance(trust_env, bool):
+            raise TypeError(f"trust_env must be a bool, got {type(trust_env).__name__}")
+        self._proxy_option = proxy
+        self._trust_env = trust_env
         self._configure(
             api_key=api_key,
             base_url=base_url,
@@ -205,7 +219,8 @@ class AsyncKernel:
             default_headers=default_headers,
         )
         check_int(connection_limit, "connection_limit", 1)
-        self._pool = _Pool(session, RetryBudget(policy.budget), connection_limit)
+        self._shared = _SharedState(session, connection_limit)
+        self._budget = RetryBudget(policy.budget)
         self._derived = False
 
     def _configure(
@@ -218,49 +233,27 @@ class AsyncKernel:
         retry: RetryPolicy,
         default_headers: Mapping[str, str] | None,
     ) -> None:
-        if api_key is None:
-            api_key = os.environ.get("KERNEL_API_KEY")
-        if api_key is None or api_key == "":
-            raise KernelError(
-                "no API key: pass api_key=... or set the KERNEL_API_KEY environment variable"
-            )
-        if not isinstance(api_key, str):
-            raise TypeError(f"api_key must be a str, got {type(api_key).__name__}")
-        if any(c in api_key for c in "\r\n\0"):
-            raise ValueError("api_key contains CR, LF or NUL")
-        if base_url is None:
-            base_url = os.environ.get("KERNEL_BASE_URL") or DEFAULT_BASE_URL
-        if not isinstance(base_url, str):
-            raise TypeError(f"base_url must be a str, got {type(base_url).__name__}")
-        url = urlsplit(base_url)
-        try:
-            url.port  # noqa: B018 - validates the port
-        except ValueError:
-            raise ValueError(f"base_url has an invalid port: {base_url!r}") from None
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise ValueError(f"base_url must be an http(s) URL with a host, got {base_url!r}")
-        if "@" in url.netloc:
-            raise ValueError("base_url must not carry credentials; pass api_key instead")
-        if url.scheme == "http" and not _is_loopback(url.hostname):
+        api_key = check_api_key(api_key)
+        self._base_url, clear = check_base_url(base_url)
+        if clear:
             warnings.warn(
-                f"base_url {base_url!r} uses plain http to a non-loopback host: the API key "
-                "would travel in clear text. Use https.",
+                f"base_url {self._base_url!r} uses plain http to a non-loopback host: the API "
+                "key would travel in clear text. Use https.",
                 KernelSecurityWarning,
                 stacklevel=4,
             )
+        self._proxy = _choose_proxy(self._proxy_option, self._trust_env, self._base_url)
         self._timeout = Timeout.coerce(timeout)
         self._max_retries = check_int(max_retries, "max_retries")
         self._policy = retry
         self._api_key = api_key
-        self._base_url = f"{url.scheme}://{url.netloc}{url.path.rstrip('/')}"
-        self._default_headers = _check_headers(default_headers, "default_headers")
-        headers = {
+        self._default_headers = check_headers(default_headers, "default_headers")
+        self._headers = {
             "Accept": "application/json",
             "User-Agent": f"kernel-async/{__version__}",
             **self._default_headers,
             "Authorization": f"Bearer {api_key}",
         }
-        self._headers = headers
         self.browsers = AsyncBrowsers(self)
 
     # -- lifecycle -----------------------------------------------------------------
@@ -288,7 +281,7 @@ class AsyncKernel:
     @property
     def is_closed(self) -> bool:
         """Whether the connection pool this client uses has been closed."""
-        return self._pool.closed
+        return self._shared.closed
 
     def with_options(
         self,
@@ -300,10 +293,13 @@ class AsyncKernel:
         retry: RetryPolicy | None = None,
         default_headers: Mapping[str, str] | None = None,
     ) -> AsyncKernel:
-        """A copy with some options changed, sharing this client's connection pool and
-        retry budget. Options not passed are kept. Closing the copy does not close the
-        pool; closing the original does (for both)."""
+        """A copy with some options changed, sharing this client's connection pool.
+        Options not passed are kept. The retry budget is shared too, unless `retry`
+        sets a different budget size (then the copy has a bucket of its own). Closing
+        the copy does not close the pool; closing the original does (for both)."""
         clone = object.__new__(type(self))
+        clone._proxy_option = self._proxy_option
+        clone._trust_env = self._trust_env
         clone._configure(
             api_key=api_key if api_key is not None else self._api_key,
             base_url=base_url if base_url is not None else self._base_url,
@@ -314,15 +310,18 @@ class AsyncKernel:
                 default_headers if default_headers is not None else self._default_headers
             ),
         )
-        clone._pool = self._pool
+        clone._shared = self._shared
+        same = clone._policy.budget == self._policy.budget
+        clone._budget = self._budget if same else RetryBudget(clone._policy.budget)
         clone._derived = True
         return clone
 
     async def close(self) -> None:
         """Close the connection pool (unless it is a session you passed in, or this
-        client came from `with_options()`). Idempotent."""
+        client came from `with_options()`). Calls still in flight fail with an
+        `APIConnectionError` saying the client was closed. Idempotent."""
         if not self._derived:
-            await self._pool.close()
+            await self._shared.close()
 
     async def __aenter__(self) -> AsyncKernel:
         return self
@@ -337,7 +336,7 @@ class AsyncKernel:
         )
 
     def _after_fork(self) -> None:
-        self._pool.forget()
+        self._shared.forget()
 
     # -- the request loop ------------------------------------------------------------
 
@@ -359,251 +358,122 @@ class AsyncKernel:
         """Run one call: attempts, retries, waits. Returns the 2xx response, the URL
         string and the number of wire attempts; raises the typed error otherwise.
 
+        `poll_accepted`: a 202 means "not ready yet": poll again (downloads).
         `missing_ok_after_retry`: a 404 on a retry counts as success (an idempotent
-        delete whose earlier, ambiguous attempt already took effect)."""
-        if extra_headers is None and content_type is None:
-            headers = self._headers
-        else:
-            headers = dict(self._headers)
-            if content_type is not None:
-                headers["Content-Type"] = content_type
-            if extra_headers is not None:
-                headers.update(_check_headers(extra_headers, "extra_headers"))
-        io = _io or _load_io()
-        client_timeout = io.client_timeout
+        delete whose earlier, ambiguous attempt already took effect).
+        """
+        tp = _transport or _load_transport()
+        headers = self._call_headers(content_type, extra_headers)
         limits = self._timeout if isinstance(timeout, NotGiven) else Timeout.coerce(timeout)
-        url = io.build_url(self._base_url, path)
-        url_text = str(url)
-        session = self._pool.get()
-        policy = self._policy
-        budget = self._pool.budget
-        if sink is not None:
-            # Streams are bounded per read, not in total: a long video must not time out.
-            base_timeout = client_timeout(None, limits.connect or limits.attempt, limits.attempt)
-        else:
-            base_timeout = client_timeout(limits.attempt, limits.connect, None)
-        started = time.monotonic()
-        deadline = started + limits.total if limits.total is not None else None
-        attempts = 0
-        retries_left = self._max_retries
-        retried = False
-        count_hidden = self._pool.owned
-
+        url = tp.build_url(self._base_url, path)
+        session = self._shared.get()
+        rules = CallRules(
+            self._policy,
+            self._max_retries,
+            idempotent,
+            poll_accepted,
+            missing_ok_after_retry,
+            _retry.is_testing(),
+        )
+        now = time.monotonic()
+        state = CallState(now, now + limits.total if limits.total is not None else None)
+        budget = self._budget
+        own = self._shared.owned
         while True:
-            attempt_timeout = base_timeout
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise APITimeoutError(
-                        f"total deadline of {limits.total:g}s exceeded",
-                        method=method,
-                        url=url_text,
-                        attempts=attempts,
-                    )
-                bound = (
-                    remaining if base_timeout.total is None else min(base_timeout.total, remaining)
-                )
-                attempt_timeout = client_timeout(
-                    bound, base_timeout.connect, base_timeout.sock_read, cache=False
-                )
-            try:
-                resp = await io.send(
-                    session,
-                    method,
-                    url,
-                    headers,
-                    body,
-                    attempt_timeout,
-                    read_limit=read_limit,
-                    sink=sink,
-                    count_hidden=count_hidden,
-                    allow_hidden_retry=retries_left > 0,
-                )
-            except io.TransportError as exc:
-                attempts += exc.wire_attempts
-                retries_left -= exc.wire_attempts - 1
-                error = _transport_error(exc, method, url_text, attempts, attempt_timeout)
-                if not exc.retryable:
-                    raise error from exc.cause
-                if exc.sent and not idempotent:
-                    logger.debug("not retrying %s %s: %s after sending", method, url_text, exc.kind)
-                    raise error from exc.cause
-                reason = f"{exc.kind} ({type(exc.cause).__name__})"
-                timed_out = exc.kind in ("timeout", "connect_timeout")
-                cost = policy.timeout_retry_cost if timed_out else policy.retry_cost
-                wait = policy.backoff(self._max_retries - retries_left)
-                await self._before_retry(
-                    error, exc.cause, reason, None, wait, cost, retries_left, deadline
-                )
-                retries_left -= 1
-                retried = True
-                continue
-
-            attempts += resp.wire_attempts
-            retries_left -= resp.wire_attempts - 1
-            status = resp.status
-            if 200 <= status < 300:
-                if status == 202 and poll_accepted:
-                    await self._wait_finalising(resp, method, url_text, attempts, started, deadline)
-                    continue
-                budget.refund(policy.retry_cost if retried else 1)
-                return resp, url_text, attempts
-
-            if status == 404 and missing_ok_after_retry and retried:
-                budget.refund(policy.retry_cost)
-                return resp, url_text, attempts
-
-            if 300 <= status < 400:
-                # Redirects are not followed: the Authorization header must not travel on.
-                redirect = APIStatusError(
-                    f"{status} unexpected redirect (not followed) to "
-                    f"{resp.headers.get('Location', '?')!r}",
-                    status_code=status,
-                    error=None,
-                    headers=resp.headers,
+            bound = _attempt_bound(limits, state, sink is not None)
+            if bound is None:
+                raise APITimeoutError(
+                    f"total deadline of {limits.total:g}s exceeded",
                     method=method,
-                    url=url_text,
-                    attempts=attempts,
+                    url=str(url),
+                    attempts=state.attempts,
                 )
-                raise redirect
-            status_err = status_error(
-                status, resp.headers, resp.body, method=method, url=url_text, attempts=attempts
-            )
-            should = resp.headers.get("x-should-retry")
-            if should == "true":
-                retryable = True
-            elif should == "false":
-                retryable = False
-            else:
-                retryable = status in (408, 429) or status >= 500
-            if not retryable:
-                raise status_err
-            retry_after = parse_retry_after(resp.headers)
-            if retry_after is not None and retry_after > policy.max_retry_after:
-                status_err.retry_after = retry_after
-                logger.info(
-                    "not retrying %s %s: server asked to wait %.3gs (max_retry_after=%gs)",
-                    method,
-                    url_text,
-                    retry_after,
-                    policy.max_retry_after,
-                )
-                raise status_err
-            wait = (
-                retry_after
-                if retry_after is not None
-                else policy.backoff(self._max_retries - retries_left)
-            )
-            await self._before_retry(
-                status_err,
-                None,
-                f"status {status}",
-                status,
-                wait,
-                policy.retry_cost,
-                retries_left,
-                deadline,
-                retry_after=retry_after,
-            )
-            retries_left -= 1
-            retried = True
-
-    async def _before_retry(
-        self,
-        error: APIError,
-        cause: BaseException | None,
-        reason: str,
-        status: int | None,
-        wait: float,
-        cost: int,
-        retries_left: int,
-        deadline: float | None,
-        retry_after: float | None = None,
-    ) -> None:
-        """Raise `error` unless a retry is allowed (count, deadline, budget); else wait."""
-        if retries_left <= 0:
-            raise error from cause
-        testing = _retry.is_testing()
-        actual = 0.0 if testing else wait
-        if deadline is not None and time.monotonic() + actual >= deadline:
-            logger.info(
-                "not retrying %s %s after %s: a %.3gs wait would pass the deadline",
-                error.method,
-                error.url,
-                reason,
-                wait,
-            )
-            if retry_after is not None:
-                error.retry_after = retry_after
-            raise error from cause
-        if not self._pool.budget.acquire(cost):
-            # INFO, not WARNING: in an outage this fires per call, and WARNING reaches
-            # stderr even where the application never configured logging.
-            logger.info(
-                "not retrying %s %s after %s: client retry budget exhausted",
-                error.method,
-                error.url,
-                reason,
-            )
-            raise error from cause
-        if logger.isEnabledFor(logging.INFO):
-            logger.info(
-                "retrying %s %s after attempt %d: %s; waiting %.3fs",
-                error.method,
-                error.url,
-                error.attempts,
-                reason,
-                wait,
-            )
-        hook = self._policy.on_retry
-        if hook is not None:
-            event = RetryEvent(
-                method=error.method,
-                url=error.url,
-                attempt=error.attempts,
-                wait=actual,
-                planned_wait=wait,
-                reason=reason,
-                status=status,
-                exception=cause,
-            )
             try:
-                hook(event)
-            except Exception:
-                logger.exception("on_retry hook raised; ignored")
-        if actual > 0:
+                resp = await tp.send(
+                    session, method, url, headers, body, bound,
+                    read_limit=read_limit, sink=sink, proxy=self._proxy, own=own,
+                )  # fmt: skip
+                outcome = Outcome(resp.status, resp.headers)
+                failure: TransportError | None = None
+            except tp.TransportError as exc:
+                resp, failure = None, exc
+                outcome = Outcome(failure=exc.kind, sent=exc.sent, hidden=exc.hidden)
+            decision = decide(
+                outcome,
+                state,
+                rules,
+                free=budget.free,
+                now=time.monotonic(),
+                wall=time.time(),
+                jitter=random.random(),
+            )
+            budget.acquire(decision.take)
+            state = state.after(outcome, decision)
+            if isinstance(decision, Done):
+                budget.refund(decision.give)
+                assert resp is not None
+                return resp, str(url), state.attempts
+            error = _error_for(decision, resp, failure, bound, method, str(url), state)
+            if isinstance(decision, Fail):
+                _log_failure(decision, error)
+                raise error from failure.cause if failure is not None else None
+            await self._wait(decision, error, failure)
+
+    def _call_headers(
+        self, content_type: str | None, extra: Mapping[str, str] | None
+    ) -> Mapping[str, str]:
+        if extra is None and content_type is None:
+            return self._headers
+        headers = dict(self._headers)
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        if extra is not None:
+            headers.update(check_headers(extra, "extra_headers"))
+        return headers
+
+    async def _wait(self, retry: Retry, error: APIError, failure: TransportError | None) -> None:
+        """Log the retry, call the hook, sleep."""
+        if retry.poll:
+            logger.debug(
+                "%s %s: 202 still finalising; polling again in %.3fs",
+                error.method,
+                error.url,
+                retry.wait,
+            )
+        else:
+            if logger.isEnabledFor(logging.INFO):
+                logger.info(
+                    "retrying %s %s after attempt %d: %s; waiting %.3fs",
+                    error.method,
+                    error.url,
+                    error.attempts,
+                    retry.reason,
+                    retry.planned,
+                )
+            self._call_hook(retry, error, failure)
+        if retry.wait > 0:
             from anyio import sleep
 
-            await sleep(actual)
+            await sleep(retry.wait)
 
-    async def _wait_finalising(
-        self,
-        resp: Response,
-        method: str,
-        url: str,
-        attempts: int,
-        started: float,
-        deadline: float | None,
-    ) -> None:
-        retry_after = parse_retry_after(resp.headers)
-        wait = DEFAULT_FINALISE_WAIT if retry_after is None else retry_after
-        wait = min(wait, self._policy.max_retry_after)
-        if _retry.is_testing():
-            wait = min(wait, 0.01)
-        now = time.monotonic()
-        limit = deadline if deadline is not None else started + MAX_FINALISE_WAIT
-        if now + wait >= limit:
-            raise APITimeoutError(
-                f"the replay was still being finalised (202) after {now - started:.3g}s",
-                method=method,
-                url=url,
-                attempts=attempts,
-                retry_after=retry_after,
-            )
-        logger.debug("%s %s: 202 still finalising; polling again in %.3fs", method, url, wait)
-        from anyio import sleep
-
-        await sleep(wait)
+    def _call_hook(self, retry: Retry, error: APIError, failure: TransportError | None) -> None:
+        hook = self._policy.on_retry
+        if hook is None:
+            return
+        event = RetryEvent(
+            method=error.method,
+            url=error.url,
+            attempt=error.attempts,
+            wait=retry.wait,
+            planned_wait=retry.planned,
+            reason=retry.reason,
+            status=getattr(error, "status_code", None),
+            exception=failure.cause if failure is not None else None,
+        )
+        try:
+            hook(event)
+        except Exception:
+            logger.exception("on_retry hook raised; ignored")
 
     async def _request_json(
         self,
@@ -625,25 +495,123 @@ class AsyncKernel:
             timeout=timeout,
             extra_headers=extra_headers,
         )
-        if resp.truncated:
-            raise APIResponseValidationError(
-                f"response body exceeds {JSON_LIMIT} bytes",
-                status_code=resp.status,
-                method=method,
-                url=url,
-                attempts=attempts,
-            )
-        try:
-            return decode(resp.body)
-        except Exception as exc:
-            raise APIResponseValidationError(
-                f"response does not match the schema: {_describe(exc)}",
-                status_code=resp.status,
-                method=method,
-                url=url,
-                attempts=attempts,
-                body=resp.body[:2000].decode("utf-8", "replace"),
-            ) from exc
+        return decode_json(resp, decode, method=method, url=url, attempts=attempts)
+
+
+def decode_json(
+    resp: Response, decode: Callable[[bytes], T], *, method: str, url: str, attempts: int
+) -> T:
+    """Decode a read body, or raise `APIResponseValidationError` saying why not."""
+    if resp.truncated:
+        raise APIResponseValidationError(
+            f"response body exceeds {JSON_LIMIT} bytes",
+            status_code=resp.status,
+            method=method,
+            url=url,
+            attempts=attempts,
+        )
+    try:
+        return decode(resp.body)
+    except Exception as exc:
+        raise APIResponseValidationError(
+            f"response does not match the schema: {_describe(exc)}",
+            status_code=resp.status,
+            method=method,
+            url=url,
+            attempts=attempts,
+            body=resp.body[:2000].decode("utf-8", "replace"),
+        ) from exc
+
+
+def _choose_proxy(option: str | None, trust_env: bool, base_url: str) -> str | None:
+    if option is not None:
+        if not isinstance(option, str) or not option.startswith(("http://", "https://")):
+            raise ValueError(f"proxy must be an http(s):// URL, got {option!r}")
+        return option
+    return env_proxy(base_url) if trust_env else None
+
+
+def _attempt_bound(
+    limits: Timeout, state: CallState, streaming: bool
+) -> aiohttp.ClientTimeout | None:
+    """aiohttp's timeout for the next attempt; `None` when the deadline has passed.
+
+    Connect is always bounded on its own (the connect bound, else the attempt bound):
+    a request that never left is then known as such, and safe to retry. Streams are
+    bounded per read, not in total: a long video must not time out.
+    """
+    tp = _transport or _load_transport()
+    connect = limits.connect or limits.attempt
+    remaining = state.remaining(time.monotonic())
+    if remaining is not None and remaining <= 0:
+        return None
+    if streaming:
+        total = remaining
+        return tp.client_timeout(total, connect, limits.attempt)
+    total = limits.attempt
+    if remaining is not None:
+        total = remaining if total is None else min(total, remaining)
+    if connect is not None and total is not None:
+        connect = min(connect, total)
+    return tp.client_timeout(total, connect, None)
+
+
+def _error_for(
+    decision: Retry | Fail,
+    resp: Response | None,
+    failure: TransportError | None,
+    bound: aiohttp.ClientTimeout,
+    method: str,
+    url: str,
+    state: CallState,
+) -> APIError:
+    """The error this attempt amounts to (raised on `Fail`, reported on `Retry`)."""
+    attempts = state.attempts
+    retry_after = decision.retry_after if isinstance(decision, Fail) else None
+    if failure is not None:
+        limit = bound.connect if failure.kind == "connect_timeout" else bound.total
+        limit = limit if limit is not None else bound.sock_read
+        return transport_error(
+            failure.kind, failure.cause, limit, method=method, url=url, attempts=attempts
+        )
+    assert resp is not None
+    if isinstance(decision, Fail) and decision.why == "finalising":
+        waited = time.monotonic() - state.started
+        return APITimeoutError(
+            f"the replay was still being finalised (202) after {waited:.3g}s",
+            method=method,
+            url=url,
+            attempts=attempts,
+            retry_after=retry_after,
+        )
+    if 300 <= resp.status < 400:
+        return redirect_error(resp.status, resp.headers, method=method, url=url, attempts=attempts)
+    return status_error(
+        resp.status,
+        resp.headers,
+        resp.body,
+        method=method,
+        url=url,
+        attempts=attempts,
+        retry_after=retry_after,
+    )
+
+
+_FAIL_LOGS: Final = {
+    "ambiguous": "the request may have been sent and is not idempotent",
+    "exhausted": "no retries left",
+    "deadline": "the wait would pass the deadline",
+    "budget": "client retry budget exhausted",
+    "retry_after": "the server asked for a longer wait than max_retry_after",
+}
+
+
+def _log_failure(fail: Fail, error: APIError) -> None:
+    # INFO, not WARNING: in an outage this fires per call, and WARNING reaches stderr
+    # even where the application never configured logging.
+    text = _FAIL_LOGS.get(fail.why)
+    if text is not None and logger.isEnabledFor(logging.INFO):
+        logger.info("not retrying %s %s: %s (%s)", error.method, error.url, text, error.message)
 
 
 def _describe(exc: BaseException) -> str:
@@ -653,27 +621,3 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, (ClassValidationError, IterableValidationError)):
         return "; ".join(transform_error(exc))
     return f"{type(exc).__name__}: {exc}"
-
-
-def _transport_error(
-    exc: TransportError, method: str, url: str, attempts: int, timeout: aiohttp.ClientTimeout
-) -> APIConnectionError:
-    cause = exc.cause
-    if exc.kind in ("timeout", "connect_timeout"):
-        bound = timeout.total if timeout.total is not None else timeout.sock_read
-        if exc.kind == "connect_timeout" and timeout.connect is not None:
-            bound = timeout.connect
-        what = "connect timed out" if exc.kind == "connect_timeout" else "request timed out"
-        text = f"{what} after {bound:g}s" if bound is not None else what
-        return APITimeoutError(text, method=method, url=url, attempts=attempts)
-    detail = str(cause) or type(cause).__name__
-    labels = {
-        "connect": "could not connect",
-        "reset": "connection reset or closed by the server",
-        "truncated": "response body was cut short",
-        "tls": "TLS verification failed",
-        "other": "connection error",
-    }
-    return APIConnectionError(
-        f"{labels.get(exc.kind, exc.kind)}: {detail}", method=method, url=url, attempts=attempts
-    )

@@ -216,3 +216,49 @@ def _reason(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return "error status"
+
+
+_FAILURE_LABELS = {
+    "connect": "could not connect",
+    "reset": "connection reset or closed by the server",
+    "truncated": "response body was cut short",
+    "tls": "TLS verification failed",
+    "closed": "the client was closed while this call was in flight; create a new client",
+    "other": "connection error",
+}
+
+
+def transport_error(
+    kind: str,
+    cause: BaseException,
+    bound: float | None,
+    *,
+    method: str,
+    url: str,
+    attempts: int,
+) -> APIConnectionError:
+    """The typed error for an attempt that got no response (`bound`: its time limit)."""
+    if kind in ("timeout", "connect_timeout"):
+        what = "connect timed out" if kind == "connect_timeout" else "request timed out"
+        text = f"{what} after {bound:g}s" if bound is not None else what
+        return APITimeoutError(text, method=method, url=url, attempts=attempts)
+    if kind == "closed":
+        return APIConnectionError(_FAILURE_LABELS[kind], method=method, url=url, attempts=attempts)
+    detail = str(cause) or type(cause).__name__
+    label = _FAILURE_LABELS.get(kind, kind)
+    return APIConnectionError(f"{label}: {detail}", method=method, url=url, attempts=attempts)
+
+
+def redirect_error(
+    status: int, headers: Mapping[str, str], *, method: str, url: str, attempts: int
+) -> APIStatusError:
+    """A 3xx: redirects are not followed (the Authorization header must not travel on)."""
+    return APIStatusError(
+        f"{status} unexpected redirect (not followed) to {headers.get('Location', '?')!r}",
+        status_code=status,
+        error=None,
+        headers=headers,
+        method=method,
+        url=url,
+        attempts=attempts,
+    )

@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from pathlib import Path
 from typing import IO
 
 __all__ = ["AtomicFile"]
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: read by setting it back at once
+    os.umask(mask)
+    return mask
 
 
 class AtomicFile:
@@ -25,6 +40,11 @@ class AtomicFile:
         self.target = Path(target)
         if self.target.is_dir():
             raise IsADirectoryError(f"{self.target} is a directory; pass a file path")
+        if not self.target.parent.is_dir():
+            # Name the user's path, not the hidden temporary file mkstemp would report.
+            raise FileNotFoundError(
+                errno.ENOENT, "no such directory to save into", str(self.target.parent)
+            )
         import tempfile
 
         fd, tmp = tempfile.mkstemp(
@@ -41,7 +61,7 @@ class AtomicFile:
         try:
             mode = self.target.stat().st_mode & 0o777
         except FileNotFoundError:
-            mode = 0o644
+            mode = 0o666 & ~current_umask()  # what open() would have created
         os.fchmod(file.fileno(), mode)
         file.close()
         os.replace(self._tmp, self.target)

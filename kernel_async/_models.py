@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from datetime import datetime, timezone
 from functools import cache
@@ -64,10 +65,19 @@ def _strict(kind: type[Any]) -> Any:
     return hook
 
 
+_FRACTION = re.compile(r"(T\d\d:\d\d:\d\d)\.(\d+)")
+
+
+def _six_digits(match: re.Match[str]) -> str:
+    return f"{match.group(1)}.{match.group(2)[:6].ljust(6, '0')}"
+
+
 def _datetime(value: Any, _: Any) -> datetime:
     if not isinstance(value, str):
         raise TypeError(f"expected an ISO 8601 string, got {type(value).__name__}")
     text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
+    # Python 3.10 parses only 3 or 6 fractional digits; the API (Go) sends 1 to 9.
+    text = _FRACTION.sub(_six_digits, text, count=1)
     parsed = datetime.fromisoformat(text)
     # The API speaks UTC; a naive stamp is read as UTC so callers always get aware datetimes.
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)

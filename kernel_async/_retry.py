@@ -1,4 +1,10 @@
-"""Retry policy: backoff with full jitter, Retry-After, the deadline, the retry budget."""
+"""The rules of a call: what to do after each attempt, as one pure function.
+
+`decide()` takes what an attempt produced (`Outcome`), where the call stands
+(`CallState`), the call's rules (`CallRules`), the budget's free tokens, the time and a
+jitter draw, and returns `Done`, `Retry` or `Fail`. It reads no clock and does no I/O;
+the client's loop only sends, asks, sleeps and counts.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +12,22 @@ import math
 import random
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Final, TypeAlias
 
 import attrs
 
 __all__ = [
+    "CallRules",
+    "CallState",
+    "Done",
+    "Fail",
+    "Outcome",
+    "Retry",
     "RetryBudget",
     "RetryEvent",
     "RetryPolicy",
     "Timeout",
+    "decide",
     "is_testing",
     "parse_retry_after",
     "set_testing",
@@ -131,17 +144,22 @@ class RetryPolicy:
         if value is not None:
             _non_negative("budget", int)(None, None, value)
 
-    def backoff(self, retry_number: int) -> float:
-        """The wait before retry `retry_number` (0-based): full jitter."""
+    def backoff(self, retry_number: int, jitter: float | None = None) -> float:
+        """The wait before retry `retry_number` (0-based): full jitter.
+
+        `jitter` in ``[0, 1)`` is the random draw (drawn here when not given).
+        """
         bound = min(self.max_backoff, self.initial_backoff * (2.0 ** min(retry_number, 62)))
-        return random.uniform(0.0, bound)
+        return bound * (random.random() if jitter is None else jitter)
 
 
 class RetryBudget:
     """Client-wide token bucket: first attempts are never throttled, retries are.
 
-    Follows the AWS SDK "standard" scheme: a retry costs tokens, a success refunds
-    one token, or the retry's cost when it was a retry that succeeded.
+    Follows the AWS SDK "standard" scheme: a retry costs tokens; a call that
+    succeeds gives back exactly what it took (one token when it took none, so the
+    bucket refills after an outage). The bucket never exceeds its capacity, so over
+    its life it never gives back more than was taken, and never goes negative.
     """
 
     __slots__ = ("capacity", "tokens")
@@ -149,6 +167,11 @@ class RetryBudget:
     def __init__(self, capacity: int | None) -> None:
         self.capacity = capacity
         self.tokens = capacity if capacity is not None else 0
+
+    @property
+    def free(self) -> int | None:
+        """Tokens available now; `None` when unlimited."""
+        return None if self.capacity is None else self.tokens
 
     def acquire(self, cost: int) -> bool:
         """Spend `cost` tokens for a retry; `False` (nothing spent) when too few remain."""
@@ -160,7 +183,7 @@ class RetryBudget:
         return True
 
     def refund(self, amount: int) -> None:
-        """Give back tokens after a success."""
+        """Give back tokens after a success (never above the capacity)."""
         if self.capacity is not None and self.tokens < self.capacity:
             self.tokens = min(self.capacity, self.tokens + amount)
 
@@ -169,10 +192,11 @@ MAX_RETRY_AFTER = 365 * 24 * 3600.0
 """Upper clamp of a parsed Retry-After: any larger request is equally refused."""
 
 
-def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+def parse_retry_after(headers: Mapping[str, str], wall: float | None = None) -> float | None:
     """Seconds the server asks to wait, from ``retry-after-ms`` or ``Retry-After``.
 
-    Accepts milliseconds, (fractional) seconds and HTTP-dates; a date in the past is 0.
+    Accepts milliseconds, (fractional) seconds and HTTP-dates (measured from `wall`,
+    the current ``time.time()``, read here when not given); a date in the past is 0.
     Returns `None` when absent or unparseable. Never raises; always within
     ``[0, MAX_RETRY_AFTER]`` (absurd values are clamped to that year-long bound, which
     `max_retry_after` then refuses).
@@ -196,7 +220,8 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
         return None
     if when is None or when.tzinfo is None:
         return None
-    return min(max(0.0, when.timestamp() - time.time()), MAX_RETRY_AFTER)
+    now = time.time() if wall is None else wall
+    return min(max(0.0, when.timestamp() - now), MAX_RETRY_AFTER)
 
 
 def _number(raw: str) -> float | None:
@@ -210,6 +235,233 @@ def _number(raw: str) -> float | None:
     if math.isnan(value):
         return None
     return max(0.0, value)
+
+
+# -- the decision ---------------------------------------------------------------------
+
+POLL_FLOOR: Final = 0.25
+"""Shortest wait between two polls of a video still being finalised (202)."""
+POLL_MAX_INTERVAL: Final = 5.0
+"""Polls back off from the floor (x1.5 each) up to this, or longer if the server asks."""
+MAX_FINALISE_WAIT: Final = 600.0
+"""Longest a call waits through 202 polls when no total deadline is set."""
+TESTING_POLL_WAIT: Final = 0.01
+"""Cap on a poll's wait under the testing switch (still a floor: never zero)."""
+TIMEOUT_FAILURES: Final = frozenset({"timeout", "connect_timeout"})
+FATAL_FAILURES: Final = frozenset({"tls", "closed"})
+_NO_HEADERS: Final[Mapping[str, str]] = {}
+
+
+@attrs.frozen
+class Outcome:
+    """What one attempt produced: a status with its headers, or a transport failure.
+
+    Attributes:
+        status: The HTTP status; `None` when no response arrived.
+        headers: The response headers (empty without a response).
+        failure: Why no response arrived: ``connect``, ``connect_timeout``, ``timeout``,
+            ``reset``, ``truncated``, ``tls``, ``closed`` or ``other``.
+        sent: Whether the request may have reached the server.
+        hidden: Requests aiohttp replayed by itself inside this attempt (only on
+            sessions whose replay cannot be switched off: the user's own).
+    """
+
+    status: int | None = None
+    headers: Mapping[str, str] = _NO_HEADERS
+    failure: str | None = None
+    sent: bool = True
+    hidden: int = 0
+
+
+@attrs.frozen
+class CallRules:
+    """What one call allows; fixed for its life."""
+
+    policy: RetryPolicy
+    max_retries: int
+    idempotent: bool
+    poll_accepted: bool = False
+    missing_ok_after_retry: bool = False
+    testing: bool = False
+
+
+@attrs.frozen
+class Done:
+    """The call succeeded: give `give` tokens back to the budget (after taking `take`)."""
+
+    give: int
+    take: int = 0
+
+
+@attrs.frozen
+class Retry:
+    """Wait `wait` seconds, then send again; take `take` tokens from the budget first.
+
+    `planned` is the wait the rules chose (`wait` is shorter under the testing switch);
+    `poll` marks a 202 poll, which is not a retry and costs nothing.
+    """
+
+    wait: float
+    planned: float
+    take: int
+    reason: str
+    poll: bool = False
+    retry_after: float | None = None
+
+
+@attrs.frozen
+class Fail:
+    """Stop and raise. `why` is one of ``fatal``, ``ambiguous``, ``redirect``, ``status``,
+    ``exhausted``, ``retry_after``, ``deadline``, ``budget``, ``finalising``."""
+
+    why: str
+    take: int = 0
+    retry_after: float | None = None
+
+
+Decision: TypeAlias = "Done | Retry | Fail"
+
+
+@attrs.frozen
+class CallState:
+    """Where a call stands. Attributes are counts since the call began.
+
+    Attributes:
+        started: When the call began (monotonic seconds).
+        deadline: The total deadline (monotonic), if any.
+        attempts: Requests put on the wire, polls and hidden replays included.
+        retries: Retries spent (hidden replays included; polls are not retries).
+        polls: 202 polls made.
+        taken: Budget tokens this call took.
+    """
+
+    started: float
+    deadline: float | None = None
+    attempts: int = 0
+    retries: int = 0
+    polls: int = 0
+    taken: int = 0
+
+    def after(self, outcome: Outcome, decision: Decision) -> CallState:
+        """The state once `decision` (made on `outcome`) is carried out."""
+        retried = isinstance(decision, Retry) and not decision.poll
+        polled = isinstance(decision, Retry) and decision.poll
+        return CallState(
+            self.started,
+            self.deadline,
+            self.attempts + 1 + outcome.hidden,
+            self.retries + outcome.hidden + retried,
+            self.polls + polled,
+            self.taken + decision.take,
+        )
+
+    def remaining(self, now: float) -> float | None:
+        """Seconds left before the deadline (may be <= 0); `None` without one."""
+        return None if self.deadline is None else self.deadline - now
+
+
+def decide(
+    outcome: Outcome,
+    state: CallState,
+    rules: CallRules,
+    *,
+    free: int | None,
+    now: float,
+    wall: float,
+    jitter: float,
+) -> Decision:
+    """What to do after an attempt. Pure: no clock, no I/O, no randomness of its own.
+
+    Args:
+        outcome: What the attempt produced.
+        state: The call so far (this attempt not yet counted).
+        rules: The call's policy, retry count, idempotency and polling.
+        free: Tokens free in the retry budget (`None`: unlimited).
+        now: The monotonic clock, for the deadline.
+        wall: ``time.time()``, for Retry-After HTTP-dates.
+        jitter: A uniform draw in ``[0, 1)`` for the backoff.
+    """
+    hidden = _hidden_charge(outcome, rules.policy, free)
+    status = outcome.status
+    if status is not None and 200 <= status < 300:
+        if status == 202 and rules.poll_accepted:
+            return _poll(outcome, state, rules, now=now, wall=wall, take=hidden)
+        return Done(give=refund_for(state.taken + hidden), take=hidden)
+    retries = state.retries + outcome.hidden
+    if status == 404 and rules.missing_ok_after_retry and retries > 0:
+        return Done(give=refund_for(state.taken + hidden), take=hidden)
+    why = _refusal(outcome, rules)
+    if why is not None:
+        return Fail(why, take=hidden)
+    if retries >= rules.max_retries:
+        return Fail("exhausted", take=hidden)
+    policy = rules.policy
+    retry_after = parse_retry_after(outcome.headers, wall) if status is not None else None
+    if retry_after is not None and retry_after > policy.max_retry_after:
+        return Fail("retry_after", take=hidden, retry_after=retry_after)
+    planned = retry_after if retry_after is not None else policy.backoff(retries, jitter)
+    wait = 0.0 if rules.testing else planned
+    if state.deadline is not None and now + wait >= state.deadline:
+        return Fail("deadline", take=hidden, retry_after=retry_after)
+    timed_out = outcome.failure in TIMEOUT_FAILURES
+    cost = policy.timeout_retry_cost if timed_out else policy.retry_cost
+    if free is not None and free - hidden < cost:
+        return Fail("budget", take=hidden)
+    reason = f"status {status}" if status is not None else str(outcome.failure)
+    return Retry(wait, planned, hidden + cost, reason, retry_after=retry_after)
+
+
+def refund_for(taken: int) -> int:
+    """Tokens a successful call gives back: what it took, or 1 when it took none."""
+    return taken if taken > 0 else 1
+
+
+def poll_wait(polls: int, hint: float | None, cap: float) -> float:
+    """The wait before the next 202 poll: at least `POLL_FLOOR`, growing x1.5 per poll
+    up to `POLL_MAX_INTERVAL`, at least the server's `hint`, at most `cap`
+    (``max_retry_after``) unless that is below the floor."""
+    grown = min(POLL_MAX_INTERVAL, POLL_FLOOR * 1.5 ** min(polls, 40))
+    want = grown if hint is None else max(hint, grown)
+    return max(POLL_FLOOR, min(want, cap))
+
+
+def _poll(
+    outcome: Outcome, state: CallState, rules: CallRules, *, now: float, wall: float, take: int
+) -> Decision:
+    hint = parse_retry_after(outcome.headers, wall)
+    planned = poll_wait(state.polls, hint, rules.policy.max_retry_after)
+    wait = min(planned, TESTING_POLL_WAIT) if rules.testing else planned
+    limit = state.deadline if state.deadline is not None else state.started + MAX_FINALISE_WAIT
+    if now + wait >= limit:
+        return Fail("finalising", take=take, retry_after=hint)
+    return Retry(wait, planned, take, "202 still finalising", poll=True, retry_after=hint)
+
+
+def _refusal(outcome: Outcome, rules: CallRules) -> str | None:
+    """Why this outcome must not be retried whatever the count, or `None`."""
+    if outcome.failure is not None:
+        if outcome.failure in FATAL_FAILURES:
+            return "fatal"
+        if outcome.sent and not rules.idempotent:
+            return "ambiguous"  # the server may have acted: never send it twice
+        return None
+    status = outcome.status or 0
+    if status < 200 or 300 <= status < 400:
+        return "redirect" if status >= 300 else "status"
+    should = outcome.headers.get("x-should-retry")
+    if should == "true":
+        return None
+    if should == "false" or not (status in (408, 429) or status >= 500):
+        return "status"
+    return None
+
+
+def _hidden_charge(outcome: Outcome, policy: RetryPolicy, free: int | None) -> int:
+    """Tokens for replays aiohttp already made: their cost, as far as the budget has it."""
+    if not outcome.hidden:
+        return 0
+    cost = outcome.hidden * policy.retry_cost
+    return cost if free is None else min(cost, free)
 
 
 _testing = False

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from contextvars import ContextVar
 from functools import lru_cache
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import aiohttp
 from aiohttp import (
     ClientConnectorCertificateError,
     ClientConnectorError,
-    ClientHandlerType,
     ClientOSError,
     ClientPayloadError,
     ClientRequest,
@@ -27,40 +27,105 @@ from aiohttp import (
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+if TYPE_CHECKING:
+    from aiohttp.connector import Connection
+    from aiohttp.tracing import Trace
+
 __all__ = [
-    "IO",
-    "AttemptCounter",
     "Response",
+    "Transport",
     "Sink",
     "TransportError",
     "build_url",
+    "close_session",
     "client_timeout",
     "is_session",
     "new_session",
     "send",
 ]
 
-# aiohttp replays GET/PUT/DELETE/... once by itself after a reset (RFC 9112 9.3.1).
+# aiohttp replays these once by itself after a reset (RFC 9112 9.3.1).
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 _CHUNK = 256 * 1024
 # Error bodies are only ever parsed for a message: never read more than this of them.
 ERROR_LIMIT = 64 * 1024
 
+# Set by `_TrackingConnector` once the attempt holds a connection: until then the
+# request cannot have left, whatever aiohttp's timeout error says.
+_connected: ContextVar[bool] = ContextVar("kernel_async_connected", default=False)
+
+
+class _TrackingConnector(aiohttp.TCPConnector):
+    """A TCP connector that records, per attempt, whether a connection was obtained."""
+
+    async def connect(
+        self, req: ClientRequest, traces: list[Trace], timeout: aiohttp.ClientTimeout
+    ) -> Connection:
+        conn = await super().connect(req, traces, timeout)
+        _connected.set(True)
+        return conn
+
 
 def new_session(limit: int) -> aiohttp.ClientSession:
-    """A session owned by the SDK. trust_env=False: no proxy settings or netrc
-    credentials are picked up from the environment."""
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=limit),
+    """A session owned by the SDK.
+
+    trust_env=False: proxies are resolved by the client (so that `~/.netrc` never adds
+    credentials beside the API key). aiohttp's own one-shot replay of idempotent
+    requests is switched off (its test client does the same): the retry rules decide
+    every request, and the budget counts every one.
+    """
+    session = aiohttp.ClientSession(
+        connector=_TrackingConnector(limit=limit),
         trust_env=False,
         timeout=aiohttp.ClientTimeout(total=None),
     )
+    session._retry_connection = False
+    return session
 
 
 def is_session(value: object) -> bool:
     """Whether `value` is an aiohttp session."""
     return isinstance(value, aiohttp.ClientSession)
+
+
+def session_loop(session: aiohttp.ClientSession) -> asyncio.AbstractEventLoop | None:
+    """The event loop a session was made on (`None` when aiohttp does not say)."""
+    loop = getattr(session, "_loop", None)
+    return loop if isinstance(loop, asyncio.AbstractEventLoop) else None
+
+
+async def close_session(
+    session: aiohttp.ClientSession, home: asyncio.AbstractEventLoop | None
+) -> None:
+    """Close an SDK-owned session, also when called from another loop than its `home`.
+
+    A session's sockets belong to the loop that opened them: closed there when it runs
+    (in another thread), else torn down here without that loop's help.
+    """
+    here = asyncio.get_running_loop()
+    if home is None or home is here:
+        await session.close()
+    elif home.is_running() and not home.is_closed():
+        future = asyncio.run_coroutine_threadsafe(session.close(), home)
+        await asyncio.wait_for(asyncio.wrap_future(future), 5.0)
+    else:
+        _abort_sockets(session)
+
+
+def _abort_sockets(session: aiohttp.ClientSession) -> None:
+    # The home loop is stopped or closed: it can run no callbacks, so transports cannot
+    # close themselves. Close their sockets directly so no descriptor leaks.
+    connector = session.connector
+    conns = getattr(connector, "_conns", {}) if connector is not None else {}
+    for entries in list(conns.values()):
+        for entry in entries:
+            transport = getattr(entry[0], "transport", None)
+            sock = getattr(transport, "_sock", None)
+            if sock is not None:
+                sock.close()
+                transport._sock = None  # type: ignore[union-attr]
+    session._connector = None  # nothing left to close; no "Unclosed" warning later
 
 
 def build_url(base: str, path: str) -> URL:
@@ -73,18 +138,10 @@ def build_url(base: str, path: str) -> URL:
 
 
 @lru_cache(maxsize=64)
-def _cached_timeout(
+def client_timeout(
     total: float | None, connect: float | None, sock_read: float | None
 ) -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(total=total, connect=connect, sock_read=sock_read)
-
-
-def client_timeout(
-    total: float | None, connect: float | None, sock_read: float | None, *, cache: bool = True
-) -> aiohttp.ClientTimeout:
-    """aiohttp's timeout object; the few fixed combinations are built once."""
-    if cache:
-        return _cached_timeout(total, connect, sock_read)
+    """aiohttp's timeout object (cached: calls reuse a few fixed combinations)."""
     return aiohttp.ClientTimeout(total=total, connect=connect, sock_read=sock_read)
 
 
@@ -99,7 +156,7 @@ class Sink(Protocol):
 class Response:
     """A response whose body has been read (or streamed into a sink)."""
 
-    __slots__ = ("body", "headers", "status", "truncated", "wire_attempts")
+    __slots__ = ("body", "headers", "hidden", "status", "truncated")
 
     def __init__(
         self,
@@ -107,13 +164,13 @@ class Response:
         headers: CIMultiDictProxy[str],
         body: bytes,
         truncated: bool,
-        wire_attempts: int,
+        hidden: int = 0,
     ) -> None:
         self.status = status
         self.headers = headers
         self.body = body
-        self.truncated = truncated  # the body was longer than the read limit
-        self.wire_attempts = wire_attempts
+        self.truncated = truncated  # the (decompressed) body was longer than the read limit
+        self.hidden = hidden  # requests aiohttp replayed by itself before this response
 
 
 class TransportError(Exception):
@@ -121,44 +178,17 @@ class TransportError(Exception):
 
     Attributes:
         kind: ``connect``, ``connect_timeout``, ``timeout``, ``reset``, ``truncated``,
-            ``tls`` or ``other``.
+            ``tls``, ``closed`` or ``other``.
         sent: Whether the request may have reached the server (an ambiguous failure).
-        wire_attempts: Requests put on the wire by this attempt (aiohttp may add one).
+        hidden: Requests aiohttp replayed by itself within this attempt.
     """
 
-    def __init__(self, kind: str, sent: bool, cause: BaseException, wire_attempts: int) -> None:
+    def __init__(self, kind: str, sent: bool, cause: BaseException, hidden: int = 0) -> None:
         super().__init__(f"{kind}: {type(cause).__name__}: {cause}")
         self.kind = kind
         self.sent = sent
         self.cause = cause
-        self.wire_attempts = wire_attempts
-
-    @property
-    def retryable(self) -> bool:
-        """TLS failures are configuration errors: retrying cannot help."""
-        return self.kind != "tls"
-
-
-class AttemptCounter:
-    """A per-request client middleware that counts the requests aiohttp really sends
-    and lets its hidden replay through only when the caller has a retry to spend."""
-
-    __slots__ = ("allowed", "count", "last_error")
-
-    def __init__(self, allowed: int) -> None:
-        self.allowed = allowed
-        self.count = 0
-        self.last_error: BaseException | None = None
-
-    async def __call__(self, req: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
-        if self.count >= self.allowed and self.last_error is not None:
-            raise self.last_error  # refuse aiohttp's replay: no retries left
-        self.count += 1
-        try:
-            return await handler(req)
-        except Exception as exc:
-            self.last_error = exc
-            raise
+        self.hidden = hidden
 
 
 async def send(
@@ -171,23 +201,18 @@ async def send(
     *,
     read_limit: int | None,
     sink: Sink | None = None,
-    count_hidden: bool = True,
-    allow_hidden_retry: bool = True,
+    proxy: str | None = None,
+    own: bool = True,
 ) -> Response:
-    """Make one attempt. With `sink`, a 200 body is streamed into it (after truncating
-    it, so an attempt always starts from scratch) instead of being returned.
+    """Make one attempt. With `sink`, a 2xx body (not 202) is streamed into it (after
+    truncating it, so an attempt always starts from scratch) instead of being returned.
 
-    aiohttp replays idempotent methods once by itself after a reset. `count_hidden`
-    counts (and, without `allow_hidden_retry`, refuses) that replay with a per-request
-    middleware; pass `False` for sessions with middlewares of their own (a per-request
-    middleware would replace them): the replay is then inferred from the error type.
+    `own`: the session came from `new_session` (its connector says whether the request
+    could have left, and aiohttp's hidden replay is off). On a session of the user's,
+    the failure's type decides, and an idempotent request that failed by a reset was
+    replayed once by aiohttp (its code path is deterministic).
     """
-    counter: AttemptCounter | None = None
-    if method in IDEMPOTENT_METHODS and count_hidden:
-        counter = AttemptCounter(2 if allow_hidden_retry else 1)
-        middlewares: tuple[AttemptCounter, ...] | None = (counter,)
-    else:
-        middlewares = None  # None: the session's own (a per-request tuple replaces them)
+    _connected.set(False)
     try:
         async with session.request(
             method,
@@ -196,7 +221,7 @@ async def send(
             data=body,
             timeout=timeout,
             allow_redirects=False,
-            middlewares=middlewares,
+            proxy=proxy,
         ) as resp:
             status = resp.status
             if sink is not None and 200 <= status < 300 and status != 202:
@@ -204,46 +229,71 @@ async def send(
                 sink.truncate()
                 async for chunk in resp.content.iter_chunked(_CHUNK):
                     sink.write(chunk)
-                return Response(status, resp.headers, b"", False, _wire(counter, 1))
+                return Response(status, resp.headers, b"", False)
             if status >= 300:
                 read_limit = ERROR_LIMIT if read_limit is None else min(read_limit, ERROR_LIMIT)
             data, truncated = await _read(resp, read_limit)
-            return Response(status, resp.headers, data, truncated, _wire(counter, 1))
-    except (ConnectionTimeoutError, ClientConnectorCertificateError, ClientSSLError) as exc:
-        # Order matters: these subclass the broader classes handled below.
-        kind = "connect_timeout" if isinstance(exc, ConnectionTimeoutError) else "tls"
-        raise TransportError(kind, False, exc, _wire(counter, 1)) from exc
-    except ClientConnectorError as exc:
-        raise TransportError("connect", False, exc, _wire(counter, 1)) from exc
-    except ClientPayloadError as exc:
-        raise TransportError("truncated", True, exc, _wire(counter, 1)) from exc
-    except (ServerDisconnectedError, ClientOSError) as exc:
-        # Without a counter, aiohttp's code path is deterministic: an idempotent
-        # request that fails this way has already been replayed once.
-        fallback = 2 if method in IDEMPOTENT_METHODS else 1
-        raise TransportError("reset", True, exc, _wire(counter, fallback)) from exc
-    except asyncio.TimeoutError as exc:
-        raise TransportError("timeout", True, exc, _wire(counter, 1)) from exc
-    except aiohttp.ClientError as exc:
-        raise TransportError("other", True, exc, _wire(counter, 1)) from exc
+            return Response(status, resp.headers, data, truncated)
+    except (aiohttp.ClientError, asyncio.TimeoutError, RuntimeError) as exc:
+        raise classify(
+            exc, closed=session.closed, sent=_sent(own), replayed=_replayed(own, method)
+        ) from exc
 
 
-def _wire(counter: AttemptCounter | None, fallback: int) -> int:
-    if counter is None:
-        return fallback
-    return max(counter.count, 1)
+def classify(exc: BaseException, *, closed: bool, sent: bool, replayed: bool) -> TransportError:
+    """The `TransportError` for an exception aiohttp raised during an attempt.
+
+    Args:
+        closed: The session was closed (by `close()` while the call was in flight).
+        sent: Whether the request may have left (the tracking connector's word).
+        replayed: aiohttp replays this request once by itself after a reset.
+    """
+    if closed:
+        return TransportError("closed", sent, exc)
+    # Order matters: these subclass the broader classes below.
+    if isinstance(exc, ConnectionTimeoutError):
+        return TransportError("connect_timeout", False, exc)
+    if isinstance(exc, (ClientConnectorCertificateError, ClientSSLError)):
+        return TransportError("tls", False, exc)
+    if isinstance(exc, ClientConnectorError):
+        return TransportError("connect", False, exc)
+    if isinstance(exc, ClientPayloadError):
+        return TransportError("truncated", True, exc)
+    if isinstance(exc, (ServerDisconnectedError, ClientOSError)):
+        return TransportError("reset", sent, exc, 1 if replayed else 0)
+    if isinstance(exc, asyncio.TimeoutError):
+        return TransportError("timeout" if sent else "connect_timeout", sent, exc)
+    if isinstance(exc, aiohttp.ClientError):
+        return TransportError("other", sent, exc)
+    raise exc  # a RuntimeError that is not ours to classify
+
+
+def _replayed(own: bool, method: str) -> bool:
+    return not own and method in IDEMPOTENT_METHODS
+
+
+def _sent(own: bool) -> bool:
+    # Without the tracking connector nothing says the request stayed home: assume it left.
+    return _connected.get() if own else True
 
 
 async def _read(resp: ClientResponse, limit: int | None) -> tuple[bytes, bool]:
-    length = resp.content_length
-    if limit is None or (length is not None and length <= limit):
+    """The body, decompressed, cut at `limit` bytes (with a flag when it was longer).
+
+    Content-Length is the size on the wire: with a Content-Encoding the body can be
+    far larger, so only an unencoded body of known, small length is read in one go.
+    """
+    if limit is None:
         return await resp.read(), False
-    # Unknown or oversized length: read at most `limit` bytes. The unread rest makes
-    # aiohttp close the connection on release instead of reusing it.
+    length = resp.content_length
+    if length is not None and length <= limit and "Content-Encoding" not in resp.headers:
+        return await resp.read(), False
+    # Read at most `limit` + 1 decompressed bytes. The unread rest makes aiohttp close
+    # the connection on release instead of reusing it.
     parts: list[bytes] = []
     size = 0
     while size <= limit:
-        chunk = await resp.content.read(limit + 1 - size)
+        chunk = await resp.content.read(min(_CHUNK, limit + 1 - size))
         if not chunk:
             return b"".join(parts), False
         parts.append(chunk)
@@ -251,14 +301,17 @@ async def _read(resp: ClientResponse, limit: int | None) -> tuple[bytes, bool]:
     return b"".join(parts)[:limit], True
 
 
-class IO:
-    """The transport's entry points as one object: the client imports this module on
-    its first request and then reaches everything through one global (no per-call import)."""
+class Transport:
+    """This module's entry points as one typed object: the client imports the module on
+    its first request and then reaches everything through one global, with no import
+    statement on the hot path."""
 
     TransportError = TransportError
     build_url = staticmethod(build_url)
     client_timeout = staticmethod(client_timeout)
+    close_session = staticmethod(close_session)
     get_running_loop = staticmethod(asyncio.get_running_loop)
     is_session = staticmethod(is_session)
     new_session = staticmethod(new_session)
     send = staticmethod(send)
+    session_loop = staticmethod(session_loop)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from kernel_async import NOT_GIVEN, AsyncKernel, NotGiven, Replay, RetryPolicy, Timeout
+from kernel_async._hosted import check_blocking_client
 from kernel_async.resources import AsyncBrowsers, AsyncReplays
 
 from ._runner import Runner
@@ -184,7 +185,7 @@ class Browsers:
 
 
 class Kernel:
-    """Blocking client for Kernel browser replays.
+    """Blocking client for Kernel browsers and their replays.
 
     Args:
         api_key: Bearer key; defaults to the ``KERNEL_API_KEY`` environment variable.
@@ -196,6 +197,9 @@ class Kernel:
         default_headers: Headers sent with every request.
         connection_limit: Most connections the pool opens at once (extra calls queue;
             the wait counts against the connect timeout). Ignored with `session`.
+        proxy: An HTTP proxy URL for every request (overrides the environment).
+        trust_env: Read ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY`` / ``NO_PROXY``
+            from the environment, as the official SDK does (default `True`).
 
     Use it as ``with Kernel() as client:`` or call `close()`. Calls are safe
     to run concurrently from many threads; they share one connection pool.
@@ -213,6 +217,8 @@ class Kernel:
         retry: RetryPolicy | None = None,
         default_headers: Mapping[str, str] | None = None,
         connection_limit: int = 100,
+        proxy: str | None = None,
+        trust_env: bool = True,
     ) -> None:
         self._async = AsyncKernel(
             api_key=api_key,
@@ -222,7 +228,10 @@ class Kernel:
             retry=retry,
             default_headers=default_headers,
             connection_limit=connection_limit,
+            proxy=proxy,
+            trust_env=trust_env,
         )
+        check_blocking_client(self._async.base_url)  # refuse a sure deadlock
         self._runner = Runner(self._async)
         self._derived = False
         self.browsers = Browsers(self._async.browsers, self._runner)
@@ -286,9 +295,10 @@ class Kernel:
         retry: RetryPolicy | None = None,
         default_headers: Mapping[str, str] | None = None,
     ) -> Kernel:
-        """A copy with some options changed, sharing this client's connection pool and
-        retry budget. Options not passed are kept. Closing the copy does not close the
-        pool; closing the original does (for both).
+        """A copy with some options changed, sharing this client's connection pool.
+        Options not passed are kept. The retry budget is shared too, unless `retry`
+        sets a different budget size (then the copy has a bucket of its own). Closing
+        the copy does not close the pool; closing the original does (for both).
         """
         inner = self._async.with_options(
             api_key=api_key,

@@ -1,17 +1,24 @@
-"""The CLI through real subprocesses against the emulator, and the demo end to end."""
+"""The CLI against the emulator: in-process through `main(argv, out, err)` where that is
+enough, through real subprocesses (and a pty) for signals, terminals and the script."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from kernel_async.testing import FakeKernel
+from kernel_sync.__main__ import main
+from kernel_sync._cli import Commands, Context, run
 
 
 @pytest.fixture
@@ -20,64 +27,211 @@ def fake() -> Iterator[FakeKernel]:
         yield server
 
 
-def cli(
-    fake: FakeKernel | None, *args: str, key: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KERNEL_")}
+class Result:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+    def json(self) -> object:
+        return json.loads(self.out)
+
+    def error(self) -> dict[str, object]:
+        assert self.out == "" and len(self.err.splitlines()) == 1, self.err
+        error: dict[str, object] = json.loads(self.err)["error"]
+        return error
+
+
+def call(fake: FakeKernel | None, *args: str, key: str | None = None) -> Result:
+    """Run the CLI in-process (the conftest removes KERNEL_* from the environment)."""
+    flags = []
     if fake is not None:
-        env["KERNEL_BASE_URL"] = fake.base_url
-        env["KERNEL_API_KEY"] = key if key is not None else fake.api_key
+        flags = ["--base-url", fake.base_url, "--api-key", key or fake.api_key]
+    out, err = io.StringIO(), io.StringIO()
+    code = main([*args, *flags], out, err)
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+def env_for(fake: FakeKernel | None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KERNEL_", "BROWSER_ID"))}
+    if fake is not None:
+        env |= {"KERNEL_BASE_URL": fake.base_url, "KERNEL_API_KEY": fake.api_key}
+    return env | extra
+
+
+def cli(fake: FakeKernel | None, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "kernel_sync", *args],
+        capture_output=True,
+        text=True,
+        env=env_for(fake),
+        timeout=60,
+    )
+
+
+def stopped_replay(fake: FakeKernel) -> tuple[str, str]:
+    b = fake.create_browser()
+    rid = call(fake, "start", b).out.strip()
+    assert call(fake, "stop", b, rid).code == 0
+    return b, rid
+
+
+def test_full_flow_text_and_json(fake: FakeKernel, tmp_path: Path) -> None:
+    b = fake.create_browser()
+    started = call(fake, "start", b, "--framerate", "5", "--audio")
+    assert started.code == 0, started.err
+    rid = started.out.strip()
+    assert fake.requests[-1].body == b'{"framerate": 5, "record_audio": true}'
+    table = call(fake, "list", b)
+    assert table.out.splitlines()[0].split()[:2] == ["REPLAY", "ID"]
+    assert rid in table.out and "recording" in table.out
+    assert call(fake, "--json", "stop", b, rid).json() == {"stopped": rid}
+    listed = call(fake, "--json", "list", b).json()
+    assert isinstance(listed, list) and listed[0]["replay_id"] == rid and listed[0]["finished_at"]
+    out = tmp_path / "v.mp4"
+    dl = call(fake, "--json", "download", b, rid, "-o", str(out))
+    assert dl.code == 0, dl.err
+    assert dl.json() == {"path": str(out), "bytes": len(fake.video)}
+    assert out.read_bytes() == fake.video
+    assert dl.err == ""  # no progress bar off a terminal
+    text = call(fake, "download", b, rid, "-o", str(out))
+    assert text.out == f"saved {out} ({len(fake.video):,} bytes)\n"
+
+
+def test_json_is_accepted_before_and_after_the_command(fake: FakeKernel) -> None:
+    b, rid = stopped_replay(fake)
+    before = call(fake, "--json", "list", b)
+    after = call(fake, "list", b, "--json")
+    assert before.json() == after.json()
+    assert call(fake, "stop", "--json", b, rid).json() == {"stopped": rid}
+    # The client options work on either side too.
+    done = main(["--api-key", fake.api_key, "list", b, "--base-url", fake.base_url, "--json"])
+    assert done == 0
+
+
+def test_api_errors_exit_1_in_one_line_or_one_json_object(fake: FakeKernel) -> None:
+    b = fake.create_browser()
+    res = call(fake, "stop", b, "missing")
+    assert res.code == 1
+    assert res.err.splitlines() == ["error: 404 not_found: replay 'missing' not found (1 attempt)"]
+    res = call(fake, "stop", b, "missing", "--json")
+    assert res.code == 1
+    assert res.error() == {
+        "type": "NotFoundError",
+        "message": "404 not_found: replay 'missing' not found (1 attempt)",
+        "status": 404,
+        "code": "not_found",
+        "attempts": 1,
+    }
+    res = call(fake, "list", b, key="wrong-key")
+    assert res.code == 1 and "401 unauthorized" in res.err
+    assert "wrong-key" not in res.err + res.out
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["start", "b", "--framerate", "0"], "--framerate"),
+        (["start", "b", "--max-duration", "0"], "--max-duration"),
+        (["start", "b", "--max-duration", "ten"], "--max-duration"),
+        (["start", ".."], "BROWSER"),
+        (["stop", "b", ""], "REPLAY"),
+        (["list", "b", "--api-key", ""], "--api-key"),
+        (["list", "b", "--base-url", "ftp://x"], "--base-url"),
+        (["list", "b", "--timeout", "-1"], "--timeout"),
+        (["--max-retries", "-1", "list", "b"], "--max-retries"),
+        (["emulator", "--port", "x"], "--port"),
+        (["stop", "only-one-arg"], "REPLAY"),
+        (["frobnicate"], "frobnicate"),
+        ([], "COMMAND"),
+    ],
+)
+def test_usage_errors_exit_2_and_name_the_flag(args: list[str], named: str) -> None:
+    res = call(None, *args)
+    assert res.code == 2
+    assert res.err.startswith("usage: kernel-replays")
+    assert named in res.err.splitlines()[-1]
+    for sdk_name in ("max_duration_in_seconds", "api_key", "base_url", "max_retries", " id "):
+        assert sdk_name not in res.err
+    as_json = call(None, *args, "--json")
+    assert as_json.code == 2
+    error = as_json.error()
+    assert error["type"] == "usage" and named in str(error["message"])
+
+
+def test_missing_key_names_the_flag_and_the_variable() -> None:
+    res = call(None, "list", "b")
+    assert res.code == 1
+    assert res.err == "error: no API key: pass --api-key or set KERNEL_API_KEY\n"
+    assert call(None, "list", "b", "--json").error()["message"] == (
+        "no API key: pass --api-key or set KERNEL_API_KEY"
+    )
+
+
+def test_clear_text_warning_is_one_clean_line(fake: FakeKernel) -> None:
+    b = fake.create_browser()
+    # 0.0.0.0 reaches this machine's loopback server but is not a loopback address,
+    # so the SDK warns that a key would travel in clear text.
+    url = f"http://0.0.0.0:{fake.port}"
+    res = call(None, "list", b, "--base-url", url, "--api-key", fake.api_key)
+    assert res.code == 0, res.err
+    assert res.err.splitlines() == [
+        f"warning: base_url {url!r} uses plain http to a non-loopback host: the API key "
+        "would travel in clear text. Use https."
+    ]
+    res = call(None, "--json", "list", b, "--base-url", url, "--api-key", fake.api_key)
+    assert "clear text" in json.loads(res.err)["warning"]
+
+
+def test_missing_output_directory_names_the_users_path(fake: FakeKernel, tmp_path: Path) -> None:
+    b, rid = stopped_replay(fake)
+    target = tmp_path / "nope" / "v.mp4"
+    res = call(fake, "download", b, rid, "-o", str(target))
+    assert res.code == 1
+    assert res.err == f"error: no such directory to save into: {tmp_path / 'nope'}\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_list_shows_times_with_their_zone(fake: FakeKernel) -> None:
+    b, _ = stopped_replay(fake)
+    # A POSIX TZ string needs no zone database: zone "XYZ", 3 hours east of UTC.
+    env = env_for(fake, TZ="XYZ-3")
+    done = subprocess.run(
+        [sys.executable, "-m", "kernel_sync", "list", b],
         capture_output=True,
         text=True,
         env=env,
         timeout=60,
     )
+    row = done.stdout.splitlines()[1].split()
+    assert row[3] == "XYZ" and row[6] == "XYZ", done.stdout  # started and finished
 
 
-def test_full_flow_text_and_json(fake: FakeKernel, tmp_path: Path) -> None:
-    b = fake.create_browser()
-    started = cli(fake, "start", b, "--framerate", "5", "--audio")
-    assert started.returncode == 0, started.stderr
-    rid = started.stdout.strip()
-    assert fake.requests[-1].body == b'{"framerate": 5, "record_audio": true}'
-    table = cli(fake, "list", b)
-    assert table.returncode == 0
-    assert table.stdout.splitlines()[0].split()[:2] == ["REPLAY", "ID"]
-    assert rid in table.stdout and "recording" in table.stdout
-    stopped = cli(fake, "--json", "stop", b, rid)
-    assert json.loads(stopped.stdout) == {"stopped": rid}
-    listed = json.loads(cli(fake, "--json", "list", b).stdout)
-    assert listed[0]["replay_id"] == rid and listed[0]["finished_at"]
-    out = tmp_path / "v.mp4"
-    dl = cli(fake, "--json", "download", b, rid, "-o", str(out))
-    assert dl.returncode == 0, dl.stderr
-    assert json.loads(dl.stdout) == {"path": str(out), "bytes": len(fake.video)}
-    assert out.read_bytes() == fake.video
+def test_help_describes_arguments_with_units(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["start", "--help"])
+    assert exited.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "BROWSER browser session ID" in text
+    assert "--framerate FPS frames per second" in text
+    assert "--max-duration SECONDS" in text and "after this many seconds" in text
+    assert "before or after the command" in text
+    top = cli(None, "--help").stdout
+    assert "130 interrupted" in top and '{"error":' in top
 
 
-def test_api_error_exit_1_one_line(fake: FakeKernel) -> None:
-    b = fake.create_browser()
-    res = cli(fake, "stop", b, "missing")
-    assert res.returncode == 1
-    assert res.stderr.strip().splitlines() == [
-        "error: 404 not_found: replay 'missing' not found (1 attempt)"
-    ]
-    res = cli(fake, "list", b, key="wrong-key")
-    assert res.returncode == 1 and "401 unauthorized" in res.stderr
-    assert "wrong-key" not in res.stderr
+def test_other_modules_can_register_commands() -> None:
+    def register(commands: Commands) -> None:
+        p = commands.add("hello", help="say hello", run=hello, client=False)
+        p.add_argument("name")
 
+    def hello(ctx: Context) -> int:
+        ctx.emit({"hello": ctx.args.name}, f"hello {ctx.args.name}")
+        return 0
 
-def test_usage_errors_exit_2() -> None:
-    assert cli(None, "stop", "only-one-arg").returncode == 2
-    assert cli(None, "frobnicate").returncode == 2
-    assert cli(None).returncode == 2
-
-
-def test_missing_key_names_the_variable() -> None:
-    res = cli(None, "list", "b")
-    assert res.returncode == 1 and "KERNEL_API_KEY" in res.stderr
+    out, err = io.StringIO(), io.StringIO()
+    assert run([register], ["hello", "you", "--json"], out=out, err=err) == 0
+    assert json.loads(out.getvalue()) == {"hello": "you"}
+    assert run([register], ["hello"], out=out, err=err) == 2
+    assert "name" in err.getvalue()
 
 
 def test_demo_end_to_end(tmp_path: Path) -> None:
@@ -87,24 +241,38 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert "status 503" in res.stdout and "status 429" in res.stdout
     assert "stopped after 3 attempts" in res.stdout
     assert out.read_bytes()[4:8] == b"ftyp"
-    summary = json.loads(cli(None, "--json", "demo", "-o", str(out)).stdout)
+    summary = json.loads(cli(None, "demo", "-o", str(out), "--json").stdout)
     assert summary["stop_attempts"] == 3
     assert summary["bytes"] == out.stat().st_size
     assert summary["download_polls"] >= 2
 
 
-def test_emulator_command_serves(tmp_path: Path) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kernel_sync", "--json", "emulator", "--port", "0"],
+@contextlib.contextmanager
+def ended(proc: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
+    """The process, killed on the way out if it is still running (a failed assertion)."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def _serve_emulator(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "kernel_sync", *args, "emulator", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env_for(None),
     )
-    try:
+
+
+def test_emulator_json_prints_only_json_and_stops_cleanly() -> None:
+    with ended(_serve_emulator("--json")) as proc:
         assert proc.stdout is not None
         info = json.loads(proc.stdout.readline())
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KERNEL_")}
-        env |= {"KERNEL_BASE_URL": info["base_url"], "KERNEL_API_KEY": info["api_key"]}
+        env = env_for(None, KERNEL_BASE_URL=info["base_url"], KERNEL_API_KEY=info["api_key"])
         res = subprocess.run(
             [sys.executable, "-m", "kernel_sync", "start", info["browser"]],
             capture_output=True,
@@ -114,26 +282,62 @@ def test_emulator_command_serves(tmp_path: Path) -> None:
         )
         assert res.returncode == 0, res.stderr
         assert res.stdout.startswith("rp_")
-    finally:
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert rest == "" and err == ""
+
+
+def test_emulator_text_prints_exports_and_stops_on_sigterm() -> None:
+    with ended(_serve_emulator()) as proc:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(5)]
         proc.terminate()
-        proc.communicate(timeout=10)  # also closes the pipes
+        rest, err = proc.communicate(timeout=30)
+    exports = [line.split()[1].split("=")[0] for line in lines if "export" in line]
+    assert exports == ["KERNEL_BASE_URL", "KERNEL_API_KEY", "BROWSER_ID"]
+    assert proc.returncode == 0 and rest == "stopped\n" and err == ""
 
 
-def test_download_shows_progress_on_a_terminal(fake: FakeKernel, tmp_path: Path) -> None:
+@pytest.mark.parametrize("as_json", [False, True])
+def test_ctrl_c_exits_130(fake: FakeKernel, as_json: bool) -> None:
+    b = fake.create_browser()
+    fake.fail("list", status=None, delay=30)  # the call hangs until interrupted
+    flags = ["--json"] if as_json else []
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kernel_sync", "list", b, *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env_for(fake),
+    )
+    with ended(proc):
+        deadline = time.monotonic() + 30
+        while fake.count("list") < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert out == ""
+    if as_json:
+        assert json.loads(err) == {"error": {"type": "interrupted", "message": "interrupted"}}
+    else:
+        assert err == "interrupted\n"
+
+
+def _download_on_a_pty(fake: FakeKernel, out: Path, *python_args: str) -> tuple[int, str, str]:
+    """Run a download whose stderr is a terminal; returns (exit code, stdout, terminal)."""
     import pty
 
     b = fake.create_browser()
-    rid = cli(fake, "start", b).stdout.strip()
-    cli(fake, "stop", b, rid)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KERNEL_")}
-    env |= {"KERNEL_BASE_URL": fake.base_url, "KERNEL_API_KEY": fake.api_key}
+    rid = call(fake, "start", b).out.strip()
+    assert call(fake, "stop", b, rid).code == 0  # finalising for the next second: 202s
     leader, follower = pty.openpty()
-    out = tmp_path / "v.mp4"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kernel_sync", "download", b, rid, "-o", str(out)],
-        stdout=follower,
-        stderr=subprocess.PIPE,
-        env=env,
+        [sys.executable, *python_args, "download", b, rid, "-o", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        env=env_for(fake, TERM="xterm", COLUMNS="100"),
     )
     os.close(follower)
     chunks = []
@@ -145,13 +349,36 @@ def test_download_shows_progress_on_a_terminal(fake: FakeKernel, tmp_path: Path)
         if not data:
             break
         chunks.append(data)
+    assert proc.stdout is not None
+    stdout = proc.stdout.read().decode()
+    proc.stdout.close()
     proc.wait(timeout=60)
     os.close(leader)
-    assert proc.stderr is not None
-    proc.stderr.close()
-    text = b"".join(chunks).decode()
-    assert proc.returncode == 0
-    assert "downloaded 2.8 KiB" in text and f"saved {out}" in text
+    return proc.returncode, stdout, b"".join(chunks).decode()
+
+
+def test_download_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    with FakeKernel.in_thread(finalise_seconds=1.0) as fake:
+        out = tmp_path / "v.mp4"
+        code, stdout, screen = _download_on_a_pty(fake, out, "-m", "kernel_sync")
+    assert code == 0
+    assert stdout == f"saved {out} ({len(fake.video):,} bytes)\n"
+    assert "finalising…" in screen  # shown while the API answers 202
+    assert "downloaded" in screen and "100%" in screen and "2.9/2.9 kB" in screen
+
+
+def test_download_progress_plain_without_rich(tmp_path: Path) -> None:
+    block_rich = (
+        "import sys; sys.modules['rich'] = None; "
+        "from kernel_sync.__main__ import main; raise SystemExit(main())"
+    )
+    with FakeKernel.in_thread(finalise_seconds=1.0) as fake:
+        out = tmp_path / "v.mp4"
+        code, stdout, screen = _download_on_a_pty(fake, out, "-c", block_rich)
+    assert code == 0, screen
+    assert stdout.startswith("saved ")
+    assert screen.startswith("\rfinalising…")
+    assert "\rdownloaded 2.8 KiB in " in screen and "\x1b" not in screen
 
 
 def test_console_script_installed() -> None:

@@ -165,7 +165,7 @@ async def test_with_options_shares_pool_and_budget(fake: FakeKernel, browser: st
         assert c.max_retries == 2
         await c.browsers.replays.list(browser)
         await fast.browsers.replays.list(browser)
-        assert fast._pool is c._pool
+        assert fast._shared is c._shared
         await fast.close()  # a copy does not close the shared pool
         await c.browsers.replays.list(browser)
     assert fast.is_closed

@@ -134,8 +134,9 @@ async def test_cancel_mid_body_leaves_no_debris(tmp_path: Path) -> None:
 async def test_download_to_bad_target_fails_before_io(tmp_path: Path) -> None:
     async with ScriptedServer([hang()]) as srv:
         async with kernel(srv) as c:
-            with pytest.raises(FileNotFoundError):
+            with pytest.raises(FileNotFoundError) as missing:
                 await c.browsers.replays.download_to(tmp_path / "no" / "v.mp4", "r", id="b")
+            assert missing.value.filename == str(tmp_path / "no")  # not the .part name
             with pytest.raises(IsADirectoryError):
                 await c.browsers.replays.download_to(tmp_path, "r", id="b")
             with pytest.raises(TypeError, match="path"):

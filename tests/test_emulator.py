@@ -207,3 +207,35 @@ async def test_plugin_fake_from_async_code(kernel_fake: FakeKernel, kernel_brows
         assert (
             await c.browsers.replays.download(r.replay_id, id=kernel_browser) == kernel_fake.video
         )
+
+
+async def test_undecodable_path_segment_answers_a_json_404(fake: FakeKernel) -> None:
+    from yarl import URL
+
+    async with aiohttp.ClientSession() as s:
+        url = URL(f"{fake.base_url}/browsers/%FF/replays", encoded=True)
+        async with s.get(url, headers={"Authorization": f"Bearer {fake.api_key}"}) as r:
+            assert r.status == 404
+            assert (await r.json())["code"] == "not_found"
+
+
+async def test_ipv6_loopback_base_url_is_usable() -> None:
+    async with FakeKernel(host="::1") as fake:
+        assert fake.base_url == f"http://[::1]:{fake.port}"
+        b = fake.create_browser()
+        async with fake.client() as client:
+            assert await client.browsers.replays.list(b) == []
+
+
+async def test_sync_client_on_the_emulators_own_loop_is_refused() -> None:
+    from kernel_sync import Kernel
+
+    async with FakeKernel() as fake:
+        url = fake.base_url
+        # Its calls would block the very loop that has to answer them: refused at once.
+        with pytest.raises(ka.KernelError, match=r"FakeKernel\.in_thread\(\)"):
+            Kernel(api_key=fake.api_key, base_url=fake.base_url)
+        with FakeKernel.in_thread() as other:  # served by its own thread: fine
+            with Kernel(api_key=other.api_key, base_url=other.base_url) as k:
+                assert k.browsers.replays.list(other.create_browser()) == []
+    Kernel(api_key=fake.api_key, base_url=url).close()  # stopped: nothing to refuse

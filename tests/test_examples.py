@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from kernel_async.testing import FakeKernel
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SCRIPTS = ["agent_loop.py", "notebook_sync.py", "web_service.py"]
 
@@ -29,6 +31,27 @@ def test_example_runs(script: str) -> None:
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     assert done.stdout.strip()
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_example_runs_with_kernel_configured(script: str) -> None:
+    # KERNEL_API_KEY set means "use this API, with BROWSER_ID": here the emulator plays it.
+    with FakeKernel.in_thread(finalise_seconds=0.05) as fake:
+        browser = fake.create_browser()
+        configured = env() | {
+            "KERNEL_API_KEY": fake.api_key,
+            "KERNEL_BASE_URL": fake.base_url,
+            "BROWSER_ID": browser,
+        }
+        done = subprocess.run(
+            [sys.executable, str(EXAMPLES / script)],
+            capture_output=True,
+            text=True,
+            env=configured,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        assert fake.replays(browser), "the example did not record the given browser"
 
 
 def test_example_test_file_passes() -> None:

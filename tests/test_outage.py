@@ -32,13 +32,13 @@ async def test_outage_load_stays_within_first_attempts_plus_budget() -> None:
             during = len(srv.received)
             # Without a budget: 3 x 1000 = 3000 requests. With it: 1000 + 500 / 5.
             assert calls <= during <= calls + 500 // 5, during
-            assert c._pool.budget.tokens < 5
+            assert c._budget.tokens < 5
 
             # Recovery: first attempts always go out, each success refunds a token.
             srv.script = [respond(200)]
             await asyncio.gather(*(c.browsers.replays.stop("r", id="b") for _ in range(200)))
             assert len(srv.received) == during + 200
-            assert c._pool.budget.tokens >= 200
+            assert c._budget.tokens >= 200
 
             # ...so that retries work again after the outage.
             srv.script = [json_error(503), respond(200)]

@@ -435,13 +435,13 @@ async def test_budget_limits_retries_in_an_outage() -> None:
                     await c.browsers.replays.stop("r", id="b")
             # 10 first attempts + 4 retries (20 tokens / 5), not 30 requests.
             assert len(srv.received) == 14
-            assert c._pool.budget.tokens == 0
+            assert c._budget.tokens == 0
             srv.script = [OK]
             for _ in range(10):
                 await c.browsers.replays.stop("r", id="b")  # first attempts never throttled
-            assert c._pool.budget.tokens == 10
+            assert c._budget.tokens == 10
             # shared by with_options copies
-            assert c.with_options(max_retries=5)._pool.budget is c._pool.budget
+            assert c.with_options(max_retries=5)._budget is c._budget
 
 
 # -- cancellation ------------------------------------------------------------------------
@@ -464,18 +464,23 @@ async def test_cancellation_is_prompt_not_retried_and_leaks_nothing() -> None:
 
 
 async def test_cancellation_during_backoff() -> None:
-    policy = RetryPolicy(initial_backoff=30, max_backoff=30)
-    async with ScriptedServer([json_error(503)]) as srv:
+    # The hook fires just before the wait; Retry-After makes that wait 30 s exactly, so
+    # the cancel always lands inside it (no drawn wait can be shorter than the test's pause).
+    waiting = asyncio.Event()
+    policy = RetryPolicy(on_retry=lambda e: waiting.set())
+    async with ScriptedServer([json_error(503, **{"Retry-After": "30"})]) as srv:
         async with kernel(srv, retry=policy) as c:
             with set_testing(False):
                 task = asyncio.ensure_future(c.browsers.replays.stop("r", id="b"))
-                while not srv.received:
-                    await asyncio.sleep(0.01)
+                await asyncio.wait_for(waiting.wait(), 10)
                 await asyncio.sleep(0.05)
+                t0 = time.monotonic()
                 task.cancel()
                 with pytest.raises(asyncio.CancelledError):
                     await task
-    assert len(srv.received) == 1
+                assert time.monotonic() - t0 < 1
+            assert len(srv.received) == 1
+            await assert_pool_usable(c, srv)
 
 
 # -- observability -----------------------------------------------------------------------

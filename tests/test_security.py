@@ -70,6 +70,7 @@ async def test_trust_env_netrc_not_used(tmp_path: Path, monkeypatch: pytest.Monk
     netrc.chmod(0o600)
     monkeypatch.setenv("NETRC", str(netrc))
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # proxies are honoured; this host bypasses
     async with ScriptedServer([respond(200)]) as srv:
         async with AsyncKernel(api_key=KEY, base_url=srv.base_url) as c:
             await c.browsers.replays.stop("r", id="b")

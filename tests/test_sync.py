@@ -1,4 +1,4 @@
-"""kernel_sync: generated parity, the portal runtime (threads, loops, fork, exit, Ctrl-C)."""
+"""kernel_sync: generated parity, the loop-thread runtime (threads, loops, fork, exit, Ctrl-C)."""
 
 from __future__ import annotations
 
@@ -38,8 +38,8 @@ def fake() -> Iterator[FakeKernel]:
         yield server
 
 
-def portal_threads() -> int:
-    return sum(1 for t in threading.enumerate() if t.name == "kernel-sync-portal")
+def loop_threads() -> int:
+    return sum(1 for t in threading.enumerate() if t.name == "kernel-sync-loop")
 
 
 # -- generated API parity --------------------------------------------------------------
@@ -102,30 +102,32 @@ def test_same_error_and_model_classes() -> None:
 
 
 def test_construction_starts_nothing_and_close_returns_threads(fake: FakeKernel) -> None:
-    before = portal_threads()
+    before = loop_threads()
     k = Kernel(api_key=fake.api_key, base_url=fake.base_url)
-    assert portal_threads() == before
+    assert loop_threads() == before
     k.browsers.replays.list(fake.create_browser())
-    assert portal_threads() == before + 1
+    assert loop_threads() == before + 1
     k.close()
     k.close()  # idempotent
-    assert portal_threads() == before
+    assert loop_threads() == before
     with pytest.raises(kernel_sync.KernelError, match="closed"):
         k.browsers.replays.list("b")
 
 
-def test_two_clients_share_one_portal(fake: FakeKernel) -> None:
+def test_two_clients_share_one_loop_thread(fake: FakeKernel) -> None:
     b = fake.create_browser()
     with Kernel(api_key=fake.api_key, base_url=fake.base_url) as k1:
         with Kernel(api_key=fake.api_key, base_url=fake.base_url) as k2:
             k1.browsers.replays.list(b)
             k2.browsers.replays.list(b)
-            assert portal_threads() == 1
+            assert loop_threads() == 1
         k1.browsers.replays.list(b)  # k2 closing did not stop the shared loop
-    assert portal_threads() == 0
+    assert loop_threads() == 0
 
 
-def test_lifecycle_and_errors_do_not_break_the_portal(fake: FakeKernel, tmp_path: Path) -> None:
+def test_lifecycle_and_errors_do_not_break_the_loop_thread(
+    fake: FakeKernel, tmp_path: Path
+) -> None:
     b = fake.create_browser()
     with Kernel(api_key=fake.api_key, base_url=fake.base_url) as k:
         r = k.browsers.replays.start(b)
@@ -171,7 +173,7 @@ def test_works_inside_a_running_event_loop(fake: FakeKernel) -> None:
     assert asyncio.run(notebook_cell()) == 0
 
 
-def test_reentry_from_portal_thread_is_a_clear_error(fake: FakeKernel) -> None:
+def test_reentry_from_loop_thread_is_a_clear_error(fake: FakeKernel) -> None:
     b = fake.create_browser()
     seen: list[BaseException] = []
 
@@ -201,7 +203,7 @@ def _run(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_fork_child_gets_fresh_portal(fake: FakeKernel) -> None:
+def test_fork_child_gets_fresh_loop(fake: FakeKernel) -> None:
     b = fake.create_browser()
     out = _run(
         f"""
@@ -269,7 +271,7 @@ def test_ctrl_c_cancels_the_call_promptly(fake: FakeKernel) -> None:
                     k.browsers.replays.list({b!r})
                 except KeyboardInterrupt:
                     print("interrupted after %.2f" % (time.monotonic() - t0), flush=True)
-                k.browsers.replays.list({b!r})  # the portal still works
+                k.browsers.replays.list({b!r})  # the loop thread still works
                 k.close()
                 print("ok", flush=True)
                 """

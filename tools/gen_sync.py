@@ -199,10 +199,11 @@ def _gen_class(async_name: str, used: set[str]) -> list[str]:
     if is_root:
         init = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
         params, forward = _signature(init, used, SKIP_PARAMS)
-        used.add("Runner")
+        used.update({"Runner", "check_blocking_client"})
         out += [
             *_wrap("def __init__(", params, ") -> None:", "    "),
             *_wrap(f"self._async = {async_name}(", forward, ")", "        "),
+            "        check_blocking_client(self._async.base_url)  # refuse a sure deadlock",
             "        self._runner = Runner(self._async)",
             "        self._derived = False",
             *sub_lines,
@@ -288,6 +289,8 @@ def generate() -> str:
             imports.setdefault("kernel_async", set()).add(name)
         elif name in RESOURCE_NAMES:
             imports.setdefault("kernel_async.resources", set()).add(name)
+        elif name == "check_blocking_client":
+            imports.setdefault("kernel_async._hosted", set()).add(name)
         elif name in IMPORTS:
             module = IMPORTS[name]
             if module is None:

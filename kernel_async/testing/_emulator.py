@@ -18,6 +18,8 @@ from urllib.parse import unquote
 import attrs
 from aiohttp import web
 
+from .. import _hosted
+
 if TYPE_CHECKING:
     from .._client import AsyncKernel
 
@@ -160,7 +162,8 @@ class FakeKernel:
         """The server's root URL, e.g. ``http://127.0.0.1:41234``."""
         if self._runner is None:
             raise RuntimeError("FakeKernel is not running; use `async with FakeKernel()`")
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 literal
+        return f"http://{host}:{self.port}"
 
     async def start(self) -> None:
         """Start serving (use `async with` instead where you can)."""
@@ -181,9 +184,12 @@ class FakeKernel:
         assert isinstance(server, asyncio.base_events.Server)
         self.port = server.sockets[0].getsockname()[1]
         self._runner = runner
+        _hosted.served(self.base_url, asyncio.get_running_loop())
 
     async def stop(self) -> None:
         """Stop serving and close every connection."""
+        if self._runner is not None:
+            _hosted.unserved(self.base_url)
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -479,7 +485,10 @@ def _route(method: str, parts: list[str]) -> tuple[str | None, tuple[str, ...] |
     """Map a raw path to (operation, decoded IDs); (None, args) means wrong method."""
     if len(parts) < 3 or parts[0] != "browsers" or parts[2] != "replays":
         return None, None
-    ids = tuple(unquote(p, errors="strict") for p in parts[1:2] + parts[3:4])
+    try:
+        ids = tuple(unquote(p, errors="strict") for p in parts[1:2] + parts[3:4])
+    except UnicodeDecodeError:  # e.g. %FF: no ID of ours is such a segment
+        return None, None
     if any(not i for i in ids):
         return None, None
     if len(parts) == 3:

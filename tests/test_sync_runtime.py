@@ -1,0 +1,215 @@
+"""The sync runtime's hard edges: closing from the loop thread itself, closing under
+in-flight calls, fork while a lock is held, Ctrl-C during a download."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kernel_async import APIConnectionError
+from kernel_async.testing import FakeKernel
+from kernel_sync import Kernel
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeKernel]:
+    with FakeKernel.in_thread(finalise_seconds=0.05) as server:
+        yield server
+
+
+def run_script(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-W", "default", "-X", "tracemalloc=5", "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def loop_threads() -> int:
+    return sum(1 for t in threading.enumerate() if t.name == "kernel-sync-loop")
+
+
+def test_close_from_inside_an_on_retry_hook(fake: FakeKernel) -> None:
+    # The hook runs on the loop thread: closing there must close the session, end the
+    # thread and print nothing (-W default shows every ResourceWarning).
+    b = fake.create_browser()
+    fake.fail("list", status=503)
+    out = run_script(
+        f"""
+        import threading
+        from kernel_sync import Kernel, RetryPolicy, KernelError
+        box = {{}}
+        k = Kernel(api_key={fake.api_key!r}, base_url={fake.base_url!r},
+                   retry=RetryPolicy(on_retry=lambda e: box["k"].close()))
+        box["k"] = k
+        try:
+            k.browsers.replays.list({b!r})
+            print("returned")
+        except KernelError as exc:
+            print("failed", type(exc).__name__)
+        for t in threading.enumerate():
+            if t.name == "kernel-sync-loop":
+                t.join(10)
+        print("threads", sum(t.name == "kernel-sync-loop" for t in threading.enumerate()))
+        """
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.split("\n")
+    assert lines[0] in ("returned", "failed APIConnectionError"), out.stdout
+    assert "threads 0" in out.stdout
+    assert out.stderr == "", out.stderr
+
+
+def test_last_reference_collected_on_the_loop_thread(fake: FakeKernel) -> None:
+    # A client in a reference cycle is finalised wherever the GC runs: here inside a
+    # progress callback, on the loop thread, while another client is mid-download.
+    b = fake.create_browser()
+    out = run_script(
+        f"""
+        import gc, os, tempfile, threading
+        from kernel_sync import Kernel
+        kw = dict(api_key={fake.api_key!r}, base_url={fake.base_url!r})
+        doomed = Kernel(**kw)
+        doomed.cycle = doomed
+        doomed.browsers.replays.list({b!r})
+        del doomed
+        seen = []
+        def progress(n):
+            if not seen:
+                seen.append(threading.current_thread().name)
+                gc.collect()
+        with Kernel(**kw) as k:
+            r = k.browsers.replays.start({b!r})
+            k.browsers.replays.stop(r.replay_id, id={b!r})
+            path = os.path.join(tempfile.mkdtemp(), "v.mp4")
+            k.browsers.replays.download_to(path, r.replay_id, id={b!r}, progress=progress)
+        for t in threading.enumerate():
+            if t.name == "kernel-sync-loop":
+                t.join(10)
+        print(seen[0], sum(t.name == "kernel-sync-loop" for t in threading.enumerate()))
+        """
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "kernel-sync-loop 0", out.stdout
+    assert out.stderr == "", out.stderr
+
+
+def test_close_from_another_thread_fails_in_flight_calls_clearly(fake: FakeKernel) -> None:
+    b = fake.create_browser()
+    fake.fail("list", status=None, delay=30)
+    k = Kernel(api_key=fake.api_key, base_url=fake.base_url)
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            k.browsers.replays.list(b)
+        except BaseException as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    deadline = time.monotonic() + 20
+    while fake.count("list") < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    k.close()
+    worker.join(10)
+    assert not worker.is_alive()
+    assert len(errors) == 1
+    assert isinstance(errors[0], APIConnectionError), repr(errors[0])
+    assert "closed" in str(errors[0])
+    assert loop_threads() == 0
+
+
+def test_fork_while_runtime_locks_are_held(fake: FakeKernel) -> None:
+    # Another thread inside its first call holds the runtime's locks at the fork: the
+    # child must re-make them, not wait forever (alarm turns a deadlock into a failure).
+    b = fake.create_browser()
+    out = run_script(
+        f"""
+        import os, signal, sys, threading
+        import kernel_sync._runner as runtime
+        from kernel_sync import Kernel
+        k = Kernel(api_key={fake.api_key!r}, base_url={fake.base_url!r})
+        held, release = threading.Event(), threading.Event()
+        def first_call():
+            with runtime._lock, k._runner._lock:
+                held.set()
+                release.wait()
+        t = threading.Thread(target=first_call)
+        t.start()
+        held.wait()
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(15)
+            try:
+                k.browsers.replays.list({b!r})
+                k.close()
+                os._exit(0)
+            except BaseException as exc:
+                print("child failed", repr(exc), file=sys.stderr)
+                os._exit(1)
+        release.set()
+        t.join()
+        _, status = os.waitpid(pid, 0)
+        k.browsers.replays.list({b!r})
+        k.close()
+        print("child", os.waitstatus_to_exitcode(status))
+        """
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "child 0", out.stderr
+    assert fake.count("list") == 2
+
+
+def test_ctrl_c_during_download_to_leaves_no_temporary_file(
+    fake: FakeKernel, tmp_path: Path
+) -> None:
+    b = fake.create_browser()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import os
+                from kernel_sync import Kernel
+                k = Kernel(api_key={fake.api_key!r}, base_url={fake.base_url!r})
+                r = k.browsers.replays.start({b!r})
+                k.browsers.replays.stop(r.replay_id, id={b!r})
+                print("downloading", flush=True)
+                try:
+                    k.browsers.replays.download_to({str(tmp_path / "v.mp4")!r}, r.replay_id,
+                                                   id={b!r})
+                except KeyboardInterrupt:
+                    print("left", sorted(os.listdir({str(tmp_path)!r})), flush=True)
+                k.close()
+                """
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        fake.fail("download", status=None, delay=30)
+        assert proc.stdout.readline().strip() == "downloading"
+        deadline = time.monotonic() + 20
+        while fake.count("download") < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert out.strip() == "left []", (out, err)
