@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import contextlib
 import json
 import statistics
 import sys
@@ -29,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from kernel_async.testing._backend import Viewport
-from kernel_async.testing._chromium import marked_processes
 from kernel_async.testing._chromium_backend import ChromiumBackend
 
 # Every frame differs: a moving gradient and text, the worst case for a screen recording.
@@ -44,16 +42,6 @@ ANIMATED = (
 STATIC = "data:text/html,<h1>Hello</h1><p>A still page.</p>"
 
 
-def pss_bytes(marker: str) -> int:
-    total = 0
-    for pid in marked_processes(marker):
-        with contextlib.suppress(OSError, ValueError):
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1]) * 1024
-    return total
-
-
 async def startup_and_memory(count: int, url: str) -> dict[str, Any]:
     backend = ChromiumBackend(max_browsers=1)
     created, devtools, rss, pss = [], [], [], []
@@ -65,8 +53,8 @@ async def startup_and_memory(count: int, url: str) -> dict[str, Any]:
             process = backend.process(f"b{i}")
             devtools.append(process.started_seconds)
             await asyncio.sleep(2.0)  # let the page settle before reading memory
-            rss.append(backend.memory_bytes(f"b{i}") / 2**20)
-            pss.append(pss_bytes(str(process.workdir)) / 2**20)
+            rss.append(backend.memory_bytes(f"b{i}", "rss") / 2**20)
+            pss.append(backend.memory_bytes(f"b{i}", "pss") / 2**20)
             await backend.delete_browser(f"b{i}")
     finally:
         await backend.aclose()

@@ -34,7 +34,7 @@ __all__ = [
     "find_chromium",
     "launch_chromium",
     "marked_processes",
-    "tree_rss_bytes",
+    "tree_memory_bytes",
 ]
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
@@ -255,12 +255,14 @@ async def _kill_marked(marker: str, grace: float) -> None:
         await asyncio.sleep(0.05)
 
 
-def tree_rss_bytes(marker: str) -> int:
-    """Resident memory of every process of one browser (sum of RSS; shared pages count twice)."""
+def tree_memory_bytes(marker: str, kind: str = "rss") -> int:
+    """Memory of every process of one browser: ``rss`` sums resident sets (shared pages
+    count once per process), ``pss`` shares them out (the fairer per-browser figure)."""
+    file, field = {"rss": ("status", "VmRSS:"), "pss": ("smaps_rollup", "Pss:")}[kind]
     total = 0
     for pid in marked_processes(marker):
         with contextlib.suppress(OSError, ValueError):
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+            for line in Path(f"/proc/{pid}/{file}").read_text().splitlines():
+                if line.startswith(field):
                     total += int(line.split()[1]) * 1024
     return total

@@ -20,7 +20,7 @@ import attrs
 
 from ._backend import BrowserHandle, BrowserLimitError, UnknownBrowserError, Viewport
 from ._cdp import CDPClient, CDPError
-from ._chromium import ChromiumProcess, find_chromium, launch_chromium, tree_rss_bytes
+from ._chromium import ChromiumProcess, find_chromium, launch_chromium, tree_memory_bytes
 from ._screencast import ScreencastRecorder
 
 __all__ = ["ChromiumBackend", "PageTracker", "RecordingStats"]
@@ -229,9 +229,9 @@ class ChromiumBackend:
         assert sink is not None  # registered only once started
         return RecordingStats(sink.frames_written, sink.frames_received, sink.encode_seconds)
 
-    def memory_bytes(self, browser_id: str) -> int:
-        """Resident memory of the browser's processes (RSS summed over all of them)."""
-        return tree_rss_bytes(str(self._browser(browser_id).process.workdir))
+    def memory_bytes(self, browser_id: str, kind: str = "pss") -> int:
+        """Memory of the browser's processes, ``pss`` (shared pages shared out) or ``rss``."""
+        return tree_memory_bytes(str(self._browser(browser_id).process.workdir), kind)
 
     def process(self, browser_id: str) -> ChromiumProcess:
         """The browser's process (for tests and measurements)."""
