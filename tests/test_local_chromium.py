@@ -11,6 +11,8 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -37,7 +39,13 @@ from kernel_async.testing._cdp_proxy import (
     new_token,
     proxied_cdp_url,
 )
-from kernel_async.testing._chromium import marked_processes
+from kernel_async.testing._chromium import (
+    ChromiumProcess,
+    ChromiumStartError,
+    find_chromium,
+    launch_chromium,
+    marked_processes,
+)
 from kernel_async.testing._chromium_backend import ChromiumBackend
 
 pytestmark = pytest.mark.anyio
@@ -311,3 +319,32 @@ def test_no_chromium_survives_kill_9_of_its_parent(orphan_parent: subprocess.Pop
     orphan_parent.wait()
     assert wait_until_gone(marker, timeout=20.0) == []
     shutil.rmtree(marker, ignore_errors=True)  # the killed parent could not clean up
+
+
+def test_browsers_die_with_the_thread_that_launched_them() -> None:
+    # The parent-death signal follows the launching thread: FakeKernel.in_thread's loop
+    # thread ending (even without a clean shutdown) takes its browsers with it.
+    launched: list[ChromiumProcess] = []
+
+    def run() -> None:
+        async def launch() -> None:
+            launched.append(await launch_chromium(find_chromium(), width=320, height=240))
+
+        asyncio.run(launch())
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    (process,) = launched
+    try:
+        assert wait_until_gone(str(process.workdir), timeout=20.0) == []
+        assert process.process.wait(timeout=5) == -9
+    finally:
+        shutil.rmtree(process.workdir, ignore_errors=True)
+
+
+async def test_a_browser_that_exits_at_once_is_a_clear_error() -> None:
+    before = set(Path(tempfile.gettempdir()).glob("kernel-chromium-*"))
+    with pytest.raises(ChromiumStartError, match="exited with status 1"):
+        await launch_chromium("/bin/false", width=320, height=240)
+    assert set(Path(tempfile.gettempdir()).glob("kernel-chromium-*")) == before
