@@ -162,3 +162,28 @@ def test_sink_reports_a_writer_failure_on_finish() -> None:
     sink.put(0.1, b64("a"))
     with pytest.raises(OSError, match="disk full"):
         sink.finish(1.0)
+
+
+class FailingWriter(FakeWriter):
+    def __init__(self, fail_in: str) -> None:
+        super().__init__()
+        self.fail_in = fail_in
+
+    def write(self, frame: Any, count: int = 1) -> None:
+        if self.fail_in == "write":
+            raise OSError("write failed")
+        super().write(frame, count)
+
+    def close(self) -> None:
+        if self.fail_in == "close":
+            raise OSError("close failed")
+        super().close()
+
+
+@pytest.mark.parametrize("fail_in", ["write", "close"])
+def test_sink_reports_a_failure_while_finishing(fail_in: str) -> None:
+    # The last write and the close happen after the end marker: finish() must not hang.
+    writer = FailingWriter(fail_in)
+    sink = FrameSink(lambda: writer, FrameClock(10), started=0.0, now=lambda: 0.0)
+    with pytest.raises(OSError, match=f"{fail_in} failed"):
+        sink.finish(1.0)

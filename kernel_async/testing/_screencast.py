@@ -106,6 +106,7 @@ class FrameSink:
         self._now = now
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._error: BaseException | None = None
+        self._ended = False  # the end marker was taken from the queue
         self.frames_received = 0
         # Chromium may send 30 frames a second; only the ones a tick shows are decoded.
         self._pending: str | None = None  # newest frame (base64 JPEG), not decoded yet
@@ -131,20 +132,20 @@ class FrameSink:
             raise self._error
 
     def _run(self) -> None:
+        writer: FrameWriter | None = None
         try:
             writer = self._open_writer()
-        except BaseException as exc:
-            self._error = exc
-            self._drain()
-            return
-        try:
             self._loop(writer)
+            done, writer = writer, None
+            done.close()  # a failure to finish the file is the recording's failure too
         except BaseException as exc:
             self._error = exc
-            self._drain()
+            if not self._ended:
+                self._drain()
         finally:
-            with contextlib.suppress(Exception):
-                writer.close()
+            if writer is not None:
+                with contextlib.suppress(Exception):
+                    writer.close()
 
     def _loop(self, writer: FrameWriter) -> None:
         tick = 1.0 / self._clock.framerate
@@ -155,6 +156,7 @@ class FrameSink:
                 self._write(writer, self._now())
                 continue
             if data is _END:
+                self._ended = True
                 self._write(writer, received, at_least_one=True)
                 return
             if not self._clock.full:
@@ -172,7 +174,8 @@ class FrameSink:
             return
         cpu = time.thread_time()
         if self._pending is not None:
-            self._shown = writer.decode_jpeg(base64.b64decode(self._pending)) or self._shown
+            decoded = writer.decode_jpeg(base64.b64decode(self._pending))
+            self._shown = self._shown if decoded is None else decoded
             self._pending = None
         writer.write(self._shown if self._shown is not None else writer.blank(), count)
         self.encode_seconds += time.thread_time() - cpu
@@ -254,6 +257,8 @@ class ScreencastRecorder:
         self._unsubscribe()
         with contextlib.suppress(CDPError, ConnectionError, asyncio.TimeoutError):
             await self._cdp.send("Page.stopScreencast", session_id=self._session_id, timeout=5)
+        if self._acks:  # let the last acks settle rather than leave them to the loop's end
+            await asyncio.wait(set(self._acks), timeout=2)
         if self._sink is not None:
             await asyncio.to_thread(self._sink.finish, ended)
         return self.path
