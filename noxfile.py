@@ -40,7 +40,7 @@ TEST_DEPS = [
     "pyyaml>=6",
     "hatchling>=1.21",  # tests/test_wheel.py builds the wheel and sdist
     "playwright>=1.50",  # drives the local Chromium backend over CDP (no browser download)
-    "av>=18",  # the `local` extra: decodes the recorded MP4s
+    "av>=17",  # the `local` extra: decodes the recorded MP4s
 ]
 LINT_DEPS = ["ruff==0.17.6"]
 TYPE_DEPS = ["mypy==2.4.1", "nox", "types-PyYAML", "types-jsonschema", *TEST_DEPS]
