@@ -38,6 +38,8 @@ TEST_DEPS = [
     "trustme>=1.1",
     "jsonschema>=4.20",
     "pyyaml>=6",
+    # The official SDK: pointed at the emulator in tests, never imported by the package.
+    "kernel==0.131.0",
     "hatchling>=1.21",  # tests/test_wheel.py builds the wheel and sdist
     "playwright>=1.50",  # drives the local Chromium backend over CDP (no browser download)
     "av>=17",  # the `local` extra: decodes the recorded MP4s

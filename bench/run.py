@@ -1,4 +1,5 @@
-"""Side-by-side benchmark of `stop`: raw aiohttp, kernel_async, the official `kernel` SDK.
+"""Side-by-side benchmark of `stop`: raw aiohttp, kernel_async, the official `kernel` SDK;
+and of browsers: iterating 1,000 browsers with `list`, and a create+delete cycle.
 
 Run with ``nox -s bench`` (installs the official SDK, kernel==0.131.0, in that session only).
 The server is a separate process on 127.0.0.1. Rounds are interleaved (every client runs
@@ -110,6 +111,68 @@ async def run_async(base: str, rounds: int, n_seq: int, n_conc: int) -> dict[str
         for name, (call, _) in clients.items():
             results[name]["seq"].append(await seq(call, n_seq))
             results[name]["c64"].append(await conc(call, n_conc, 64))
+    for _, close in clients.values():
+        await close()
+    return {k: {m: statistics.median(v) for m, v in d.items()} for k, d in results.items()}
+
+
+# -- browsers: iterate 1,000 with list, create+delete cycles --------------------------------
+
+
+BrowserCalls = tuple[Callable[[], Awaitable[int]], Callable[[], Awaitable[None]]]
+
+
+async def browser_clients(base: str) -> dict[str, tuple[BrowserCalls, Any]]:
+    """Per client: (iterate every browser -> count, one create+delete cycle), close."""
+    import kernel_async
+
+    ours = kernel_async.AsyncKernel(api_key=KEY, base_url=base)
+
+    async def ours_list() -> int:
+        return sum([1 async for _ in ours.browsers.list(limit=100)])
+
+    async def ours_cycle() -> None:
+        b = await ours.browsers.create(name="bench")
+        await ours.browsers.delete(b.session_id)
+
+    clients: dict[str, tuple[BrowserCalls, Any]] = {
+        "kernel_async": ((ours_list, ours_cycle), ours.close)
+    }
+    try:
+        import kernel
+    except ImportError:
+        return clients
+    official = kernel.AsyncKernel(api_key=KEY, base_url=base)
+
+    async def official_list() -> int:
+        return sum([1 async for _ in official.browsers.list(limit=100)])
+
+    async def official_cycle() -> None:
+        b = await official.browsers.create(name="bench")
+        await official.browsers.delete_by_id(b.session_id)
+
+    clients["official kernel"] = ((official_list, official_cycle), official.close)
+    return clients
+
+
+async def run_browsers(base: str, rounds: int, listings: int, cycles: int) -> dict[str, Any]:
+    """Browsers listed per second (every one of 1,000, by pages of 100) and
+    create+delete cycles per second, sequential; medians of interleaved rounds."""
+    clients = await browser_clients(base)
+    results: dict[str, dict[str, list[float]]] = {k: {"list": [], "cycle": []} for k in clients}
+    for (listing, cycle), _ in clients.values():  # warm up
+        assert await listing() == 1000
+        await cycle()
+    for i in range(rounds):
+        note(f"browsers round {i + 1}/{rounds}")
+        for name, ((listing, cycle), _) in clients.items():
+            t0 = time.perf_counter()
+            seen = sum([await listing() for _ in range(listings)])
+            results[name]["list"].append(seen / (time.perf_counter() - t0))
+            t0 = time.perf_counter()
+            for _ in range(cycles):
+                await cycle()
+            results[name]["cycle"].append(cycles / (time.perf_counter() - t0))
     for _, close in clients.values():
         await close()
     return {k: {m: statistics.median(v) for m, v in d.items()} for k, d in results.items()}
@@ -231,14 +294,18 @@ def main() -> int:
     if args.quick:
         args.rounds, args.n_seq, args.n_conc = 1, 200, 640
     proc, base = start_server(args.server)
+    browsers_proc, browsers_base = start_server("aiohttp")  # the raw server has no browsers
     try:
+        listings, cycles = (2, 100) if args.quick else (10, 1000)
+        br = asyncio.run(run_browsers(browsers_base, args.rounds, listings, cycles))
         a = asyncio.run(run_async(base, args.rounds, args.n_seq, args.n_conc))
         s = run_sync(base, args.rounds, args.n_seq // 2)
         rss_n = 1000 if args.quick else 10_000
         rss = {w: peak_rss(base, w, rss_n, args.rss_limit) for w in ("kernel_async", "kernel")}
     finally:
-        proc.terminate()
-        proc.wait()
+        for server in (proc, browsers_proc):
+            server.terminate()
+            server.wait()
     imports = {m: import_time(m, 3 if args.quick else 7) for m in ("kernel_sync", "kernel")}
 
     def ratio(x: float | None, y: float | None) -> float | None:
@@ -256,6 +323,8 @@ def main() -> int:
             "async_sequential": {k: round(v["seq"]) for k, v in a.items()},
             "async_64_concurrent": {k: round(v["c64"]) for k, v in a.items()},
             "sync_sequential": {k: round(v) for k, v in s.items()},
+            "browsers_listed": {k: round(v["list"]) for k, v in br.items()},
+            "browser_create_delete_cycles": {k: round(v["cycle"]) for k, v in br.items()},
         },
         "import_seconds": {k: round(v, 3) if v else None for k, v in imports.items()},
         "peak_rss_10k_concurrent": rss,
@@ -265,6 +334,12 @@ def main() -> int:
             "async_c64_vs_official": ratio(a["kernel_async"]["c64"], off.get("c64")),
             "async_c64_vs_raw_aiohttp": ratio(a["kernel_async"]["c64"], a["raw aiohttp"]["c64"]),
             "sync_seq_vs_official_sync": ratio(s["kernel_sync"], s.get("official kernel (sync)")),
+            "list_1000_vs_official": ratio(
+                br["kernel_async"]["list"], br.get("official kernel", {}).get("list")
+            ),
+            "create_delete_vs_official": ratio(
+                br["kernel_async"]["cycle"], br.get("official kernel", {}).get("cycle")
+            ),
             "import_time_vs_official": ratio(imports["kernel_sync"], imports["kernel"]),
             "peak_rss_vs_official": ratio(
                 (rss["kernel_async"] or {}).get("peak_rss_mib"),
@@ -278,14 +353,16 @@ def main() -> int:
         "async_c64_vs_official": (">=", 10.0),
         "async_c64_vs_raw_aiohttp": (">=", 0.80),
         "sync_seq_vs_official_sync": (">=", 1.15),
+        "list_1000_vs_official": (">=", 2.0),
+        "create_delete_vs_official": (">=", 2.0),
         "import_time_vs_official": ("<=", 0.5),
         "peak_rss_vs_official": ("<", 1.0),
     }
     print("\nreq/s (median of interleaved rounds)")
-    print(f"{'workload':<22}{'client':<26}{'req/s':>10}")
+    print(f"{'workload':<30}{'client':<26}{'per s':>10}")
     for workload, per in results["req_per_s"].items():
         for client, value in per.items():
-            print(f"{workload:<22}{client:<26}{value:>10,}")
+            print(f"{workload:<30}{client:<26}{value:>10,}")
     print(f"\n{'ratio':<28}{'value':>8}  target")
     for name, value in results["ratios"].items():
         op, goal = targets[name]

@@ -1,4 +1,4 @@
-"""kernel_async: an async-first SDK for Kernel browser replays.
+"""kernel_async: an async-first SDK for Kernel browsers and their replays.
 
 async with AsyncKernel() as client:
     replay = await client.browsers.replays.start(browser_id)
@@ -22,9 +22,9 @@ from ._errors import (
     RateLimitError,
     UnprocessableEntityError,
 )
-from ._models import Error, ErrorDetail, Replay
+from ._models import Browser, BrowserPage, Error, ErrorDetail, Replay, Viewport
 from ._retry import RetryEvent, RetryPolicy, Timeout, is_testing, set_testing
-from ._types import NOT_GIVEN, NotGiven
+from ._types import NOT_GIVEN, BrowserStatus, NotGiven, Region
 from ._version import __version__
 
 __all__ = [
@@ -37,6 +37,9 @@ __all__ = [
     "AsyncKernel",
     "AuthenticationError",
     "BadRequestError",
+    "Browser",
+    "BrowserPage",
+    "BrowserStatus",
     "ConflictError",
     "Error",
     "ErrorDetail",
@@ -47,11 +50,13 @@ __all__ = [
     "NotGiven",
     "PermissionDeniedError",
     "RateLimitError",
+    "Region",
     "Replay",
     "RetryEvent",
     "RetryPolicy",
     "Timeout",
     "UnprocessableEntityError",
+    "Viewport",
     "__version__",
     "is_testing",
     "set_testing",

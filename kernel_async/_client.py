@@ -37,6 +37,7 @@ from ._retry import (
     RetryPolicy,
     Timeout,
     decide,
+    may_replay,
 )
 from ._types import NOT_GIVEN, NotGiven, check_int
 from ._version import __version__
@@ -380,7 +381,7 @@ class AsyncKernel:
         budget = self._budget
         own = self._shared.owned
         while True:
-            bound = _attempt_bound(limits, state, sink is not None)
+            bound = _attempt_bound(limits, state, sink is not None, own)
             if bound is None:
                 raise APITimeoutError(
                     f"total deadline of {limits.total:g}s exceeded",
@@ -392,6 +393,7 @@ class AsyncKernel:
                 resp = await tp.send(
                     session, method, url, headers, body, bound,
                     read_limit=read_limit, sink=sink, proxy=self._proxy, own=own,
+                    replay_allowed=own or may_replay(state, rules, budget.free),
                 )  # fmt: skip
                 outcome = Outcome(resp.status, resp.headers)
                 failure: TransportError | None = None
@@ -532,13 +534,17 @@ def _choose_proxy(option: str | None, trust_env: bool, base_url: str) -> str | N
 
 
 def _attempt_bound(
-    limits: Timeout, state: CallState, streaming: bool
+    limits: Timeout, state: CallState, streaming: bool, own: bool
 ) -> aiohttp.ClientTimeout | None:
     """aiohttp's timeout for the next attempt; `None` when the deadline has passed.
 
     Connect is always bounded on its own (the connect bound, else the attempt bound):
     a request that never left is then known as such, and safe to retry. Streams are
     bounded per read, not in total: a long video must not time out.
+
+    On a user's session nothing tracks the connect phase, so there the connect bound is
+    kept strictly shorter than the attempt's: its expiry, not the attempt's, then ends a
+    stalled connect, and says "not sent".
     """
     tp = _transport or _load_transport()
     connect = limits.connect or limits.attempt
@@ -553,7 +559,14 @@ def _attempt_bound(
         total = remaining if total is None else min(total, remaining)
     if connect is not None and total is not None:
         connect = min(connect, total)
+        if not own and connect >= total:
+            connect = _before(total)
     return tp.client_timeout(total, connect, None)
+
+
+def _before(total: float) -> float:
+    # aiohttp rounds timers of 5 s and more up to whole seconds: stay a second clear there.
+    return total - 1.0 if total >= 6.0 else total * 0.9
 
 
 def _error_for(

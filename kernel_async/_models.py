@@ -14,7 +14,7 @@ import attrs
 if TYPE_CHECKING:
     import cattrs
 
-__all__ = ["Error", "ErrorDetail", "Replay", "converter"]
+__all__ = ["Browser", "BrowserPage", "Error", "ErrorDetail", "Replay", "Viewport", "converter"]
 
 
 T = TypeVar("T")
@@ -35,6 +35,86 @@ class Replay:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     replay_view_url: str | None = None
+
+
+@attrs.frozen
+class Viewport:
+    """A browser window size in pixels, with an optional display refresh rate in Hz.
+
+    Also what `AsyncBrowsers.create` and `AsyncBrowsers.update` take as `viewport=`.
+    """
+
+    width: int
+    height: int
+    refresh_rate: int | None = None
+
+
+# URLs whose query string carries a session token: shown without it in reprs.
+def _hide_query(url: str | None) -> str:
+    if url is None:
+        return "None"
+    base, sep, _ = url.partition("?")
+    return repr(base + "?<redacted>" if sep else base)
+
+
+@attrs.frozen
+class Browser:
+    """A browser session, as the API describes it.
+
+    Required and optional exactly as the official SDK's types; fields the API adds
+    later are ignored. The repr hides the query strings (tokens) of the URLs.
+
+    Attributes:
+        session_id: Unique identifier of the browser session.
+        cdp_ws_url: WebSocket URL for Chrome DevTools Protocol connections
+            (e.g. Playwright's ``connect_over_cdp``).
+        webdriver_ws_url: WebSocket URL for WebDriver BiDi connections.
+        created_at: When the session was created (timezone-aware).
+        headless: Whether the session runs headless (no live view, no replays).
+        stealth: Whether the session runs in stealth mode.
+        timeout_seconds: Seconds of inactivity before the session is terminated.
+        region: Geographic region of the session (fixed at creation).
+        browser_live_view_url: Remote URL for live viewing (non-headless only).
+        deleted_at: When the session was deleted, for deleted sessions.
+        gpu: Whether the session has GPU acceleration.
+        name: Human-readable name, unique among active sessions.
+        tags: User-defined key-value tags.
+        viewport: Browser window size and refresh rate.
+        start_url: URL the session was most recently asked to open.
+        kiosk_mode: Whether the session runs in kiosk mode.
+    """
+
+    session_id: str
+    cdp_ws_url: str = attrs.field(repr=_hide_query)
+    webdriver_ws_url: str = attrs.field(repr=_hide_query)
+    created_at: datetime
+    headless: bool
+    stealth: bool
+    timeout_seconds: int
+    region: str
+    browser_live_view_url: str | None = attrs.field(default=None, repr=_hide_query)
+    deleted_at: datetime | None = None
+    gpu: bool | None = None
+    name: str | None = None
+    tags: dict[str, str] | None = None
+    viewport: Viewport | None = None
+    start_url: str | None = None
+    kiosk_mode: bool | None = None
+
+
+@attrs.frozen
+class BrowserPage:
+    """One page of `AsyncBrowsers.list`.
+
+    Attributes:
+        items: The browsers on this page.
+        has_more: Whether more browsers follow (the ``X-Has-More`` header).
+        next_offset: The offset of the next page (``X-Next-Offset``), if any.
+    """
+
+    items: list[Browser]
+    has_more: bool = False
+    next_offset: int | None = None
 
 
 @attrs.frozen
@@ -94,6 +174,7 @@ def converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=False)
     conv.register_structure_hook(str, _strict(str))
     conv.register_structure_hook(bool, _strict(bool))
+    conv.register_structure_hook(int, _strict(int))
     conv.register_structure_hook(datetime, _datetime)
 
     # cattrs would iterate a string as a list and read attributes off non-dicts.
@@ -118,6 +199,7 @@ def converter() -> cattrs.Converter:
 
 
 _REPLAY_LIST = list[Replay]
+_BROWSER_LIST = list[Browser]
 
 
 def decode_replay(data: bytes) -> Replay:
@@ -128,6 +210,16 @@ def decode_replay(data: bytes) -> Replay:
 def decode_replays(data: bytes) -> list[Replay]:
     """Decode a JSON array of `Replay` (raises on a schema break)."""
     return converter().structure(json.loads(data), _REPLAY_LIST)
+
+
+def decode_browser(data: bytes) -> Browser:
+    """Decode one `Browser` from a JSON body (raises on a schema break)."""
+    return converter().structure(json.loads(data), Browser)
+
+
+def decode_browsers(data: bytes) -> list[Browser]:
+    """Decode a JSON array of `Browser` (raises on a schema break)."""
+    return converter().structure(json.loads(data), _BROWSER_LIST)
 
 
 def decode_error(data: bytes) -> Error | None:

@@ -29,6 +29,7 @@ __all__ = [
     "Timeout",
     "decide",
     "is_testing",
+    "may_replay",
     "parse_retry_after",
     "set_testing",
 ]
@@ -409,6 +410,14 @@ def decide(
         return Fail("budget", take=hidden)
     reason = f"status {status}" if status is not None else str(outcome.failure)
     return Retry(wait, planned, hidden + cost, reason, retry_after=retry_after)
+
+
+def may_replay(state: CallState, rules: CallRules, free: int | None) -> bool:
+    """Whether aiohttp may replay the next attempt by itself (on a user's session,
+    where it cannot be switched off): only when a retry is left and the budget can pay."""
+    if state.retries >= rules.max_retries:
+        return False
+    return free is None or free >= rules.policy.retry_cost
 
 
 def refund_for(taken: int) -> int:

@@ -16,6 +16,7 @@ import aiohttp
 from aiohttp import (
     ClientConnectorCertificateError,
     ClientConnectorError,
+    ClientHandlerType,
     ClientOSError,
     ClientPayloadError,
     ClientRequest,
@@ -125,6 +126,8 @@ def _abort_sockets(session: aiohttp.ClientSession) -> None:
             if sock is not None:
                 sock.close()
                 transport._sock = None  # type: ignore[union-attr]
+    if connector is not None:
+        connector._close()  # on a closed loop this only marks it closed and forgets its conns
     session._connector = None  # nothing left to close; no "Unclosed" warning later
 
 
@@ -146,10 +149,11 @@ def client_timeout(
 
 
 class Sink(Protocol):
-    """Where a streamed body goes; rewound and truncated before each attempt."""
+    """Where a streamed body goes; restarted (emptied) before each attempt's body."""
 
-    def seek(self, offset: int, /) -> object: ...
-    def truncate(self) -> object: ...
+    def restart(self, total: int | None, /) -> object:
+        """Empty the sink; `total` is the body's announced size, if known."""
+
     def write(self, data: bytes, /) -> object: ...
 
 
@@ -203,6 +207,7 @@ async def send(
     sink: Sink | None = None,
     proxy: str | None = None,
     own: bool = True,
+    replay_allowed: bool = True,
 ) -> Response:
     """Make one attempt. With `sink`, a 2xx body (not 202) is streamed into it (after
     truncating it, so an attempt always starts from scratch) instead of being returned.
@@ -210,9 +215,13 @@ async def send(
     `own`: the session came from `new_session` (its connector says whether the request
     could have left, and aiohttp's hidden replay is off). On a session of the user's,
     the failure's type decides, and an idempotent request that failed by a reset was
-    replayed once by aiohttp (its code path is deterministic).
+    replayed once by aiohttp (its code path is deterministic) — unless `replay_allowed`
+    is false: then a middleware beside the session's own refuses that replay.
     """
     _connected.set(False)
+    middlewares = None  # None: the session's own
+    if not own and not replay_allowed and method in IDEMPOTENT_METHODS:
+        middlewares = (*getattr(session, "_middlewares", ()), _OneShot())
     try:
         async with session.request(
             method,
@@ -222,22 +231,24 @@ async def send(
             timeout=timeout,
             allow_redirects=False,
             proxy=proxy,
+            middlewares=middlewares,
         ) as resp:
             status = resp.status
             if sink is not None and 200 <= status < 300 and status != 202:
-                sink.seek(0)
-                sink.truncate()
+                # The announced size; not with a Content-Encoding (that is the wire size).
+                encoded = "Content-Encoding" in resp.headers
+                sink.restart(None if encoded else resp.content_length)
                 async for chunk in resp.content.iter_chunked(_CHUNK):
                     sink.write(chunk)
                 return Response(status, resp.headers, b"", False)
-            if status >= 300:
+            if status >= 300 or status == 202:  # errors and "not ready yet": for a message only
                 read_limit = ERROR_LIMIT if read_limit is None else min(read_limit, ERROR_LIMIT)
             data, truncated = await _read(resp, read_limit)
             return Response(status, resp.headers, data, truncated)
     except (aiohttp.ClientError, asyncio.TimeoutError, RuntimeError) as exc:
-        raise classify(
-            exc, closed=session.closed, sent=_sent(own), replayed=_replayed(own, method)
-        ) from exc
+        refused = middlewares is not None
+        replayed = _replayed(own, method, refused)
+        raise classify(exc, closed=session.closed, sent=_sent(own), replayed=replayed) from exc
 
 
 def classify(exc: BaseException, *, closed: bool, sent: bool, replayed: bool) -> TransportError:
@@ -268,8 +279,29 @@ def classify(exc: BaseException, *, closed: bool, sent: bool, replayed: bool) ->
     raise exc  # a RuntimeError that is not ours to classify
 
 
-def _replayed(own: bool, method: str) -> bool:
-    return not own and method in IDEMPOTENT_METHODS
+def _replayed(own: bool, method: str, refused: bool = False) -> bool:
+    return not own and not refused and method in IDEMPOTENT_METHODS
+
+
+class _OneShot:
+    """A per-request client middleware that lets one request through and refuses
+    aiohttp's hidden replay (re-raising the first failure) when no retry is left."""
+
+    __slots__ = ("failure", "sent")
+
+    def __init__(self) -> None:
+        self.sent = False
+        self.failure: BaseException | None = None
+
+    async def __call__(self, req: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+        if self.sent and self.failure is not None:
+            raise self.failure
+        self.sent = True
+        try:
+            return await handler(req)
+        except Exception as exc:
+            self.failure = exc
+            raise
 
 
 def _sent(own: bool) -> bool:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal
 
-__all__ = ["NOT_GIVEN", "NotGiven", "check_int"]
+__all__ = ["NOT_GIVEN", "BrowserStatus", "NotGiven", "Region", "check_int"]
 
 
 class NotGiven:
@@ -28,10 +28,19 @@ class NotGiven:
 NOT_GIVEN: Final = NotGiven()
 
 
-def check_int(value: object, name: str, minimum: int = 0) -> int:
-    """`value` as an int >= `minimum`, or a TypeError/ValueError naming `name`."""
+Region = Literal["us-east", "us-west", "eu-west", "ap-southeast"]
+"""Geographic regions of browser sessions."""
+
+BrowserStatus = Literal["active", "deleted", "all"]
+"""Which browser sessions `list` returns."""
+
+
+def check_int(value: object, name: str, minimum: int = 0, maximum: int | None = None) -> int:
+    """`value` as an int in [`minimum`, `maximum`], or a TypeError/ValueError naming `name`."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
     return value

@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TextIO
 
-from . import _cli, _cli_local, _cli_replays
+from . import _cli, _cli_browsers, _cli_local, _cli_replays
 
 __all__ = ["COMMANDS", "main"]
 
-COMMANDS = (_cli_replays.register, _cli_local.register)
+COMMANDS = (_cli_replays.register, _cli_browsers.register, _cli_local.register)
 
 
 def main(

@@ -99,7 +99,11 @@ def _download(ctx: Context) -> None:
         display = download_display(ctx.err, enabled=not ctx.json)
         try:
             path = k.browsers.replays.download_to(
-                a.output, a.replay, id=a.browser, progress=display
+                a.output,
+                a.replay,
+                id=a.browser,
+                progress=display,
+                on_start=display.start if display is not None else None,
             )
         finally:
             if display is not None:

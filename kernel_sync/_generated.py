@@ -2,6 +2,7 @@
 #   kernel_async/_client.py
 #   kernel_async/resources/browsers.py
 #   kernel_async/resources/replays.py
+#   kernel_async/resources/recording.py
 # DO NOT EDIT: change the async source or the generator, then run
 # `python tools/gen_sync.py` (CI runs `python tools/gen_sync.py --check`).
 """Blocking twins of the kernel_async classes, run on kernel_sync's portal."""
@@ -10,13 +11,27 @@ from __future__ import annotations
 
 import builtins
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from types import TracebackType
 
-from kernel_async import NOT_GIVEN, AsyncKernel, NotGiven, Replay, RetryPolicy, Timeout
+from kernel_async import (
+    NOT_GIVEN,
+    AsyncKernel,
+    Browser,
+    BrowserPage,
+    BrowserStatus,
+    NotGiven,
+    Region,
+    Replay,
+    RetryPolicy,
+    Timeout,
+    Viewport,
+)
 from kernel_async._hosted import check_blocking_client
-from kernel_async.resources import AsyncBrowsers, AsyncReplays
+from kernel_async.resources import AsyncBrowserPager, AsyncBrowsers, AsyncRecording, AsyncReplays
 
+from ._bridge import await_, call_to_end, iterate
 from ._runner import Runner
 
 
@@ -144,6 +159,7 @@ class Replays:
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         progress: Callable[[int], object] | None = None,
+        on_start: Callable[[int | None], object] | None = None,
     ) -> Path:
         """Stream the recording to `path` atomically and return it as a `Path`.
 
@@ -161,6 +177,9 @@ class Replays:
             progress: Called with the bytes received so far after each chunk (and with
                 0 when a retry starts over). From `kernel_sync` it runs on the SDK's
                 event-loop thread: keep it quick.
+            on_start: Called when the video starts to arrive (the wait through 202
+                "still finalising" is over) with its size in bytes, or `None` when the
+                server does not say; called again if a retry starts over.
         """
         return self._runner.call(
             self._async.download_to,
@@ -170,11 +189,99 @@ class Replays:
             timeout=timeout,
             extra_headers=extra_headers,
             progress=progress,
+            on_start=on_start,
         )
 
 
+class BrowserPager:
+    """What `Browsers.list` returns: the first page, and every browser.
+
+    It holds the first page;
+    ``for browser in pager`` yields every browser, fetching pages by offset
+    as it goes (the first page is fetched once and reused). Once fetched, `items`,
+    `has_more` and `next_offset` tell what the first page held.
+    """
+
+    def __init__(self, async_: AsyncBrowserPager, runner: Runner) -> None:
+        self._async = async_
+        self._runner = runner
+        runner.call(await_, async_)  # the blocking `await`
+
+    def __iter__(self) -> Iterator[Browser]:
+        return iterate(self._runner, self._async)
+
+    def first_page(self) -> BrowserPage:
+        """Fetch the first page (once; later calls return the same page)."""
+        return self._runner.call(self._async.first_page)
+
+    @property
+    def items(self) -> builtins.list[Browser]:
+        """The browsers of the first page."""
+        return self._async.items
+
+    @property
+    def has_more(self) -> bool:
+        """Whether more browsers follow the first page."""
+        return self._async.has_more
+
+    @property
+    def next_offset(self) -> int | None:
+        """The offset of the page after the first, if any."""
+        return self._async.next_offset
+
+
+class Recording:
+    """A recorded session, from `Browsers.record`; use it with ``with``.
+
+    Attributes are available once entered: `browser` (drive it over
+    ``browser.cdp_ws_url``), `replay`; after exit, `path` (the saved video, or
+    `None`) and `cleanup_errors`.
+    """
+
+    def __init__(self, async_: AsyncRecording, runner: Runner) -> None:
+        self._async = async_
+        self._runner = runner
+
+    def __enter__(self) -> Recording:
+        call_to_end(self._runner, self._async.__aenter__)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        call_to_end(self._runner, self._async.__aexit__, exc_type, exc, tb)
+
+    @property
+    def browser(self) -> Browser:
+        """The browser being recorded."""
+        return self._async.browser
+
+    @property
+    def replay(self) -> Replay:
+        """The replay being recorded."""
+        return self._async.replay
+
+    @property
+    def created(self) -> bool:
+        """Whether this recording created its browser (and so deletes it on exit)."""
+        return self._async.created
+
+    @property
+    def path(self) -> Path | None:
+        """Where the video was saved, once exited; `None` if it was not saved."""
+        return self._async.path
+
+    @property
+    def cleanup_errors(self) -> tuple[BaseException, ...]:
+        """What failed while cleaning up (stop, download, delete), once exited."""
+        return self._async.cleanup_errors
+
+
 class Browsers:
-    """Browser sessions. Only their replays are covered by this SDK."""
+    """Browser sessions: ``client.browsers`` (and their replays, ``client.browsers.replays``)."""
 
     replays: Replays
 
@@ -182,6 +289,261 @@ class Browsers:
         self._async = async_
         self._runner = runner
         self.replays = Replays(self._async.replays, self._runner)
+
+    def create(
+        self,
+        *,
+        headless: bool | None = None,
+        stealth: bool | None = None,
+        gpu: bool | None = None,
+        timeout_seconds: int | None = None,
+        viewport: Viewport | None = None,
+        name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        start_url: str | None = None,
+        kiosk_mode: bool | None = None,
+        profile: Mapping[str, str | bool] | None = None,
+        proxy_id: str | None = None,
+        region: Region | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Browser:
+        """Create a browser session.
+
+        Never re-sent after an ambiguous failure (a timeout or reset after sending):
+        a retry could start a second, billed browser. Bad values raise `ValueError`
+        (or `TypeError`) naming the parameter before anything is sent.
+
+        Args:
+            headless: Launch without a GUI (no live view, and no replays).
+            stealth: Stealth mode (reduces bot detection).
+            gpu: GPU acceleration (needed for replays above 20 fps).
+            timeout_seconds: Inactivity timeout, 10 to 259200 (72 h).
+            viewport: Window size and refresh rate.
+            name: Human-readable name, unique among active sessions.
+            tags: Up to 50 str -> str pairs, to find and group sessions later.
+            start_url: URL to open when the session starts (best effort).
+            kiosk_mode: Hide the address bar and tabs in the live view.
+            profile: Profile to load: ``{"id": ...}`` or ``{"name": ...}``, optionally
+                with ``"save_changes": True``.
+            proxy_id: ID of a proxy of your organisation.
+            region: ``us-east``, ``us-west``, ``eu-west`` or ``ap-southeast``.
+            extra_body: More JSON fields (they win over the keywords above).
+            timeout: Overrides the client's timeout for this call.
+            extra_headers: Headers added to this request.
+        """
+        return self._runner.call(
+            self._async.create,
+            headless=headless,
+            stealth=stealth,
+            gpu=gpu,
+            timeout_seconds=timeout_seconds,
+            viewport=viewport,
+            name=name,
+            tags=tags,
+            start_url=start_url,
+            kiosk_mode=kiosk_mode,
+            profile=profile,
+            proxy_id=proxy_id,
+            region=region,
+            extra_body=extra_body,
+            timeout=timeout,
+            extra_headers=extra_headers,
+        )
+
+    def retrieve(
+        self,
+        id_or_name: str,
+        *,
+        include_deleted: bool = False,
+        timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Browser:
+        """Get a browser session by ID or name.
+
+        Args:
+            id_or_name: Browser session ID or name.
+            include_deleted: Also find deleted sessions (otherwise they are 404).
+            timeout: Overrides the client's timeout for this call.
+            extra_headers: Headers added to this request.
+        """
+        return self._runner.call(
+            self._async.retrieve,
+            id_or_name,
+            include_deleted=include_deleted,
+            timeout=timeout,
+            extra_headers=extra_headers,
+        )
+
+    def update(
+        self,
+        id_or_name: str,
+        *,
+        name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        viewport: Viewport | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Browser:
+        """Change a browser session (``PATCH``) and return it as it now is.
+
+        Args:
+            id_or_name: Browser session ID or name.
+            name: New name (``""`` clears it); `None` leaves it unchanged.
+            tags: New tag set, replacing the old one (``{}`` clears them).
+            viewport: New window size and refresh rate.
+            extra_body: More JSON fields (they win over the keywords above).
+            timeout: Overrides the client's timeout for this call.
+            extra_headers: Headers added to this request.
+        """
+        return self._runner.call(
+            self._async.update,
+            id_or_name,
+            name=name,
+            tags=tags,
+            viewport=viewport,
+            extra_body=extra_body,
+            timeout=timeout,
+            extra_headers=extra_headers,
+        )
+
+    def delete(
+        self,
+        id_or_name: str,
+        *,
+        timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Delete a browser session. Idempotent: retried after timeouts and resets,
+        and a retry that finds the session already gone succeeds.
+
+        Its replays stay listable and downloadable after deletion.
+
+        Args:
+            id_or_name: Browser session ID or name.
+            timeout: Overrides the client's timeout for this call.
+            extra_headers: Headers added to this request.
+        """
+        return self._runner.call(
+            self._async.delete,
+            id_or_name,
+            timeout=timeout,
+            extra_headers=extra_headers,
+        )
+
+    def list(
+        self,
+        *,
+        status: BrowserStatus | None = None,
+        query: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        region: Region | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> BrowserPager:
+        """List browser sessions, a page at a time or all of them.
+
+        The result is the first page, fetched now;
+        ``for`` over it for every session, pages fetched as needed.
+
+        Arguments are checked before anything is sent.
+
+        Args:
+            status: ``active`` (the API's default), ``deleted`` or ``all``.
+            query: Search by name, session ID, profile, proxy ID or pool name.
+            tags: Only sessions carrying every one of these tag pairs.
+            region: Only sessions in this region.
+            limit: Page size, 1 to 100 (the API's default is 20).
+            offset: Where the first page starts.
+            timeout: Overrides the client's timeout for each page's call.
+            extra_headers: Headers added to each page's request.
+        """
+        inner = self._async.list(
+            status=status,
+            query=query,
+            tags=tags,
+            region=region,
+            limit=limit,
+            offset=offset,
+            timeout=timeout,
+            extra_headers=extra_headers,
+        )
+        return BrowserPager(inner, self._runner)
+
+    def record(
+        self,
+        id_or_name: str | None = None,
+        *,
+        save_to: str | os.PathLike[str] | None = "run.mp4",
+        framerate: int | None = 10,
+        max_duration_in_seconds: int | None = None,
+        record_audio: bool | None = None,
+        headless: bool = False,
+        stealth: bool | None = None,
+        gpu: bool | None = None,
+        timeout_seconds: int | None = None,
+        viewport: Viewport | None = None,
+        name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        start_url: str | None = None,
+        region: Region | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        cleanup_timeout: float = 300.0,
+    ) -> Recording:
+        """A recorded session: ``with client.browsers.record() as rec:``.
+
+        On entry: creates a browser (or uses `id_or_name`), starts a replay. Inside:
+        drive ``rec.browser.cdp_ws_url``. On exit, however the block ends (normally,
+        by an exception, by cancellation): stops the replay, waits until the video is
+        finalised, saves it atomically to `save_to` (`None`: not downloaded), and
+        deletes the browser it created (never one it was given). Cleanup is shielded
+        from cancellation and bounded by `cleanup_timeout` (plus a separate bound for
+        the delete). The block's own exception wins: cleanup failures are attached
+        to it as notes (logged on Python 3.10). After exit ``rec.path`` is where the
+        video is.
+
+        Args:
+            id_or_name: Record this existing browser instead of creating one; the
+                create options must then be left unset.
+            save_to: Where to save the MP4.
+            framerate: Replay framerate (above 20 needs ``gpu=True``).
+            max_duration_in_seconds: Replay length limit.
+            record_audio: Record audio too.
+            headless: Create a headless browser (replays need a GUI: keep False).
+            stealth: See `create`.
+            gpu: See `create`.
+            timeout_seconds: See `create`.
+            viewport: See `create`.
+            name: See `create`.
+            tags: See `create`.
+            start_url: See `create`.
+            region: See `create`.
+            extra_body: See `create`.
+            cleanup_timeout: Seconds the stop, finalise wait and download may take.
+        """
+        inner = self._async.record(
+            id_or_name,
+            save_to=save_to,
+            framerate=framerate,
+            max_duration_in_seconds=max_duration_in_seconds,
+            record_audio=record_audio,
+            headless=headless,
+            stealth=stealth,
+            gpu=gpu,
+            timeout_seconds=timeout_seconds,
+            viewport=viewport,
+            name=name,
+            tags=tags,
+            start_url=start_url,
+            region=region,
+            extra_body=extra_body,
+            cleanup_timeout=cleanup_timeout,
+        )
+        return Recording(inner, self._runner)
 
 
 class Kernel:

@@ -1,8 +1,9 @@
 """Download progress for the CLI: rich's progress bar when installed (``kernel-async[cli]``),
 a plain one-line display otherwise, nothing when the stream is not a terminal.
 
-Both show "finalising…" until the first byte of the video arrives: before that the SDK is
-waiting through ``202 Accepted`` (the video is still being finalised) or for the answer.
+Both show "finalising…" until the SDK reports that the video starts to arrive (`start`,
+given to `download_to(on_start=...)`, with the announced size): before that it is waiting
+through ``202 Accepted`` (the video is still being finalised) or for the answer.
 Both are called from the SDK's event-loop thread, so they only record and draw.
 """
 
@@ -20,6 +21,7 @@ class DownloadDisplay(Protocol):
     """A `download_to` progress callback that is closed when the download ends."""
 
     def __call__(self, received: int, /) -> None: ...
+    def start(self, total: int | None, /) -> None: ...
     def close(self) -> None: ...
 
 
@@ -61,10 +63,13 @@ class _RichDisplay:
         self._receiving = False
         self._progress.start()
 
+    def start(self, total: int | None, /) -> None:
+        self._receiving = True
+        self._progress.reset(self._task, total=total, description="downloading")
+
     def __call__(self, received: int, /) -> None:
         if not self._receiving:
-            self._receiving = True
-            self._progress.update(self._task, description="downloading")
+            self.start(None)
         self._progress.update(self._task, completed=received)
 
     def close(self) -> None:
@@ -79,19 +84,35 @@ class _PlainDisplay:
         self._stream = stream
         self._width = 0
         self._received = -1
+        self._total: int | None = None
         self._body_started = 0.0
         self._drawn = 0.0
         self._draw(WAITING)
 
+    def start(self, total: int | None, /) -> None:
+        self._total = total
+        self._received = 0
+        self._body_started = time.monotonic()
+
     def __call__(self, received: int, /) -> None:
         now = time.monotonic()
         if self._received < 0:
-            self._body_started = now
+            self.start(None)
         self._received = received
         if now - self._drawn >= 0.1:
             self._drawn = now
             rate = received / max(now - self._body_started, 1e-3)
-            self._draw(f"downloading {_size(received)}  {_size(rate)}/s")
+            self._draw(f"downloading {_size(received)}{self._of_total(rate)}  {_size(rate)}/s")
+
+    def _of_total(self, rate: float) -> str:
+        total = self._total
+        if not total:
+            return ""
+        share = f" of {_size(total)} ({self._received / total:.0%}"
+        if self._received == 0:
+            return share + ")"  # no rate yet: no honest time left
+        left = max(total - self._received, 0) / max(rate, 1.0)
+        return f"{share}, {left:.0f}s left)"
 
     def close(self) -> None:
         if self._received >= 0:

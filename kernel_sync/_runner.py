@@ -26,6 +26,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from kernel_async import APIConnectionError, AsyncKernel, KernelError
+from kernel_async._hosted import check_blocking_client
 
 __all__ = ["Runner"]
 
@@ -211,6 +212,7 @@ class Runner:
 
     def call(self, fn: Callable[..., Coroutine[Any, Any, T]], /, *args: Any, **kwargs: Any) -> T:
         """Run a coroutine function of the async core on the loop thread and wait for it."""
+        check_blocking_client(self._client.base_url)  # a dict lookup unless emulators run
         return self._lease().call(fn, *args, **kwargs)
 
     def close(self) -> None:

@@ -32,6 +32,7 @@ Action = Callable[[asyncio.StreamWriter, Received], Awaitable[bool]]
 class ScriptedServer:
     script: Sequence[Action]
     host: str = "127.0.0.1"
+    refuse_first: bool = False  # not listening until open(): connections are refused
     received: list[Received] = field(default_factory=list)
     connections: int = 0
     open_connections: int = 0
@@ -49,8 +50,19 @@ class ScriptedServer:
         return f"http://{self.host}:{self.port}"
 
     async def __aenter__(self) -> ScriptedServer:
-        self._server = await asyncio.start_server(self._serve, self.host, 0)
+        if self.refuse_first:
+            sock = socket.socket()
+            sock.bind((self.host, 0))
+            self._server = await asyncio.start_server(self._serve, sock=sock, start_serving=False)
+        else:
+            self._server = await asyncio.start_server(self._serve, self.host, 0)
         return self
+
+    def open(self) -> None:
+        """Start listening (after `refuse_first`), synchronously: no connect can race it."""
+        assert self._server is not None
+        if not self._server.is_serving():
+            self._server._start_serving()  # type: ignore[attr-defined]
 
     async def __aexit__(
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None

@@ -19,6 +19,7 @@ import pytest
 from kernel_async.testing import FakeKernel
 from kernel_sync.__main__ import main
 from kernel_sync._cli import Commands, Context, run
+from tests.interrupt import sigint_default
 
 
 @pytest.fixture
@@ -264,6 +265,7 @@ def _serve_emulator(*args: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=sigint_default,
         env=env_for(None),
     )
 
@@ -309,6 +311,7 @@ def test_ctrl_c_exits_130(fake: FakeKernel, as_json: bool) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=sigint_default,
         env=env_for(fake),
     )
     with ended(proc):
@@ -385,6 +388,11 @@ def test_console_script_installed() -> None:
     script = Path(sys.executable).parent / "kernel-replays"
     if not script.exists():
         pytest.skip("package not installed with its console script in this environment")
-    done = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [str(script), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0
     assert "start" in done.stdout and "download" in done.stdout

@@ -99,6 +99,30 @@ async def test_truncated_body_retried_from_scratch(tmp_path: Path) -> None:
     assert debris(tmp_path) == []
 
 
+async def test_on_start_reports_the_size_after_finalising_and_on_each_restart(
+    tmp_path: Path,
+) -> None:
+    script = [
+        respond(202, headers={"Retry-After": "0"}),
+        truncated(VIDEO),
+        respond(200, VIDEO, {"Content-Type": "video/mp4"}),
+    ]
+    events: list[tuple[str, int | None]] = []
+    async with ScriptedServer(script) as srv:
+        async with kernel(srv, max_retries=2) as c:
+            await c.browsers.replays.download_to(
+                tmp_path / "v.mp4",
+                "r",
+                id="b",
+                progress=lambda n: events.append(("progress", n)),
+                on_start=lambda total: events.append(("start", total)),
+            )
+    starts = [e for e in events if e[0] == "start"]
+    assert starts == [("start", len(VIDEO)), ("start", len(VIDEO))]  # after the 202; on retry
+    assert events[0] == ("start", len(VIDEO))  # nothing before the video starts to arrive
+    assert events[-1] == ("progress", len(VIDEO))
+
+
 @pytest.mark.parametrize(
     "action",
     [truncated(VIDEO), json_error(404), json_error(503), reset()],

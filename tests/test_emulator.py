@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,12 @@ async def call(
         return r.status, r.headers, await r.read()
 
 
-async def test_every_operation_answers_per_the_spec(fake: FakeKernel) -> None:
+async def test_every_operation_answers_per_the_spec() -> None:
+    async with FakeKernel(finalise_seconds=1.0) as fake:  # 202 seen however slow the machine
+        await check_every_operation(fake)
+
+
+async def check_every_operation(fake: FakeKernel) -> None:
     b = fake.create_browser()
     tmpl_list = "/browsers/{id}/replays"
     tmpl_one = "/browsers/{id}/replays/{replay_id}"
@@ -88,8 +94,11 @@ async def test_every_operation_answers_per_the_spec(fake: FakeKernel) -> None:
             check(tmpl, method, st, h, body)
             if st == 202:
                 assert int(h["Retry-After"]) >= 1
-        await asyncio.sleep(0.1)
-        st, h, body = await call(s, fake, "GET", f"/browsers/{b}/replays/{rid}")
+        for _ in range(100):  # bounded: finalising takes 1 s
+            await asyncio.sleep(0.05)
+            st, h, body = await call(s, fake, "GET", f"/browsers/{b}/replays/{rid}")
+            if st != 202:
+                break
         check(tmpl_one, "GET", st, h, body)
         assert st == 200 and h["Content-Type"] == "video/mp4"
         st, h, body = await call(s, fake, "GET", f"/browsers/{b}/replays")
@@ -172,7 +181,7 @@ async def test_fault_injection_options(fake: FakeKernel) -> None:
         with pytest.raises(ka.APITimeoutError):
             await slow.browsers.replays.list(b)
     with pytest.raises(ValueError, match="unknown operation"):
-        fake.fail("delete")
+        fake.fail("destroy")
 
 
 def test_recorded_request_repr_hides_the_key(kernel_fake: FakeKernel) -> None:
@@ -207,6 +216,89 @@ async def test_plugin_fake_from_async_code(kernel_fake: FakeKernel, kernel_brows
         assert (
             await c.browsers.replays.download(r.replay_id, id=kernel_browser) == kernel_fake.video
         )
+
+
+async def test_every_browser_operation_answers_per_the_spec(fake: FakeKernel) -> None:
+    one, many = "/browsers/{id_or_name}", "/browsers"
+    async with aiohttp.ClientSession() as s:
+        st, h, body = await call(s, fake, "POST", many, json={"name": "a", "tags": {"t": "1"}})
+        check(many, "POST", st, h, body)
+        bid = json.loads(body)["session_id"]
+        headless = fake.create_browser(headless=True)
+        cases: list[tuple[str, str, str, dict[str, Any], int]] = [
+            ("POST", many, many, {"json": {"name": "a"}}, 409),  # names unique among active
+            ("POST", many, many, {"json": {"timeout_seconds": 5}}, 400),
+            ("POST", many, many, {"json": {"region": "mars"}}, 400),
+            ("POST", many, many, {"json": {"tags": {str(i): "x" for i in range(51)}}}, 400),
+            ("POST", many, many, {"data": b"[1]"}, 400),
+            ("GET", f"/browsers/{bid}", one, {}, 200),
+            ("GET", "/browsers/a", one, {}, 200),  # by name
+            ("GET", "/browsers/nope", one, {}, 404),
+            ("PATCH", f"/browsers/{bid}", one, {"json": {"name": "b", "tags": {}}}, 200),
+            ("PATCH", f"/browsers/{bid}", one, {"json": {"viewport": {"width": 0}}}, 400),
+            ("GET", many + "?limit=1", many, {}, 200),
+            ("GET", many + "?limit=101", many, {}, 400),
+            ("GET", many + "?status=gone", many, {}, 400),
+            ("POST", f"/browsers/{headless}/replays", "/browsers/{id}/replays", {}, 400),
+            (
+                "POST",
+                f"/browsers/{bid}/replays",
+                "/browsers/{id}/replays",
+                {"json": {"framerate": 30}},
+                400,
+            ),
+            ("DELETE", f"/browsers/{bid}", one, {}, 204),
+            ("DELETE", f"/browsers/{bid}", one, {}, 404),
+            ("GET", f"/browsers/{bid}", one, {}, 404),
+            ("GET", f"/browsers/{bid}?include_deleted=true", one, {}, 200),
+            ("PATCH", f"/browsers/{bid}", one, {"json": {"name": "c"}}, 404),
+            ("POST", f"/browsers/{bid}/replays", "/browsers/{id}/replays", {}, 404),
+            ("GET", many + "?status=deleted", many, {}, 200),
+        ]
+        for method, path, tmpl, kw, want in cases:
+            st, h, body = await call(s, fake, method, path, **kw)
+            assert st == want, (method, path, st, body)
+            check(tmpl, method, st, h, body)
+        st, h, body = await call(s, fake, "GET", many + "?status=all&limit=1")
+        assert (h["X-Has-More"], h["X-Next-Offset"]) == ("true", "1")
+        st, h, body = await call(s, fake, "GET", many + "?status=all&limit=1&offset=1")
+        assert (h["X-Has-More"], h["X-Next-Offset"]) == ("false", "0")
+        st, h, body = await call(s, fake, "GET", many + "?status=deleted")
+        assert [b["session_id"] for b in json.loads(body)] == [bid]
+
+
+async def test_deleted_browser_keeps_its_replays(fake: FakeKernel) -> None:
+    async with fake.client() as c:
+        b = await c.browsers.create()
+        r = await c.browsers.replays.start(b.session_id)
+        await c.browsers.delete(b.session_id)  # deleting stops the recording
+        (listed,) = await c.browsers.replays.list(b.session_id)
+        assert listed.finished_at is not None
+        await c.browsers.replays.stop(r.replay_id, id=b.session_id)  # still idempotent
+        assert await c.browsers.replays.download(r.replay_id, id=b.session_id) == fake.video
+
+
+async def test_browser_operations_take_faults(fake: FakeKernel) -> None:
+    async with fake.client(max_retries=0) as c:
+        b = await c.browsers.create()
+        calls: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+            ("createBrowser", lambda: c.browsers.create()),
+            ("get", lambda: c.browsers.retrieve(b.session_id)),
+            ("update", lambda: c.browsers.update(b.session_id, name="x")),
+            ("list_browsers", lambda: c.browsers.list().first_page()),
+            ("deleteBrowser", lambda: c.browsers.delete(b.session_id)),
+        ]
+        for op, call_it in calls:
+            fake.fail(op, status=500)
+            with pytest.raises(ka.InternalServerError):
+                await call_it()
+    assert [r.operation for r in fake.requests if r.fault] == [
+        "create",
+        "retrieve",
+        "update",
+        "list_browsers",
+        "delete",
+    ]
 
 
 async def test_undecodable_path_segment_answers_a_json_404(fake: FakeKernel) -> None:

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from typing import Any
 
+import attrs
 import pytest
 
 import kernel_async as ka
@@ -44,6 +45,12 @@ HUGE = b"x" * (3 * 1024 * 1024)
 ACCEPTED = respond(202, headers={"Retry-After": "1"})
 REDIRECT = respond(307, headers={"Location": "http://127.0.0.2:9/x"})
 POLICY = RetryPolicy(initial_backoff=0.05, max_backoff=0.05, max_retry_after=2.0)
+BROWSER = (
+    b'{"session_id": "b", "cdp_ws_url": "ws://h/c", "webdriver_ws_url": "ws://h/w",'
+    b' "created_at": "2025-01-01T00:00:00Z", "headless": false, "stealth": false,'
+    b' "timeout_seconds": 60, "region": "us-east"}'
+)
+BROWSER_OPS = ("create", "retrieve", "update", "delete", "list_browsers")
 
 
 def http_date(delta: float) -> str:
@@ -65,6 +72,11 @@ def ok_for(op: str) -> Action:
         "start": respond(200, REPLAY),
         "list": respond(200, LIST),
         "download": respond(200, b"\x00\x00\x00\x18ftypmp42"),
+        "create": respond(200, BROWSER),
+        "retrieve": respond(200, BROWSER),
+        "update": respond(200, BROWSER),
+        "delete": respond(204),
+        "list_browsers": respond(200, b"[" + BROWSER + b"]", headers={"X-Has-More": "false"}),
     }[op]
 
 
@@ -79,6 +91,7 @@ class Case:
     min_seconds: float = 0.0
     timeout: float | Timeout = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
+    refuse_first: bool = False  # the first connect is refused (nothing sent)
 
 
 def status_cases() -> list[Case]:
@@ -153,7 +166,43 @@ def wire_cases() -> list[Case]:
     ]
 
 
-CASES = status_cases() + retry_after_cases() + wire_cases()
+def browser_cases() -> list[Case]:
+    """Each browsers operation: a status, refused before sending, reset after sending,
+    slow headers. Only create is never re-sent once it may have reached the server."""
+    cases = []
+    for op in BROWSER_OPS:
+        ok = ok_for(op)
+        once = op == "create"
+        cases += [
+            Case(f"503 then ok: {op}", op, [json_error(503), ok], None, 2),
+            Case(f"refused before send: {op}", op, [ok], None, 1, refuse_first=True),
+            Case(
+                f"reset after send: {op}",
+                op,
+                [reset(), ok],
+                ka.APIConnectionError if once else None,
+                1 if once else 2,
+            ),
+            Case(
+                f"slow headers: {op}",
+                op,
+                [hang(), ok],
+                ka.APITimeoutError if once else None,
+                1 if once else 2,
+                max_seconds=3,
+                timeout=0.5,
+            ),
+        ]
+    cases.append(
+        Case("delete: reset, then 404 on the retry", "delete", [reset(), json_error(404)], None, 2)
+    )
+    cases.append(
+        Case("delete: 404 at once is an error", "delete", [json_error(404)], ka.NotFoundError, 1)
+    )
+    return cases
+
+
+CASES = status_cases() + retry_after_cases() + wire_cases() + browser_cases()
 
 
 def invoke(c: AsyncKernel, op: str) -> Callable[[], Coroutine[Any, Any, object]]:
@@ -163,16 +212,22 @@ def invoke(c: AsyncKernel, op: str) -> Callable[[], Coroutine[Any, Any, object]]
         "start": lambda: r.start("b"),
         "list": lambda: r.list("b"),
         "download": lambda: r.download("r", id="b"),
+        "create": lambda: c.browsers.create(name="n"),
+        "retrieve": lambda: c.browsers.retrieve("b"),
+        "update": lambda: c.browsers.update("b", name="n"),
+        "delete": lambda: c.browsers.delete("b"),
+        "list_browsers": lambda: c.browsers.list(limit=10).first_page(),
     }[op]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 async def test_fault(case: Case) -> None:
-    async with ScriptedServer(case.script) as srv:
+    async with ScriptedServer(case.script, refuse_first=case.refuse_first) as srv:
+        policy = attrs.evolve(POLICY, on_retry=lambda _: srv.open())
         async with AsyncKernel(
             api_key="matrix-key",
             base_url=srv.base_url,
-            retry=POLICY,
+            retry=policy,
             timeout=case.timeout,
             connection_limit=1,
         ) as c:

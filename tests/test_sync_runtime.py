@@ -17,6 +17,7 @@ import pytest
 from kernel_async import APIConnectionError
 from kernel_async.testing import FakeKernel
 from kernel_sync import Kernel
+from tests.interrupt import sigint_default
 
 
 @pytest.fixture
@@ -198,6 +199,7 @@ def test_ctrl_c_during_download_to_leaves_no_temporary_file(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=sigint_default,
     )
     try:
         assert proc.stdout is not None

@@ -1,6 +1,8 @@
-"""The resource tree: `client.browsers.replays`. Resources never touch aiohttp."""
+"""The resource tree: `client.browsers` and `client.browsers.replays`. Resources never
+touch aiohttp."""
 
-from .browsers import AsyncBrowsers
+from .browsers import AsyncBrowserPager, AsyncBrowsers
+from .recording import AsyncRecording
 from .replays import AsyncReplays
 
-__all__ = ["AsyncBrowsers", "AsyncReplays"]
+__all__ = ["AsyncBrowserPager", "AsyncBrowsers", "AsyncRecording", "AsyncReplays"]

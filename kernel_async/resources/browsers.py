@@ -1,21 +1,409 @@
-"""`client.browsers`: the namespace holding `replays`."""
+"""`client.browsers`: create, retrieve, update, delete, list, record; and `replays`."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import builtins
+import json
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
+from typing import TYPE_CHECKING, Any
 
+from .._errors import APIResponseValidationError
+from .._models import Browser, BrowserPage, Viewport, decode_browser, decode_browsers
+from .._paths import segment
+from .._retry import Timeout
+from .._types import NOT_GIVEN, BrowserStatus, NotGiven, Region, check_int
+from . import _params
+from .recording import AsyncRecording
 from .replays import AsyncReplays
 
 if TYPE_CHECKING:
     from .._client import AsyncKernel
+    from .._transport import Response
 
-__all__ = ["AsyncBrowsers"]
+__all__ = ["AsyncBrowserPager", "AsyncBrowsers"]
 
 
 class AsyncBrowsers:
-    """Browser sessions. Only their replays are covered by this SDK."""
+    """Browser sessions: ``client.browsers`` (and their replays, ``client.browsers.replays``)."""
 
     replays: AsyncReplays
 
     def __init__(self, client: AsyncKernel) -> None:
+        self._client = client
         self.replays = AsyncReplays(client)
+
+    async def create(
+        self,
+        *,
+        headless: bool | None = None,
+        stealth: bool | None = None,
+        gpu: bool | None = None,
+        timeout_seconds: int | None = None,
+        viewport: Viewport | None = None,
+        name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        start_url: str | None = None,
+        kiosk_mode: bool | None = None,
+        profile: Mapping[str, str | bool] | None = None,
+        proxy_id: str | None = None,
+        region: Region | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Browser:
+        """Create a browser session.
+
+        Never re-sent after an ambiguous failure (a timeout or reset after sending):
+        a retry could start a second, billed browser. Bad values raise `ValueError`
+        (or `TypeError`) naming the parameter before anything is sent.
+
+        Args:
+            headless: Launch without a GUI (no live view, and no replays).
+            stealth: Stealth mode (reduces bot detection).
+            gpu: GPU acceleration (needed for replays above 20 fps).
+            timeout_seconds: Inactivity timeout, 10 to 259200 (72 h).
+            viewport: Window size and refresh rate.
+            name: Human-readable name, unique among active sessions.
+            tags: Up to 50 str -> str pairs, to find and group sessions later.
+            start_url: URL to open when the session starts (best effort).
+            kiosk_mode: Hide the address bar and tabs in the live view.
+            profile: Profile to load: ``{"id": ...}`` or ``{"name": ...}``, optionally
+                with ``"save_changes": True``.
+            proxy_id: ID of a proxy of your organisation.
+            region: ``us-east``, ``us-west``, ``eu-west`` or ``ap-southeast``.
+            extra_body: More JSON fields (they win over the keywords above).
+            timeout: Overrides the client's timeout for this call.
+            extra_headers: Headers added to this request.
+        """
+        body = _params.create_body(
+            headless=headless,
+            stealth=stealth,
+            gpu=gpu,
+            timeout_seconds=timeout_seconds,
+            viewport=viewport,
+            name=name,
+            tags=tags,
+            start_url=start_url,
+            kiosk_mode=kiosk_mode,
+            profile=profile,
+            proxy_id=proxy_id,
+            region=region,
+            extra_body=extra_body,
+        )
+        return await self._create(body, timeout, extra_headers)
+
+    async def _create(
+        self,
+        body: Mapping[str, object],
+        timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Browser:
+        return await self._client._request_json(
+            "POST",
+            "/browsers",
+            decode_browser,
+            idempotent=False,  # a retried create could start a second, billed browser
+            body=json.dumps(body).encode(),
+            timeout=timeout,
+            extra_headers=extra_headers,
+        )
+
+    async def retrieve(
+        self,
+        id_or_name: str,
+        *,
+        include_deleted: bool = False,
+        timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Browser:
+        """Get a browser session by ID or name.
+
+        Args:
+            id_or_name: Browser session ID or name.
+            include_deleted: Also find deleted sessions (otherwise they are 404).
+            timeout: Overrides the client's timeout for this call.
+            extra_headers: Headers added to this request.
+        """
+        path = f"/browsers/{segment(id_or_name, 'id_or_name')}"
+        if _params.check_bool(include_deleted, "include_deleted"):
+            path += "?include_deleted=true"
+        return await self._client._request_json(
+            "GET",
+            path,
+            decode_browser,
+            idempotent=True,
+            timeout=timeout,
+            extra_headers=extra_headers,
+        )
+
+    async def update(
+        self,
+        id_or_name: str,
+        *,
+        name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        viewport: Viewport | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Browser:
+        """Change a browser session (``PATCH``) and return it as it now is.
+
+        Args:
+            id_or_name: Browser session ID or name.
+            name: New name (``""`` clears it); `None` leaves it unchanged.
+            tags: New tag set, replacing the old one (``{}`` clears them).
+            viewport: New window size and refresh rate.
+            extra_body: More JSON fields (they win over the keywords above).
+            timeout: Overrides the client's timeout for this call.
+            extra_headers: Headers added to this request.
+        """
+        path = f"/browsers/{segment(id_or_name, 'id_or_name')}"
+        body = _params.update_body(name=name, tags=tags, viewport=viewport, extra_body=extra_body)
+        return await self._client._request_json(
+            "PATCH",
+            path,
+            decode_browser,
+            idempotent=True,  # the same PATCH twice leaves the same state
+            body=json.dumps(body).encode(),
+            timeout=timeout,
+            extra_headers=extra_headers,
+        )
+
+    async def delete(
+        self,
+        id_or_name: str,
+        *,
+        timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Delete a browser session. Idempotent: retried after timeouts and resets,
+        and a retry that finds the session already gone succeeds.
+
+        Its replays stay listable and downloadable after deletion.
+
+        Args:
+            id_or_name: Browser session ID or name.
+            timeout: Overrides the client's timeout for this call.
+            extra_headers: Headers added to this request.
+        """
+        await self._client._request(
+            "DELETE",
+            f"/browsers/{segment(id_or_name, 'id_or_name')}",
+            idempotent=True,
+            missing_ok_after_retry=True,
+            timeout=timeout,
+            extra_headers=extra_headers,
+            read_limit=64 * 1024,  # the body is ignored
+        )
+
+    def list(
+        self,
+        *,
+        status: BrowserStatus | None = None,
+        query: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        region: Region | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> AsyncBrowserPager:
+        """List browser sessions, a page at a time or all of them.
+
+        ``await`` the result for the first page, or
+        ``async for`` over it for every session, pages fetched as needed.
+
+        Arguments are checked before anything is sent.
+
+        Args:
+            status: ``active`` (the API's default), ``deleted`` or ``all``.
+            query: Search by name, session ID, profile, proxy ID or pool name.
+            tags: Only sessions carrying every one of these tag pairs.
+            region: Only sessions in this region.
+            limit: Page size, 1 to 100 (the API's default is 20).
+            offset: Where the first page starts.
+            timeout: Overrides the client's timeout for each page's call.
+            extra_headers: Headers added to each page's request.
+        """
+        base = _params.list_query(status=status, query=query, tags=tags, region=region, limit=limit)
+        start = 0 if offset is None else check_int(offset, "offset")
+        client = self._client
+
+        async def fetch(at: int) -> BrowserPage:
+            params = [*base, ("offset", str(at))] if at else base
+            resp, url, attempts = await client._request(
+                "GET",
+                "/browsers" + _params.encode_query(params),
+                idempotent=True,
+                timeout=timeout,
+                extra_headers=extra_headers,
+            )
+            return _page(resp, url, attempts)
+
+        return AsyncBrowserPager(fetch, start)
+
+    def record(
+        self,
+        id_or_name: str | None = None,
+        *,
+        save_to: str | os.PathLike[str] | None = "run.mp4",
+        framerate: int | None = 10,
+        max_duration_in_seconds: int | None = None,
+        record_audio: bool | None = None,
+        headless: bool = False,
+        stealth: bool | None = None,
+        gpu: bool | None = None,
+        timeout_seconds: int | None = None,
+        viewport: Viewport | None = None,
+        name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        start_url: str | None = None,
+        region: Region | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        cleanup_timeout: float = 300.0,
+    ) -> AsyncRecording:
+        """A recorded session: ``async with client.browsers.record() as rec:``.
+
+        On entry: creates a browser (or uses `id_or_name`), starts a replay. Inside:
+        drive ``rec.browser.cdp_ws_url``. On exit, however the block ends (normally,
+        by an exception, by cancellation): stops the replay, waits until the video is
+        finalised, saves it atomically to `save_to` (`None`: not downloaded), and
+        deletes the browser it created (never one it was given). Cleanup is shielded
+        from cancellation and bounded by `cleanup_timeout` (plus a separate bound for
+        the delete). The block's own exception wins: cleanup failures are attached
+        to it as notes (logged on Python 3.10). After exit ``rec.path`` is where the
+        video is.
+
+        Args:
+            id_or_name: Record this existing browser instead of creating one; the
+                create options must then be left unset.
+            save_to: Where to save the MP4.
+            framerate: Replay framerate (above 20 needs ``gpu=True``).
+            max_duration_in_seconds: Replay length limit.
+            record_audio: Record audio too.
+            headless: Create a headless browser (replays need a GUI: keep False).
+            stealth: See `create`.
+            gpu: See `create`.
+            timeout_seconds: See `create`.
+            viewport: See `create`.
+            name: See `create`.
+            tags: See `create`.
+            start_url: See `create`.
+            region: See `create`.
+            extra_body: See `create`.
+            cleanup_timeout: Seconds the stop, finalise wait and download may take.
+        """
+        create: dict[str, object] | None = _params.create_body(
+            headless=headless,
+            stealth=stealth,
+            gpu=gpu,
+            timeout_seconds=timeout_seconds,
+            viewport=viewport,
+            name=name,
+            tags=tags,
+            start_url=start_url,
+            region=region,
+            extra_body=extra_body,
+        )
+        if id_or_name is not None:
+            segment(id_or_name, "id_or_name")
+            if create and create != {"headless": False}:
+                raise ValueError(
+                    "record(id_or_name=...) records an existing browser: "
+                    f"{', '.join(sorted(create))} only apply when it creates one"
+                )
+            create = None
+        start = _params.replay_params(framerate, max_duration_in_seconds, record_audio)
+        return AsyncRecording(
+            self,
+            id_or_name=id_or_name,
+            create=create,
+            start=start,
+            save_to=save_to,
+            cleanup_timeout=cleanup_timeout,
+        )
+
+
+class AsyncBrowserPager:
+    """What `AsyncBrowsers.list` returns: the first page, and every browser.
+
+    ``await pager`` gives the first page (a `BrowserPage`);
+    ``async for browser in pager`` yields every browser, fetching pages by offset
+    as it goes (the first page is fetched once and reused). Once fetched, `items`,
+    `has_more` and `next_offset` tell what the first page held.
+    """
+
+    def __init__(self, fetch: Callable[[int], Awaitable[BrowserPage]], start: int) -> None:
+        self._fetch = fetch
+        self._start = start
+        self._first: BrowserPage | None = None
+
+    def __await__(self) -> Generator[Any, None, BrowserPage]:
+        return self.first_page().__await__()
+
+    async def first_page(self) -> BrowserPage:
+        """Fetch the first page (once; later calls return the same page)."""
+        if self._first is None:
+            self._first = await self._fetch(self._start)
+        return self._first
+
+    def __aiter__(self) -> AsyncIterator[Browser]:
+        return self._every()
+
+    async def _every(self) -> AsyncIterator[Browser]:
+        at = self._start
+        page = await self.first_page()
+        while True:
+            for browser in page.items:
+                yield browser
+            following = _params.next_offset(page, at)
+            if following is None:
+                return
+            at = following
+            page = await self._fetch(at)
+
+    def _page(self) -> BrowserPage:
+        if self._first is None:
+            raise RuntimeError("await the pager (or its first_page()) before reading the page")
+        return self._first
+
+    @property
+    def items(self) -> builtins.list[Browser]:
+        """The browsers of the first page."""
+        return self._page().items
+
+    @property
+    def has_more(self) -> bool:
+        """Whether more browsers follow the first page."""
+        return self._page().has_more
+
+    @property
+    def next_offset(self) -> int | None:
+        """The offset of the page after the first, if any."""
+        return self._page().next_offset
+
+
+def _page(resp: Response, url: str, attempts: int) -> BrowserPage:
+    """A `BrowserPage` from a list response's body and pagination headers."""
+    try:
+        if resp.truncated:
+            raise ValueError("the response body is too large")
+        items = decode_browsers(resp.body)
+        next_at = resp.headers.get("X-Next-Offset")
+        offset = int(next_at) if next_at is not None else None
+        more = resp.headers.get("X-Has-More")
+        has_more = more.lower() == "true" if more is not None else bool(offset)
+        page = BrowserPage(items, has_more, offset)
+        _params.next_offset(page, -1)  # refuses X-Has-More without X-Next-Offset
+    except Exception as exc:
+        raise APIResponseValidationError(
+            f"browser list response does not match the schema: {exc}",
+            status_code=resp.status,
+            method="GET",
+            url=url,
+            attempts=attempts,
+            body=resp.body[:2000].decode("utf-8", "replace"),
+        ) from exc
+    return page

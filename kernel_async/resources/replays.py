@@ -13,7 +13,8 @@ from .._files import AtomicFile
 from .._models import Replay, decode_replay, decode_replays
 from .._paths import segment
 from .._retry import Timeout
-from .._types import NOT_GIVEN, NotGiven, check_int
+from .._types import NOT_GIVEN, NotGiven
+from ._params import replay_params
 
 if TYPE_CHECKING:
     from .._client import AsyncKernel
@@ -55,17 +56,7 @@ class AsyncReplays:
             NotFoundError: No such browser session.
         """
         path = f"/browsers/{segment(id, 'id')}/replays"
-        params: dict[str, object] = {}
-        if framerate is not None:
-            params["framerate"] = check_int(framerate, "framerate", 1)
-        if max_duration_in_seconds is not None:
-            params["max_duration_in_seconds"] = check_int(
-                max_duration_in_seconds, "max_duration_in_seconds", 1
-            )
-        if record_audio is not None:
-            if not isinstance(record_audio, bool):
-                raise TypeError(f"record_audio must be a bool, got {type(record_audio).__name__}")
-            params["record_audio"] = record_audio
+        params = replay_params(framerate, max_duration_in_seconds, record_audio)
         return await self._client._request_json(
             "POST",
             path,
@@ -168,6 +159,7 @@ class AsyncReplays:
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         progress: Callable[[int], object] | None = None,
+        on_start: Callable[[int | None], object] | None = None,
     ) -> Path:
         """Stream the recording to `path` atomically and return it as a `Path`.
 
@@ -185,12 +177,13 @@ class AsyncReplays:
             progress: Called with the bytes received so far after each chunk (and with
                 0 when a retry starts over). From `kernel_sync` it runs on the SDK's
                 event-loop thread: keep it quick.
+            on_start: Called when the video starts to arrive (the wait through 202
+                "still finalising" is over) with its size in bytes, or `None` when the
+                server does not say; called again if a retry starts over.
         """
         url_path = _video_path(id, replay_id)
         out = AtomicFile(path)
-        sink: _Progress | IO[bytes] = (
-            out.file if progress is None else _Progress(out.file, progress)
-        )
+        sink = _FileSink(out.file, progress, on_start)
         try:
             resp, _, _ = await self._client._request(
                 "GET",
@@ -211,29 +204,36 @@ class AsyncReplays:
             out.discard()
 
 
-class _Progress:
-    """A sink that reports bytes written so far."""
+class _FileSink:
+    """Where a streamed video goes: the temporary file, reporting to the callbacks."""
 
-    __slots__ = ("_file", "_report", "_size")
+    __slots__ = ("_file", "_on_start", "_report", "_size")
 
-    def __init__(self, file: IO[bytes], report: Callable[[int], object]) -> None:
+    def __init__(
+        self,
+        file: IO[bytes],
+        report: Callable[[int], object] | None,
+        on_start: Callable[[int | None], object] | None,
+    ) -> None:
         self._file = file
         self._report = report
+        self._on_start = on_start
         self._size = 0
 
-    def seek(self, offset: int, /) -> object:
-        return self._file.seek(offset)
-
-    def truncate(self) -> object:
+    def restart(self, total: int | None) -> None:
+        self._file.seek(0)
+        self._file.truncate()
         self._size = 0
-        self._report(0)
-        return self._file.truncate()
+        if self._on_start is not None:
+            self._on_start(total)
+        if self._report is not None:
+            self._report(0)
 
-    def write(self, data: bytes, /) -> object:
+    def write(self, data: bytes, /) -> None:
         self._file.write(data)
-        self._size += len(data)
-        self._report(self._size)
-        return None
+        if self._report is not None:
+            self._size += len(data)
+            self._report(self._size)
 
 
 def _video_path(browser_id: str, replay_id: str) -> str:

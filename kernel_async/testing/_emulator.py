@@ -1,4 +1,5 @@
-"""FakeKernel: a local Kernel API (browser replays) on aiohttp.web, with fault injection."""
+"""FakeKernel: a local Kernel API (browsers and their replays) on aiohttp.web, with fault
+injection. The browser sessions' rules live in `_sessions`; this module is HTTP and replays."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import attrs
 from aiohttp import web
 
 from .. import _hosted
+from ._sessions import Refused, SessionTable, parse_create
 
 if TYPE_CHECKING:
     from .._client import AsyncKernel
@@ -34,6 +36,17 @@ OPERATIONS = {
     "stopBrowserReplayRecording": "stop",
     "download": "download",
     "downloadBrowserReplay": "download",
+    "create": "create",
+    "createBrowser": "create",
+    "retrieve": "retrieve",
+    "get": "retrieve",
+    "retrieveBrowser": "retrieve",
+    "update": "update",
+    "updateBrowser": "update",
+    "delete": "delete",
+    "deleteBrowser": "delete",
+    "list_browsers": "list_browsers",
+    "listBrowsers": "list_browsers",
 }
 
 _CODES = {
@@ -121,7 +134,13 @@ class _Replay:
 
 
 class FakeKernel:
-    """A real HTTP server on loopback that behaves like the Kernel replays API.
+    """A real HTTP server on loopback that behaves like the Kernel browsers and replays API.
+
+    Browser sessions: created, retrieved (by ID or by name among active sessions),
+    updated, deleted (retrieve then needs ``include_deleted``; their replays stay
+    listable and downloadable, new ones are refused) and listed by offset pages with
+    ``X-Has-More`` / ``X-Next-Offset``. Replays are refused on headless browsers, and
+    above 20 fps without ``gpu``.
 
     A replay goes recording -> finalising (download answers 202 with Retry-After for
     `finalise_seconds` after stop) -> ready (download answers the sample MP4). Stop is
@@ -150,6 +169,7 @@ class FakeKernel:
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
         self._browsers: dict[str, list[_Replay]] = {}
+        self._sessions = SessionTable()
         self._starts: dict[str, float] = {}
         self._faults: list[Fault] = []
         self._runner: web.AppRunner | None = None
@@ -252,12 +272,25 @@ class FakeKernel:
 
     # -- state and faults -----------------------------------------------------------
 
-    def create_browser(self, browser_id: str | None = None) -> str:
-        """Create a browser session and return its ID."""
+    def create_browser(self, browser_id: str | None = None, **fields: Any) -> str:
+        """Create a browser session (as ``POST /browsers`` would, with `fields` such as
+        ``headless=True`` or ``name=...``) and return its ID."""
         bid = browser_id if browser_id is not None else "br_" + secrets.token_hex(8)
         with self._lock:
+            if bid not in self._sessions.sessions:
+                self._sessions.add(parse_create(fields), session_id=bid)
             self._browsers.setdefault(bid, [])
         return bid
+
+    def sessions(self, status: str = "active") -> list[dict[str, Any]]:
+        """The browser sessions (``active``, ``deleted`` or ``all``) as the API lists them."""
+        with self._lock:
+            wanted = self._sessions.sessions.values()
+            return [
+                s.as_json(self.base_url)
+                for s in wanted
+                if status == "all" or s.active == (status == "active")
+            ]
 
     def fail(
         self,
@@ -277,7 +310,9 @@ class FakeKernel:
         """Make the next `times` calls of `operation` fail (`None`: every call).
 
         Args:
-            operation: ``start``, ``list``, ``stop``, ``download`` (or the operationId), or ``*``.
+            operation: ``start``, ``list``, ``stop``, ``download`` (replays), ``create``,
+                ``retrieve``, ``update``, ``delete``, ``list_browsers`` (browsers), an
+                operationId, or ``*``.
             status: Status to answer with (a documented Error body unless `body`).
             retry_after: ``Retry-After`` value (seconds, or a string such as an HTTP-date).
             retry_after_ms: ``retry-after-ms`` value.
@@ -291,7 +326,7 @@ class FakeKernel:
             should_retry: Send ``x-should-retry: true|false``.
         """
         op = OPERATIONS.get(operation, operation)
-        if op not in ("start", "list", "stop", "download", "*"):
+        if op not in set(OPERATIONS.values()) | {"*"}:
             raise ValueError(f"unknown operation {operation!r}")
         fault = Fault(
             op,
@@ -363,7 +398,11 @@ class FakeKernel:
             return _error(401, "unauthorized", "missing or invalid API key")
         assert args is not None
         handler = getattr(self, f"_op_{op}")
-        resp: web.StreamResponse = await handler(request, body, *args)
+        try:
+            resp: web.StreamResponse = await handler(request, body, *args)
+        except Refused as refused:
+            details = [{"code": "invalid_input", "message": d} for d in refused.details]
+            resp = _error(refused.status, refused.code, refused.message, details=details)
         if fault is not None and fault.truncate:
             return await _truncated(request, resp)
         return resp
@@ -389,9 +428,11 @@ class FakeKernel:
 
     def _settled(self, bid: str) -> list[_Replay] | web.Response:
         """The browser's replays brought up to date (call with the lock held), or a 404."""
-        replays = self._browsers.get(bid)
-        if replays is None:
+        try:
+            bid = self._sessions.find(bid, include_deleted=True).session_id
+        except Refused:
             return _error(404, "not_found", f"browser {bid!r} not found")
+        replays = self._browsers[bid]
         now = time.monotonic()
         for r in replays:
             r.settle(now, self._starts[r.replay_id])
@@ -430,12 +471,13 @@ class FakeKernel:
             replays = self._settled(bid)
             if isinstance(replays, web.Response):
                 return replays
+            _may_record(self._sessions.find(bid, include_deleted=True), params)
             if any(r.stopped_mono is None for r in replays):
                 return _error(409, "conflict", "a recording is already in progress")
             now = time.monotonic()
             replay = _Replay(
                 replay_id="rp_" + secrets.token_hex(8),
-                browser_id=bid,
+                browser_id=self._sessions.find(bid, include_deleted=True).session_id,
                 started_at=datetime.now(timezone.utc),
                 max_duration=params.get("max_duration_in_seconds"),
             )
@@ -443,6 +485,43 @@ class FakeKernel:
             replays.append(replay)
             data = replay.as_json(self.base_url)
         return web.json_response(data)
+
+    # -- browsers (the rules are in _sessions) -----------------------------------------
+
+    async def _op_create(self, request: web.Request, body: bytes) -> web.StreamResponse:
+        fields = parse_create(_json_object(body))
+        with self._lock:
+            session = self._sessions.add(fields)
+            self._browsers[session.session_id] = []
+            return web.json_response(session.as_json(self.base_url))
+
+    async def _op_retrieve(self, request: web.Request, body: bytes, ref: str) -> web.StreamResponse:
+        deleted = request.rel_url.query.get("include_deleted", "false") == "true"
+        with self._lock:
+            session = self._sessions.find(ref, include_deleted=deleted)
+            return web.json_response(session.as_json(self.base_url))
+
+    async def _op_update(self, request: web.Request, body: bytes, ref: str) -> web.StreamResponse:
+        with self._lock:
+            session = self._sessions.update(ref, _json_object(body))
+            return web.json_response(session.as_json(self.base_url))
+
+    async def _op_delete(self, request: web.Request, body: bytes, ref: str) -> web.StreamResponse:
+        with self._lock:
+            session = self._sessions.delete(ref)
+            now = time.monotonic()
+            for replay in self._browsers[session.session_id]:  # a deleted browser stops recording
+                if replay.stopped_mono is None:
+                    replay.stopped_mono = now
+                    replay.finished_at = datetime.now(timezone.utc)
+        return web.Response(status=204)
+
+    async def _op_list_browsers(self, request: web.Request, body: bytes) -> web.StreamResponse:
+        with self._lock:
+            items, following, more = self._sessions.page(request.rel_url.query)
+            data = [s.as_json(self.base_url) for s in items]
+        headers = {"X-Has-More": "true" if more else "false", "X-Next-Offset": str(following)}
+        return web.json_response(data, headers=headers)
 
     def _find(self, bid: str, rid: str) -> _Replay | web.Response:
         replays = self._settled(bid)
@@ -483,6 +562,14 @@ class FakeKernel:
 
 def _route(method: str, parts: list[str]) -> tuple[str | None, tuple[str, ...] | None]:
     """Map a raw path to (operation, decoded IDs); (None, args) means wrong method."""
+    if parts == ["browsers"]:
+        return {"GET": "list_browsers", "POST": "create"}.get(method), ()
+    if len(parts) == 2 and parts[0] == "browsers" and parts[1]:
+        ops = {"GET": "retrieve", "PATCH": "update", "DELETE": "delete"}
+        try:
+            return ops.get(method), (unquote(parts[1], errors="strict"),)
+        except UnicodeDecodeError:  # e.g. %FF: no ID of ours is such a segment
+            return None, None
     if len(parts) < 3 or parts[0] != "browsers" or parts[2] != "replays":
         return None, None
     try:
@@ -498,6 +585,30 @@ def _route(method: str, parts: list[str]) -> tuple[str | None, tuple[str, ...] |
     if len(parts) == 5 and parts[4] == "stop":
         return ("stop" if method == "POST" else None), ids
     return None, None
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    """A request's JSON object body ({} when empty), or `Refused` (400)."""
+    if not body:
+        return {}
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise Refused(400, "bad_request", "request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise Refused(400, "bad_request", "request body must be a JSON object")
+    return data
+
+
+def _may_record(session: Any, params: dict[str, Any]) -> None:
+    """Refuse a replay the API would refuse on this browser."""
+    if not session.active:
+        raise Refused(404, "not_found", f"browser session {session.session_id!r} was deleted")
+    if session.headless:
+        raise Refused(400, "bad_request", "replays are not available on headless browsers")
+    framerate = params.get("framerate")
+    if framerate is not None and framerate > 20 and not session.gpu:
+        raise Refused(400, "bad_request", "framerate above 20 requires a GPU browser (gpu=true)")
 
 
 def _error(

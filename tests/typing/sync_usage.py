@@ -12,7 +12,7 @@ from pathlib import Path
 import kernel_async
 import kernel_sync
 from kernel_async import AsyncKernel, Replay, RetryEvent, RetryPolicy, Timeout
-from kernel_sync import Kernel
+from kernel_sync import Browser, BrowserPage, BrowserPager, Kernel, Recording, Viewport
 
 
 def sync_usage(browser_id: str) -> tuple[Replay, list[Replay], bytes, Path]:
@@ -32,6 +32,32 @@ def sync_usage(browser_id: str) -> tuple[Replay, list[Replay], bytes, Path]:
         fast: Kernel = k.with_options(max_retries=0, timeout=5.0)
         fast.close()
         return replay, replays, data, path
+
+
+def sync_browsers() -> tuple[Browser, list[Browser], Path | None]:
+    with Kernel(api_key="k") as k:
+        b: Browser = k.browsers.create(
+            headless=False,
+            viewport=Viewport(1280, 800, refresh_rate=60),
+            tags={"team": "qa"},
+            region="eu-west",
+            extra_body={"future": True},
+        )
+        b = k.browsers.retrieve(b.session_id, include_deleted=True)
+        b = k.browsers.update(b.session_id, name="n", tags={})
+        pager: BrowserPager = k.browsers.list(status="all", limit=100)
+        first: list[Browser] = pager.items
+        more: bool = pager.has_more
+        page: BrowserPage = pager.first_page()
+        print(more, page.next_offset, first)
+        every: list[Browser] = [x for x in k.browsers.list(tags={"team": "qa"})]
+        rec: Recording
+        with k.browsers.record(save_to="run.mp4", framerate=10) as rec:
+            url: str = rec.browser.cdp_ws_url
+            replay: Replay = rec.replay
+            print(url, replay)
+        k.browsers.delete(b.session_id)
+        return b, every, rec.path
 
 
 async def async_usage(browser_id: str) -> None:

@@ -1,0 +1,246 @@
+"""The emulator's browser sessions: state and the API's rules, without any HTTP.
+
+Names are unique among active sessions; a deleted session keeps its record (found with
+``include_deleted``) and its replays; listing pages by offset.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import attrs
+
+__all__ = ["Refused", "Session", "SessionTable"]
+
+REGIONS = ("us-east", "us-west", "eu-west", "ap-southeast")
+STATUSES = ("active", "deleted", "all")
+DEFAULT_PAGE = 20
+MAX_PAGE = 100
+MAX_TAGS = 50
+
+
+class Refused(Exception):
+    """An API refusal: the handler answers it as a documented Error body."""
+
+    def __init__(self, status: int, code: str, message: str, details: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = list(details)
+
+
+def _stamp(when: datetime | None) -> str | None:
+    return when.isoformat().replace("+00:00", "Z") if when else None
+
+
+@attrs.define
+class Session:
+    session_id: str
+    created_at: datetime
+    headless: bool = False
+    stealth: bool = False
+    gpu: bool = False
+    timeout_seconds: int = 60
+    region: str = "us-east"
+    name: str | None = None
+    tags: dict[str, str] | None = None
+    viewport: dict[str, int] | None = None
+    start_url: str | None = None
+    kiosk_mode: bool | None = None
+    proxy_id: str | None = None
+    deleted_at: datetime | None = None
+    token: str = attrs.field(factory=lambda: secrets.token_urlsafe(12))
+
+    @property
+    def active(self) -> bool:
+        return self.deleted_at is None
+
+    def as_json(self, base: str) -> dict[str, Any]:
+        host = base.split("://", 1)[-1]
+        data: dict[str, Any] = {
+            "session_id": self.session_id,
+            "cdp_ws_url": f"ws://{host}/cdp/{self.session_id}?jwt={self.token}",
+            "webdriver_ws_url": f"ws://{host}/webdriver/{self.session_id}?jwt={self.token}",
+            "created_at": _stamp(self.created_at),
+            "headless": self.headless,
+            "stealth": self.stealth,
+            "gpu": self.gpu,
+            "timeout_seconds": self.timeout_seconds,
+            "region": self.region,
+            "memory": "4GiB",
+        }
+        if not self.headless:
+            data["browser_live_view_url"] = f"{base}/live/{self.session_id}?jwt={self.token}"
+        optional = {
+            "deleted_at": _stamp(self.deleted_at),
+            "name": self.name,
+            "tags": self.tags,
+            "viewport": self.viewport,
+            "start_url": self.start_url,
+            "kiosk_mode": self.kiosk_mode,
+            "proxy_id": self.proxy_id,
+        }
+        data.update({k: v for k, v in optional.items() if v is not None})
+        return data
+
+
+def _check(body: Mapping[str, Any], name: str, kind: type, problems: list[str]) -> Any:
+    value = body.get(name)
+    if value is not None and (type(value) is not kind):
+        problems.append(f"{name} must be a {kind.__name__}")
+        return None
+    return value
+
+
+def _check_tags(value: Any, problems: list[str]) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        problems.append("tags must be an object of string values")
+        return None
+    if len(value) > MAX_TAGS:
+        problems.append(f"tags must have at most {MAX_TAGS} pairs")
+    return dict(value)
+
+
+def _check_viewport(value: Any, problems: list[str]) -> dict[str, int] | None:
+    if value is None:
+        return None
+    ok = (
+        isinstance(value, dict)
+        and {"width", "height"} <= set(value) <= {"width", "height", "refresh_rate", "force"}
+        and all(type(v) is int and v > 0 for k, v in value.items() if k != "force")
+    )
+    if not ok:
+        problems.append("viewport needs positive integer width and height (and refresh_rate)")
+        return None
+    return {k: v for k, v in value.items() if k != "force"}
+
+
+def parse_create(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a new session from a ``POST /browsers`` body, or `Refused` (400)."""
+    problems: list[str] = []
+    out: dict[str, Any] = {}
+    for name in ("headless", "stealth", "gpu", "kiosk_mode"):
+        out[name] = _check(body, name, bool, problems)
+    for name in ("name", "start_url", "proxy_id", "region"):
+        out[name] = _check(body, name, str, problems)
+    timeout = _check(body, "timeout_seconds", int, problems)
+    if timeout is not None and not 10 <= timeout <= 259_200:
+        problems.append("timeout_seconds must be between 10 and 259200")
+    out["timeout_seconds"] = timeout
+    if out["region"] is not None and out["region"] not in REGIONS:
+        problems.append(f"region must be one of {', '.join(REGIONS)}")
+    if out["name"] == "":
+        problems.append("name must not be empty")
+    out["tags"] = _check_tags(body.get("tags"), problems)
+    out["viewport"] = _check_viewport(body.get("viewport"), problems)
+    if problems:
+        raise Refused(400, "bad_request", "invalid parameters", problems)
+    return {k: v for k, v in out.items() if v is not None}
+
+
+class SessionTable:
+    """Every browser session the emulator knows, in creation order."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, Session] = {}
+
+    def add(self, fields: Mapping[str, Any], session_id: str | None = None) -> Session:
+        name = fields.get("name")
+        if name is not None and self._by_name(name) is not None:
+            raise Refused(409, "conflict", f"a browser session named {name!r} is already active")
+        sid = session_id if session_id is not None else secrets.token_hex(10)
+        session = Session(sid, datetime.now(timezone.utc), **fields)
+        self.sessions[sid] = session
+        return session
+
+    def _by_name(self, name: str) -> Session | None:
+        for s in self.sessions.values():
+            if s.active and s.name == name:
+                return s
+        return None
+
+    def find(self, id_or_name: str, *, include_deleted: bool = False) -> Session:
+        found = self.sessions.get(id_or_name) or self._by_name(id_or_name)
+        if found is None and include_deleted:
+            found = next((s for s in self.sessions.values() if s.name == id_or_name), None)
+        if found is None or (not found.active and not include_deleted):
+            raise Refused(404, "not_found", f"browser session {id_or_name!r} not found")
+        return found
+
+    def update(self, id_or_name: str, body: Mapping[str, Any]) -> Session:
+        session = self.find(id_or_name)
+        problems: list[str] = []
+        name = _check(body, "name", str, problems)
+        tags = _check_tags(body.get("tags"), problems)
+        viewport = _check_viewport(body.get("viewport"), problems)
+        if problems:
+            raise Refused(400, "bad_request", "invalid parameters", problems)
+        if name:
+            other = self._by_name(name)
+            if other is not None and other is not session:
+                raise Refused(409, "conflict", f"a browser named {name!r} is already active")
+        if name is not None:
+            session.name = name or None  # "" clears
+        if tags is not None:
+            session.tags = tags or None  # {} clears
+        if viewport is not None:
+            session.viewport = viewport
+        return session
+
+    def delete(self, id_or_name: str) -> Session:
+        session = self.find(id_or_name)
+        session.deleted_at = datetime.now(timezone.utc)
+        return session
+
+    def page(self, query: Mapping[str, str]) -> tuple[list[Session], int, bool]:
+        """One page of ``GET /browsers``: (sessions, next offset or 0, has more)."""
+        status = query.get("status", "active")
+        problems = [] if status in STATUSES else [f"status must be one of {', '.join(STATUSES)}"]
+        limit = _int_param(query, "limit", DEFAULT_PAGE, 1, MAX_PAGE, problems)
+        offset = _int_param(query, "offset", 0, 0, None, problems)
+        if problems:
+            raise Refused(400, "bad_request", "invalid parameters", problems)
+        wanted = [s for s in self.sessions.values() if _matches(s, status, query)]
+        items = wanted[offset : offset + limit]
+        more = offset + limit < len(wanted)
+        return items, (offset + limit if more else 0), more
+
+
+def _int_param(
+    query: Mapping[str, str],
+    name: str,
+    default: int,
+    low: int,
+    high: int | None,
+    problems: list[str],
+) -> int:
+    text = query.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or int(text) < low or (high is not None and int(text) > high):
+        problems.append(f"{name} must be an integer from {low}" + (f" to {high}" if high else ""))
+        return default
+    return int(text)
+
+
+def _matches(s: Session, status: str, query: Mapping[str, str]) -> bool:
+    if status != "all" and s.active != (status == "active"):
+        return False
+    if "region" in query and s.region != query["region"]:
+        return False
+    text = query.get("query")
+    if text and not any(text in (v or "") for v in (s.name, s.session_id, s.proxy_id)):
+        return False
+    for key, value in query.items():
+        is_tag = key.startswith("tags[") and key.endswith("]")
+        if is_tag and (s.tags or {}).get(key[5:-1]) != value:
+            return False
+    return True
