@@ -121,3 +121,11 @@ async def test_idle_sessions_end_after_their_timeout() -> None:
         assert expired == ["s1"]
     finally:
         await bridge.aclose()
+
+
+def test_plugin_fixture_runs_real_browsers(kernel_fake_chromium: FakeKernel) -> None:
+    browser_id = kernel_fake_chromium.create_browser(viewport={"width": 320, "height": 240})
+    marker = workdir(kernel_fake_chromium, browser_id)
+    assert marked_processes(marker)
+    (session,) = kernel_fake_chromium.sessions()
+    assert f"/cdp/{browser_id}?jwt=" in session["cdp_ws_url"]
