@@ -12,7 +12,7 @@ import pytest
 from kernel_async.testing import FakeKernel
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-SCRIPTS = ["agent_loop.py", "notebook_sync.py", "web_service.py"]
+SCRIPTS = ["agent_loop.py", "agent_loop_local.py", "notebook_sync.py", "web_service.py"]
 
 
 def env() -> dict[str, str]:
