@@ -7,18 +7,21 @@ saved when the block ends. Needs Chromium (``apt-get install chromium``), and
 ``pip install 'kernel-async[local]' playwright``:
 
     python examples/agent_loop_local.py [out.mp4]
+
+With KERNEL_API_KEY and BROWSER_ID set, the same agent runs against that Kernel browser.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import tempfile
 from pathlib import Path
 
 from playwright.async_api import Page, async_playwright
 
-from kernel_async import Viewport
+from kernel_async import AsyncKernel, Viewport
 from kernel_async.testing import FakeKernel
 
 PAGES = [
@@ -36,18 +39,28 @@ async def agent(page: Page) -> None:
         await asyncio.sleep(0.5)
 
 
+async def record_agent(client: AsyncKernel, out: Path, browser_id: str | None) -> None:
+    # A browser made here gets a viewport; an existing one keeps its own.
+    viewport = Viewport(1280, 720) if browser_id is None else None
+    async with client.browsers.record(
+        browser_id, save_to=out, framerate=10, viewport=viewport
+    ) as rec:
+        print(f"browser {rec.browser.session_id}, recording {rec.replay.replay_id}")
+        assert rec.browser.cdp_ws_url is not None
+        async with async_playwright() as pw:
+            browser = await pw.chromium.connect_over_cdp(rec.browser.cdp_ws_url)
+            await agent(browser.contexts[0].pages[0])
+            await browser.close()
+    # On exit: replay stopped, video finalised and saved, browser deleted (if created here).
+
+
 async def main(out: Path) -> Path:
+    if os.environ.get("KERNEL_API_KEY") and os.environ.get("BROWSER_ID"):
+        async with AsyncKernel() as client:  # the same agent against Kernel itself
+            await record_agent(client, out, os.environ["BROWSER_ID"])
+        return out
     async with FakeKernel(backend="chromium") as fake, fake.client() as client:
-        async with client.browsers.record(
-            save_to=out, framerate=10, viewport=Viewport(1280, 720)
-        ) as rec:
-            print(f"browser {rec.browser.session_id}, recording {rec.replay.replay_id}")
-            assert rec.browser.cdp_ws_url is not None
-            async with async_playwright() as pw:
-                browser = await pw.chromium.connect_over_cdp(rec.browser.cdp_ws_url)
-                await agent(browser.contexts[0].pages[0])
-                await browser.close()
-        # On exit: replay stopped, video finalised and saved, browser deleted.
+        await record_agent(client, out, None)
     return out
 
 
