@@ -12,6 +12,8 @@ from aiohttp import web
 
 from kernel_async.testing._cdp import CDPClient, CDPError
 
+from .loopback import serving
+
 pytestmark = pytest.mark.anyio
 
 
@@ -40,15 +42,8 @@ async def devtools(request: web.Request) -> web.WebSocketResponse:
 async def url() -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_get("/devtools", devtools)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"ws://127.0.0.1:{port}/devtools"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as base_url:
+        yield base_url.replace("http://", "ws://") + "/devtools"
 
 
 async def test_results_errors_and_events(url: str) -> None:

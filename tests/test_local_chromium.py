@@ -48,6 +48,8 @@ from kernel_async.testing._chromium import (
 )
 from kernel_async.testing._chromium_backend import ChromiumBackend
 
+from .loopback import serving
+
 pytestmark = pytest.mark.anyio
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,17 +88,12 @@ async def local() -> AsyncIterator[Local]:
         lambda request: activity.append(request.match_info["browser_id"]),
     )
     app.router.add_get("/browsers/{browser_id}/cdp", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    local = Local(ChromiumBackend(max_browsers=2), f"http://127.0.0.1:{port}", targets, activity)
-    try:
-        yield local
-    finally:
-        await local.backend.aclose()
-        await runner.cleanup()
+    async with serving(app) as base_url:
+        local = Local(ChromiumBackend(max_browsers=2), base_url, targets, activity)
+        try:
+            yield local
+        finally:
+            await local.backend.aclose()
     for marker in local.markers:
         assert marked_processes(marker) == [], "a Chromium process outlived the test"
 
