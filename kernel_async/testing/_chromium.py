@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
@@ -40,7 +39,16 @@ __all__ = [
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
 MARKER_ENV = "KERNEL_ASYNC_CHROMIUM"
 WORKDIR_PREFIX = "kernel-chromium-"
-PR_SET_PDEATHSIG = 1
+# Runs between fork and Chromium's exec, in a fresh interpreter: ask Linux to SIGKILL this
+# process when the thread that launched it dies, then become Chromium (exec keeps the
+# setting). Not a preexec_fn: Python code after fork in a threaded process can deadlock.
+PDEATHSIG_SHIM = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    os._exit(70)  # the launcher died before prctl: nobody would end this browser\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n"
+)
 
 # Flags that work on a closed network and as root (see the design's emulator section).
 BASE_FLAGS = (
@@ -159,13 +167,12 @@ def _spawn(args: list[str], workdir: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, MARKER_ENV: str(workdir)}
     with open(workdir / "chromium.log", "wb") as log:
         return subprocess.Popen(
-            args,
+            with_parent_death_signal(args),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
             env=env,
             start_new_session=True,  # its own process group: one killpg ends the tree
-            preexec_fn=_parent_death_signal(),
         )
 
 
@@ -194,19 +201,11 @@ def _log_tail(profile: Path, limit: int = 2000) -> str:
         return "(no log)"
 
 
-def _parent_death_signal() -> Callable[[], None] | None:
-    """A ``preexec_fn`` asking Linux to SIGKILL the child when its parent thread dies."""
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before fork, not in the child
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl: nobody will kill us
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return preexec
+def with_parent_death_signal(args: list[str]) -> list[str]:
+    """``args`` run through `PDEATHSIG_SHIM` on Linux (unchanged elsewhere)."""
+    if not sys.platform.startswith("linux") or not sys.executable:
+        return args
+    return [sys.executable, "-I", "-S", "-c", PDEATHSIG_SHIM, str(os.getpid()), *args]
 
 
 def _reap(process: subprocess.Popen[bytes], grace: float) -> None:
