@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from kernel_async.testing._backend import RecordingFiles
 from kernel_async.testing._cdp_proxy import proxied_cdp_url
 from kernel_async.testing._chromium import ChromiumNotFoundError, chromium_args, find_chromium
 from kernel_async.testing._encoder import even_size
@@ -67,3 +68,15 @@ def test_the_core_and_the_emulator_never_import_pyav() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+@pytest.mark.anyio
+async def test_recording_files_exist_only_between_first_use_and_remove() -> None:
+    files = RecordingFiles()
+    await files.remove()  # nothing made, nothing to remove
+    first, second = files.new_path(), files.new_path()
+    assert first.parent == second.parent and first != second
+    assert first.parent.is_dir()
+    first.write_bytes(b"mp4")
+    await files.remove()
+    assert not first.parent.exists()

@@ -23,6 +23,7 @@ __all__ = [
     "BrowserHandle",
     "BrowserLimitError",
     "InMemoryBackend",
+    "RecordingFiles",
     "UnknownBrowserError",
     "Viewport",
 ]
@@ -98,6 +99,28 @@ class Backend(Protocol):
         ...
 
 
+class RecordingFiles:
+    """Where a backend writes its videos: a temporary directory made on first use (a
+    session that never records leaves nothing behind), named by counter (IDs may hold any
+    character), removed by `remove`."""
+
+    def __init__(self) -> None:
+        self._dir: Path | None = None
+        self._names = itertools.count(1)
+
+    def new_path(self) -> Path:
+        """A fresh file name for one recording."""
+        if self._dir is None:
+            self._dir = Path(tempfile.mkdtemp(prefix="kernel-replays-"))
+        return self._dir / f"replay-{next(self._names)}.mp4"
+
+    async def remove(self) -> None:
+        """Delete every file (and the directory)."""
+        folder, self._dir = self._dir, None
+        if folder is not None:
+            await asyncio.to_thread(shutil.rmtree, folder, True)
+
+
 class InMemoryBackend:
     """No processes: browsers are names, and every recording is the bundled sample video."""
 
@@ -109,8 +132,7 @@ class InMemoryBackend:
         self._video = video
         self._browsers: set[str] = set()
         self._recordings: dict[tuple[str, str], Path | None] = {}
-        self._dir = Path(tempfile.mkdtemp(prefix="kernel-replays-"))
-        self._names = itertools.count(1)
+        self._files = RecordingFiles()
 
     async def create_browser(
         self, browser_id: str, *, viewport: Viewport, start_url: str | None = None
@@ -142,7 +164,7 @@ class InMemoryBackend:
             raise UnknownBrowserError(f"{browser_id}/{replay_id}")
         path = self._recordings[(browser_id, replay_id)]
         if path is None:
-            path = self._dir / f"replay-{next(self._names)}.mp4"  # IDs may hold any character
+            path = self._files.new_path()
             await asyncio.to_thread(path.write_bytes, self._video)
             self._recordings[(browser_id, replay_id)] = path
         return path
@@ -150,4 +172,4 @@ class InMemoryBackend:
     async def aclose(self) -> None:
         """Remove the written files."""
         self._browsers.clear()
-        await asyncio.to_thread(shutil.rmtree, self._dir, True)
+        await self._files.remove()

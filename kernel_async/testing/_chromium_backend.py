@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from ._backend import BrowserHandle, BrowserLimitError, UnknownBrowserError, Viewport
+from ._backend import (
+    BrowserHandle,
+    BrowserLimitError,
+    RecordingFiles,
+    UnknownBrowserError,
+    Viewport,
+)
 from ._cdp import CDPClient, CDPError
 from ._chromium import ChromiumProcess, find_chromium, launch_chromium, tree_memory_bytes
 from ._screencast import ScreencastRecorder
@@ -138,8 +141,7 @@ class ChromiumBackend:
         self._preset = preset
         self._browsers: dict[str, _Browser] = {}
         self._launching = 0
-        self._dir = Path(tempfile.mkdtemp(prefix="kernel-replays-"))
-        self._names = itertools.count(1)
+        self._files = RecordingFiles()
         self._finished: dict[tuple[str, str], ScreencastRecorder] = {}
 
     async def create_browser(
@@ -205,7 +207,7 @@ class ChromiumBackend:
         session = browser.pages.current
         if session is None:
             raise UnknownBrowserError(f"browser {browser_id} has no open page")
-        path = self._dir / f"replay-{next(self._names)}.mp4"  # IDs may hold any character
+        path = self._files.new_path()
         width, height = browser.viewport.width, browser.viewport.height
         recorder = ScreencastRecorder(
             browser.cdp, session, path, width=width, height=height,
@@ -243,7 +245,7 @@ class ChromiumBackend:
             *(self.delete_browser(b) for b in list(self._browsers)), return_exceptions=True
         )
         self._finished.clear()
-        await asyncio.to_thread(shutil.rmtree, self._dir, True)
+        await self._files.remove()
         for outcome in deleted:
             if isinstance(outcome, BaseException):
                 raise outcome
