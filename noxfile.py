@@ -43,6 +43,8 @@ TEST_DEPS = [
     "kernel==0.131.0",
     "hatchling>=1.21",  # tests/test_wheel.py builds the wheel and sdist
     "pytest-xdist>=3.5",
+    "playwright>=1.50",  # drives the local Chromium backend over CDP (no browser download)
+    "av>=17",  # the `local` extra: decodes the recorded MP4s
 ]
 LINT_DEPS = ["ruff==0.17.6"]
 TYPE_DEPS = ["mypy==2.4.1", "nox", "types-PyYAML", "types-jsonschema", *TEST_DEPS]

@@ -32,6 +32,18 @@ def register(commands: Commands) -> None:
         help="port to listen on, 0 for any free one (default: %(default)s)",
     )
     p.add_argument("--api-key", dest="emulator_key", help="key to accept (default: random)")
+    p.add_argument(
+        "--chromium",
+        action="store_true",
+        help="run each browser as a real local headless Chromium (drive it over cdp_ws_url) "
+        "and record replays to real MP4s; needs Chromium and kernel-async[local]",
+    )
+    p.add_argument(
+        "--max-browsers",
+        type=whole_number(1),
+        default=4,
+        help="with --chromium: how many browsers may run at once (default: %(default)s)",
+    )
 
     p = commands.add(
         "demo",
@@ -54,7 +66,13 @@ def _emulator(ctx: Context) -> None:
     a = ctx.args
     previous = signal.signal(signal.SIGTERM, _interrupt)  # stop as cleanly as on Ctrl-C
     try:
-        with FakeKernel.in_thread(host=a.host, port=a.port, api_key=a.emulator_key) as fake:
+        with FakeKernel.in_thread(
+            host=a.host,
+            port=a.port,
+            api_key=a.emulator_key,
+            backend="chromium" if a.chromium else "memory",
+            max_browsers=a.max_browsers,
+        ) as fake:
             browser = fake.create_browser()
             info = {"base_url": fake.base_url, "api_key": fake.api_key, "browser": browser}
             try:  # from here on, Ctrl-C or SIGTERM is the normal way to stop

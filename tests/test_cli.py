@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from kernel_async.testing import FakeKernel
+from kernel_async.testing._chromium import marked_processes
 from kernel_sync.__main__ import main
 from kernel_sync._cli import Commands, Context, run
 from tests.interrupt import sigint_default
@@ -259,9 +261,9 @@ def ended(proc: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
             proc.communicate()
 
 
-def _serve_emulator(*args: str) -> subprocess.Popen[str]:
+def _serve_emulator(*args: str, options: tuple[str, ...] = ()) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "kernel_sync", *args, "emulator", "--port", "0"],
+        [sys.executable, "-m", "kernel_sync", *args, "emulator", "--port", "0", *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -299,6 +301,39 @@ def test_emulator_text_prints_exports_and_stops_on_sigterm() -> None:
     exports = [line.split()[1].split("=")[0] for line in lines if "export" in line]
     assert exports == ["KERNEL_BASE_URL", "KERNEL_API_KEY", "BROWSER_ID"]
     assert proc.returncode == 0 and rest == "stopped\n" and err == ""
+
+
+def _browser_workdirs(parent: int) -> list[str]:
+    """The workdirs of the local Chromium browsers whose parent is `parent`."""
+    found = []
+    for pid in marked_processes():
+        with contextlib.suppress(OSError):
+            if int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) != parent:
+                continue
+            for arg in Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0"):
+                if arg.startswith("--user-data-dir="):
+                    found.append(str(Path(arg.split("=", 1)[1]).parent))
+    return found
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_emulator_chromium_serves_a_real_browser_that_ends_with_it(sig: signal.Signals) -> None:
+    with ended(_serve_emulator("--json", options=("--chromium",))) as proc:
+        assert proc.stdout is not None
+        info = json.loads(proc.stdout.readline())
+        (workdir,) = _browser_workdirs(proc.pid)  # the browser the emulator created at start
+        assert info["browser"] and marked_processes(workdir)
+        proc.send_signal(sig)
+        rest, err = proc.communicate(timeout=60)
+    deadline = time.monotonic() + 20
+    while marked_processes(workdir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert marked_processes(workdir) == []  # kill -9 too: the parent-death signal
+    if sig == signal.SIGINT:  # a clean stop: exit 0, nothing more printed, files removed
+        assert (proc.returncode, rest, err) == (0, "", "")
+        assert not Path(workdir).exists()
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)  # a killed emulator could not clean up
 
 
 @pytest.mark.parametrize("as_json", [False, True])

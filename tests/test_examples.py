@@ -15,7 +15,7 @@ from kernel_async.testing import FakeKernel
 pytestmark = pytest.mark.once
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-SCRIPTS = ["agent_loop.py", "notebook_sync.py", "web_service.py"]
+SCRIPTS = ["agent_loop.py", "agent_loop_local.py", "notebook_sync.py", "web_service.py"]
 
 
 def env() -> dict[str, str]:
@@ -39,7 +39,9 @@ def test_example_runs(script: str) -> None:
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_example_runs_with_kernel_configured(script: str) -> None:
     # KERNEL_API_KEY set means "use this API, with BROWSER_ID": here the emulator plays it.
-    with FakeKernel.in_thread(finalise_seconds=0.05) as fake:
+    # The local example drives its browser with Playwright: it needs a real one.
+    backend = "chromium" if script == "agent_loop_local.py" else "memory"
+    with FakeKernel.in_thread(finalise_seconds=0.05, backend=backend) as fake:
         browser = fake.create_browser()
         configured = env() | {
             "KERNEL_API_KEY": fake.api_key,

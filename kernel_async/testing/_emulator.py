@@ -20,7 +20,9 @@ import attrs
 from aiohttp import web
 
 from .. import _hosted
-from ._sessions import Refused, SessionTable, parse_create
+from ._backend import Backend
+from ._bridge import BackendBridge
+from ._sessions import Refused, Session, SessionTable, parse_create
 
 if TYPE_CHECKING:
     from .._client import AsyncKernel
@@ -150,6 +152,13 @@ class FakeKernel:
     Use ``async with FakeKernel() as fake`` in async code, or
     ``with FakeKernel.in_thread() as fake`` from sync code (the server then runs on
     its own thread). Every request is recorded in `requests`.
+
+    ``backend="chromium"`` (needs Chromium and the ``local`` extra) makes every created
+    browser a real headless Chromium whose ``cdp_ws_url`` Playwright's
+    ``connect_over_cdp`` accepts, and every replay a real H.264 MP4 of its page; at most
+    ``max_browsers`` run at once (429 past that), idle ones end after their
+    ``timeout_seconds``, and all end with the emulator. The default, ``"memory"``, runs
+    nothing and serves the sample video.
     """
 
     def __init__(
@@ -160,6 +169,8 @@ class FakeKernel:
         port: int = 0,
         finalise_seconds: float = 0.5,
         video: bytes | None = None,
+        backend: str | Backend = "memory",
+        max_browsers: int = 4,
     ) -> None:
         self.api_key = api_key if api_key is not None else "fake-" + secrets.token_hex(12)
         self.host = host
@@ -174,8 +185,25 @@ class FakeKernel:
         self._faults: list[Fault] = []
         self._runner: web.AppRunner | None = None
         self._thread_loop: asyncio.AbstractEventLoop | None = None
+        self._bridge = self._bridge_for(backend, max_browsers)
+
+    def _bridge_for(self, backend: str | Backend, max_browsers: int) -> BackendBridge | None:
+        if backend == "memory":
+            return None  # the state machine alone: no processes, the sample video
+        if backend == "chromium":
+            from ._chromium_backend import ChromiumBackend
+
+            backend = ChromiumBackend(max_browsers=max_browsers)
+        if not isinstance(backend, Backend):
+            raise ValueError(f"backend must be 'memory', 'chromium' or a Backend: {backend!r}")
+        return BackendBridge(backend, self._active_session, self._expire)
 
     # -- lifecycle ------------------------------------------------------------------
+
+    @property
+    def backend(self) -> Backend | None:
+        """The backend running the browsers (``None`` for the default in-memory emulator)."""
+        return self._bridge.backend if self._bridge is not None else None
 
     @property
     def base_url(self) -> str:
@@ -192,9 +220,13 @@ class FakeKernel:
         # itself, as a real server does, so any percent-encoded ID reaches it intact.
         @web.middleware
         async def dispatch(request: web.Request, handler: Any) -> web.StreamResponse:
+            if request.match_info.route.name == "cdp":
+                return await handler(request)  # type: ignore[no-any-return]
             return await self._handle(request)
 
         app = web.Application(client_max_size=1024 * 1024, middlewares=[dispatch])
+        if self._bridge is not None:  # the browsers' DevTools websockets, token-checked
+            app.router.add_get("/cdp/{session_id}", self._bridge.proxy, name="cdp")
         # In-flight handlers (e.g. an injected delay) must not hold up shutdown.
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.25)
         await runner.setup()
@@ -214,6 +246,8 @@ class FakeKernel:
         _hosted.unserved(self.base_url)
         await runner.cleanup()  # handlers still in flight may read base_url meanwhile
         self._runner = None
+        if self._bridge is not None:
+            await self._bridge.aclose()
 
     async def __aenter__(self) -> FakeKernel:
         await self.start()
@@ -278,10 +312,33 @@ class FakeKernel:
         ``headless=True`` or ``name=...``) and return its ID."""
         bid = browser_id if browser_id is not None else "br_" + secrets.token_hex(8)
         with self._lock:
-            if bid not in self._sessions.sessions:
-                self._sessions.add(parse_create(fields), session_id=bid)
+            if bid in self._sessions.sessions:
+                return bid
+            session = self._sessions.add(parse_create(fields), session_id=bid)
             self._browsers.setdefault(bid, [])
+        if self._bridge is not None:
+            self._launch_from_outside(session)
         return bid
+
+    def _launch_from_outside(self, session: Session) -> None:
+        # A backend runs on the emulator's loop: reachable from another thread only.
+        loop = self._thread_loop
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or running is loop:
+            self._forget(session.session_id)
+            raise RuntimeError(
+                "with a process backend, create browsers through the API "
+                "(await client.browsers.create()) or run FakeKernel.in_thread()"
+            )
+        assert self._bridge is not None
+        try:
+            asyncio.run_coroutine_threadsafe(self._bridge.created(session), loop).result()
+        except BaseException:
+            self._forget(session.session_id)
+            raise
 
     def sessions(self, status: str = "active") -> list[dict[str, Any]]:
         """The browser sessions (``active``, ``deleted`` or ``all``) as the API lists them."""
@@ -485,7 +542,18 @@ class FakeKernel:
             self._starts[replay.replay_id] = now
             replays.append(replay)
             data = replay.as_json(self.base_url)
+        if self._bridge is not None:
+            await self._start_recording(replay, params)
         return web.json_response(data)
+
+    async def _start_recording(self, replay: _Replay, params: dict[str, Any]) -> None:
+        assert self._bridge is not None
+        try:
+            await self._bridge.started(replay.browser_id, replay.replay_id, params)
+        except Exception as exc:
+            with self._lock:  # a recording that never began was never started
+                self._browsers[replay.browser_id].remove(replay)
+            raise Refused(500, "internal_error", f"the recording failed to start: {exc}") from None
 
     # -- browsers (the rules are in _sessions) -----------------------------------------
 
@@ -494,7 +562,13 @@ class FakeKernel:
         with self._lock:
             session = self._sessions.add(fields)
             self._browsers[session.session_id] = []
-            return web.json_response(session.as_json(self.base_url))
+        if self._bridge is not None:
+            try:
+                await self._bridge.created(session)
+            except BaseException:
+                self._forget(session.session_id)
+                raise
+        return web.json_response(session.as_json(self.base_url))
 
     async def _op_retrieve(self, request: web.Request, body: bytes, ref: str) -> web.StreamResponse:
         deleted = request.rel_url.query.get("include_deleted", "false") == "true"
@@ -505,9 +579,16 @@ class FakeKernel:
     async def _op_update(self, request: web.Request, body: bytes, ref: str) -> web.StreamResponse:
         with self._lock:
             session = self._sessions.update(ref, _json_object(body))
-            return web.json_response(session.as_json(self.base_url))
+        if self._bridge is not None:
+            await self._bridge.updated(session)
+        return web.json_response(session.as_json(self.base_url))
 
     async def _op_delete(self, request: web.Request, body: bytes, ref: str) -> web.StreamResponse:
+        await self._expire(ref)
+        return web.Response(status=204)
+
+    async def _expire(self, ref: str) -> None:
+        """Delete a session (the API's delete, and the end of an idle one)."""
         with self._lock:
             session = self._sessions.delete(ref)
             now = time.monotonic()
@@ -515,7 +596,18 @@ class FakeKernel:
                 if replay.stopped_mono is None:
                     replay.stopped_mono = now
                     replay.finished_at = datetime.now(timezone.utc)
-        return web.Response(status=204)
+        if self._bridge is not None:
+            await self._bridge.deleted(session.session_id)
+
+    def _active_session(self, session_id: str) -> Session | None:
+        session = self._sessions.sessions.get(session_id)
+        return session if session is not None and session.active else None
+
+    def _forget(self, session_id: str) -> None:
+        # A browser that could not be launched was never created.
+        with self._lock:
+            self._sessions.sessions.pop(session_id, None)
+            self._browsers.pop(session_id, None)
 
     async def _op_list_browsers(self, request: web.Request, body: bytes) -> web.StreamResponse:
         with self._lock:
@@ -555,6 +647,14 @@ class FakeKernel:
             stopped = found.stopped_mono
         if stopped is None:
             return _error(400, "bad_request", "the replay is still recording; stop it first")
+        if self._bridge is not None:
+            try:
+                path = self._bridge.finished(found.browser_id, found.replay_id)
+            except Exception as exc:
+                return _error(500, "internal_error", f"the recording failed: {exc}")
+            if path is None:  # still encoding: poll again shortly
+                return web.Response(status=202, headers={"Retry-After": "1"})
+            return web.FileResponse(path, headers={"Content-Type": "video/mp4"})
         left = stopped + self.finalise_seconds - time.monotonic()
         if left > 0:
             return web.Response(status=202, headers={"Retry-After": str(max(1, math.ceil(left)))})

@@ -4,6 +4,8 @@
   tests alike (any event loop can reach it); the testing switch is on meanwhile.
 - ``kernel_browser``: a browser ID created on ``kernel_fake``.
 - ``kernel_sync_client``: a `kernel_sync.Kernel` pointed at ``kernel_fake``, closed after.
+- ``kernel_fake_chromium``: like ``kernel_fake``, but every browser is a real local headless
+  Chromium and every replay a real MP4 (needs Chromium and ``kernel-async[local]``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,13 @@ if TYPE_CHECKING:
 def kernel_fake() -> Iterator[FakeKernel]:
     """A running `FakeKernel` (own thread) with retry waits switched off."""
     with FakeKernel.in_thread(finalise_seconds=0.05) as fake, set_testing(True):
+        yield fake
+
+
+@pytest.fixture
+def kernel_fake_chromium() -> Iterator[FakeKernel]:
+    """A running `FakeKernel` (own thread) whose browsers are real local Chromium."""
+    with FakeKernel.in_thread(backend="chromium") as fake, set_testing(True):
         yield fake
 
 

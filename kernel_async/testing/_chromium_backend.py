@@ -1,0 +1,265 @@
+"""`ChromiumBackend`: each browser a real local headless Chromium, each replay a real MP4.
+
+The backend keeps one DevTools connection per browser. Through it every page is
+auto-attached and pinned to the requested viewport (``--window-size`` alone gives a
+shorter page: the window frame takes space), and the visible page is screencast into the
+recorder. Users drive the browser over their own connection (the emulator's proxy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ._backend import (
+    BrowserHandle,
+    BrowserLimitError,
+    RecordingFiles,
+    UnknownBrowserError,
+    Viewport,
+)
+from ._cdp import CDPClient, CDPError
+from ._chromium import ChromiumProcess, find_chromium, launch_chromium, tree_memory_bytes
+from ._screencast import ScreencastRecorder
+
+__all__ = ["ChromiumBackend", "PageTracker", "RecordingStats"]
+
+
+class PageTracker:
+    """The pages of one browser, each pinned to the viewport; the newest is the visible one."""
+
+    def __init__(self, cdp: CDPClient, viewport: Viewport) -> None:
+        self._cdp = cdp
+        self._viewport = viewport
+        self._sessions: dict[str, str] = {}  # targetId -> flattened sessionId, in attach order
+        self._first = asyncio.Event()
+        self._pinning: set[asyncio.Task[Any]] = set()
+
+    async def start(self, timeout: float = 10.0) -> str:
+        """Auto-attach to every page; return the session of the first, already pinned."""
+        self._cdp.on("Target.attachedToTarget", self._attached)
+        self._cdp.on("Target.detachedFromTarget", self._detached)
+        params = {"autoAttach": True, "waitForDebuggerOnStart": False, "flatten": True}
+        await self._cdp.send("Target.setAutoAttach", params)
+        await asyncio.wait_for(self._first.wait(), timeout)
+        session = self.current
+        assert session is not None
+        await self._pin(session)
+        return session
+
+    async def resize(self, viewport: Viewport) -> None:
+        """Pin every open page, and every later one, to ``viewport``."""
+        self._viewport = viewport
+        await asyncio.gather(*(self._pin(s) for s in list(self._sessions.values())))
+
+    @property
+    def current(self) -> str | None:
+        """The session of the most recently opened page still open."""
+        return next(reversed(self._sessions.values()), None)
+
+    def _attached(self, params: dict[str, Any], _: str | None) -> None:
+        if params["targetInfo"].get("type") != "page":
+            return
+        session = params["sessionId"]
+        self._sessions[params["targetInfo"]["targetId"]] = session
+        if self._first.is_set():  # later pages: pin in the background
+            task = asyncio.ensure_future(self._pin(session))
+            self._pinning.add(task)
+            task.add_done_callback(self._pinning.discard)
+        self._first.set()
+
+    def _detached(self, params: dict[str, Any], _: str | None) -> None:
+        target = params.get("targetId")
+        if target is not None:
+            self._sessions.pop(target, None)
+
+    async def _pin(self, session: str) -> None:
+        metrics = {
+            "width": self._viewport.width,
+            "height": self._viewport.height,
+            "deviceScaleFactor": 1,
+            "mobile": False,
+        }
+        with contextlib.suppress(CDPError):  # the page may close meanwhile
+            await self._cdp.send("Emulation.setDeviceMetricsOverride", metrics, session_id=session)
+
+
+async def _open(cdp: CDPClient, session: str, url: str, timeout: float = 10.0) -> None:
+    """Navigate and wait (bounded) for the load event, so the page is settled when
+    ``create`` returns; a page that never loads is not an error (users see it as it is)."""
+    loaded = asyncio.Event()
+
+    def on_load(_: dict[str, Any], sid: str | None) -> None:
+        if sid == session:
+            loaded.set()
+
+    unsubscribe = cdp.on("Page.loadEventFired", on_load)
+    try:
+        await cdp.send("Page.enable", session_id=session)
+        await cdp.send("Page.navigate", {"url": url}, session_id=session)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(loaded.wait(), timeout)
+    finally:
+        unsubscribe()
+
+
+@attrs.frozen
+class RecordingStats:
+    """What a recording's encoder did: frames in the video, frames received, CPU seconds."""
+
+    frames_written: int
+    frames_received: int
+    encode_seconds: float
+
+
+@attrs.define(eq=False)
+class _Browser:
+    process: ChromiumProcess
+    cdp: CDPClient
+    pages: PageTracker
+    viewport: Viewport
+    recordings: dict[str, ScreencastRecorder] = attrs.Factory(dict)
+
+
+class ChromiumBackend:
+    """Real headless Chromium browsers, recorded to H.264 MP4 (needs the ``local`` extra).
+
+    ``max_browsers`` bounds how many run at once (each takes a few hundred MiB).
+    ``binary`` overrides the search (``KERNEL_CHROMIUM``, then PATH). ``preset`` is the
+    x264 speed preset: faster presets cost less CPU per frame and make larger files.
+    """
+
+    def __init__(
+        self, *, max_browsers: int = 4, binary: str | None = None, preset: str = "veryfast"
+    ) -> None:
+        self.max_browsers = max_browsers
+        self._binary = binary
+        self._preset = preset
+        self._browsers: dict[str, _Browser] = {}
+        self._launching = 0
+        self._files = RecordingFiles()
+        self._finished: dict[tuple[str, str], ScreencastRecorder] = {}
+
+    async def create_browser(
+        self, browser_id: str, *, viewport: Viewport, start_url: str | None = None
+    ) -> BrowserHandle:
+        """Launch Chromium at ``viewport`` and open ``start_url`` (or a blank page)."""
+        if len(self._browsers) + self._launching >= self.max_browsers:
+            raise BrowserLimitError(f"at most {self.max_browsers} local browsers at once")
+        binary = self._binary or find_chromium()
+        self._launching += 1
+        try:
+            process = await launch_chromium(binary, width=viewport.width, height=viewport.height)
+            try:
+                browser = await self._connect(process, viewport, start_url)
+            except BaseException:
+                await process.terminate()
+                raise
+        finally:
+            self._launching -= 1
+        self._browsers[browser_id] = browser
+        return BrowserHandle(browser_id, viewport, process.browser_ws_url)
+
+    async def _connect(
+        self, process: ChromiumProcess, viewport: Viewport, start_url: str | None
+    ) -> _Browser:
+        cdp = await CDPClient.connect(process.browser_ws_url)
+        try:
+            pages = PageTracker(cdp, viewport)
+            session = await pages.start()
+            if start_url:
+                await _open(cdp, session, start_url)
+        except BaseException:
+            await cdp.close()
+            raise
+        return _Browser(process, cdp, pages, viewport)
+
+    async def update_viewport(self, browser_id: str, viewport: Viewport) -> None:
+        """Resize the browser's pages; running recordings keep their video size (scaled)."""
+        browser = self._browser(browser_id)
+        browser.viewport = viewport
+        await browser.pages.resize(viewport)
+
+    async def delete_browser(self, browser_id: str) -> None:
+        """Finalise the browser's recordings, then kill its processes. Idempotent."""
+        browser = self._browsers.pop(browser_id, None)
+        if browser is None:
+            return
+        try:
+            for replay_id, recorder in browser.recordings.items():
+                self._finished[(browser_id, replay_id)] = recorder
+            await asyncio.gather(
+                *(r.stop() for r in browser.recordings.values()), return_exceptions=True
+            )
+        finally:
+            await browser.cdp.close()
+            await browser.process.terminate()
+
+    async def start_recording(
+        self, browser_id: str, replay_id: str, *, framerate: int, max_duration: float | None
+    ) -> None:
+        """Screencast the browser's visible page into a new MP4."""
+        browser = self._browser(browser_id)
+        session = browser.pages.current
+        if session is None:
+            raise UnknownBrowserError(f"browser {browser_id} has no open page")
+        path = self._files.new_path()
+        width, height = browser.viewport.width, browser.viewport.height
+        recorder = ScreencastRecorder(
+            browser.cdp, session, path, width=width, height=height,
+            framerate=framerate, max_duration=max_duration, preset=self._preset,
+        )  # fmt: skip
+        try:
+            await recorder.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await recorder.stop()  # ends the encoder thread if it started
+            raise
+        browser.recordings[replay_id] = recorder
+
+    async def stop_recording(self, browser_id: str, replay_id: str) -> Path:
+        """Stop the screencast and wait until the MP4 is finalised (encoded off the loop)."""
+        return await self._recorder(browser_id, replay_id).stop()
+
+    def recording_stats(self, browser_id: str, replay_id: str) -> RecordingStats:
+        """Counters of one recording's encoder (for tests and measurements)."""
+        sink = self._recorder(browser_id, replay_id).sink
+        assert sink is not None  # registered only once started
+        return RecordingStats(sink.frames_written, sink.frames_received, sink.encode_seconds)
+
+    def memory_bytes(self, browser_id: str, kind: str = "pss") -> int:
+        """Memory of the browser's processes, ``pss`` (shared pages shared out) or ``rss``."""
+        return tree_memory_bytes(str(self._browser(browser_id).process.workdir), kind)
+
+    def process(self, browser_id: str) -> ChromiumProcess:
+        """The browser's process (for tests and measurements)."""
+        return self._browser(browser_id).process
+
+    async def aclose(self) -> None:
+        """Delete every browser and remove every recording file."""
+        deleted = await asyncio.gather(
+            *(self.delete_browser(b) for b in list(self._browsers)), return_exceptions=True
+        )
+        self._finished.clear()
+        await self._files.remove()
+        for outcome in deleted:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    def _recorder(self, browser_id: str, replay_id: str) -> ScreencastRecorder:
+        browser = self._browsers.get(browser_id)
+        recorder = browser.recordings.get(replay_id) if browser else None
+        recorder = recorder or self._finished.get((browser_id, replay_id))
+        if recorder is None:
+            raise UnknownBrowserError(f"no recording {replay_id} of browser {browser_id}")
+        return recorder
+
+    def _browser(self, browser_id: str) -> _Browser:
+        try:
+            return self._browsers[browser_id]
+        except KeyError:
+            raise UnknownBrowserError(f"no browser {browser_id}") from None
