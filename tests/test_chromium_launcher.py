@@ -15,6 +15,9 @@ from kernel_async.testing._cdp_proxy import proxied_cdp_url
 from kernel_async.testing._chromium import ChromiumNotFoundError, chromium_args, find_chromium
 from kernel_async.testing._encoder import even_size
 
+# Real browsers: interpreter-independent and heavy, so nox runs these on one Python.
+pytestmark = pytest.mark.once
+
 
 def which_of(*present: str) -> Callable[[str], str | None]:
     return lambda name: f"/usr/bin/{name}" if name in present else None

@@ -317,6 +317,7 @@ def _browser_workdirs(parent: int) -> list[str]:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+@pytest.mark.once  # a real browser
 def test_emulator_chromium_serves_a_real_browser_that_ends_with_it(sig: signal.Signals) -> None:
     with ended(_serve_emulator("--json", options=("--chromium",))) as proc:
         assert proc.stdout is not None

@@ -25,7 +25,8 @@ from kernel_sync import Kernel
 
 from .test_local_chromium import classify, colour_page, runs
 
-pytestmark = pytest.mark.anyio
+# Real browsers: interpreter-independent and heavy, so nox runs these on one Python.
+pytestmark = [pytest.mark.anyio, pytest.mark.once]
 
 
 def workdir(fake: FakeKernel, browser_id: str) -> str:

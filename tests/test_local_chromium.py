@@ -50,7 +50,8 @@ from kernel_async.testing._chromium_backend import ChromiumBackend
 
 from .loopback import serving
 
-pytestmark = pytest.mark.anyio
+# Real browsers: interpreter-independent and heavy, so nox runs these on one Python.
+pytestmark = [pytest.mark.anyio, pytest.mark.once]
 
 ROOT = Path(__file__).resolve().parent.parent
 
