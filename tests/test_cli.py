@@ -160,6 +160,32 @@ def test_usage_errors_exit_2_and_name_the_flag(args: list[str], named: str) -> N
     assert error["type"] == "usage" and named in str(error["message"])
 
 
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["browsers", "list", "--page-size", "101"], "--page-size"),
+        (["browsers", "create", "--timeout-seconds", "999999999"], "--timeout-seconds"),
+        (["browsers", "create", "--name", ""], "--name"),
+        (["browsers", "create", "--viewport", "0x0"], "--viewport"),
+    ],
+)
+def test_values_the_sdk_refuses_are_usage_errors_of_their_flag(
+    fake: FakeKernel, args: list[str], named: str
+) -> None:
+    # Checked by the SDK before anything is sent, yet still a usage error of the flag.
+    res = call(fake, *args)
+    assert res.code == 2, res.err
+    assert named in res.err and res.out == ""
+    as_json = call(fake, *args, "--json")
+    assert as_json.code == 2 and named in str(as_json.error()["message"])
+    assert fake.count("create") == 0
+
+
+def test_base_url_the_sdk_refuses_is_a_usage_error() -> None:
+    res = call(None, "list", "b", "--api-key", "k", "--base-url", "http://user@127.0.0.1:9")
+    assert res.code == 2 and "--base-url" in res.err, res.err
+
+
 def test_missing_key_names_the_flag_and_the_variable() -> None:
     res = call(None, "list", "b")
     assert res.code == 1

@@ -202,3 +202,23 @@ async def test_error_body_of_a_download_is_bounded() -> None:
                 await c.browsers.replays.download("r", id="b")
             assert time.monotonic() - t0 < 5
     assert isinstance(info.value.body, str) and len(info.value.body) <= 2000
+
+
+async def test_special_files_are_refused_and_symlinks_written_through(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)
+    real = tmp_path / "real.mp4"
+    real.write_bytes(b"old")
+    link = tmp_path / "link.mp4"
+    link.symlink_to(real)
+    async with ScriptedServer([respond(200, VIDEO)]) as srv:
+        async with kernel(srv) as c:
+            with pytest.raises(ValueError, match="not a regular file"):
+                await c.browsers.replays.download_to(fifo, "r", id="b")
+            assert srv.received == []  # refused before any request
+            await c.browsers.replays.download_to(link, "r", id="b")
+    assert fifo.is_fifo()  # untouched
+    assert link.is_symlink() and real.read_bytes() == VIDEO
+    assert debris(tmp_path) == []
