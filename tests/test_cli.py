@@ -142,6 +142,7 @@ def test_api_errors_exit_1_in_one_line_or_one_json_object(fake: FakeKernel) -> N
         (["list", "b", "--timeout", "-1"], "--timeout"),
         (["--max-retries", "-1", "list", "b"], "--max-retries"),
         (["emulator", "--port", "x"], "--port"),
+        (["emulator", "--port", "99999"], "--port"),
         (["stop", "only-one-arg"], "REPLAY"),
         (["frobnicate"], "frobnicate"),
         ([], "COMMAND"),
@@ -179,6 +180,17 @@ def test_values_the_sdk_refuses_are_usage_errors_of_their_flag(
     as_json = call(fake, *args, "--json")
     assert as_json.code == 2 and named in str(as_json.error()["message"])
     assert fake.count("create") == 0
+
+
+def test_emulator_on_a_port_in_use_says_what_to_do() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        res = call(None, "emulator", "--port", str(taken.getsockname()[1]))
+    assert res.code == 1
+    assert "is in use" in res.err and "--port 0" in res.err and "Traceback" not in res.err
 
 
 def test_base_url_the_sdk_refuses_is_a_usage_error() -> None:

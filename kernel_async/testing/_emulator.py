@@ -231,7 +231,11 @@ class FakeKernel:
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.25)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()  # e.g. the port is taken: leave nothing half-open
+            raise
         server = site._server
         assert isinstance(server, asyncio.base_events.Server)
         self.port = server.sockets[0].getsockname()[1]
@@ -271,6 +275,8 @@ class FakeKernel:
                 loop.run_until_complete(fake.start())
             except BaseException as exc:
                 failure.append(exc)
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
                 ready.set()
                 return
             ready.set()
