@@ -31,7 +31,15 @@ def threaded_fake() -> Iterator[FakeKernel]:
 
 def run_script(code: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-W", "default", "-c", textwrap.dedent(code)],
+        [
+            sys.executable,
+            "-W",
+            "default",
+            "-W",
+            "ignore:This process:DeprecationWarning",
+            "-c",
+            textwrap.dedent(code),
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -27,7 +27,15 @@ def fake() -> Iterator[FakeKernel]:
 
 def run_script(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-W", "default", "-X", "tracemalloc=5", "-c", textwrap.dedent(code)],
+        [
+            sys.executable,
+            "-W",
+            "default",
+            "-W",
+            "ignore:This process:DeprecationWarning",
+            "-c",
+            textwrap.dedent(code),
+        ],
         capture_output=True,
         text=True,
         timeout=timeout,
