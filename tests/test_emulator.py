@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 import kernel_async as ka
-from kernel_async.testing import FakeKernel
+from kernel_async.testing import FakeKernel, InMemoryBackend
 
 pytestmark = pytest.mark.anyio
 
@@ -331,3 +331,42 @@ async def test_sync_client_on_the_emulators_own_loop_is_refused() -> None:
             with Kernel(api_key=other.api_key, base_url=other.base_url) as k:
                 assert k.browsers.replays.list(other.create_browser()) == []
     Kernel(api_key=fake.api_key, base_url=url).close()  # stopped: nothing to refuse
+
+
+async def test_the_default_backend_is_in_memory_and_finalises_through_it() -> None:
+    video = b"\0\0\0\x18ftypisom-not-really-a-video"
+    async with FakeKernel(video=video, finalise_seconds=1.2) as fake:
+        assert isinstance(fake.backend, InMemoryBackend) and fake.video == video
+        b = fake.create_browser()  # on the emulator's own loop: the backend needs no waiting
+        async with aiohttp.ClientSession() as s:
+            st, _, body = await call(s, fake, "POST", f"/browsers/{b}/replays")
+            rid = json.loads(body)["replay_id"]
+            st, _, _ = await call(s, fake, "POST", f"/browsers/{b}/replays/{rid}/stop")
+            stopped = asyncio.get_running_loop().time()
+            st, h, _ = await call(s, fake, "GET", f"/browsers/{b}/replays/{rid}")
+            assert (st, h["Retry-After"]) == (202, "2")  # ceil of what is left of 1.2 s
+            while st == 202:
+                await asyncio.sleep(0.05)
+                st, h, body = await call(s, fake, "GET", f"/browsers/{b}/replays/{rid}")
+            assert asyncio.get_running_loop().time() - stopped >= 1.1
+            assert (st, h["Content-Type"], body) == (200, "video/mp4", video)
+            # Nothing to drive in memory: its DevTools URL is the API's 404, recorded.
+            st, _, body = await call(s, fake, "GET", f"/cdp/{b}?jwt=x")
+            assert st == 404 and json.loads(body)["code"] == "not_found"
+            assert fake.requests[-1].raw_path == f"/cdp/{b}?jwt=x"
+            # Any positive viewport is accepted (a local Chromium bounds its own).
+            st, _, _ = await call(
+                s, fake, "POST", "/browsers", json={"viewport": {"width": 9000, "height": 1}}
+            )
+            assert st == 200
+
+
+async def test_a_backend_instance_may_be_passed() -> None:
+    memory = InMemoryBackend(b"v")
+    async with FakeKernel(backend=memory, finalise_seconds=9) as fake, fake.client() as c:
+        assert fake.backend is memory and fake.finalise_seconds == 0  # the instance's own
+        b = fake.create_browser()
+        r = await c.browsers.replays.start(b, max_duration_in_seconds=1)
+        await asyncio.sleep(1.05)  # stopped by its max duration, noticed by the download
+        assert await c.browsers.replays.download(r.replay_id, id=b) == b"v"
+        assert fake.count("download") == 1  # finalising 0 s: no 202 first

@@ -15,8 +15,7 @@ from playwright.async_api import async_playwright
 from playwright.sync_api import sync_playwright
 
 from kernel_async import RateLimitError, Viewport
-from kernel_async.testing import FakeKernel
-from kernel_async.testing._backend import InMemoryBackend
+from kernel_async.testing import Backend, FakeKernel, InMemoryBackend
 from kernel_async.testing._bridge import BackendBridge
 from kernel_async.testing._chromium import marked_processes
 from kernel_async.testing._chromium_backend import ChromiumBackend
@@ -30,7 +29,10 @@ pytestmark = [pytest.mark.anyio, pytest.mark.once]
 
 
 def workdir(fake: FakeKernel, browser_id: str) -> str:
-    backend = fake.backend
+    return workdir_of(fake.backend, browser_id)
+
+
+def workdir_of(backend: Backend, browser_id: str) -> str:
     assert isinstance(backend, ChromiumBackend)
     return str(backend.process(browser_id).workdir)
 
@@ -105,23 +107,32 @@ async def test_bound_on_browsers_is_a_429_and_the_token_is_checked() -> None:
 
 async def test_idle_sessions_end_after_their_timeout() -> None:
     expired: list[str] = []
-    session = Session("s1", datetime.now(timezone.utc), timeout_seconds=0)
-    sessions = {"s1": session}
+    kept = Session("kept", datetime.now(timezone.utc), timeout_seconds=0)
+    idle = Session("idle", datetime.now(timezone.utc), timeout_seconds=0)
+    sessions = {"idle": idle}
 
     async def expire(session_id: str) -> None:
-        expired.append(session_id)
         sessions.pop(session_id)
         await bridge.deleted(session_id)
+        expired.append(session_id)
 
-    bridge = BackendBridge(InMemoryBackend(video=b"mp4"), sessions.get, expire, reap_every=0.02)
+    # A browser that can be driven ends when idle; one that cannot (in memory) never does.
+    memory = BackendBridge(InMemoryBackend(), {"kept": kept}.get, expire, reap_every=0.02)
+    bridge = BackendBridge(ChromiumBackend(max_browsers=1), sessions.get, expire, reap_every=0.02)
     try:
-        await bridge.created(session)
+        await memory.created(kept)
+        await bridge.created(idle)
+        marker = workdir_of(bridge.backend, "idle")
         deadline = time.monotonic() + 10
         while not expired and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-        assert expired == ["s1"]
+        assert expired == ["idle"]
+        assert marked_processes(marker) == []
+        await asyncio.sleep(0.1)
+        assert expired == ["idle"] and memory.drives("kept") is False
     finally:
         await bridge.aclose()
+        await memory.aclose()
 
 
 def test_plugin_fixture_runs_real_browsers(kernel_fake_chromium: FakeKernel) -> None:

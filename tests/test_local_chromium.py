@@ -25,13 +25,8 @@ from aiohttp import web
 from av.video.frame import VideoFrame
 from playwright.async_api import async_playwright
 
-from kernel_async.testing._backend import (
-    Backend,
-    BrowserLimitError,
-    InMemoryBackend,
-    UnknownBrowserError,
-    Viewport,
-)
+from kernel_async import Viewport
+from kernel_async.testing import Backend, BrowserLimitError, InMemoryBackend, UnknownBrowserError
 from kernel_async.testing._cdp import CDPClient
 from kernel_async.testing._cdp_proxy import (
     ProxyTarget,
@@ -182,7 +177,7 @@ async def test_raw_cdp_client_through_the_proxy_sees_the_pinned_and_updated_view
 
 
 async def test_proxy_checks_the_token_and_the_browser(local: Local) -> None:
-    url = await local.create("b3", Viewport())
+    url = await local.create("b3", Viewport(1280, 720))
     assert "?jwt=" in url
     wrong = url.replace("jwt=", "jwt=x")
     async with aiohttp.ClientSession() as session:
@@ -264,11 +259,13 @@ async def test_both_backends_fit_the_interface() -> None:
     try:
         assert isinstance(memory, Backend)
         assert isinstance(chromium, Backend)
-        handle = await memory.create_browser("m", viewport=Viewport())
+        handle = await memory.create_browser("m", viewport=Viewport(1280, 720))
         assert handle.cdp_url is None
         await memory.update_viewport("m", Viewport(400, 300))
         await memory.start_recording("m", "r", framerate=10, max_duration=None)
-        assert (await memory.stop_recording("m", "r")).read_bytes() == b"mp4"
+        assert memory.ready_in("m", "r") is None  # still recording
+        assert await memory.stop_recording("m", "r") == b"mp4"
+        assert memory.ready_in("m", "r") == 0
     finally:
         await memory.aclose()
         await chromium.aclose()

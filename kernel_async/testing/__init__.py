@@ -1,13 +1,32 @@
 """Test your code offline: `FakeKernel`, a local Kernel replays API with fault injection,
-the testing switch that removes retry waits, and pytest fixtures (auto-registered)."""
+the testing switch that removes retry waits, and pytest fixtures (auto-registered).
+
+`Backend` is what runs the emulator's browsers and makes its videos: `InMemoryBackend` (the
+default) or the local Chromium one (``FakeKernel(backend="chromium")``). Viewports are the
+SDK's own `kernel_async.Viewport`."""
 
 from .._retry import is_testing, set_testing
-from ._emulator import FakeKernel, Fault, RecordedRequest, sample_video
+from ._backend import (
+    Backend,
+    BackendError,
+    BrowserHandle,
+    BrowserLimitError,
+    InMemoryBackend,
+    UnknownBrowserError,
+    sample_video,
+)
+from ._emulator import FakeKernel, Fault, RecordedRequest
 
 __all__ = [
+    "Backend",
+    "BackendError",
+    "BrowserHandle",
+    "BrowserLimitError",
     "FakeKernel",
     "Fault",
+    "InMemoryBackend",
     "RecordedRequest",
+    "UnknownBrowserError",
     "is_testing",
     "sample_video",
     "set_testing",

@@ -1,9 +1,10 @@
 """The interface between the emulator's state machine and what runs its browsers.
 
-Two backends fit it: `InMemoryBackend` (the default: no processes, every recording is the
-bundled sample video) and `ChromiumBackend` (``_chromium_backend``: real local Chromium,
-real recordings). The state machine owns IDs, timestamps and HTTP; a backend owns
-processes and files.
+Two backends fit it: `InMemoryBackend` (the default: no processes, no files; every
+recording is the bundled sample video, or the bytes it was given) and `ChromiumBackend`
+(``_chromium_backend``: real local Chromium, real recordings). The state machine owns IDs,
+timestamps and HTTP; a backend owns browsers and videos. Viewports are the SDK's own
+`kernel_async.Viewport`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,14 @@ import asyncio
 import itertools
 import shutil
 import tempfile
+import time
+from importlib import resources
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import attrs
+
+from .._models import Viewport
 
 __all__ = [
     "Backend",
@@ -25,20 +30,14 @@ __all__ = [
     "InMemoryBackend",
     "RecordingFiles",
     "UnknownBrowserError",
-    "Viewport",
+    "Viewport",  # the SDK's own, re-exported for backend authors
+    "sample_video",
 ]
 
 
-@attrs.frozen
-class Viewport:
-    """A page size in CSS pixels."""
-
-    width: int = 1280
-    height: int = 720
-
-    def __attrs_post_init__(self) -> None:
-        if not (2 <= self.width <= 7680 and 2 <= self.height <= 4320):
-            raise ValueError(f"viewport {self.width}x{self.height} is out of range")
+def sample_video() -> bytes:
+    """The small, valid MP4 (H.264, 1 s) the in-memory backend serves as every recording."""
+    return resources.files(__package__).joinpath("sample.mp4").read_bytes()
 
 
 @attrs.frozen
@@ -46,7 +45,8 @@ class BrowserHandle:
     """A browser a backend runs for the emulator.
 
     ``cdp_url`` is the backend's own DevTools websocket URL (``None`` when nothing can be
-    driven); the emulator publishes a proxied, token-checked URL instead of this one.
+    driven: such a browser is never idle, and the emulator proxies nothing to it); the
+    emulator publishes a proxied, token-checked URL instead of this one.
     """
 
     browser_id: str
@@ -90,8 +90,15 @@ class Backend(Protocol):
         """Begin recording the browser's visible page (it stops itself at max_duration)."""
         ...
 
-    async def stop_recording(self, browser_id: str, replay_id: str) -> Path:
-        """Stop (idempotent) and return the finalised MP4, once it is complete on disk."""
+    async def stop_recording(self, browser_id: str, replay_id: str) -> Path | bytes:
+        """Stop (idempotent) and return the finalised MP4 once it is complete: its file on
+        disk, or its bytes. The emulator calls this as the replay stops and answers
+        downloads 202 until it returns."""
+        ...
+
+    def ready_in(self, browser_id: str, replay_id: str) -> float | None:
+        """Seconds until a stopping recording is expected to be final (the 202's
+        Retry-After), or ``None`` when the backend cannot tell."""
         ...
 
     async def aclose(self) -> None:
@@ -121,18 +128,23 @@ class RecordingFiles:
             await asyncio.to_thread(shutil.rmtree, folder, True)
 
 
+@attrs.define
+class _Take:
+    stopped: float | None = None  # monotonic time of the stop
+
+
 class InMemoryBackend:
-    """No processes: browsers are names, and every recording is the bundled sample video."""
+    """No processes and no files: browsers are names, and every recording is ``video`` (the
+    bundled sample unless given), final ``finalise_seconds`` after it stops.
 
-    def __init__(self, video: bytes | None = None) -> None:
-        if video is None:
-            from ._emulator import sample_video  # the emulator module owns the resource
+    Both attributes may be changed at any time; they apply to recordings stopped after.
+    """
 
-            video = sample_video()
-        self._video = video
+    def __init__(self, video: bytes | None = None, *, finalise_seconds: float = 0.0) -> None:
+        self.video = video if video is not None else sample_video()
+        self.finalise_seconds = finalise_seconds
         self._browsers: set[str] = set()
-        self._recordings: dict[tuple[str, str], Path | None] = {}
-        self._files = RecordingFiles()
+        self._takes: dict[tuple[str, str], _Take] = {}
 
     async def create_browser(
         self, browser_id: str, *, viewport: Viewport, start_url: str | None = None
@@ -153,23 +165,38 @@ class InMemoryBackend:
     async def start_recording(
         self, browser_id: str, replay_id: str, *, framerate: int, max_duration: float | None
     ) -> None:
-        """Note the recording; the video is written when it stops."""
+        """Note the recording (the emulator stops it at ``max_duration``)."""
         if browser_id not in self._browsers:
             raise UnknownBrowserError(browser_id)
-        self._recordings[(browser_id, replay_id)] = None
+        self._takes[(browser_id, replay_id)] = _Take()
 
-    async def stop_recording(self, browser_id: str, replay_id: str) -> Path:
-        """Write the sample video as this recording's file."""
-        if (browser_id, replay_id) not in self._recordings:
-            raise UnknownBrowserError(f"{browser_id}/{replay_id}")
-        path = self._recordings[(browser_id, replay_id)]
-        if path is None:
-            path = self._files.new_path()
-            await asyncio.to_thread(path.write_bytes, self._video)
-            self._recordings[(browser_id, replay_id)] = path
-        return path
+    async def stop_recording(self, browser_id: str, replay_id: str) -> bytes:
+        """Stop, wait out what is left of the finalising period, and return the video.
+
+        Returns without waiting once the period is over (a period of 0: at once).
+        """
+        take = self._take(browser_id, replay_id)
+        if take.stopped is None:
+            take.stopped = time.monotonic()
+        left = self.ready_in(browser_id, replay_id)
+        if left:
+            await asyncio.sleep(left)
+        return self.video
+
+    def ready_in(self, browser_id: str, replay_id: str) -> float | None:
+        """What is left of the finalising period (``None`` before the stop)."""
+        stopped = self._take(browser_id, replay_id).stopped
+        if stopped is None:
+            return None
+        return max(0.0, stopped + self.finalise_seconds - time.monotonic())
 
     async def aclose(self) -> None:
-        """Remove the written files."""
+        """Forget everything."""
         self._browsers.clear()
-        await self._files.remove()
+        self._takes.clear()
+
+    def _take(self, browser_id: str, replay_id: str) -> _Take:
+        try:
+            return self._takes[(browser_id, replay_id)]
+        except KeyError:
+            raise UnknownBrowserError(f"no recording {replay_id} of browser {browser_id}") from None

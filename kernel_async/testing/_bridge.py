@@ -1,15 +1,16 @@
-"""The emulator's side of a process-running backend (local Chromium).
+"""The emulator's side of its backend (in-memory or local Chromium): the one path.
 
 `BackendBridge` turns the state machine's events (session created, updated, deleted; replay
-started, stopped) into backend calls; serves each session's ``cdp_ws_url`` through the
-token-checked DevTools proxy; keeps each stopped replay's finalising task (download answers
-202 until it is done); and ends sessions idle for their ``timeout_seconds``.
+started, stopped) into backend calls; keeps each stopped replay's finalising task (download
+answers 202 until it is done); serves the ``cdp_ws_url`` of each browser that can be driven
+through the token-checked DevTools proxy; and ends those idle for their ``timeout_seconds``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,7 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ._backend import Backend, BackendError, BrowserHandle, BrowserLimitError, Viewport
+from .._models import Viewport
+from ._backend import Backend, BackendError, BrowserHandle, BrowserLimitError
 from ._cdp_proxy import ProxyTarget, cdp_proxy_handler
 from ._sessions import Refused, Session
 
@@ -30,7 +32,8 @@ def viewport_of(session: Session) -> Viewport:
     """The session's requested viewport, or the local default (1280x720)."""
     if not session.viewport:
         return DEFAULT_VIEWPORT
-    return Viewport(session.viewport["width"], session.viewport["height"])
+    size = session.viewport
+    return Viewport(size["width"], size["height"], size.get("refresh_rate"))
 
 
 class BackendBridge:
@@ -48,7 +51,7 @@ class BackendBridge:
         self._find = find  # an active session by ID, or None
         self._expire = expire  # deletes a session as the API's delete would
         self._handles: dict[str, BrowserHandle] = {}
-        self._finalising: dict[tuple[str, str], asyncio.Task[Path]] = {}
+        self._finalising: dict[tuple[str, str], asyncio.Task[Path | bytes]] = {}
         self._last_activity: dict[str, float] = {}
         self._connections: dict[str, int] = {}
         self._reap_every = reap_every
@@ -66,14 +69,23 @@ class BackendBridge:
         except (BackendError, RuntimeError, OSError) as exc:
             raise Refused(500, "internal_error", f"the local browser failed: {exc}") from None
         self._handles[session.session_id] = handle
-        self._last_activity[session.session_id] = time.monotonic()
-        if self._reaper is None:
-            self._reaper = asyncio.ensure_future(self._reap())
+        if handle.cdp_url is not None:  # idle means no DevTools traffic: only these can be
+            self._last_activity[session.session_id] = time.monotonic()
+            if self._reaper is None:
+                self._reaper = asyncio.ensure_future(self._reap())
+
+    def drives(self, session_id: str) -> bool:
+        """Whether the session's browser can be driven over DevTools (the proxy serves it)."""
+        handle = self._handles.get(session_id)
+        return handle is not None and handle.cdp_url is not None
 
     async def updated(self, session: Session) -> None:
         """Apply a changed viewport to the running browser."""
         if session.session_id in self._handles and session.viewport:
-            await self.backend.update_viewport(session.session_id, viewport_of(session))
+            try:
+                await self.backend.update_viewport(session.session_id, viewport_of(session))
+            except BackendError as exc:
+                raise Refused(500, "internal_error", f"the local browser failed: {exc}") from None
 
     async def deleted(self, session_id: str) -> None:
         """End the browser; its recordings are finalised and stay downloadable."""
@@ -90,18 +102,25 @@ class BackendBridge:
             max_duration=params.get("max_duration_in_seconds"),
         )
 
-    def finished(self, session_id: str, replay_id: str) -> Path | None:
-        """The replay's finalised file, or None while it is being finalised (answer 202).
-
-        Call once the state machine considers the replay stopped (by stop, by delete, or
-        past its max duration); the first call starts finalising. A failed finalise raises.
-        """
+    def stopped(self, session_id: str, replay_id: str) -> None:
+        """The state machine stopped the replay (by stop, by delete, or past its max
+        duration): begin finalising it. Idempotent."""
         key = (session_id, replay_id)
-        task = self._finalising.get(key)
-        if task is None:
-            task = asyncio.ensure_future(self.backend.stop_recording(session_id, replay_id))
-            self._finalising[key] = task
-        return task.result() if task.done() else None
+        if key not in self._finalising:
+            work = self.backend.stop_recording(session_id, replay_id)
+            self._finalising[key] = asyncio.ensure_future(work)
+
+    async def finished(self, session_id: str, replay_id: str) -> Path | bytes | int:
+        """The stopped replay's video (a file or bytes), or while it is being finalised, the
+        seconds to wait before asking again (answer 202). A failed finalise raises."""
+        self.stopped(session_id, replay_id)
+        task = self._finalising[(session_id, replay_id)]
+        if not task.done():
+            await asyncio.sleep(0)  # one step: a backend with nothing left to do finishes
+        if task.done():
+            return task.result()
+        left = self.backend.ready_in(session_id, replay_id)
+        return max(1, math.ceil(left)) if left is not None else 1
 
     async def proxy(self, request: web.Request) -> web.StreamResponse:
         """Serve ``/cdp/{session_id}?jwt=...``: the token-checked DevTools websocket."""

@@ -15,12 +15,13 @@ from typing import Any
 
 import attrs
 
+from .._models import Viewport
 from ._backend import (
+    BackendError,
     BrowserHandle,
     BrowserLimitError,
     RecordingFiles,
     UnknownBrowserError,
-    Viewport,
 )
 from ._cdp import CDPClient, CDPError
 from ._chromium import ChromiumProcess, find_chromium, launch_chromium, tree_memory_bytes
@@ -107,6 +108,13 @@ async def _open(cdp: CDPClient, session: str, url: str, timeout: float = 10.0) -
         unsubscribe()
 
 
+def _checked(viewport: Viewport) -> Viewport:
+    """The viewport, if a local Chromium can show it (`BackendError` otherwise)."""
+    if not (2 <= viewport.width <= 7680 and 2 <= viewport.height <= 4320):
+        raise BackendError(f"viewport {viewport.width}x{viewport.height} is out of range")
+    return viewport
+
+
 @attrs.frozen
 class RecordingStats:
     """What a recording's encoder did: frames in the video, frames received, CPU seconds."""
@@ -148,6 +156,7 @@ class ChromiumBackend:
         self, browser_id: str, *, viewport: Viewport, start_url: str | None = None
     ) -> BrowserHandle:
         """Launch Chromium at ``viewport`` and open ``start_url`` (or a blank page)."""
+        _checked(viewport)
         if len(self._browsers) + self._launching >= self.max_browsers:
             raise BrowserLimitError(f"at most {self.max_browsers} local browsers at once")
         binary = self._binary or find_chromium()
@@ -181,7 +190,7 @@ class ChromiumBackend:
     async def update_viewport(self, browser_id: str, viewport: Viewport) -> None:
         """Resize the browser's pages; running recordings keep their video size (scaled)."""
         browser = self._browser(browser_id)
-        browser.viewport = viewport
+        browser.viewport = _checked(viewport)
         await browser.pages.resize(viewport)
 
     async def delete_browser(self, browser_id: str) -> None:
@@ -224,6 +233,10 @@ class ChromiumBackend:
     async def stop_recording(self, browser_id: str, replay_id: str) -> Path:
         """Stop the screencast and wait until the MP4 is finalised (encoded off the loop)."""
         return await self._recorder(browser_id, replay_id).stop()
+
+    def ready_in(self, browser_id: str, replay_id: str) -> float | None:
+        """Unknown: encoding takes as long as it takes."""
+        return None
 
     def recording_stats(self, browser_id: str, replay_id: str) -> RecordingStats:
         """Counters of one recording's encoder (for tests and measurements)."""

@@ -1,18 +1,18 @@
 """FakeKernel: a local Kernel API (browsers and their replays) on aiohttp.web, with fault
-injection. The browser sessions' rules live in `_sessions`; this module is HTTP and replays."""
+injection. The browser sessions' rules live in `_sessions`; what runs the browsers and makes
+the videos is a backend (`_backend`), reached through `_bridge` whichever it is; this module
+is HTTP and replays."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-import math
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Coroutine, Iterator, Mapping
 from datetime import datetime, timezone
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -20,14 +20,14 @@ import attrs
 from aiohttp import web
 
 from .. import _hosted
-from ._backend import Backend
+from ._backend import Backend, InMemoryBackend, sample_video
 from ._bridge import BackendBridge
-from ._sessions import Refused, Session, SessionTable, parse_create
+from ._sessions import Refused, ReplayState, Session, SessionTable, parse_create
 
 if TYPE_CHECKING:
     from .._client import AsyncKernel
 
-__all__ = ["Fault", "FakeKernel", "RecordedRequest", "sample_video"]
+__all__ = ["Fault", "FakeKernel", "RecordedRequest"]
 
 OPERATIONS = {
     "start": "start",
@@ -67,11 +67,6 @@ _CODES = {
 }
 
 
-def sample_video() -> bytes:
-    """The small, valid MP4 (H.264, 1 s) the emulator serves as every recording."""
-    return resources.files(__package__).joinpath("sample.mp4").read_bytes()
-
-
 @attrs.frozen
 class RecordedRequest:
     """A request the emulator received (the Authorization value is hidden from repr)."""
@@ -107,34 +102,6 @@ class Fault:
     hits: int = 0
 
 
-@attrs.define
-class _Replay:
-    replay_id: str
-    browser_id: str
-    started_at: datetime
-    max_duration: int | None
-    stopped_mono: float | None = None
-    finished_at: datetime | None = None
-
-    def settle(self, now: float, wall_started: float) -> None:
-        # A recording past its max duration stops by itself.
-        if self.stopped_mono is None and self.max_duration is not None:
-            end = wall_started + self.max_duration
-            if now >= end:
-                self.stopped_mono = now
-                self.finished_at = datetime.now(timezone.utc)
-
-    def as_json(self, base: str) -> dict[str, Any]:
-        return {
-            "replay_id": self.replay_id,
-            "started_at": self.started_at.isoformat().replace("+00:00", "Z"),
-            "finished_at": (
-                self.finished_at.isoformat().replace("+00:00", "Z") if self.finished_at else None
-            ),
-            "replay_view_url": f"{base}/view/{self.replay_id}",
-        }
-
-
 class FakeKernel:
     """A real HTTP server on loopback that behaves like the Kernel browsers and replays API.
 
@@ -144,8 +111,9 @@ class FakeKernel:
     ``X-Has-More`` / ``X-Next-Offset``. Replays are refused on headless browsers, and
     above 20 fps without ``gpu``.
 
-    A replay goes recording -> finalising (download answers 202 with Retry-After for
-    `finalise_seconds` after stop) -> ready (download answers the sample MP4). Stop is
+    A replay goes recording -> finalising (download answers 202 with Retry-After until the
+    backend has finished it: `finalise_seconds` after stop in memory) -> ready (download
+    answers the video: in memory the sample MP4, or ``video``). Stop is
     idempotent; a second start on a recording browser answers 409; unknown IDs 404;
     a missing or wrong bearer key 401; invalid start parameters 400 with details.
 
@@ -157,8 +125,9 @@ class FakeKernel:
     browser a real headless Chromium whose ``cdp_ws_url`` Playwright's
     ``connect_over_cdp`` accepts, and every replay a real H.264 MP4 of its page; at most
     ``max_browsers`` run at once (429 past that), idle ones end after their
-    ``timeout_seconds``, and all end with the emulator. The default, ``"memory"``, runs
-    nothing and serves the sample video.
+    ``timeout_seconds``, and all end with the emulator. The default, ``"memory"``
+    (an `InMemoryBackend`), runs nothing and serves the sample video. Both sit behind the
+    same `Backend` interface; an instance of one may be passed as ``backend`` too.
     """
 
     def __init__(
@@ -175,22 +144,26 @@ class FakeKernel:
         self.api_key = api_key if api_key is not None else "fake-" + secrets.token_hex(12)
         self.host = host
         self.port = port
-        self.finalise_seconds = finalise_seconds
-        self.video = video if video is not None else sample_video()
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
-        self._browsers: dict[str, list[_Replay]] = {}
+        self._browsers: dict[str, list[ReplayState]] = {}
         self._sessions = SessionTable()
         self._starts: dict[str, float] = {}
         self._faults: list[Fault] = []
         self._runner: web.AppRunner | None = None
         self._thread_loop: asyncio.AbstractEventLoop | None = None
-        self._bridge = self._bridge_for(backend, max_browsers)
+        self._bridge = self._bridge_for(backend, max_browsers, video, finalise_seconds)
 
-    def _bridge_for(self, backend: str | Backend, max_browsers: int) -> BackendBridge | None:
+    def _bridge_for(
+        self,
+        backend: str | Backend,
+        max_browsers: int,
+        video: bytes | None,
+        finalise_seconds: float,
+    ) -> BackendBridge:
         if backend == "memory":
-            return None  # the state machine alone: no processes, the sample video
-        if backend == "chromium":
+            backend = InMemoryBackend(video, finalise_seconds=finalise_seconds)
+        elif backend == "chromium":
             from ._chromium_backend import ChromiumBackend
 
             backend = ChromiumBackend(max_browsers=max_browsers)
@@ -201,9 +174,36 @@ class FakeKernel:
     # -- lifecycle ------------------------------------------------------------------
 
     @property
-    def backend(self) -> Backend | None:
-        """The backend running the browsers (``None`` for the default in-memory emulator)."""
-        return self._bridge.backend if self._bridge is not None else None
+    def backend(self) -> Backend:
+        """The backend running the browsers (an `InMemoryBackend` by default)."""
+        return self._bridge.backend
+
+    @property
+    def video(self) -> bytes:
+        """What in-memory recordings download as (``video=``, else the sample MP4)."""
+        memory = self._memory
+        return memory.video if memory is not None else sample_video()
+
+    @video.setter
+    def video(self, value: bytes) -> None:
+        if self._memory is not None:
+            self._memory.video = value
+
+    @property
+    def finalise_seconds(self) -> float:
+        """How long in-memory recordings stay finalising (202) after they stop."""
+        memory = self._memory
+        return memory.finalise_seconds if memory is not None else 0.0
+
+    @finalise_seconds.setter
+    def finalise_seconds(self, value: float) -> None:
+        if self._memory is not None:
+            self._memory.finalise_seconds = value
+
+    @property
+    def _memory(self) -> InMemoryBackend | None:
+        backend = self._bridge.backend
+        return backend if isinstance(backend, InMemoryBackend) else None
 
     @property
     def base_url(self) -> str:
@@ -220,13 +220,15 @@ class FakeKernel:
         # itself, as a real server does, so any percent-encoded ID reaches it intact.
         @web.middleware
         async def dispatch(request: web.Request, handler: Any) -> web.StreamResponse:
-            if request.match_info.route.name == "cdp":
+            if request.match_info.route.name == "cdp" and self._bridge.drives(
+                request.match_info["session_id"]
+            ):
                 return await handler(request)  # type: ignore[no-any-return]
             return await self._handle(request)
 
         app = web.Application(client_max_size=1024 * 1024, middlewares=[dispatch])
-        if self._bridge is not None:  # the browsers' DevTools websockets, token-checked
-            app.router.add_get("/cdp/{session_id}", self._bridge.proxy, name="cdp")
+        # The DevTools websockets (token-checked) of the browsers that can be driven.
+        app.router.add_get("/cdp/{session_id}", self._bridge.proxy, name="cdp")
         # In-flight handlers (e.g. an injected delay) must not hold up shutdown.
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.25)
         await runner.setup()
@@ -250,8 +252,7 @@ class FakeKernel:
         _hosted.unserved(self.base_url)
         await runner.cleanup()  # handlers still in flight may read base_url meanwhile
         self._runner = None
-        if self._bridge is not None:
-            await self._bridge.aclose()
+        await self._bridge.aclose()
 
     async def __aenter__(self) -> FakeKernel:
         await self.start()
@@ -322,29 +323,36 @@ class FakeKernel:
                 return bid
             session = self._sessions.add(parse_create(fields), session_id=bid)
             self._browsers.setdefault(bid, [])
-        if self._bridge is not None:
-            self._launch_from_outside(session)
+        try:
+            self._from_outside(self._bridge.created(session))
+        except BaseException:
+            self._forget(session.session_id)
+            raise
         return bid
 
-    def _launch_from_outside(self, session: Session) -> None:
-        # A backend runs on the emulator's loop: reachable from another thread only.
+    def _from_outside(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run a backend call for a caller that cannot await it."""
+        if self._memory is not None:
+            # It starts nothing and never waits: done at once, on any thread.
+            try:
+                work.send(None)
+            except StopIteration:
+                return
+            work.close()
+            raise AssertionError("the in-memory backend waited")
+        # A process backend runs on the emulator's loop: reachable from another thread only.
         loop = self._thread_loop
         try:
             running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             running = None
         if loop is None or running is loop:
-            self._forget(session.session_id)
+            work.close()
             raise RuntimeError(
                 "with a process backend, create browsers through the API "
                 "(await client.browsers.create()) or run FakeKernel.in_thread()"
             )
-        assert self._bridge is not None
-        try:
-            asyncio.run_coroutine_threadsafe(self._bridge.created(session), loop).result()
-        except BaseException:
-            self._forget(session.session_id)
-            raise
+        asyncio.run_coroutine_threadsafe(work, loop).result()
 
     def sessions(self, status: str = "active") -> list[dict[str, Any]]:
         """The browser sessions (``active``, ``deleted`` or ``all``) as the API lists them."""
@@ -490,7 +498,7 @@ class FakeKernel:
             return await _truncated(request, resp)
         return resp
 
-    def _settled(self, bid: str) -> list[_Replay] | web.Response:
+    def _settled(self, bid: str) -> list[ReplayState] | web.Response:
         """The browser's replays brought up to date (call with the lock held), or a 404."""
         try:
             bid = self._sessions.find(bid, include_deleted=True).session_id
@@ -499,7 +507,8 @@ class FakeKernel:
         replays = self._browsers[bid]
         now = time.monotonic()
         for r in replays:
-            r.settle(now, self._starts[r.replay_id])
+            if r.settle(now, self._starts[r.replay_id]):
+                self._bridge.stopped(r.browser_id, r.replay_id)
         return replays
 
     async def _op_list(self, request: web.Request, body: bytes, bid: str) -> web.StreamResponse:
@@ -539,7 +548,7 @@ class FakeKernel:
             if any(r.stopped_mono is None for r in replays):
                 return _error(409, "conflict", "a recording is already in progress")
             now = time.monotonic()
-            replay = _Replay(
+            replay = ReplayState(
                 replay_id="rp_" + secrets.token_hex(8),
                 browser_id=self._sessions.find(bid, include_deleted=True).session_id,
                 started_at=datetime.now(timezone.utc),
@@ -548,12 +557,10 @@ class FakeKernel:
             self._starts[replay.replay_id] = now
             replays.append(replay)
             data = replay.as_json(self.base_url)
-        if self._bridge is not None:
-            await self._start_recording(replay, params)
+        await self._start_recording(replay, params)
         return web.json_response(data)
 
-    async def _start_recording(self, replay: _Replay, params: dict[str, Any]) -> None:
-        assert self._bridge is not None
+    async def _start_recording(self, replay: ReplayState, params: dict[str, Any]) -> None:
         try:
             await self._bridge.started(replay.browser_id, replay.replay_id, params)
         except Exception as exc:
@@ -568,12 +575,11 @@ class FakeKernel:
         with self._lock:
             session = self._sessions.add(fields)
             self._browsers[session.session_id] = []
-        if self._bridge is not None:
-            try:
-                await self._bridge.created(session)
-            except BaseException:
-                self._forget(session.session_id)
-                raise
+        try:
+            await self._bridge.created(session)
+        except BaseException:
+            self._forget(session.session_id)
+            raise
         return web.json_response(session.as_json(self.base_url))
 
     async def _op_retrieve(self, request: web.Request, body: bytes, ref: str) -> web.StreamResponse:
@@ -585,8 +591,7 @@ class FakeKernel:
     async def _op_update(self, request: web.Request, body: bytes, ref: str) -> web.StreamResponse:
         with self._lock:
             session = self._sessions.update(ref, _json_object(body))
-        if self._bridge is not None:
-            await self._bridge.updated(session)
+        await self._bridge.updated(session)
         return web.json_response(session.as_json(self.base_url))
 
     async def _op_delete(self, request: web.Request, body: bytes, ref: str) -> web.StreamResponse:
@@ -598,12 +603,15 @@ class FakeKernel:
         with self._lock:
             session = self._sessions.delete(ref)
             now = time.monotonic()
+            stopped = []
             for replay in self._browsers[session.session_id]:  # a deleted browser stops recording
                 if replay.stopped_mono is None:
                     replay.stopped_mono = now
                     replay.finished_at = datetime.now(timezone.utc)
-        if self._bridge is not None:
-            await self._bridge.deleted(session.session_id)
+                    stopped.append(replay.replay_id)
+        await self._bridge.deleted(session.session_id)
+        for replay_id in stopped:
+            self._bridge.stopped(session.session_id, replay_id)
 
     def _active_session(self, session_id: str) -> Session | None:
         session = self._sessions.sessions.get(session_id)
@@ -622,7 +630,7 @@ class FakeKernel:
         headers = {"X-Has-More": "true" if more else "false", "X-Next-Offset": str(following)}
         return web.json_response(data, headers=headers)
 
-    def _find(self, bid: str, rid: str) -> _Replay | web.Response:
+    def _find(self, bid: str, rid: str) -> ReplayState | web.Response:
         replays = self._settled(bid)
         if isinstance(replays, web.Response):
             return replays
@@ -641,6 +649,7 @@ class FakeKernel:
             if found.stopped_mono is None:  # idempotent: a second stop changes nothing
                 found.stopped_mono = time.monotonic()
                 found.finished_at = datetime.now(timezone.utc)
+        self._bridge.stopped(found.browser_id, found.replay_id)
         return web.Response(status=200)
 
     async def _op_download(
@@ -653,18 +662,15 @@ class FakeKernel:
             stopped = found.stopped_mono
         if stopped is None:
             return _error(400, "bad_request", "the replay is still recording; stop it first")
-        if self._bridge is not None:
-            try:
-                path = self._bridge.finished(found.browser_id, found.replay_id)
-            except Exception as exc:
-                return _error(500, "internal_error", f"the recording failed: {exc}")
-            if path is None:  # still encoding: poll again shortly
-                return web.Response(status=202, headers={"Retry-After": "1"})
-            return web.FileResponse(path, headers={"Content-Type": "video/mp4"})
-        left = stopped + self.finalise_seconds - time.monotonic()
-        if left > 0:
-            return web.Response(status=202, headers={"Retry-After": str(max(1, math.ceil(left)))})
-        return web.Response(body=self.video, content_type="video/mp4")
+        try:
+            video = await self._bridge.finished(found.browser_id, found.replay_id)
+        except Exception as exc:
+            return _error(500, "internal_error", f"the recording failed: {exc}")
+        if isinstance(video, int):  # still finalising: poll again then
+            return web.Response(status=202, headers={"Retry-After": str(video)})
+        if isinstance(video, bytes):
+            return web.Response(body=video, content_type="video/mp4")
+        return web.FileResponse(video, headers={"Content-Type": "video/mp4"})
 
 
 def _route(method: str, parts: list[str]) -> tuple[str | None, tuple[str, ...] | None]:

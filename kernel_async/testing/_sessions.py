@@ -1,4 +1,5 @@
-"""The emulator's browser sessions: state and the API's rules, without any HTTP.
+"""The emulator's browser sessions and their replays: state and the API's rules, without
+any HTTP.
 
 Names are unique among active sessions; a deleted session keeps its record (found with
 ``include_deleted``) and its replays; listing pages by offset.
@@ -13,7 +14,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["Refused", "Session", "SessionTable"]
+__all__ = ["Refused", "ReplayState", "Session", "SessionTable"]
 
 REGIONS = ("us-east", "us-west", "eu-west", "ap-southeast")
 STATUSES = ("active", "deleted", "all")
@@ -86,6 +87,36 @@ class Session:
         }
         data.update({k: v for k, v in optional.items() if v is not None})
         return data
+
+
+@attrs.define
+class ReplayState:
+    """A replay: recording until stopped (by stop, delete, or its max duration)."""
+
+    replay_id: str
+    browser_id: str
+    started_at: datetime
+    max_duration: int | None
+    stopped_mono: float | None = None
+    finished_at: datetime | None = None
+
+    def settle(self, now: float, wall_started: float) -> bool:
+        """Stop a recording past its max duration; whether it stopped just now."""
+        if self.stopped_mono is None and self.max_duration is not None:
+            end = wall_started + self.max_duration
+            if now >= end:
+                self.stopped_mono = now
+                self.finished_at = datetime.now(timezone.utc)
+                return True
+        return False
+
+    def as_json(self, base: str) -> dict[str, Any]:
+        return {
+            "replay_id": self.replay_id,
+            "started_at": _stamp(self.started_at),
+            "finished_at": _stamp(self.finished_at),
+            "replay_view_url": f"{base}/view/{self.replay_id}",
+        }
 
 
 def _check(body: Mapping[str, Any], name: str, kind: type, problems: list[str]) -> Any:
