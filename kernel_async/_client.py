@@ -282,6 +282,7 @@ class AsyncKernel:
         self._timeout = Timeout.coerce(timeout)
         self._max_retries = check_int(max_retries, "max_retries")
         self._policy = retry
+        self._rules_cache: dict[tuple[bool, bool, bool, bool], CallRules] = {}
         self._api_key = api_key
         self._default_headers = check_headers(default_headers, "default_headers")
         self._headers = {
@@ -409,14 +410,7 @@ class AsyncKernel:
             read_limit,
             sink,
         )
-        rules = CallRules(
-            self._policy,
-            self._max_retries,
-            idempotent,
-            poll_accepted,
-            missing_ok_after_retry,
-            _retry.is_testing(),
-        )
+        rules = self._rules(idempotent, poll_accepted, missing_ok_after_retry)
         now = time.monotonic()
         state = CallState(now, now + limits.total if limits.total is not None else None)
         budget = self._budget
@@ -439,7 +433,8 @@ class AsyncKernel:
                 wall=time.time(),
                 jitter=random.random(),
             )
-            budget.acquire(decision.take)
+            if decision.take:
+                budget.acquire(decision.take)
             state = state.after(outcome, decision)
             if isinstance(decision, Done):
                 budget.refund(decision.give)
@@ -470,6 +465,15 @@ class AsyncKernel:
         except tp.TransportError as exc:
             return None, exc, Outcome(failure=exc.kind, sent=exc.sent, hidden=exc.hidden)
         return resp, None, Outcome(resp.status, resp.headers)
+
+    def _rules(self, idempotent: bool, poll: bool, missing_ok: bool) -> CallRules:
+        """The rules of a call; a handful of combinations, each built once per client."""
+        key = (idempotent, poll, missing_ok, _retry.is_testing())
+        rules = self._rules_cache.get(key)
+        if rules is None:
+            rules = CallRules(self._policy, self._max_retries, *key)
+            self._rules_cache[key] = rules
+        return rules
 
     def _call_headers(
         self, content_type: str | None, extra: Mapping[str, str] | None

@@ -382,7 +382,7 @@ def decide(
         wall: ``time.time()``, for Retry-After HTTP-dates.
         jitter: A uniform draw in ``[0, 1)`` for the backoff.
     """
-    hidden = _hidden_charge(outcome, rules.policy, free)
+    hidden = _hidden_charge(outcome, rules.policy, free) if outcome.hidden else 0
     status = outcome.status
     if status is not None and 200 <= status < 300:
         if status == 202 and rules.poll_accepted:
