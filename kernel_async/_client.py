@@ -596,25 +596,26 @@ def _attempt_bound(
 ) -> aiohttp.ClientTimeout | None:
     """aiohttp's timeout for the next attempt; `None` when the deadline has passed.
 
-    Connect is always bounded on its own (the connect bound, else the attempt bound):
-    a request that never left is then known as such, and safe to retry. Streams are
-    bounded per read, not in total: a long video must not time out.
-
-    On a user's session nothing tracks the connect phase, so there the connect bound is
-    kept strictly shorter than the attempt's: its expiry, not the attempt's, then ends a
-    stalled connect, and says "not sent".
+    The connect phase (a pooled connection, or a new one) is always bounded, and a
+    timeout in it is known as "not sent", so safe to retry:
+    - on the SDK's own session the attempt bound covers it, and the tracking connector
+      tells whether a connection was obtained; a separate connect timer is armed only
+      when `Timeout(connect=...)` asks for one (each costs a timer per request);
+    - on a user's session nothing tracks that phase, so the connect bound (the attempt
+      bound, if none is given) is kept strictly shorter than the attempt's: its expiry,
+      not the attempt's, ends a stalled connect, and says "not sent".
+    Streams are bounded per read, not in total: a long video must not time out.
     """
     tp = _transport or _load_transport()
-    connect = limits.connect or limits.attempt
     remaining = state.remaining(time.monotonic())
     if remaining is not None and remaining <= 0:
         return None
     if streaming:
-        total = remaining
-        return tp.client_timeout(total, connect, limits.attempt)
+        return tp.client_timeout(remaining, limits.connect or limits.attempt, limits.attempt)
     total = limits.attempt
     if remaining is not None:
         total = remaining if total is None else min(total, remaining)
+    connect = limits.connect if own else (limits.connect or limits.attempt)
     if connect is not None and total is not None:
         connect = min(connect, total)
         if not own and connect >= total:
