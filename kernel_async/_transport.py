@@ -261,7 +261,9 @@ async def send(
                 return Response(status, resp.headers, b"", False)
             if status >= 300 or status == 202:  # errors and "not ready yet": for a message only
                 read_limit = ERROR_LIMIT if read_limit is None else min(read_limit, ERROR_LIMIT)
-            data, truncated = await _read(resp, read_limit)
+            if _fits(resp, read_limit):  # the usual small body: one read, no extra frame
+                return Response(status, resp.headers, await resp.read(), False)
+            data, truncated = await _read_bounded(resp, read_limit)
             return Response(status, resp.headers, data, truncated)
     except (aiohttp.ClientError, asyncio.TimeoutError, RuntimeError, ValueError) as exc:
         refused = middlewares is not None
@@ -331,17 +333,19 @@ def _sent(own: bool) -> bool:
     return _connected.get() if own else True
 
 
-async def _read(resp: ClientResponse, limit: int | None) -> tuple[bytes, bool]:
-    """The body, decompressed, cut at `limit` bytes (with a flag when it was longer).
-
-    Content-Length is the size on the wire: with a Content-Encoding the body can be
-    far larger, so only an unencoded body of known, small length is read in one go.
-    """
+def _fits(resp: ClientResponse, limit: int | None) -> bool:
+    """Whether the whole body may be read in one go: no limit, or an unencoded body of
+    known length within it. Content-Length is the size on the wire: with a
+    Content-Encoding the body can be far larger once decompressed."""
     if limit is None:
-        return await resp.read(), False
+        return True
     length = resp.content_length
-    if length is not None and length <= limit and "Content-Encoding" not in resp.headers:
-        return await resp.read(), False
+    return length is not None and length <= limit and "Content-Encoding" not in resp.headers
+
+
+async def _read_bounded(resp: ClientResponse, limit: int | None) -> tuple[bytes, bool]:
+    """The body, decompressed, cut at `limit` bytes (with a flag when it was longer)."""
+    assert limit is not None  # _fits() holds otherwise
     # Read at most `limit` + 1 decompressed bytes. The unread rest makes aiohttp close
     # the connection on release instead of reusing it.
     parts: list[bytes] = []
