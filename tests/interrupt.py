@@ -1,4 +1,5 @@
-"""Run Python code in a subprocess and press Ctrl-C once it has printed a given line."""
+"""Python code in a subprocess: run it and read what it printed, or press Ctrl-C once it
+has printed a given line."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import select
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 
@@ -58,3 +60,22 @@ def ctrl_c_after(
             proc.kill()
             proc.wait()
     return proc.returncode, out, err
+
+
+def run_script(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run `code` (dedented) in a fresh interpreter that shows every ResourceWarning (the
+    fork warning of 3.12+ aside), so a test can assert that nothing was printed."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "default",
+            "-W",
+            "ignore:This process:DeprecationWarning",
+            "-c",
+            textwrap.dedent(code),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -5,9 +5,6 @@ what the sync runtime does after its client or loop is gone."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +15,7 @@ import pytest
 import kernel_async as ka
 from kernel_async import AsyncKernel, Timeout
 from kernel_async.testing import FakeKernel
+from tests.interrupt import run_script
 from tests.scripted import ScriptedServer, json_error, respond
 
 pytestmark = pytest.mark.anyio
@@ -27,23 +25,6 @@ pytestmark = pytest.mark.anyio
 def threaded_fake() -> Iterator[FakeKernel]:
     with FakeKernel.in_thread(finalise_seconds=0.05) as server:
         yield server
-
-
-def run_script(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-W",
-            "default",
-            "-W",
-            "ignore:This process:DeprecationWarning",
-            "-c",
-            textwrap.dedent(code),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 async def test_user_session_raising_for_status_still_gives_typed_errors() -> None:

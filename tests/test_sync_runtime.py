@@ -3,9 +3,6 @@ in-flight calls, fork while a lock is held, Ctrl-C during a download."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -16,30 +13,13 @@ import pytest
 from kernel_async import APIConnectionError
 from kernel_async.testing import FakeKernel
 from kernel_sync import Kernel
-from tests.interrupt import ctrl_c_after
+from tests.interrupt import ctrl_c_after, run_script
 
 
 @pytest.fixture
 def fake() -> Iterator[FakeKernel]:
     with FakeKernel.in_thread(finalise_seconds=0.05) as server:
         yield server
-
-
-def run_script(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-W",
-            "default",
-            "-W",
-            "ignore:This process:DeprecationWarning",
-            "-c",
-            textwrap.dedent(code),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def loop_threads() -> int:
