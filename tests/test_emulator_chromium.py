@@ -14,7 +14,7 @@ import pytest
 from playwright.async_api import async_playwright
 from playwright.sync_api import sync_playwright
 
-from kernel_async import RateLimitError, Viewport
+from kernel_async import BadRequestError, RateLimitError, Viewport
 from kernel_async.testing import Backend, FakeKernel, InMemoryBackend
 from kernel_async.testing._bridge import BackendBridge
 from kernel_async.testing._chromium import marked_processes
@@ -100,6 +100,9 @@ async def test_bound_on_browsers_is_a_429_and_the_token_is_checked() -> None:
                 assert caught.value.status == 403
             await client.browsers.delete(first.session_id)
             assert marked_processes(marker) == []
+            with pytest.raises(BadRequestError, match="out of range"):  # 400: not retried
+                await client.browsers.create(viewport=Viewport(9000, 9000))
+            assert fake.sessions() == []  # the refused browser was not kept
             again = await client.browsers.create(viewport=Viewport(320, 240))
             marker = workdir(fake, again.session_id)
     assert marked_processes(marker) == []  # the emulator's shutdown ended the browser

@@ -13,6 +13,7 @@ from ._backend import (
     BrowserLimitError,
     InMemoryBackend,
     UnknownBrowserError,
+    UnsupportedValueError,
     sample_video,
 )
 from ._emulator import FakeKernel, Fault, RecordedRequest
@@ -27,6 +28,7 @@ __all__ = [
     "InMemoryBackend",
     "RecordedRequest",
     "UnknownBrowserError",
+    "UnsupportedValueError",
     "is_testing",
     "sample_video",
     "set_testing",

@@ -62,6 +62,10 @@ class BrowserLimitError(BackendError):
     """Too many browsers at once (the emulator answers 429)."""
 
 
+class UnsupportedValueError(BackendError):
+    """A value this backend cannot honour, e.g. a viewport too large (the emulator answers 400)."""
+
+
 class UnknownBrowserError(BackendError):
     """No such browser or recording in this backend (the emulator answers 404)."""
 

@@ -19,7 +19,13 @@ from typing import Any
 from aiohttp import web
 
 from .._models import Viewport
-from ._backend import Backend, BackendError, BrowserHandle, BrowserLimitError
+from ._backend import (
+    Backend,
+    BackendError,
+    BrowserHandle,
+    BrowserLimitError,
+    UnsupportedValueError,
+)
 from ._cdp_proxy import ProxyTarget, cdp_proxy_handler
 from ._sessions import Refused, Session
 
@@ -66,6 +72,8 @@ class BackendBridge:
             )
         except BrowserLimitError as exc:
             raise Refused(429, "rate_limited", str(exc)) from None
+        except UnsupportedValueError as exc:
+            raise Refused(400, "bad_request", str(exc)) from None
         except (BackendError, RuntimeError, OSError) as exc:
             raise Refused(500, "internal_error", f"the local browser failed: {exc}") from None
         self._handles[session.session_id] = handle
@@ -84,6 +92,8 @@ class BackendBridge:
         if session.session_id in self._handles and session.viewport:
             try:
                 await self.backend.update_viewport(session.session_id, viewport_of(session))
+            except UnsupportedValueError as exc:
+                raise Refused(400, "bad_request", str(exc)) from None
             except BackendError as exc:
                 raise Refused(500, "internal_error", f"the local browser failed: {exc}") from None
 

@@ -17,11 +17,11 @@ import attrs
 
 from .._models import Viewport
 from ._backend import (
-    BackendError,
     BrowserHandle,
     BrowserLimitError,
     RecordingFiles,
     UnknownBrowserError,
+    UnsupportedValueError,
 )
 from ._cdp import CDPClient, CDPError
 from ._chromium import ChromiumProcess, find_chromium, launch_chromium, tree_memory_bytes
@@ -111,7 +111,10 @@ async def _open(cdp: CDPClient, session: str, url: str, timeout: float = 10.0) -
 def _checked(viewport: Viewport) -> Viewport:
     """The viewport, if a local Chromium can show it (`BackendError` otherwise)."""
     if not (2 <= viewport.width <= 7680 and 2 <= viewport.height <= 4320):
-        raise BackendError(f"viewport {viewport.width}x{viewport.height} is out of range")
+        raise UnsupportedValueError(
+            f"viewport {viewport.width}x{viewport.height} is out of range for a local Chromium "
+            "(2x2 to 7680x4320)"
+        )
     return viewport
 
 
