@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Final, TypeVar
 from . import _retry
 from ._config import check_api_key, check_base_url, check_headers, env_proxy, redact_url
 from ._errors import (
+    JSON_LIMIT,
     APIError,
-    APIResponseValidationError,
     APITimeoutError,
     KernelError,
+    decode_json,
     redirect_error,
     status_error,
     transport_error,
@@ -58,7 +59,6 @@ __all__ = ["NOT_GIVEN", "AsyncKernel", "KernelSecurityWarning", "NotGiven"]
 
 T = TypeVar("T")
 
-JSON_LIMIT: Final = 8 * 1024 * 1024
 
 logger = logging.getLogger("kernel_async")
 
@@ -142,11 +142,11 @@ class _SharedState:
             raise KernelError("this client is closed; create a new AsyncKernel")
         session = self.session
         running = tp.get_running_loop()
-        if self.closing is None:
+        if self.closing is None:  # first use: the loop this client's calls run on
             self.loop = running
             self.closing = tp.new_event()
         if session is None:
-            self.loop = running
+            self.loop = running  # (again after a fork)
             self.session = session = tp.new_session(self.limit)
         elif self.owned and self.loop is not running:
             raise KernelError(
@@ -557,31 +557,6 @@ class AsyncKernel:
         return decode_json(resp, decode, method=method, url=url, attempts=attempts)
 
 
-def decode_json(
-    resp: Response, decode: Callable[[bytes], T], *, method: str, url: str, attempts: int
-) -> T:
-    """Decode a read body, or raise `APIResponseValidationError` saying why not."""
-    if resp.truncated:
-        raise APIResponseValidationError(
-            f"response body exceeds {JSON_LIMIT} bytes",
-            status_code=resp.status,
-            method=method,
-            url=url,
-            attempts=attempts,
-        )
-    try:
-        return decode(resp.body)
-    except Exception as exc:
-        raise APIResponseValidationError(
-            f"response does not match the schema: {_describe(exc)}",
-            status_code=resp.status,
-            method=method,
-            url=url,
-            attempts=attempts,
-            body=resp.body[:2000].decode("utf-8", "replace"),
-        ) from exc
-
-
 def _choose_proxy(option: str | None, trust_env: bool, base_url: str) -> str | None:
     if option is not None:
         if not isinstance(option, str) or not option.startswith(("http://", "https://")):
@@ -684,12 +659,3 @@ def _log_failure(fail: Fail, error: APIError) -> None:
     text = _FAIL_LOGS.get(fail.why)
     if text is not None and logger.isEnabledFor(logging.INFO):
         logger.info("not retrying %s %s: %s (%s)", error.method, error.url, text, error.message)
-
-
-def _describe(exc: BaseException) -> str:
-    from cattrs import transform_error
-    from cattrs.errors import ClassValidationError, IterableValidationError
-
-    if isinstance(exc, (ClassValidationError, IterableValidationError)):
-        return "; ".join(transform_error(exc))
-    return f"{type(exc).__name__}: {exc}"

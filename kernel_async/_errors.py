@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from ._models import Error, decode_error
+
+if TYPE_CHECKING:
+    from ._transport import Response
+
+T = TypeVar("T")
+
+JSON_LIMIT: Final = 8 * 1024 * 1024
+"""Most bytes of a JSON body read (decompressed): a larger one is a validation error."""
 
 __all__ = [
     "APIConnectionError",
@@ -270,3 +279,37 @@ def redirect_error(
         url=url,
         attempts=attempts,
     )
+
+
+def decode_json(
+    resp: Response, decode: Callable[[bytes], T], *, method: str, url: str, attempts: int
+) -> T:
+    """Decode a read body, or raise `APIResponseValidationError` saying why not."""
+    if resp.truncated:
+        raise APIResponseValidationError(
+            f"response body exceeds {JSON_LIMIT} bytes",
+            status_code=resp.status,
+            method=method,
+            url=url,
+            attempts=attempts,
+        )
+    try:
+        return decode(resp.body)
+    except Exception as exc:
+        raise APIResponseValidationError(
+            f"response does not match the schema: {_describe(exc)}",
+            status_code=resp.status,
+            method=method,
+            url=url,
+            attempts=attempts,
+            body=resp.body[:2000].decode("utf-8", "replace"),
+        ) from exc
+
+
+def _describe(exc: BaseException) -> str:
+    from cattrs import transform_error
+    from cattrs.errors import ClassValidationError, IterableValidationError
+
+    if isinstance(exc, (ClassValidationError, IterableValidationError)):
+        return "; ".join(transform_error(exc))
+    return f"{type(exc).__name__}: {exc}"

@@ -382,7 +382,7 @@ def decide(
         wall: ``time.time()``, for Retry-After HTTP-dates.
         jitter: A uniform draw in ``[0, 1)`` for the backoff.
     """
-    hidden = _hidden_charge(outcome, rules.policy, free) if outcome.hidden else 0
+    hidden = _hidden_charge(outcome, rules.policy, free) if outcome.hidden else 0  # rare
     status = outcome.status
     if status is not None and 200 <= status < 300:
         if status == 202 and rules.poll_accepted:
@@ -467,8 +467,6 @@ def _refusal(outcome: Outcome, rules: CallRules) -> str | None:
 
 def _hidden_charge(outcome: Outcome, policy: RetryPolicy, free: int | None) -> int:
     """Tokens for replays aiohttp already made: their cost, as far as the budget has it."""
-    if not outcome.hidden:
-        return 0
     cost = outcome.hidden * policy.retry_cost
     return cost if free is None else min(cost, free)
 

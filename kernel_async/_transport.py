@@ -268,11 +268,17 @@ async def send(
     except (aiohttp.ClientError, asyncio.TimeoutError, RuntimeError, ValueError) as exc:
         refused = middlewares is not None
         replayed = _replayed(own, method, refused)
-        raise classify(exc, closed=session.closed, sent=_sent(own), replayed=replayed) from exc
+        error = classify(exc, closed=session.closed, sent=_sent(own), replayed=replayed)
+        if error is None:
+            raise  # a RuntimeError or ValueError that is not ours to classify
+        raise error from exc
 
 
-def classify(exc: BaseException, *, closed: bool, sent: bool, replayed: bool) -> TransportError:
-    """The `TransportError` for an exception aiohttp raised during an attempt.
+def classify(
+    exc: BaseException, *, closed: bool, sent: bool, replayed: bool
+) -> TransportError | None:
+    """The `TransportError` for an exception aiohttp raised during an attempt, or `None`
+    for one that is not a transport failure (a bug to surface as it is).
 
     Args:
         closed: The session was closed (by `close()` while the call was in flight).
@@ -300,7 +306,7 @@ def classify(exc: BaseException, *, closed: bool, sent: bool, replayed: bool) ->
         # aiohttp refuses a session's own credentials (auth=, or ~/.netrc with
         # trust_env=True) beside the API key's Authorization header.
         return TransportError("credentials", False, exc)
-    raise exc  # a RuntimeError or ValueError that is not ours to classify
+    return None
 
 
 def _replayed(own: bool, method: str, refused: bool = False) -> bool:

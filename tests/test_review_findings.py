@@ -16,7 +16,7 @@ import kernel_async as ka
 from kernel_async import AsyncKernel, Timeout
 from kernel_async.testing import FakeKernel
 from tests.interrupt import run_script
-from tests.scripted import ScriptedServer, json_error, respond
+from tests.scripted import Action, ScriptedServer, json_error, respond
 
 pytestmark = pytest.mark.anyio
 
@@ -53,12 +53,20 @@ async def test_user_session_with_its_own_credentials_is_a_clear_error(
     assert srv.received == []
 
 
-async def test_close_wakes_a_call_waiting_to_retry() -> None:
-    headers = {"Retry-After": "20"}
-    async with ScriptedServer([json_error(503, **headers)]) as srv:
+@pytest.mark.parametrize(
+    ("answer", "operation"),
+    [
+        (json_error(503, **{"Retry-After": "20"}), "stop"),
+        (respond(202, headers={"Retry-After": "20"}), "download"),
+    ],
+    ids=["waiting-to-retry", "polling-for-the-video"],
+)
+async def test_close_wakes_a_waiting_call(answer: Action, operation: str) -> None:
+    async with ScriptedServer([answer]) as srv:
         c = AsyncKernel(api_key="k", base_url=srv.base_url)
+        call = getattr(c.browsers.replays, operation)
         with ka.set_testing(False):
-            task = asyncio.ensure_future(c.browsers.replays.stop("r", id="b"))
+            task = asyncio.ensure_future(call("r", id="b"))
             while not srv.received:
                 await asyncio.sleep(0.01)
             await asyncio.sleep(0.05)
@@ -67,21 +75,6 @@ async def test_close_wakes_a_call_waiting_to_retry() -> None:
             with pytest.raises(ka.APIConnectionError, match="closed"):
                 await task
             assert time.monotonic() - t0 < 2  # not the 20 s the server asked for
-
-
-async def test_close_wakes_a_download_polling_for_the_video() -> None:
-    async with ScriptedServer([respond(202, headers={"Retry-After": "20"})]) as srv:
-        c = AsyncKernel(api_key="k", base_url=srv.base_url)
-        with ka.set_testing(False):
-            task = asyncio.ensure_future(c.browsers.replays.download("r", id="b"))
-            while not srv.received:
-                await asyncio.sleep(0.01)
-            await asyncio.sleep(0.05)
-            t0 = time.monotonic()
-            await c.close()
-            with pytest.raises(ka.APIConnectionError, match="closed"):
-                await task
-            assert time.monotonic() - t0 < 2
 
 
 def test_sync_close_from_another_thread_is_prompt_during_a_retry_wait(

@@ -8,7 +8,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .._errors import APIResponseValidationError
+from .._errors import decode_json
 from .._models import Browser, BrowserPage, Viewport, decode_browser, decode_browsers
 from .._paths import segment
 from .._retry import Timeout
@@ -388,23 +388,15 @@ class AsyncBrowserPager:
 def _page(resp: Response, url: str, attempts: int, at: int) -> BrowserPage:
     """A `BrowserPage` from a list response's body and pagination headers (the page was
     fetched at offset `at`; its next offset must move past it)."""
-    try:
-        if resp.truncated:
-            raise ValueError("the response body is too large")
-        items = decode_browsers(resp.body)
+
+    def decode(body: bytes) -> BrowserPage:
+        items = decode_browsers(body)
         next_at = resp.headers.get("X-Next-Offset")
         offset = int(next_at) if next_at is not None else None
         more = resp.headers.get("X-Has-More")
         has_more = more.lower() == "true" if more is not None else bool(offset)
         page = BrowserPage(items, has_more, offset if has_more else None)
         _params.next_offset(page, at)  # refuses offsets that cannot page on
-    except Exception as exc:
-        raise APIResponseValidationError(
-            f"browser list response does not match the schema: {exc}",
-            status_code=resp.status,
-            method="GET",
-            url=url,
-            attempts=attempts,
-            body=resp.body[:2000].decode("utf-8", "replace"),
-        ) from exc
-    return page
+        return page
+
+    return decode_json(resp, decode, method="GET", url=url, attempts=attempts)
