@@ -39,5 +39,12 @@ async def client(fake: FakeKernel) -> AsyncIterator[AsyncKernel]:
 
 
 @pytest.fixture
+def threaded_fake() -> Iterator[FakeKernel]:
+    """The emulator on its own thread, for sync clients and subprocesses."""
+    with FakeKernel.in_thread(finalise_seconds=0.05) as server:
+        yield server
+
+
+@pytest.fixture
 def browser(fake: FakeKernel) -> str:
     return fake.create_browser()

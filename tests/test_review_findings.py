@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -19,12 +18,6 @@ from tests.interrupt import run_script
 from tests.scripted import Action, ScriptedServer, json_error, respond
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def threaded_fake() -> Iterator[FakeKernel]:
-    with FakeKernel.in_thread(finalise_seconds=0.05) as server:
-        yield server
 
 
 async def test_user_session_raising_for_status_still_gives_typed_errors() -> None:

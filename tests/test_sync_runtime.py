@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from kernel_async import APIConnectionError
 from kernel_async.testing import FakeKernel
@@ -16,27 +13,21 @@ from kernel_sync import Kernel
 from tests.interrupt import ctrl_c_after, run_script
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeKernel]:
-    with FakeKernel.in_thread(finalise_seconds=0.05) as server:
-        yield server
-
-
 def loop_threads() -> int:
     return sum(1 for t in threading.enumerate() if t.name == "kernel-sync-loop")
 
 
-def test_close_from_inside_an_on_retry_hook(fake: FakeKernel) -> None:
+def test_close_from_inside_an_on_retry_hook(threaded_fake: FakeKernel) -> None:
     # The hook runs on the loop thread: closing there must close the session, end the
     # thread and print nothing (-W default shows every ResourceWarning).
-    b = fake.create_browser()
-    fake.fail("list", status=503)
+    b = threaded_fake.create_browser()
+    threaded_fake.fail("list", status=503)
     out = run_script(
         f"""
         import threading
         from kernel_sync import Kernel, RetryPolicy, KernelError
         box = {{}}
-        k = Kernel(api_key={fake.api_key!r}, base_url={fake.base_url!r},
+        k = Kernel(api_key={threaded_fake.api_key!r}, base_url={threaded_fake.base_url!r},
                    retry=RetryPolicy(on_retry=lambda e: box["k"].close()))
         box["k"] = k
         try:
@@ -57,15 +48,15 @@ def test_close_from_inside_an_on_retry_hook(fake: FakeKernel) -> None:
     assert out.stderr == "", out.stderr
 
 
-def test_last_reference_collected_on_the_loop_thread(fake: FakeKernel) -> None:
+def test_last_reference_collected_on_the_loop_thread(threaded_fake: FakeKernel) -> None:
     # A client in a reference cycle is finalised wherever the GC runs: here inside a
     # progress callback, on the loop thread, while another client is mid-download.
-    b = fake.create_browser()
+    b = threaded_fake.create_browser()
     out = run_script(
         f"""
         import gc, os, tempfile, threading
         from kernel_sync import Kernel
-        kw = dict(api_key={fake.api_key!r}, base_url={fake.base_url!r})
+        kw = dict(api_key={threaded_fake.api_key!r}, base_url={threaded_fake.base_url!r})
         doomed = Kernel(**kw)
         doomed.cycle = doomed
         doomed.browsers.replays.list({b!r})
@@ -91,10 +82,10 @@ def test_last_reference_collected_on_the_loop_thread(fake: FakeKernel) -> None:
     assert out.stderr == "", out.stderr
 
 
-def test_close_from_another_thread_fails_in_flight_calls_clearly(fake: FakeKernel) -> None:
-    b = fake.create_browser()
-    fake.fail("list", status=None, delay=30)
-    k = Kernel(api_key=fake.api_key, base_url=fake.base_url)
+def test_close_from_another_thread_fails_in_flight_calls_clearly(threaded_fake: FakeKernel) -> None:
+    b = threaded_fake.create_browser()
+    threaded_fake.fail("list", status=None, delay=30)
+    k = Kernel(api_key=threaded_fake.api_key, base_url=threaded_fake.base_url)
     errors: list[BaseException] = []
 
     def call() -> None:
@@ -106,7 +97,7 @@ def test_close_from_another_thread_fails_in_flight_calls_clearly(fake: FakeKerne
     worker = threading.Thread(target=call)
     worker.start()
     deadline = time.monotonic() + 20
-    while fake.count("list") < 1 and time.monotonic() < deadline:
+    while threaded_fake.count("list") < 1 and time.monotonic() < deadline:
         time.sleep(0.01)
     k.close()
     worker.join(10)
@@ -117,16 +108,16 @@ def test_close_from_another_thread_fails_in_flight_calls_clearly(fake: FakeKerne
     assert loop_threads() == 0
 
 
-def test_fork_while_runtime_locks_are_held(fake: FakeKernel) -> None:
+def test_fork_while_runtime_locks_are_held(threaded_fake: FakeKernel) -> None:
     # Another thread inside its first call holds the runtime's locks at the fork: the
     # child must re-make them, not wait forever (alarm turns a deadlock into a failure).
-    b = fake.create_browser()
+    b = threaded_fake.create_browser()
     out = run_script(
         f"""
         import os, signal, sys, threading
         import kernel_sync._runner as runtime
         from kernel_sync import Kernel
-        k = Kernel(api_key={fake.api_key!r}, base_url={fake.base_url!r})
+        k = Kernel(api_key={threaded_fake.api_key!r}, base_url={threaded_fake.base_url!r})
         held, release = threading.Event(), threading.Event()
         def first_call():
             with runtime._lock, k._runner._lock:
@@ -155,17 +146,17 @@ def test_fork_while_runtime_locks_are_held(fake: FakeKernel) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "child 0", out.stderr
-    assert fake.count("list") == 2
+    assert threaded_fake.count("list") == 2
 
 
 def test_ctrl_c_during_download_to_leaves_no_temporary_file(
-    fake: FakeKernel, tmp_path: Path
+    threaded_fake: FakeKernel, tmp_path: Path
 ) -> None:
-    b = fake.create_browser()
+    b = threaded_fake.create_browser()
     code = f"""
 import os
 from kernel_sync import Kernel
-k = Kernel(api_key={fake.api_key!r}, base_url={fake.base_url!r})
+k = Kernel(api_key={threaded_fake.api_key!r}, base_url={threaded_fake.base_url!r})
 r = k.browsers.replays.start({b!r})
 k.browsers.replays.stop(r.replay_id, id={b!r})
 print("downloading", flush=True)
@@ -175,7 +166,9 @@ except KeyboardInterrupt:
     print("left", sorted(os.listdir({str(tmp_path)!r})), flush=True)
 k.close()
 """
-    fake.fail("download", status=None, delay=30)
-    code_, out, err = ctrl_c_after(code, "downloading", until=lambda: fake.count("download") > 0)
+    threaded_fake.fail("download", status=None, delay=30)
+    code_, out, err = ctrl_c_after(
+        code, "downloading", until=lambda: threaded_fake.count("download") > 0
+    )
     assert code_ == 0, err
     assert out.strip() == "left []", (out, err)
