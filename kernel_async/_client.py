@@ -48,9 +48,8 @@ if TYPE_CHECKING:
     import asyncio
 
     import aiohttp
-    from yarl import URL
 
-    from ._transport import Response, Sink, Transport, TransportError
+    from ._transport import Bound, Deadlines, Response, Sink, Transport, TransportError
 
 # aiohttp, yarl, anyio and asyncio are imported on the first request, not at import time:
 # `import kernel_sync` stays cheap for CLIs, notebooks and short scripts.
@@ -95,35 +94,11 @@ def _configure_logging() -> None:
         logger.setLevel(logging.DEBUG if level == "debug" else logging.INFO)
 
 
-class _Wire:
-    """What every attempt of one call sends, and through which session."""
-
-    __slots__ = ("body", "headers", "method", "read_limit", "session", "sink", "url")
-
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        method: str,
-        url: URL,
-        headers: Mapping[str, str],
-        body: bytes | None,
-        read_limit: int | None,
-        sink: Sink | None,
-    ) -> None:
-        self.session = session
-        self.method = method
-        self.url = url
-        self.headers = headers
-        self.body = body
-        self.read_limit = read_limit
-        self.sink = sink
-
-
 class _SharedState:
     """What a client and its `with_options()` copies share: the aiohttp session, whether
     the SDK owns it, the loop it lives on, and whether it was closed."""
 
-    __slots__ = ("closed", "closing", "limit", "loop", "owned", "pid", "session")
+    __slots__ = ("closed", "closing", "deadlines", "limit", "loop", "owned", "pid", "session")
 
     def __init__(self, session: aiohttp.ClientSession | None, limit: int) -> None:
         self.session = session
@@ -132,6 +107,7 @@ class _SharedState:
         self.closed = False
         # Set by close(): wakes calls waiting to retry or poll, so they end at once.
         self.closing: asyncio.Event | None = None
+        self.deadlines: Deadlines | None = None  # the attempts' time limits, on that loop
         self.loop: asyncio.AbstractEventLoop | None = None
         self.pid = os.getpid()
 
@@ -145,6 +121,7 @@ class _SharedState:
         if self.closing is None:  # first use: the loop this client's calls run on
             self.loop = running
             self.closing = tp.new_event()
+            self.deadlines = tp.Deadlines(running)
         if session is None:
             self.loop = running  # (again after a fork)
             self.session = session = tp.new_session(self.limit)
@@ -173,7 +150,9 @@ class _SharedState:
             return  # forked: the session and its loop are the parent's
         tp = _transport or _load_transport()
         if self.closing is not None:
-            tp.set_event(self.closing, self.loop)
+            tp.call_on(self.closing.set, self.loop)
+        if self.deadlines is not None:
+            tp.call_on(self.deadlines.close, self.loop)
         if self.owned and session is not None:
             await tp.close_session(session, self.loop)
 
@@ -400,30 +379,41 @@ class AsyncKernel:
         delete whose earlier, ambiguous attempt already took effect).
         """
         tp = _transport or _load_transport()
-        limits = self._timeout if isinstance(timeout, NotGiven) else Timeout.coerce(timeout)
-        wire = _Wire(
-            self._shared.get(),
-            method,
-            tp.build_url(self._base_url, path),
-            self._call_headers(content_type, extra_headers),
-            body,
-            read_limit,
-            sink,
-        )
+        shared = self._shared
+        session = shared.get()
+        limits = self._timeout if timeout is NOT_GIVEN else Timeout.coerce(timeout)  # type: ignore[arg-type]
+        url = tp.build_url(self._base_url, path)
+        headers = self._call_headers(content_type, extra_headers)
         rules = self._rules(idempotent, poll_accepted, missing_ok_after_retry)
+        budget = self._budget
+        own = shared.owned
+        deadlines = shared.deadlines
+        assert deadlines is not None  # made by get(), with the session
         now = time.monotonic()
         state = CallState(now, now + limits.total if limits.total is not None else None)
-        budget = self._budget
         while True:
-            bound = _attempt_bound(limits, state, sink is not None, self._shared.owned)
+            bound = _attempt_bound(limits, state, sink is not None, own)
             if bound is None:
                 raise APITimeoutError(
                     f"total deadline of {limits.total:g}s exceeded",
                     method=method,
-                    url=str(wire.url),
+                    url=str(url),
                     attempts=state.attempts,
                 )
-            resp, failure, outcome = await self._attempt(wire, bound, state, rules)
+            resp: Response | None = None
+            try:
+                if shared.closed:  # closed while this call waited to retry: it ends now
+                    raise tp.TransportError("closed", False, KernelError("the client was closed"))
+                resp = await tp.send(
+                    session, method, url, headers, body, bound, deadlines,
+                    read_limit=read_limit, sink=sink, proxy=self._proxy, own=own,
+                    replay_allowed=own or may_replay(state, rules, budget.free),
+                )  # fmt: skip
+                failure: TransportError | None = None
+                outcome = Outcome(resp.status, resp.headers)
+            except tp.TransportError as exc:
+                failure = exc
+                outcome = Outcome(failure=exc.kind, sent=exc.sent, hidden=exc.hidden)
             decision = decide(
                 outcome,
                 state,
@@ -439,32 +429,12 @@ class AsyncKernel:
             if isinstance(decision, Done):
                 budget.refund(decision.give)
                 assert resp is not None
-                return resp, str(wire.url), state.attempts
-            error = _error_for(decision, resp, failure, bound, method, str(wire.url), state)
+                return resp, str(url), state.attempts
+            error = _error_for(decision, resp, failure, bound, method, str(url), state)
             if isinstance(decision, Fail):
                 _log_failure(decision, error)
                 raise error from failure.cause if failure is not None else None
             await self._wait(decision, error, failure)
-
-    async def _attempt(
-        self, wire: _Wire, bound: aiohttp.ClientTimeout, state: CallState, rules: CallRules
-    ) -> tuple[Response | None, TransportError | None, Outcome]:
-        """Send once; the response, or the failure, and what the rules are told of it."""
-        shared = self._shared
-        tp = _transport or _load_transport()
-        if shared.closed:  # closed while this call waited: it ends now
-            closed = tp.TransportError("closed", False, KernelError("the client was closed"))
-            return None, closed, Outcome(failure="closed", sent=False)
-        own = shared.owned
-        try:
-            resp = await tp.send(
-                wire.session, wire.method, wire.url, wire.headers, wire.body, bound,
-                read_limit=wire.read_limit, sink=wire.sink, proxy=self._proxy, own=own,
-                replay_allowed=own or may_replay(state, rules, self._budget.free),
-            )  # fmt: skip
-        except tp.TransportError as exc:
-            return None, exc, Outcome(failure=exc.kind, sent=exc.sent, hidden=exc.hidden)
-        return resp, None, Outcome(resp.status, resp.headers)
 
     def _rules(self, idempotent: bool, poll: bool, missing_ok: bool) -> CallRules:
         """The rules of a call; a handful of combinations, each built once per client."""
@@ -566,10 +536,8 @@ def _choose_proxy(option: str | None, trust_env: bool, base_url: str) -> str | N
     return env_proxy(base_url) if trust_env else None
 
 
-def _attempt_bound(
-    limits: Timeout, state: CallState, streaming: bool, own: bool
-) -> aiohttp.ClientTimeout | None:
-    """aiohttp's timeout for the next attempt; `None` when the deadline has passed.
+def _attempt_bound(limits: Timeout, state: CallState, streaming: bool, own: bool) -> Bound | None:
+    """The limits of the next attempt; `None` when the deadline has passed.
 
     The connect phase (a pooled connection, or a new one) is always bounded, and a
     timeout in it is known as "not sent", so safe to retry:
@@ -582,11 +550,11 @@ def _attempt_bound(
     Streams are bounded per read, not in total: a long video must not time out.
     """
     tp = _transport or _load_transport()
-    remaining = state.remaining(time.monotonic())
+    remaining = None if state.deadline is None else state.remaining(time.monotonic())
     if remaining is not None and remaining <= 0:
         return None
     if streaming:
-        return tp.client_timeout(remaining, limits.connect or limits.attempt, limits.attempt)
+        return tp.bound(remaining, limits.connect or limits.attempt, limits.attempt)
     total = limits.attempt
     if remaining is not None:
         total = remaining if total is None else min(total, remaining)
@@ -595,7 +563,7 @@ def _attempt_bound(
         connect = min(connect, total)
         if not own and connect >= total:
             connect = _before(total)
-    return tp.client_timeout(total, connect, None)
+    return tp.bound(total, connect, None)
 
 
 def _before(total: float) -> float:
@@ -607,7 +575,7 @@ def _error_for(
     decision: Retry | Fail,
     resp: Response | None,
     failure: TransportError | None,
-    bound: aiohttp.ClientTimeout,
+    bound: Bound,
     method: str,
     url: str,
     state: CallState,

@@ -252,8 +252,13 @@ TIMEOUT_FAILURES: Final = frozenset({"timeout", "connect_timeout"})
 FATAL_FAILURES: Final = frozenset({"tls", "closed", "credentials"})
 _NO_HEADERS: Final[Mapping[str, str]] = {}
 
+# Outcome, Done, Retry, Fail and CallState are values: nothing mutates one after it is
+# built (`CallState.after` returns a new state). They are plain slotted attrs classes,
+# not frozen ones, because they are built on every attempt and a frozen attrs class
+# costs about three times as much to build (~0.5 µs against ~0.18 µs).
 
-@attrs.frozen
+
+@attrs.define
 class Outcome:
     """What one attempt produced: a status with its headers, or a transport failure.
 
@@ -286,7 +291,7 @@ class CallRules:
     testing: bool = False
 
 
-@attrs.frozen
+@attrs.define
 class Done:
     """The call succeeded: give `give` tokens back to the budget (after taking `take`)."""
 
@@ -294,7 +299,7 @@ class Done:
     take: int = 0
 
 
-@attrs.frozen
+@attrs.define
 class Retry:
     """Wait `wait` seconds, then send again; take `take` tokens from the budget first.
 
@@ -310,7 +315,7 @@ class Retry:
     retry_after: float | None = None
 
 
-@attrs.frozen
+@attrs.define
 class Fail:
     """Stop and raise. `why` is one of ``fatal``, ``ambiguous``, ``redirect``, ``status``,
     ``exhausted``, ``retry_after``, ``deadline``, ``budget``, ``finalising``."""
@@ -323,7 +328,7 @@ class Fail:
 Decision: TypeAlias = "Done | Retry | Fail"
 
 
-@attrs.frozen
+@attrs.define
 class CallState:
     """Where a call stands. Attributes are counts since the call began.
 
@@ -345,8 +350,10 @@ class CallState:
 
     def after(self, outcome: Outcome, decision: Decision) -> CallState:
         """The state once `decision` (made on `outcome`) is carried out."""
-        retried = isinstance(decision, Retry) and not decision.poll
-        polled = isinstance(decision, Retry) and decision.poll
+        polled = retried = False
+        if isinstance(decision, Retry):
+            polled = decision.poll
+            retried = not polled
         return CallState(
             self.started,
             self.deadline,
