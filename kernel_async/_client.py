@@ -27,6 +27,7 @@ from ._errors import (
     transport_error,
 )
 from ._retry import (
+    FIRST_TRY_REFUND,
     CallRules,
     CallState,
     Done,
@@ -39,6 +40,7 @@ from ._retry import (
     Timeout,
     decide,
     may_replay,
+    settles,
 )
 from ._types import NOT_GIVEN, NotGiven, check_int
 from ._version import __version__
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
     import asyncio
 
     import aiohttp
+    from yarl import URL
 
     from ._transport import Bound, Deadlines, Response, Sink, Transport, TransportError
 
@@ -370,9 +373,9 @@ class AsyncKernel:
         sink: Sink | None = None,
         poll_accepted: bool = False,
         missing_ok_after_retry: bool = False,
-    ) -> tuple[Response, str, int]:
+    ) -> tuple[Response, URL, int]:
         """Run one call: attempts, retries, waits. Returns the 2xx response, the URL
-        string and the number of wire attempts; raises the typed error otherwise.
+        and the number of wire attempts; raises the typed error otherwise.
 
         `poll_accepted`: a 202 means "not ready yet": poll again (downloads).
         `missing_ok_after_retry`: a 404 on a retry counts as success (an idempotent
@@ -392,7 +395,7 @@ class AsyncKernel:
         now = time.monotonic()
         state = CallState(now, now + limits.total if limits.total is not None else None)
         while True:
-            bound = _attempt_bound(limits, state, sink is not None, own)
+            bound = _attempt_bound(limits, state, sink is not None)
             if bound is None:
                 raise APITimeoutError(
                     f"total deadline of {limits.total:g}s exceeded",
@@ -409,11 +412,15 @@ class AsyncKernel:
                     read_limit=read_limit, sink=sink, proxy=self._proxy, own=own,
                     replay_allowed=own or may_replay(state, rules, budget.free),
                 )  # fmt: skip
-                failure: TransportError | None = None
-                outcome = Outcome(resp.status, resp.headers)
             except tp.TransportError as exc:
-                failure = exc
+                failure: TransportError | None = exc
                 outcome = Outcome(failure=exc.kind, sent=exc.sent, hidden=exc.hidden)
+            else:
+                if not state.attempts and settles(resp.status, rules):  # decide() says Done
+                    budget.refund(FIRST_TRY_REFUND)
+                    return resp, url, 1
+                failure = None
+                outcome = Outcome(resp.status, resp.headers)
             decision = decide(
                 outcome,
                 state,
@@ -429,7 +436,7 @@ class AsyncKernel:
             if isinstance(decision, Done):
                 budget.refund(decision.give)
                 assert resp is not None
-                return resp, str(url), state.attempts
+                return resp, url, state.attempts
             error = _error_for(decision, resp, failure, bound, method, str(url), state)
             if isinstance(decision, Fail):
                 _log_failure(decision, error)
@@ -536,17 +543,13 @@ def _choose_proxy(option: str | None, trust_env: bool, base_url: str) -> str | N
     return env_proxy(base_url) if trust_env else None
 
 
-def _attempt_bound(limits: Timeout, state: CallState, streaming: bool, own: bool) -> Bound | None:
+def _attempt_bound(limits: Timeout, state: CallState, streaming: bool) -> Bound | None:
     """The limits of the next attempt; `None` when the deadline has passed.
 
-    The connect phase (a pooled connection, or a new one) is always bounded, and a
-    timeout in it is known as "not sent", so safe to retry:
-    - on the SDK's own session the attempt bound covers it, and the tracking connector
-      tells whether a connection was obtained; a separate connect timer is armed only
-      when `Timeout(connect=...)` asks for one (each costs a timer per request);
-    - on a user's session nothing tracks that phase, so the connect bound (the attempt
-      bound, if none is given) is kept strictly shorter than the attempt's: its expiry,
-      not the attempt's, ends a stalled connect, and says "not sent".
+    The attempt's total is kept by the loop's `Deadlines`, which also ends a stalled
+    connect (a pooled connection, or a new one); a failure raised while connecting is
+    known as "not sent" whatever ended it, so safe to retry. A separate connect bound
+    is armed only when `Timeout(connect=...)` asks for one (each costs a timer).
     Streams are bounded per read, not in total: a long video must not time out.
     """
     tp = _transport or _load_transport()
@@ -558,17 +561,10 @@ def _attempt_bound(limits: Timeout, state: CallState, streaming: bool, own: bool
     total = limits.attempt
     if remaining is not None:
         total = remaining if total is None else min(total, remaining)
-    connect = limits.connect if own else (limits.connect or limits.attempt)
+    connect = limits.connect
     if connect is not None and total is not None:
         connect = min(connect, total)
-        if not own and connect >= total:
-            connect = _before(total)
     return tp.bound(total, connect, None)
-
-
-def _before(total: float) -> float:
-    # aiohttp rounds timers of 5 s and more up to whole seconds: stay a second clear there.
-    return total - 1.0 if total >= 6.0 else total * 0.9
 
 
 def _error_for(

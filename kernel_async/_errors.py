@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Final, TypeVar
 from ._models import Error, decode_error
 
 if TYPE_CHECKING:
+    from yarl import URL
+
     from ._transport import Response
 
 T = TypeVar("T")
@@ -282,7 +284,7 @@ def redirect_error(
 
 
 def decode_json(
-    resp: Response, decode: Callable[[bytes], T], *, method: str, url: str, attempts: int
+    resp: Response, decode: Callable[[bytes], T], *, method: str, url: URL, attempts: int
 ) -> T:
     """Decode a read body, or raise `APIResponseValidationError` saying why not."""
     if resp.truncated:
@@ -290,7 +292,7 @@ def decode_json(
             f"response body exceeds {JSON_LIMIT} bytes",
             status_code=resp.status,
             method=method,
-            url=url,
+            url=str(url),
             attempts=attempts,
         )
     try:
@@ -300,7 +302,7 @@ def decode_json(
             f"response does not match the schema: {_describe(exc)}",
             status_code=resp.status,
             method=method,
-            url=url,
+            url=str(url),
             attempts=attempts,
             body=resp.body[:2000].decode("utf-8", "replace"),
         ) from exc

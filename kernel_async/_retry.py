@@ -32,6 +32,7 @@ __all__ = [
     "may_replay",
     "parse_retry_after",
     "set_testing",
+    "settles",
 ]
 
 
@@ -391,10 +392,10 @@ def decide(
     """
     hidden = _hidden_charge(outcome, rules.policy, free) if outcome.hidden else 0  # rare
     status = outcome.status
-    if status is not None and 200 <= status < 300:
-        if status == 202 and rules.poll_accepted:
-            return _poll(outcome, state, rules, now=now, wall=wall, take=hidden)
+    if status is not None and settles(status, rules):
         return Done(give=refund_for(state.taken + hidden), take=hidden)
+    if status == 202 and rules.poll_accepted:
+        return _poll(outcome, state, rules, now=now, wall=wall, take=hidden)
     retries = state.retries + outcome.hidden
     if status == 404 and rules.missing_ok_after_retry and retries > 0:
         return Done(give=refund_for(state.taken + hidden), take=hidden)
@@ -419,6 +420,14 @@ def decide(
     return Retry(wait, planned, hidden + cost, reason, retry_after=retry_after)
 
 
+def settles(status: int, rules: CallRules) -> bool:
+    """Whether a response with `status` ends the call as a success: any 2xx but a 202
+    of a call that polls. `decide` asks this first; the client's loop asks it alone
+    after a first attempt (then `decide` would say `Done(FIRST_TRY_REFUND)`; a property
+    test holds that), so the usual call builds no decision values at all."""
+    return 200 <= status < 300 and (status != 202 or not rules.poll_accepted)
+
+
 def may_replay(state: CallState, rules: CallRules, free: int | None) -> bool:
     """Whether aiohttp may replay the next attempt by itself (on a user's session,
     where it cannot be switched off): only when a retry is left and the budget can pay."""
@@ -430,6 +439,10 @@ def may_replay(state: CallState, rules: CallRules, free: int | None) -> bool:
 def refund_for(taken: int) -> int:
     """Tokens a successful call gives back: what it took, or 1 when it took none."""
     return taken if taken > 0 else 1
+
+
+FIRST_TRY_REFUND: Final = refund_for(0)
+"""What a call that succeeds at its first attempt gives back to the budget."""
 
 
 def poll_wait(polls: int, hint: float | None, cap: float) -> float:

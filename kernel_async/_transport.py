@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from contextvars import ContextVar
 from functools import lru_cache
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import aiohttp
 from aiohttp import (
@@ -27,10 +26,6 @@ from aiohttp import (
 )
 from multidict import CIMultiDictProxy
 from yarl import URL
-
-if TYPE_CHECKING:
-    from aiohttp.connector import Connection
-    from aiohttp.tracing import Trace
 
 __all__ = [
     "Bound",
@@ -55,20 +50,9 @@ _CHUNK = 256 * 1024
 # Error bodies are only ever parsed for a message: never read more than this of them.
 ERROR_LIMIT = 64 * 1024
 
-# Set by `_TrackingConnector` once the attempt holds a connection: until then the
-# request cannot have left, whatever aiohttp's timeout error says.
-_connected: ContextVar[bool] = ContextVar("kernel_async_connected", default=False)
-
-
-class _TrackingConnector(aiohttp.TCPConnector):
-    """A TCP connector that records, per attempt, whether a connection was obtained."""
-
-    async def connect(
-        self, req: ClientRequest, traces: list[Trace], timeout: aiohttp.ClientTimeout
-    ) -> Connection:
-        conn = await super().connect(req, traces, timeout)
-        _connected.set(True)
-        return conn
+# The connector's `connect`: an exception raised inside it (pool wait, DNS, TCP or TLS
+# connect) ended the attempt before the request could leave, whatever its type.
+_CONNECT_CODE = aiohttp.BaseConnector.connect.__code__
 
 
 def new_session(limit: int) -> aiohttp.ClientSession:
@@ -80,7 +64,7 @@ def new_session(limit: int) -> aiohttp.ClientSession:
     every request, and the budget counts every one.
     """
     session = aiohttp.ClientSession(
-        connector=_TrackingConnector(limit=limit),
+        connector=aiohttp.TCPConnector(limit=limit),
         trust_env=False,
         timeout=aiohttp.ClientTimeout(total=None),
     )
@@ -284,7 +268,7 @@ class Sink(Protocol):
 class Response:
     """A response whose body has been read (or streamed into a sink)."""
 
-    __slots__ = ("body", "headers", "hidden", "status", "truncated")
+    __slots__ = ("body", "headers", "status", "truncated")
 
     def __init__(
         self,
@@ -292,13 +276,11 @@ class Response:
         headers: CIMultiDictProxy[str],
         body: bytes,
         truncated: bool,
-        hidden: int = 0,
     ) -> None:
         self.status = status
         self.headers = headers
         self.body = body
         self.truncated = truncated  # the (decompressed) body was longer than the read limit
-        self.hidden = hidden  # requests aiohttp replayed by itself before this response
 
 
 class TransportError(Exception):
@@ -337,13 +319,14 @@ async def send(
     """Make one attempt. With `sink`, a 2xx body (not 202) is streamed into it (after
     truncating it, so an attempt always starts from scratch) instead of being returned.
 
-    `own`: the session came from `new_session` (its connector says whether the request
-    could have left, and aiohttp's hidden replay is off). On a session of the user's,
-    the failure's type decides, and an idempotent request that failed by a reset was
+    Whether a failed request may have left is read from where the failure was raised:
+    inside the connector's `connect`, it had not (see `_left`).
+
+    `own`: the session came from `new_session` (aiohttp's hidden replay is off there).
+    On a session of the user's, an idempotent request that failed by a reset was
     replayed once by aiohttp (its code path is deterministic) — unless `replay_allowed`
     is false: then a middleware beside the session's own refuses that replay.
     """
-    _connected.set(False)
     middlewares = None  # None: the session's own
     if not own and not replay_allowed and method in IDEMPOTENT_METHODS:
         middlewares = (*getattr(session, "_middlewares", ()), _OneShot())
@@ -378,13 +361,13 @@ async def send(
         if armed is None or not timed_out(armed):
             raise
         timeout = asyncio.TimeoutError(f"attempt took longer than {limits.total:g}s")
-        error = classify(timeout, closed=session.closed, sent=_sent(own), replayed=False)
+        error = classify(timeout, closed=session.closed, sent=_left(exc), replayed=False)
         assert error is not None  # a TimeoutError is always classified
         raise error from exc
     except (aiohttp.ClientError, asyncio.TimeoutError, RuntimeError, ValueError) as exc:
         refused = middlewares is not None
         replayed = _replayed(own, method, refused)
-        error = classify(exc, closed=session.closed, sent=_sent(own), replayed=replayed)
+        error = classify(exc, closed=session.closed, sent=_left(exc), replayed=replayed)
         if error is None:
             raise  # a RuntimeError or ValueError that is not ours to classify
         raise error from exc
@@ -401,7 +384,7 @@ def classify(
 
     Args:
         closed: The session was closed (by `close()` while the call was in flight).
-        sent: Whether the request may have left (the tracking connector's word).
+        sent: Whether the request may have left (see `_left`).
         replayed: aiohttp replays this request once by itself after a reset.
     """
     if closed:
@@ -453,9 +436,17 @@ class _OneShot:
             raise
 
 
-def _sent(own: bool) -> bool:
-    # Without the tracking connector nothing says the request stayed home: assume it left.
-    return _connected.get() if own else True
+def _left(exc: BaseException) -> bool:
+    """Whether the request may have reached the server: not when `exc` was raised
+    inside the connector's `connect` (waiting for a pooled connection, or opening one),
+    on any session's connector. Read from the traceback, on failures only: the
+    successful path pays nothing for it."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code is _CONNECT_CODE:
+            return False
+        tb = tb.tb_next
+    return True
 
 
 def _fits(resp: ClientResponse, limit: int | None) -> bool:

@@ -20,6 +20,7 @@ from multidict import CIMultiDict
 
 from kernel_async import RetryPolicy
 from kernel_async._retry import (
+    FIRST_TRY_REFUND,
     MAX_FINALISE_WAIT,
     MAX_RETRY_AFTER,
     POLL_FLOOR,
@@ -35,6 +36,7 @@ from kernel_async._retry import (
     decide,
     poll_wait,
     refund_for,
+    settles,
 )
 
 WALL0 = 1_700_000_000.0
@@ -437,6 +439,35 @@ def test_202_polls_always_wait_a_floor(
                 assert step.decision.wait > 0
             else:
                 assert step.decision.wait >= POLL_FLOOR
+
+
+@SCENARIOS
+@given(
+    data=st.data(),
+    outcome=status_outcomes(),
+    policy=policies(),
+    testing=st.booleans(),
+    free=st.one_of(st.none(), st.integers(0, 50)),
+    total=st.one_of(st.none(), st.floats(0.001, 100)),
+)
+def test_the_loops_first_attempt_shortcut_is_what_decide_says(
+    data: st.DataObject,
+    outcome: Outcome,
+    policy: RetryPolicy,
+    testing: bool,
+    free: int | None,
+    total: float | None,
+) -> None:
+    """After a first attempt the client's loop asks only `settles`: it must agree with
+    `decide` on every response, and its refund must be decide's."""
+    rules = draw_rules(data, policy, testing)
+    first = CallState(0.0, total)
+    decision = decide(outcome, first, rules, free=free, now=0.0, wall=WALL0, jitter=0.5)
+    assert outcome.status is not None
+    if settles(outcome.status, rules):
+        assert decision == Done(give=FIRST_TRY_REFUND)
+    else:
+        assert not isinstance(decision, Done)
 
 
 @given(

@@ -18,6 +18,8 @@ from .recording import AsyncRecording
 from .replays import AsyncReplays
 
 if TYPE_CHECKING:
+    from yarl import URL
+
     from .._client import AsyncKernel
     from .._transport import Response
 
@@ -385,7 +387,7 @@ class AsyncBrowserPager:
         return self._page().next_offset
 
 
-def _page(resp: Response, url: str, attempts: int, at: int) -> BrowserPage:
+def _page(resp: Response, url: URL, attempts: int, at: int) -> BrowserPage:
     """A `BrowserPage` from a list response's body and pagination headers (the page was
     fetched at offset `at`; its next offset must move past it)."""
 
