@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from functools import lru_cache
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import (
@@ -23,6 +23,7 @@ from aiohttp import (
     ClientSSLError,
     ConnectionTimeoutError,
     ServerDisconnectedError,
+    hdrs,
 )
 from multidict import CIMultiDictProxy
 from yarl import URL
@@ -165,50 +166,54 @@ def bound(total: float | None, connect: float | None, sock_read: float | None) -
     return Bound(total, connect, sock_read)
 
 
-class _Armed:
-    """One attempt's entry in `Deadlines`."""
-
-    __slots__ = ("cancelling", "expired", "task", "when")
-
-    def __init__(self, task: asyncio.Task[object], when: float, cancelling: int) -> None:
-        self.task = task
-        self.when = when
-        self.cancelling = cancelling  # the task's pending cancellations when armed
-        self.expired = False
-
-
 class Deadlines:
     """The attempts' total time limits on one loop, kept by a single loop timer.
 
     aiohttp arms a timer per request for `ClientTimeout(total=...)`: a heap entry with
     Python-level comparisons, pushed and cancelled on every request (about 8% of a
-    small request's CPU). Here an attempt is an entry in a dict; one timer fires at the
-    earliest deadline, cancels the attempts past theirs and is set again for the next.
-    The attempt turns its cancellation into a timeout, as `asyncio.timeout` does.
+    small request's CPU). Here an attempt is an entry in a dict (keyed by its task: a
+    task makes one attempt at a time); one timer fires at the earliest limit, cancels
+    the attempts past theirs and is set again for the next. The attempt then turns
+    its cancellation into a timeout, as `asyncio.timeout` does (`timed_out`).
     """
 
-    __slots__ = ("_at", "_handle", "_live", "_loop")
+    __slots__ = ("_at", "_expired", "_handle", "_live", "_loop", "_time")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._live: dict[_Armed, None] = {}
+        self._time = loop.time
+        # task -> (its limit, its pending cancellations when armed)
+        self._live: dict[asyncio.Task[Any], tuple[float, int]] = {}
+        # task -> its pending cancellations when armed, once its limit cancelled it
+        self._expired: dict[asyncio.Task[Any], int] = {}
         self._handle: asyncio.TimerHandle | None = None
         self._at = float("inf")
 
-    def arm(self, seconds: float) -> _Armed:
+    def arm(self, seconds: float) -> asyncio.Task[Any]:
         """Start the current task's attempt clock: it is cancelled after `seconds`."""
         task = asyncio.current_task()
         assert task is not None  # attempts run in tasks
-        when = self._loop.time() + seconds
-        armed = _Armed(task, when, _cancelling(task))
-        self._live[armed] = None
+        when = self._time() + seconds
+        self._live[task] = (when, task.cancelling() if _COUNTS_CANCELS else 0)
         if when < self._at:
             self._schedule(when)
-        return armed
+        return task
 
-    def disarm(self, armed: _Armed) -> None:
-        """The attempt is over (whatever its end)."""
-        self._live.pop(armed, None)
+    def disarm(self, task: asyncio.Task[Any]) -> None:
+        """The task's attempt is over (whatever its end)."""
+        self._live.pop(task, None)
+        if self._expired:
+            self._expired.pop(task, None)
+
+    def timed_out(self, task: asyncio.Task[Any]) -> bool:
+        """After a failure of the task's attempt: whether its limit cancelled it. The
+        cancellation is then taken back; `False` if someone else cancelled it too."""
+        count = self._expired.pop(task, None)
+        if count is None:
+            return False
+        if not _COUNTS_CANCELS:  # 3.10: nothing counts cancellations
+            return True
+        return task.uncancel() <= count
 
     def close(self) -> None:
         """Stop the timer (the client is closing)."""
@@ -226,34 +231,21 @@ class Deadlines:
     def _fire(self) -> None:
         self._handle = None
         self._at = float("inf")
-        now = self._loop.time()
+        now = self._time()
         later = float("inf")
-        for armed in list(self._live):
-            if armed.when <= now:
-                del self._live[armed]
-                armed.expired = True
-                armed.task.cancel()
-            elif armed.when < later:
-                later = armed.when
+        for task, (when, count) in list(self._live.items()):
+            if when <= now:
+                del self._live[task]
+                self._expired[task] = count
+                task.cancel()
+            elif when < later:
+                later = when
         if later != float("inf"):
             self._schedule(later)
 
 
-def _cancelling(task: asyncio.Task[object]) -> int:
-    # Task.cancelling()/uncancel() exist from 3.11; on 3.10 there is no count to keep.
-    count = getattr(task, "cancelling", None)
-    return count() if count is not None else 0
-
-
-def timed_out(armed: _Armed) -> bool:
-    """After a `CancelledError` in an attempt: whether it was this attempt's deadline
-    (then the cancellation is taken back, unless someone else cancelled the task too)."""
-    if not armed.expired:
-        return False
-    uncancel = getattr(armed.task, "uncancel", None)
-    if uncancel is None:  # 3.10: nothing counts cancellations
-        return True
-    return bool(uncancel() <= armed.cancelling)
+# Task.cancelling()/uncancel() exist from 3.11; on 3.10 there is no count to keep.
+_COUNTS_CANCELS = hasattr(asyncio.Task, "uncancel")
 
 
 class Sink(Protocol):
@@ -346,7 +338,7 @@ async def send(
             status = resp.status
             if sink is not None and 200 <= status < 300 and status != 202:
                 # The announced size; not with a Content-Encoding (that is the wire size).
-                encoded = "Content-Encoding" in resp.headers
+                encoded = hdrs.CONTENT_ENCODING in resp.headers
                 sink.restart(None if encoded else resp.content_length)
                 async for chunk in resp.content.iter_chunked(_CHUNK):
                     sink.write(chunk)
@@ -357,23 +349,33 @@ async def send(
                 return Response(status, resp.headers, await resp.read(), False)
             data, truncated = await _read_bounded(resp, read_limit)
             return Response(status, resp.headers, data, truncated)
-    except asyncio.CancelledError as exc:
-        if armed is None or not timed_out(armed):
+    except _FAILURES as exc:
+        if armed is not None and deadlines.timed_out(armed):
+            # Past its limit: whatever the cancellation surfaced as, a timeout.
+            timeout = asyncio.TimeoutError(f"attempt took longer than {limits.total:g}s")
+            error = classify(timeout, closed=session.closed, sent=_left(exc), replayed=False)
+        elif isinstance(exc, asyncio.CancelledError):
             raise
-        timeout = asyncio.TimeoutError(f"attempt took longer than {limits.total:g}s")
-        error = classify(timeout, closed=session.closed, sent=_left(exc), replayed=False)
-        assert error is not None  # a TimeoutError is always classified
-        raise error from exc
-    except (aiohttp.ClientError, asyncio.TimeoutError, RuntimeError, ValueError) as exc:
-        refused = middlewares is not None
-        replayed = _replayed(own, method, refused)
-        error = classify(exc, closed=session.closed, sent=_left(exc), replayed=replayed)
+        else:
+            replayed = _replayed(own, method, middlewares is not None)
+            error = classify(exc, closed=session.closed, sent=_left(exc), replayed=replayed)
         if error is None:
             raise  # a RuntimeError or ValueError that is not ours to classify
         raise error from exc
     finally:
         if armed is not None:
             deadlines.disarm(armed)
+
+
+# What an attempt may end with besides a response: cancellation (by its limit, or from
+# outside), aiohttp's errors, and the RuntimeError/ValueError classify() knows of.
+_FAILURES = (
+    asyncio.CancelledError,
+    aiohttp.ClientError,
+    asyncio.TimeoutError,
+    RuntimeError,
+    ValueError,
+)
 
 
 def classify(
@@ -455,8 +457,9 @@ def _fits(resp: ClientResponse, limit: int | None) -> bool:
     Content-Encoding the body can be far larger once decompressed."""
     if limit is None:
         return True
-    length = resp.content_length
-    return length is not None and length <= limit and "Content-Encoding" not in resp.headers
+    headers = resp.headers
+    length = headers.get(hdrs.CONTENT_LENGTH)
+    return length is not None and int(length) <= limit and hdrs.CONTENT_ENCODING not in headers
 
 
 async def _read_bounded(resp: ClientResponse, limit: int | None) -> tuple[bytes, bool]:

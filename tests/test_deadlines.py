@@ -12,7 +12,7 @@ import pytest
 
 import kernel_async as ka
 from kernel_async import AsyncKernel, Timeout
-from kernel_async._transport import Deadlines, timed_out
+from kernel_async._transport import Deadlines
 from tests.scripted import ScriptedServer, hang, respond
 
 pytestmark = pytest.mark.anyio
@@ -91,6 +91,7 @@ async def test_many_concurrent_calls_leave_no_entry_and_share_one_timer() -> Non
             await asyncio.gather(*(c.browsers.replays.stop("r", id="b") for _ in range(200)))
             deadlines = deadlines_of(c)
             assert not deadlines._live
+            assert not deadlines._expired
             # One timer for all of them, set once (every later limit was further away).
             assert deadlines._handle is not None
     assert len(srv.received) == 200
@@ -106,7 +107,7 @@ async def test_a_cancel_at_the_moment_of_the_deadline_stays_a_cancel() -> None:
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:
-            seen.append(timed_out(armed))
+            seen.append(deadlines.timed_out(armed))
             if not seen[-1]:
                 raise
         finally:
@@ -128,10 +129,11 @@ async def test_a_deadline_alone_is_a_timeout() -> None:
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:
-            return timed_out(armed)
+            return deadlines.timed_out(armed)
         finally:
             deadlines.disarm(armed)
         return False
 
     assert await asyncio.wait_for(attempt(), 5.0) is True
     assert not deadlines._live
+    assert not deadlines._expired
