@@ -121,13 +121,9 @@ class _SharedState:
             raise KernelError("this client is closed; create a new AsyncKernel")
         session = self.session
         running = tp.get_running_loop()
-        if self.closing is None:  # first use: the loop this client's calls run on
-            self.loop = running
-            self.closing = tp.new_event()
-            self.deadlines = tp.Deadlines(running)
         if session is None:
-            self.loop = running  # (again after a fork)
             self.session = session = tp.new_session(self.limit)
+            self.loop = running
         elif self.owned and self.loop is not running:
             raise KernelError(
                 "this AsyncKernel's connection pool belongs to another event loop; "
@@ -135,13 +131,24 @@ class _SharedState:
             )
         elif not self.owned:
             _check_user_session(tp, session, running)
+        deadlines = self.deadlines
+        if deadlines is None or deadlines.loop is not running:
+            # First use, or first use on this loop (after a fork, or on a user's session
+            # once a call from a wrong loop was refused): the timer and the close event
+            # belong to the loop the calls run on.
+            self.loop = running
+            self.closing = tp.new_event()
+            self.deadlines = tp.Deadlines(running)
         return session
 
     def forget(self) -> None:
-        """Drop the session without closing it (after fork the sockets are the parent's)."""
+        """Drop the session without closing it (after fork the sockets are the parent's),
+        and the loop-bound timer and event with it."""
         if self.owned:
             self.session = None
-            self.loop = None
+        self.loop = None
+        self.closing = None
+        self.deadlines = None
         self.pid = os.getpid()
 
     async def close(self) -> None:

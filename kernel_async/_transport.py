@@ -177,23 +177,25 @@ class Deadlines:
     its cancellation into a timeout, as `asyncio.timeout` does (`timed_out`).
     """
 
-    __slots__ = ("_at", "_expired", "_handle", "_live", "_loop", "_time")
+    __slots__ = ("_at", "_expired", "_handle", "_live", "_time", "closed", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self.loop = loop
+        self.closed = False  # close() ended the attempts: they fail as "closed"
         self._time = loop.time
         # task -> (its limit, its pending cancellations when armed)
         self._live: dict[asyncio.Task[Any], tuple[float, int]] = {}
         # task -> its pending cancellations when armed, once its limit cancelled it
         self._expired: dict[asyncio.Task[Any], int] = {}
         self._handle: asyncio.TimerHandle | None = None
-        self._at = float("inf")
+        self._at = _NEVER
 
-    def arm(self, seconds: float) -> asyncio.Task[Any]:
-        """Start the current task's attempt clock: it is cancelled after `seconds`."""
+    def arm(self, seconds: float | None) -> asyncio.Task[Any]:
+        """Start the current task's attempt clock: it is cancelled after `seconds`
+        (`None`: only by `close()`)."""
         task = asyncio.current_task()
         assert task is not None  # attempts run in tasks
-        when = self._time() + seconds
+        when = _NEVER if seconds is None else self._time() + seconds
         self._live[task] = (when, task.cancelling() if _COUNTS_CANCELS else 0)
         if when < self._at:
             self._schedule(when)
@@ -206,8 +208,9 @@ class Deadlines:
             self._expired.pop(task, None)
 
     def timed_out(self, task: asyncio.Task[Any]) -> bool:
-        """After a failure of the task's attempt: whether its limit cancelled it. The
-        cancellation is then taken back; `False` if someone else cancelled it too."""
+        """After a failure of the task's attempt: whether its limit (or `close()`)
+        cancelled it. The cancellation is then taken back; `False` if someone else
+        cancelled it too."""
         count = self._expired.pop(task, None)
         if count is None:
             return False
@@ -216,34 +219,39 @@ class Deadlines:
         return task.uncancel() <= count
 
     def close(self) -> None:
-        """Stop the timer (the client is closing)."""
+        """The client is closing: end every attempt in flight now (each fails as
+        "closed", also on a session of the user's, which is not closed) and stop."""
+        self.closed = True
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-        self._at = float("inf")
+        self._at = _NEVER
+        self._end(lambda _when: True)
 
     def _schedule(self, when: float) -> None:
         if self._handle is not None:
             self._handle.cancel()
         self._at = when
-        self._handle = self._loop.call_at(when, self._fire)
+        self._handle = self.loop.call_at(when, self._fire)
 
     def _fire(self) -> None:
         self._handle = None
-        self._at = float("inf")
+        self._at = _NEVER
         now = self._time()
-        later = float("inf")
+        later = min((when for when, _ in self._live.values() if when > now), default=_NEVER)
+        self._end(lambda when: when <= now)
+        if later != _NEVER:
+            self._schedule(later)
+
+    def _end(self, due: Callable[[float], bool]) -> None:
         for task, (when, count) in list(self._live.items()):
-            if when <= now:
+            if due(when):
                 del self._live[task]
                 self._expired[task] = count
                 task.cancel()
-            elif when < later:
-                later = when
-        if later != float("inf"):
-            self._schedule(later)
 
 
+_NEVER = float("inf")
 # Task.cancelling()/uncancel() exist from 3.11; on 3.10 there is no count to keep.
 _COUNTS_CANCELS = hasattr(asyncio.Task, "uncancel")
 
@@ -322,7 +330,7 @@ async def send(
     middlewares = None  # None: the session's own
     if not own and not replay_allowed and method in IDEMPOTENT_METHODS:
         middlewares = (*getattr(session, "_middlewares", ()), _OneShot())
-    armed = deadlines.arm(limits.total) if limits.total is not None else None
+    armed = deadlines.arm(limits.total)
     try:
         async with session.request(
             method,
@@ -350,21 +358,22 @@ async def send(
             data, truncated = await _read_bounded(resp, read_limit)
             return Response(status, resp.headers, data, truncated)
     except _FAILURES as exc:
-        if armed is not None and deadlines.timed_out(armed):
-            # Past its limit: whatever the cancellation surfaced as, a timeout.
-            timeout = asyncio.TimeoutError(f"attempt took longer than {limits.total:g}s")
-            error = classify(timeout, closed=session.closed, sent=_left(exc), replayed=False)
+        closed = session.closed or deadlines.closed
+        if deadlines.timed_out(armed) and isinstance(exc, asyncio.CancelledError):
+            # Ended by its limit (or by close()): a timeout (or "closed").
+            limit = f"{limits.total:g}s" if limits.total is not None else "its limit"
+            timeout = asyncio.TimeoutError(f"attempt took longer than {limit}")
+            error = classify(timeout, closed=closed, sent=_left(exc), replayed=False)
         elif isinstance(exc, asyncio.CancelledError):
             raise
-        else:
+        else:  # what aiohttp made of it (a connect timeout, say) says more
             replayed = _replayed(own, method, middlewares is not None)
-            error = classify(exc, closed=session.closed, sent=_left(exc), replayed=replayed)
+            error = classify(exc, closed=closed, sent=_left(exc), replayed=replayed)
         if error is None:
             raise  # a RuntimeError or ValueError that is not ours to classify
         raise error from exc
     finally:
-        if armed is not None:
-            deadlines.disarm(armed)
+        deadlines.disarm(armed)
 
 
 # What an attempt may end with besides a response: cancellation (by its limit, or from
@@ -442,12 +451,18 @@ def _left(exc: BaseException) -> bool:
     """Whether the request may have reached the server: not when `exc` was raised
     inside the connector's `connect` (waiting for a pooled connection, or opening one),
     on any session's connector. Read from the traceback, on failures only: the
-    successful path pays nothing for it."""
-    tb = exc.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code is _CONNECT_CODE:
-            return False
-        tb = tb.tb_next
+    successful path pays nothing for it. Explicit causes count too: aiohttp raises its
+    connect timeout outside `connect`, from the error raised inside it."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # a short chain; never loop on a cycle
+        if seen is None:
+            return True
+        tb = seen.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code is _CONNECT_CODE:
+                return False
+            tb = tb.tb_next
+        seen = seen.__cause__
     return True
 
 

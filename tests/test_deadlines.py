@@ -8,11 +8,13 @@ import asyncio
 import sys
 import time
 
+import aiohttp
 import pytest
 
 import kernel_async as ka
 from kernel_async import AsyncKernel, Timeout
 from kernel_async._transport import Deadlines
+from tests.interrupt import run_script
 from tests.scripted import ScriptedServer, hang, respond
 
 pytestmark = pytest.mark.anyio
@@ -137,3 +139,107 @@ async def test_a_deadline_alone_is_a_timeout() -> None:
     assert await asyncio.wait_for(attempt(), 5.0) is True
     assert not deadlines._live
     assert not deadlines._expired
+
+
+# -- found in review: close(), a second loop, a fork, and 3.10's connect timeouts ------------
+
+
+@pytest.mark.parametrize("limit", [30.0, None])
+async def test_close_ends_calls_in_flight_on_a_user_session(limit: float | None) -> None:
+    # The user's session is not closed by close(): the call must still end, as "closed".
+    async with ScriptedServer([hang()]) as srv, aiohttp.ClientSession() as session:
+        c = AsyncKernel(api_key=KEY, base_url=srv.base_url, session=session, max_retries=0)
+        call = asyncio.create_task(c.browsers.replays.stop("r", id="b", timeout=limit))
+        while not srv.received:
+            await asyncio.sleep(0.01)
+        started = time.monotonic()
+        await c.close()
+        with pytest.raises(ka.APIConnectionError, match="closed"):
+            await asyncio.wait_for(call, 5.0)
+        assert time.monotonic() - started < 5.0
+
+
+async def test_close_fails_a_call_waiting_for_a_pooled_connection_with_a_kernel_error() -> None:
+    async with ScriptedServer([hang()]) as srv:
+        c = AsyncKernel(api_key=KEY, base_url=srv.base_url, connection_limit=1, max_retries=0)
+        holder = asyncio.create_task(c.browsers.replays.stop("r", id="a", timeout=30))
+        while not srv.received:
+            await asyncio.sleep(0.01)
+        waiter = asyncio.create_task(c.browsers.replays.stop("r", id="b", timeout=30))
+        await asyncio.sleep(0.1)  # it waits for the one connection
+        await c.close()
+        for call in (holder, waiter):
+            with pytest.raises(ka.APIConnectionError, match="closed"):
+                await asyncio.wait_for(call, 5.0)  # not a bare CancelledError
+    assert len(srv.received) == 1
+
+
+@pytest.mark.parametrize("spec", ["equal", "shorter"])
+async def test_a_connect_limit_hit_while_waiting_for_the_pool_is_not_sent(spec: str) -> None:
+    # With connect == attempt both limits fall due in one turn; on 3.10 aiohttp then turns
+    # the cancellation into its connect timeout outside `connect`: still "not sent".
+    async with ScriptedServer([hang()]) as srv:
+        limits = Timeout(0.3, connect=0.3 if spec == "equal" else 0.2)
+        c = AsyncKernel(api_key=KEY, base_url=srv.base_url, connection_limit=1, max_retries=1)
+        async with c:
+            holder = asyncio.create_task(c.browsers.replays.stop("r", id="a", timeout=30))
+            while not srv.received:
+                await asyncio.sleep(0.01)
+            try:
+                with pytest.raises(ka.APITimeoutError, match="connect timed out") as info:
+                    await c.browsers.create(timeout=limits)
+            finally:
+                holder.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await holder
+    assert info.value.attempts == 2  # never left: a create is retried
+    assert len(srv.received) == 1
+
+
+async def test_a_user_session_keeps_its_limits_after_a_call_from_a_wrong_loop() -> None:
+    # A first call from another loop is refused; calls from the session's own loop must
+    # still end at their limit (the timer must live on the loop the calls run on).
+    async with ScriptedServer([hang()]) as srv, aiohttp.ClientSession() as session:
+        c = AsyncKernel(api_key=KEY, base_url=srv.base_url, session=session, max_retries=0)
+
+        def from_another_loop() -> None:
+            with pytest.raises(ka.KernelError, match="another event loop"):
+                asyncio.run(c.browsers.replays.stop("r", id="b"))
+
+        await asyncio.to_thread(from_another_loop)
+        started = time.monotonic()
+        with pytest.raises(ka.APITimeoutError):
+            await asyncio.wait_for(c.browsers.replays.stop("r", id="b", timeout=0.4), 10.0)
+        assert time.monotonic() - started < 5.0
+        await c.close()
+
+
+def test_a_forked_child_keeps_its_attempt_limits() -> None:
+    out = run_script(
+        """
+        import os, signal, socket, sys, time
+        import kernel_async as ka, kernel_sync
+        lsn = socket.socket(); lsn.bind(("127.0.0.1", 0)); lsn.listen(100)  # never answers
+        base = "http://127.0.0.1:%d" % lsn.getsockname()[1]
+        k = kernel_sync.Kernel(api_key="k", base_url=base, max_retries=0)
+        def call():
+            started = time.monotonic()
+            try:
+                k.browsers.replays.stop("r", id="b", timeout=0.4)
+            except ka.APITimeoutError:
+                return time.monotonic() - started
+        call()  # the parent's first call: its loop, its session, its timer
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(15)  # a limit that never fires becomes a failure, not a hang
+            took = call()
+            k.close()
+            os._exit(0 if took is not None and took < 5 else 1)
+        _, status = os.waitpid(pid, 0)
+        k.close()
+        lsn.close()
+        print("child", os.waitstatus_to_exitcode(status))
+        """
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "child 0", out.stderr
