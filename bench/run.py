@@ -347,12 +347,13 @@ def main() -> int:
             ),
         },
     }
+    # The raw-aiohttp and sync targets are issue 10's ("no worse than today").
     targets = {
         "async_seq_vs_official": (">=", 2.5),
-        "async_seq_vs_raw_aiohttp": (">=", 0.85),
+        "async_seq_vs_raw_aiohttp": (">=", 0.95),
         "async_c64_vs_official": (">=", 10.0),
-        "async_c64_vs_raw_aiohttp": (">=", 0.80),
-        "sync_seq_vs_official_sync": (">=", 1.15),
+        "async_c64_vs_raw_aiohttp": (">=", 0.85),
+        "sync_seq_vs_official_sync": (">=", 1.8),
         "list_1000_vs_official": (">=", 2.0),
         "create_delete_vs_official": (">=", 2.0),
         "import_time_vs_official": ("<=", 0.5),
