@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -52,28 +51,7 @@ def iterate(runner: Runner, source: AsyncIterable[T]) -> Iterator[T]:
 
 
 def call_to_end(runner: Runner, fn: Callable[..., Awaitable[T]], /, *args: Any) -> T:
-    """`Runner.call`, but a Ctrl-C does not abandon the call: for ``__aenter__`` and
-    ``__aexit__``, whose cleanup shields itself from cancellation.
-
-    The Ctrl-C cancels the task; the shielded cleanup inside goes on, and the
-    interpreter must not exit (closing the pool) under it. So this waits until the
-    task has settled, further Ctrl-Cs included, then raises KeyboardInterrupt.
-    """
-    settled = threading.Event()
-
-    async def run() -> T:
-        try:
-            return await fn(*args)
-        finally:
-            settled.set()
-
-    try:
-        return runner.call(run)
-    except KeyboardInterrupt:
-        while True:
-            try:
-                if settled.wait(0.1):
-                    break
-            except KeyboardInterrupt:
-                continue
-        raise
+    """`Runner.call_to_end`: a Ctrl-C does not abandon the call (for ``__aenter__`` and
+    ``__aexit__``, whose cleanup shields itself from cancellation)."""
+    result: T = runner.call_to_end(await_, fn(*args))
+    return result

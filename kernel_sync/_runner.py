@@ -94,25 +94,33 @@ class _LoopThread:
             loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
 
-    def call(self, fn: Callable[..., Coroutine[Any, Any, T]], /, *args: Any, **kwargs: Any) -> T:
+    def call(self, coro: Coroutine[Any, Any, T], *, to_end: bool = False) -> T:
+        """Run `coro` on the loop and wait for its outcome. On Ctrl-C the task is
+        cancelled and its cleanup waited for: at most `_CLOSE_TIMEOUT`, or (`to_end`)
+        until it has settled, further Ctrl-Cs included."""
         if threading.current_thread() is self.thread:
+            coro.close()
             raise KernelError(
                 "a blocking kernel_sync call was made on kernel_sync's own event-loop thread "
                 "(e.g. from an on_retry hook); use kernel_async.AsyncKernel in async code"
             )
+        call = _Call(coro)
         with self.gate:
             if not self.accepting:
+                coro.close()
                 raise KernelError("this client is closed; create a new Kernel")
-            call = _Call(fn(*args, **kwargs))
             self.loop.call_soon_threadsafe(call.start)
         try:
             call.done.acquire()
         except BaseException:
-            # KeyboardInterrupt (or another interruption of the wait): cancel the task and
-            # let its cleanup (a download's temporary file, say) finish before raising.
-            with contextlib.suppress(RuntimeError):  # the loop is already closed
-                self.loop.call_soon_threadsafe(call.cancel)
-            call.done.acquire(timeout=_CLOSE_TIMEOUT)
+            # KeyboardInterrupt (or another interruption of the wait). It can also land just
+            # after the wait succeeded: then the call is over and there is nothing to undo.
+            if not call.finished:
+                # Cancel the task and let its cleanup (a download's temporary file, say)
+                # finish before raising.
+                with contextlib.suppress(RuntimeError):  # the loop is already closed
+                    self.loop.call_soon_threadsafe(call.cancel)
+                _wait_settled(call, to_end)
             raise
         return call.outcome()
 
@@ -138,14 +146,14 @@ class _Call(Generic[T]):
     trip took ~75 µs this way against ~100 µs through a concurrent future and an event).
     """
 
-    __slots__ = ("abandoned", "coro", "done", "error", "result", "task")
+    __slots__ = ("coro", "done", "error", "finished", "result", "task")
 
     def __init__(self, coro: Coroutine[Any, Any, T]) -> None:
         self.coro = coro
         self.task: asyncio.Task[None] | None = None
-        self.abandoned = False
         self.result: T | None = None
         self.error: BaseException | None = None
+        self.finished = False  # the outcome is stored (set before `done` is released)
         self.done = threading.Lock()
         self.done.acquire()
 
@@ -153,11 +161,10 @@ class _Call(Generic[T]):
         """On the loop thread: run the coroutine as a task."""
         import asyncio
 
-        if self.abandoned:  # the caller gave up before it started
-            self.coro.close()
-            self.done.release()
-            return
         self.task = asyncio.get_running_loop().create_task(self._run())
+        # A task cancelled before its first step never runs `_run` (the loop's drain
+        # may do that): then this settles the call.
+        self.task.add_done_callback(self._never_ran)
 
     async def _run(self) -> None:
         try:
@@ -165,21 +172,33 @@ class _Call(Generic[T]):
         except BaseException as exc:  # handed to the caller, raised in its thread
             self.error = exc
         finally:
-            self.done.release()
+            self._finish()
+
+    def _finish(self) -> None:
+        self.finished = True
+        self.done.release()
+
+    def _never_ran(self, _task: object) -> None:
+        if not self.finished:
+            import asyncio
+
+            self.coro.close()
+            self.error = asyncio.CancelledError()
+            self._finish()
 
     def cancel(self) -> None:
-        """On the loop thread: the caller was interrupted; end the task (its cleanup runs)."""
-        if self.task is None:
-            self.abandoned = True
-        else:
-            self.task.cancel()
+        """On the loop thread: the caller was interrupted; end the task (its cleanup
+        runs). One turn later: `start` may have run in this very turn, and a task
+        cancelled before its first step would never run its cleanup at all."""
+        task = self.task
+        if task is not None and not self.finished:
+            task.get_loop().call_soon(task.cancel)
 
     def outcome(self) -> T:
         """In the caller's thread, once `done` was released: the result, or the error."""
-        error = self.error
+        error, self.error = self.error, None
         if error is None:
             return self.result  # type: ignore[return-value]  # set when no error
-        self.error = None  # no cycle through the traceback's frames
         from asyncio import CancelledError  # imported by now: the loop runs
 
         if isinstance(error, CancelledError):
@@ -187,7 +206,24 @@ class _Call(Generic[T]):
             raise APIConnectionError(
                 "the client was closed while this call was in flight; create a new client"
             ) from None
-        raise error
+        try:
+            raise error
+        finally:
+            del error  # its traceback holds this frame: no cycle left behind
+
+
+def _wait_settled(call: _Call[Any], to_end: bool) -> None:
+    """After an interrupted wait: wait (bounded, or `to_end` unbounded and deaf to more
+    Ctrl-Cs) until the cancelled call has settled."""
+    if not to_end:
+        call.done.acquire(timeout=_CLOSE_TIMEOUT)
+        return
+    while True:
+        try:
+            if call.done.acquire(timeout=0.1):
+                return
+        except KeyboardInterrupt:
+            continue
 
 
 _lock = threading.Lock()
@@ -280,7 +316,17 @@ class Runner:
     def call(self, fn: Callable[..., Coroutine[Any, Any, T]], /, *args: Any, **kwargs: Any) -> T:
         """Run a coroutine function of the async core on the loop thread and wait for it."""
         check_blocking_client(self._client.base_url)  # a dict lookup unless emulators run
-        return self._lease().call(fn, *args, **kwargs)
+        host = self._lease()
+        return host.call(fn(*args, **kwargs))
+
+    def call_to_end(self, fn: Callable[..., Coroutine[Any, Any, T]], /, *args: Any) -> T:
+        """`call`, but a Ctrl-C does not abandon the call: the task is cancelled and this
+        waits, deaf to further Ctrl-Cs, until it has settled, then raises
+        KeyboardInterrupt. For ``__aenter__``/``__aexit__``, whose cleanup shields itself
+        from cancellation: the interpreter must not exit (closing the pool) under it."""
+        check_blocking_client(self._client.base_url)
+        host = self._lease()
+        return host.call(fn(*args), to_end=True)
 
     def close(self) -> None:
         """Close the client's session and release the loop lease. Idempotent."""

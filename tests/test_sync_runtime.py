@@ -172,3 +172,103 @@ k.close()
     )
     assert code_ == 0, err
     assert out.strip() == "left []", (out, err)
+
+
+# -- the hand-off to the loop thread under Ctrl-C (found in review) ----------------------------
+
+_HANDOFF_PRELUDE = """
+import asyncio, gc, os, random, signal, threading, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
+from kernel_async import AsyncKernel
+import kernel_sync._runner as runtime
+from kernel_sync._bridge import call_to_end
+r = runtime.Runner(AsyncKernel(api_key="k", base_url="http://127.0.0.1:9"))
+async def noop():
+    return 1
+r.call(noop)
+host = runtime._current
+main = threading.main_thread().ident
+def ctrl_c_in(seconds):
+    threading.Timer(seconds, signal.pthread_kill, (main, signal.SIGINT)).start()
+"""
+
+
+def test_ctrl_c_in_a_loop_of_quick_calls_is_prompt() -> None:
+    # A Ctrl-C landing just after a call finished must not wait for a cleanup that
+    # already happened (it used to wait the full 5 s bound on a lock it held).
+    out = run_script(
+        _HANDOFF_PRELUDE
+        + """
+worst = 0.0
+for _ in range(12):
+    fired = []
+    def fire():
+        fired.append(time.monotonic())
+        signal.pthread_kill(main, signal.SIGINT)
+    threading.Timer(random.uniform(0.02, 0.06), fire).start()
+    try:
+        while True:
+            r.call(noop)
+    except KeyboardInterrupt:
+        worst = max(worst, time.monotonic() - fired[0])
+r.close()
+print("worst %.2f" % worst)
+"""
+    )
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout.split()[-1]) < 2.0, out.stdout
+
+
+def test_ctrl_c_before_the_task_took_its_first_step_still_runs_its_cleanup() -> None:
+    # The loop thread is busy: the call's start and its cancel land in one loop turn.
+    out = run_script(
+        _HANDOFF_PRELUDE
+        + """
+log = []
+async def work():
+    log.append("started")
+    try:
+        await asyncio.sleep(10)
+    finally:
+        log.append("cleanup")
+host.loop.call_soon_threadsafe(time.sleep, 0.5)
+ctrl_c_in(0.2)
+started = time.monotonic()
+try:
+    r.call(work)
+except KeyboardInterrupt:
+    print("interrupted after %.1f" % (time.monotonic() - started), log)
+r.close()
+"""
+    )
+    assert out.returncode == 0, out.stderr
+    assert "never awaited" not in out.stderr, out.stderr
+    took, log = out.stdout.split(" ", 3)[2], out.stdout.split(" ", 3)[3]
+    assert float(took) < 3.0, out.stdout
+    assert "'started', 'cleanup'" in log, out.stdout
+
+
+def test_ctrl_c_around_a_context_entry_never_hangs() -> None:
+    # `with ...record()`'s enter runs to its end on Ctrl-C; it must end even when the
+    # task was cancelled before its first step.
+    out = run_script(
+        _HANDOFF_PRELUDE
+        + """
+async def aenter():
+    await asyncio.sleep(0.1)
+    return "ok"
+host.loop.call_soon_threadsafe(time.sleep, 0.5)
+ctrl_c_in(0.2)
+threading.Timer(20, lambda: (print("hung", flush=True), os._exit(3))).start()
+started = time.monotonic()
+try:
+    call_to_end(r, aenter)
+    print("returned")
+except KeyboardInterrupt:
+    print("interrupted after %.1f" % (time.monotonic() - started))
+r.close()
+os._exit(0)
+"""
+    )
+    assert out.stdout.startswith("interrupted"), (out.stdout, out.stderr)
+    assert float(out.stdout.split()[-1]) < 5.0, out.stdout
