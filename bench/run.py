@@ -283,7 +283,7 @@ def peak_rss(base: str, which: str, n: int, limit: float) -> dict[str, float] | 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--n-seq", type=int, default=2000)
     parser.add_argument("--n-conc", type=int, default=6400)
     parser.add_argument("--server", choices=["aiohttp", "raw"], default="aiohttp")
