@@ -30,6 +30,7 @@ from ._retry import (
     FIRST_TRY_REFUND,
     CallRules,
     CallState,
+    Decision,
     Done,
     Fail,
     Outcome,
@@ -428,20 +429,8 @@ class AsyncKernel:
                     return resp, url, 1
                 failure = None
                 outcome = Outcome(resp.status, resp.headers)
-            decision = decide(
-                outcome,
-                state,
-                rules,
-                free=budget.free,
-                now=time.monotonic(),
-                wall=time.time(),
-                jitter=random.random(),
-            )
-            if decision.take:
-                budget.acquire(decision.take)
-            state = state.after(outcome, decision)
+            decision, state = self._decide(outcome, state, rules)
             if isinstance(decision, Done):
-                budget.refund(decision.give)
                 assert resp is not None
                 return resp, url, state.attempts
             error = _error_for(decision, resp, failure, bound, method, str(url), state)
@@ -449,6 +438,27 @@ class AsyncKernel:
                 _log_failure(decision, error)
                 raise error from failure.cause if failure is not None else None
             await self._wait(decision, error, failure)
+
+    def _decide(
+        self, outcome: Outcome, state: CallState, rules: CallRules
+    ) -> tuple[Decision, CallState]:
+        """Ask the rules what an attempt's outcome means (with the clocks and a jitter
+        draw), settle the budget accordingly, and count the attempt."""
+        budget = self._budget
+        decision = decide(
+            outcome,
+            state,
+            rules,
+            free=budget.free,
+            now=time.monotonic(),
+            wall=time.time(),
+            jitter=random.random(),
+        )
+        if decision.take:
+            budget.acquire(decision.take)
+        if isinstance(decision, Done):
+            budget.refund(decision.give)
+        return decision, state.after(outcome, decision)
 
     def _rules(self, idempotent: bool, poll: bool, missing_ok: bool) -> CallRules:
         """The rules of a call; a handful of combinations, each built once per client."""
