@@ -574,14 +574,15 @@ def _attempt_bound(limits: Timeout, state: CallState, streaming: bool) -> Bound 
     if remaining is not None and remaining <= 0:
         return None
     if streaming:
-        return tp.bound(remaining, limits.connect or limits.attempt, limits.attempt)
+        return tp.bound(remaining, limits.connect or limits.attempt, limits.attempt, True)
     total = limits.attempt
-    if remaining is not None:
-        total = remaining if total is None else min(total, remaining)
+    by_deadline = remaining is not None and (total is None or remaining < total)
+    if by_deadline:
+        total = remaining
     connect = limits.connect
     if connect is not None and total is not None:
         connect = min(connect, total)
-    return tp.bound(total, connect, None)
+    return tp.bound(total, connect, None, by_deadline)
 
 
 def _error_for(
@@ -600,13 +601,21 @@ def _error_for(
         limit = bound.connect if failure.kind == "connect_timeout" else bound.total
         limit = limit if limit is not None else bound.sock_read
         return transport_error(
-            failure.kind, failure.cause, limit, method=method, url=url, attempts=attempts
+            failure.kind,
+            failure.cause,
+            limit,
+            method=method,
+            url=url,
+            attempts=attempts,
+            deadline=bound.deadline and limit == bound.total,
+            ambiguous=isinstance(decision, Fail) and decision.why == "ambiguous",
         )
     assert resp is not None
     if isinstance(decision, Fail) and decision.why == "finalising":
         waited = time.monotonic() - state.started
         return APITimeoutError(
-            f"the replay was still being finalised (202) after {waited:.3g}s",
+            f"the replay was still being finalised (202) after {waited:.1f}s; waiting for "
+            "the next poll would pass the call's deadline",
             method=method,
             url=url,
             attempts=attempts,

@@ -253,19 +253,28 @@ def transport_error(
     method: str,
     url: str,
     attempts: int,
+    deadline: bool = False,
+    ambiguous: bool = False,
 ) -> APIConnectionError:
-    """The typed error for an attempt that got no response (`bound`: its time limit)."""
+    """The typed error for an attempt that got no response (`bound`: its time limit;
+    `deadline`: that limit was the rest of the call's total deadline; `ambiguous`: not
+    retried because the request may have taken effect)."""
     if kind in ("timeout", "connect_timeout"):
         what = "connect timed out" if kind == "connect_timeout" else "request timed out"
-        text = f"{what} after {bound:g}s" if bound is not None else what
-        return APITimeoutError(text, method=method, url=url, attempts=attempts)
-    if kind in ("closed", "credentials"):
-        return APIConnectionError(_FAILURE_LABELS[kind], method=method, url=url, attempts=attempts)
-    detail = str(cause) or type(cause).__name__
-    label = _FAILURE_LABELS.get(kind, kind)
-    if kind == "connect":
-        detail += "; check base_url (or KERNEL_BASE_URL)"
-    return APIConnectionError(f"{label}: {detail}", method=method, url=url, attempts=attempts)
+        text = f"{what} after {bound:.3g}s" if bound is not None else what
+        if deadline:
+            text += ", the rest of the call's total deadline"
+    elif kind in ("closed", "credentials"):
+        text = _FAILURE_LABELS[kind]
+    else:
+        detail = str(cause) or type(cause).__name__
+        text = f"{_FAILURE_LABELS.get(kind, kind)}: {detail}"
+        if kind == "connect":
+            text += "; check base_url (or KERNEL_BASE_URL)"
+    if ambiguous:
+        text += "; not retried: the server may have acted on it (the call is not idempotent)"
+    error_type = APITimeoutError if kind in ("timeout", "connect_timeout") else APIConnectionError
+    return error_type(text, method=method, url=url, attempts=attempts)
 
 
 def redirect_error(

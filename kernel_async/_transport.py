@@ -149,21 +149,31 @@ def build_url(base: str, path: str) -> URL:
 
 class Bound:
     """An attempt's time limits: `total` is kept by `Deadlines`, `connect` and `sock_read`
-    (bounds on taking a connection and on each read) by aiohttp."""
+    (bounds on taking a connection and on each read) by aiohttp. `deadline`: `total` is
+    what is left of the call's total deadline (shorter than an attempt's own bound)."""
 
-    __slots__ = ("aiohttp", "connect", "sock_read", "total")
+    __slots__ = ("aiohttp", "connect", "deadline", "sock_read", "total")
 
-    def __init__(self, total: float | None, connect: float | None, sock_read: float | None):
+    def __init__(
+        self,
+        total: float | None,
+        connect: float | None,
+        sock_read: float | None,
+        deadline: bool = False,
+    ) -> None:
         self.total = total
         self.connect = connect
         self.sock_read = sock_read
+        self.deadline = deadline
         self.aiohttp = aiohttp.ClientTimeout(total=None, connect=connect, sock_read=sock_read)
 
 
 @lru_cache(maxsize=64)
-def bound(total: float | None, connect: float | None, sock_read: float | None) -> Bound:
+def bound(
+    total: float | None, connect: float | None, sock_read: float | None, deadline: bool = False
+) -> Bound:
     """An attempt's limits (cached: calls reuse a few fixed combinations)."""
-    return Bound(total, connect, sock_read)
+    return Bound(total, connect, sock_read, deadline)
 
 
 class Deadlines:

@@ -5,6 +5,7 @@ stays a cancel, and nothing is left behind."""
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 import time
 
@@ -243,3 +244,27 @@ def test_a_forked_child_keeps_its_attempt_limits() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "child 0", out.stderr
+
+
+# -- what the errors say (found trying it as a new user) ---------------------------------------
+
+
+async def test_a_timeout_cut_short_by_the_total_deadline_says_so() -> None:
+    async with ScriptedServer([hang()]) as srv:
+        limits = Timeout(5.0, total=0.4)
+        async with AsyncKernel(api_key=KEY, base_url=srv.base_url, timeout=limits) as c:
+            with pytest.raises(ka.APITimeoutError) as info:
+                await c.browsers.replays.stop("r", id="b")
+    text = str(info.value)
+    assert "the rest of the call's total deadline" in text, text
+    assert re.search(r"request timed out after 0\.(4|399)s,", text), text  # not 0.399993s
+
+
+async def test_an_ambiguous_failure_says_why_it_was_not_retried() -> None:
+    async with ScriptedServer([hang()]) as srv:
+        async with AsyncKernel(api_key=KEY, base_url=srv.base_url) as c:
+            with pytest.raises(ka.APITimeoutError) as info:
+                await c.browsers.create(timeout=0.3)
+    assert "not retried: the server may have acted on it" in str(info.value)
+    assert info.value.attempts == 1
+    assert len(srv.received) == 1
