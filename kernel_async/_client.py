@@ -574,7 +574,7 @@ def _attempt_bound(limits: Timeout, state: CallState, streaming: bool) -> Bound 
     if remaining is not None and remaining <= 0:
         return None
     if streaming:
-        return tp.bound(remaining, limits.connect or limits.attempt, limits.attempt, True)
+        return tp.bound(remaining, limits.connect or limits.attempt, limits.attempt)
     total = limits.attempt
     by_deadline = remaining is not None and (total is None or remaining < total)
     if by_deadline:

@@ -150,7 +150,8 @@ def build_url(base: str, path: str) -> URL:
 class Bound:
     """An attempt's time limits: `total` is kept by `Deadlines`, `connect` and `sock_read`
     (bounds on taking a connection and on each read) by aiohttp. `deadline`: `total` is
-    what is left of the call's total deadline (shorter than an attempt's own bound)."""
+    what is left of the call's total deadline (shorter than an attempt's own bound); never
+    said of a stream, whose timeouts mostly come from its per-read bound."""
 
     __slots__ = ("aiohttp", "connect", "deadline", "sock_read", "total")
 
