@@ -26,6 +26,7 @@ from ._errors import (
     status_error,
     transport_error,
 )
+from ._gen._root import AsyncResources
 from ._retry import (
     FIRST_TRY_REFUND,
     CallRules,
@@ -186,7 +187,7 @@ def _check_user_session(
         raise KernelError("the aiohttp session passed as session= is closed")
 
 
-class AsyncKernel:
+class AsyncKernel(AsyncResources):
     """Async client for Kernel browsers and their replays.
 
     Args:

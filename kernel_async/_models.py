@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from functools import cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -163,19 +163,88 @@ def _datetime(value: Any, _: Any) -> datetime:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
 
 
+def _number(value: Any, _: Any) -> float:
+    if type(value) is not float and type(value) is not int:
+        raise TypeError(f"expected a number, got {type(value).__name__}")
+    return float(value)
+
+
+def _date(value: Any, _: Any) -> date:
+    if not isinstance(value, str):
+        raise TypeError(f"expected an ISO 8601 date, got {type(value).__name__}")
+    return date.fromisoformat(value[:10])
+
+
+def _renames(cls: type[Any]) -> dict[str, Any]:
+    # Fields whose wire name is not a Python name (``async``, ``inputSchema``...).
+    from cattrs.gen import override
+
+    return {
+        f.name: override(rename=f.metadata["wire"])
+        for f in attrs.fields(cls)
+        if "wire" in f.metadata
+    }
+
+
+def _union_factory(conv: cattrs.Converter) -> Callable[[Any], Any]:
+    """Unions of models (the API's one-of shapes): a member whose tag field
+    (``__kernel_tag__``, e.g. ``type: "card"``) matches wins; else the first member
+    that decodes."""
+    import typing
+
+    def factory(tp: Any) -> Any:
+        members = [m for m in typing.get_args(tp) if m is not type(None)]
+        optional = len(members) != len(typing.get_args(tp))
+
+        def hook(value: Any, _: Any) -> Any:
+            if value is None and optional:
+                return None
+            if isinstance(value, dict):
+                for member in members:
+                    tag = getattr(member, "__kernel_tag__", None)
+                    if tag is not None and value.get(tag[0]) == tag[1]:
+                        return conv.structure(value, member)
+            errors: list[Exception] = []
+            for member in members:
+                if getattr(member, "__kernel_tag__", None) is not None and isinstance(value, dict):
+                    continue  # tagged members were tried above
+                try:
+                    return conv.structure(value, member)
+                except Exception as exc:
+                    errors.append(exc)
+            raise TypeError(f"matches none of {[getattr(m, '__name__', m) for m in members]}")
+
+        return hook
+
+    return factory
+
+
+def _is_wide_union(tp: Any) -> bool:
+    import types
+    import typing
+
+    if typing.get_origin(tp) not in (typing.Union, types.UnionType):
+        return False
+    return len([m for m in typing.get_args(tp) if m is not type(None)]) > 1
+
+
 @cache
 def converter() -> cattrs.Converter:
     """The one converter (JSON-shaped data <-> models), built on first use so that
     importing the SDK does not import cattrs. Unknown fields are ignored."""
     import cattrs
     from cattrs.cols import is_sequence, list_structure_factory
-    from cattrs.gen import make_dict_structure_fn
+    from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
 
     conv = cattrs.Converter(forbid_extra_keys=False)
     conv.register_structure_hook(str, _strict(str))
     conv.register_structure_hook(bool, _strict(bool))
     conv.register_structure_hook(int, _strict(int))
     conv.register_structure_hook(datetime, _datetime)
+    conv.register_structure_hook(float, _number)
+    conv.register_structure_hook(date, _date)
+    conv.register_unstructure_hook(datetime, datetime.isoformat)
+    conv.register_unstructure_hook(date, date.isoformat)
 
     # cattrs would iterate a string as a list and read attributes off non-dicts.
     def only(kind: type[Any], what: str, make: Callable[[Any, Any], Any]) -> Any:
@@ -194,7 +263,17 @@ def converter() -> cattrs.Converter:
     conv.register_structure_hook_factory(
         is_sequence, only(list, "an array", list_structure_factory)
     )
-    conv.register_structure_hook_factory(attrs.has, only(dict, "an object", make_dict_structure_fn))
+
+    def structure_model(tp: Any, c: Any) -> Any:
+        return make_dict_structure_fn(tp, c, **_renames(tp))
+
+    def unstructure_model(tp: Any) -> Any:
+        # Models passed as parameters: unset (None) fields are left out, wire names used.
+        return make_dict_unstructure_fn(tp, conv, _cattrs_omit_if_default=True, **_renames(tp))
+
+    conv.register_structure_hook_factory(attrs.has, only(dict, "an object", structure_model))
+    conv.register_unstructure_hook_factory(attrs.has, unstructure_model)
+    conv.register_structure_hook_factory(_is_wide_union, _union_factory(conv))
     return conv
 
 

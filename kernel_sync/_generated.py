@@ -32,10 +32,13 @@ from kernel_async._hosted import check_blocking_client
 from kernel_async.resources import AsyncBrowserPager, AsyncBrowsers, AsyncRecording, AsyncReplays
 
 from ._bridge import await_, call_to_end, iterate
+from ._gen._root import Resources
+from ._gen.browsers import BrowsersBase
+from ._gen.browsers_replays import BrowsersReplaysBase
 from ._runner import Runner
 
 
-class Replays:
+class Replays(BrowsersReplaysBase):
     """Browser replay recordings: ``client.browsers.replays``."""
 
     def __init__(self, async_: AsyncReplays, runner: Runner) -> None:
@@ -280,7 +283,7 @@ class Recording:
         return self._async.cleanup_errors
 
 
-class Browsers:
+class Browsers(BrowsersBase):
     """Browser sessions: ``client.browsers`` (and their replays, ``client.browsers.replays``)."""
 
     replays: Replays
@@ -546,7 +549,7 @@ class Browsers:
         return Recording(inner, self._runner)
 
 
-class Kernel:
+class Kernel(Resources):
     """Blocking client for Kernel browsers and their replays.
 
     Args:

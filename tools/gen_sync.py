@@ -51,6 +51,12 @@ CLASSES = {
     "AsyncKernel": "Kernel",
 }
 ROOT_CLASS = "AsyncKernel"
+# Twins that extend the blocking twins of generated classes (tools/gen_sync_api.py).
+BASES = {
+    "Replays": ("._gen.browsers_replays", "BrowsersReplaysBase"),
+    "Browsers": ("._gen.browsers", "BrowsersBase"),
+    "Kernel": ("._gen._root", "Resources"),
+}
 SKIP_PARAMS = frozenset({"session"})  # the sync client owns its session on its loop thread
 SKIP_METHODS = {"close"}  # lifecycle: written by the template below
 
@@ -225,7 +231,10 @@ def _gen_class(async_name: str, used: set[str]) -> list[str]:
     cls = _class(async_name)
     sync_name = CLASSES[async_name]
     is_root = async_name == ROOT_CLASS
-    out = [f"class {sync_name}:"]
+    base = BASES.get(sync_name)
+    if base is not None:
+        used.add(base[1])
+    out = [f"class {sync_name}({base[1]}):" if base else f"class {sync_name}:"]
     out += _doc(_sync_doc(ast.get_docstring(cls)), "    ")
     out.append("")
     subs: list[tuple[str, str]] = []
@@ -384,6 +393,9 @@ def generate() -> str:
             continue
         if name == "Runner":
             imports.setdefault("._runner", set()).add(name)
+        elif name in {b[1] for b in BASES.values()}:
+            module = next(m for m, n in BASES.values() if n == name)
+            imports.setdefault(module, set()).add(name)
         elif name in BRIDGE_NAMES:
             imports.setdefault("._bridge", set()).add(name)
         elif name in KERNEL_ASYNC_NAMES:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mappi
 from typing import TYPE_CHECKING, Any
 
 from .._errors import decode_json
+from .._gen.browsers import AsyncBrowsersBase
 from .._models import Browser, BrowserPage, Viewport, decode_browser, decode_browsers
 from .._paths import segment
 from .._retry import Timeout
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["AsyncBrowserPager", "AsyncBrowsers"]
 
 
-class AsyncBrowsers:
+class AsyncBrowsers(AsyncBrowsersBase):
     """Browser sessions: ``client.browsers`` (and their replays, ``client.browsers.replays``)."""
 
     replays: AsyncReplays

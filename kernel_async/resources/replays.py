@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from .._files import AtomicFile
+from .._gen.browsers_replays import AsyncBrowsersReplaysBase
 from .._models import Replay, decode_replay, decode_replays
 from .._paths import segment
 from .._retry import Timeout
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["AsyncReplays"]
 
 
-class AsyncReplays:
+class AsyncReplays(AsyncBrowsersReplaysBase):
     """Browser replay recordings: ``client.browsers.replays``."""
 
     def __init__(self, client: AsyncKernel) -> None:

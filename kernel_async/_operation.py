@@ -1,0 +1,371 @@
+"""Generated operations meet the request engine here.
+
+A generated method hands an `Operation` (what the spec says of the call) and its
+arguments to `call`, `pager` or `stream`. The encoders below are pure functions
+(arguments -> path, query pairs, body bytes); the I/O is the client's one request loop,
+with the operation's replay rule.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from ._errors import JSON_LIMIT, decode_json
+from ._models import converter
+from ._paths import segment
+from ._retry import Timeout
+from ._types import NOT_GIVEN, NotGiven
+
+if TYPE_CHECKING:
+    from ._client import AsyncKernel
+    from ._pagination import AsyncPager
+    from ._streaming import AsyncStream
+
+__all__ = [
+    "Operation",
+    "call",
+    "encode_json",
+    "encode_multipart",
+    "encode_query",
+    "file_bytes",
+    "pager",
+    "plain",
+    "stream",
+]
+
+BINARY_LIMIT = 1 << 31
+"""Most bytes of a binary response held in memory (2 GiB)."""
+
+
+@attrs.frozen
+class Operation:
+    """What the spec says of one operation (built once per module, at import).
+
+    Attributes:
+        name: The official SDK's name, e.g. ``browsers.computer.click_mouse``.
+        method: HTTP method.
+        template: The path with ``{}`` for each path parameter, in order.
+        replay: May the request be re-sent after an ambiguous failure?
+        result: The type a JSON result (or each page item, or each event) decodes to,
+            as text: resolved on the first call, so importing a resource loads no models.
+        models: The generated model module (besides the shared one) `result` names.
+        kind: ``json``, ``none``, ``binary``, ``page`` or ``sse``.
+        accept: The Accept header the official SDK sends.
+        body: ``json``, ``multipart``, ``raw`` or `None`.
+        array_format: Multipart list item names: ``brackets`` (a[][b]) or ``indices`` (a[0][b]).
+        pagination: ``offset`` or ``page_token`` for paged lists.
+    """
+
+    name: str
+    method: str
+    template: str
+    replay: bool
+    result: str | None
+    kind: str
+    accept: str
+    models: str | None = None
+    body: str | None = None
+    array_format: str = "brackets"
+    pagination: str | None = None
+
+
+_RESULTS: dict[tuple[str | None, str], Any] = {}
+
+
+def result_type(op: Operation) -> Any:
+    """The type `op.result` names, looked up in the generated model modules (once)."""
+    assert op.result is not None
+    key = (op.models, op.result)
+    found = _RESULTS.get(key)
+    if found is None:
+        import importlib
+
+        scope: dict[str, Any] = dict(
+            vars(importlib.import_module("kernel_async._gen.models._shared"))
+        )
+        if op.models is not None:
+            scope.update(vars(importlib.import_module(f"kernel_async._gen.models.{op.models}")))
+        found = _RESULTS[key] = eval(op.result, scope)  # generated text, not user input
+    return found
+
+
+# -- pure encoders --------------------------------------------------------------------
+
+
+def plain(value: Any) -> Any:
+    """A parameter value as JSON-shaped data: models by their wire names, datetimes
+    and dates as ISO 8601 text; mappings and sequences item by item."""
+    if attrs.has(type(value)):
+        return converter().unstructure(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items() if v is not NOT_GIVEN}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+def given(values: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The arguments that were passed (`NOT_GIVEN` left out), as JSON-shaped data."""
+    if not values:
+        return {}
+    return {k: plain(v) for k, v in values.items() if v is not NOT_GIVEN}
+
+
+def _scalar(value: Any) -> str:
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    return str(value)
+
+
+def encode_query(values: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Query pairs as the API reads them: lists comma-joined, objects as ``key[sub]``."""
+    pairs: list[tuple[str, str]] = []
+    for key, value in values.items():
+        _query_pairs(key, value, pairs)
+    return pairs
+
+
+def _query_pairs(key: str, value: Any, out: list[tuple[str, str]]) -> None:
+    if value is None:
+        return
+    if isinstance(value, Mapping):
+        for sub, item in value.items():
+            _query_pairs(f"{key}[{sub}]", item, out)
+    elif isinstance(value, list | tuple):
+        out.append((key, ",".join(_scalar(v) for v in value)))
+    else:
+        out.append((key, _scalar(value)))
+
+
+def query_string(pairs: list[tuple[str, str]]) -> str:
+    from urllib.parse import quote
+
+    return "&".join(f"{quote(k, safe='[]')}={quote(v, safe='')}" for k, v in pairs)
+
+
+def encode_json(values: Mapping[str, Any]) -> bytes:
+    """A JSON request body."""
+    return json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def file_bytes(value: Any) -> tuple[str | None, bytes, str | None]:
+    """(filename, content, content type) of a file argument (bytes, a path, a binary
+    file object, or an official-SDK style tuple)."""
+    name: str | None = None
+    ctype: str | None = None
+    if isinstance(value, tuple):
+        name, value = value[0], value[1]
+        ctype = value[2] if len(value) > 2 else None  # type: ignore[misc]
+    if isinstance(value, bytes | bytearray | memoryview):
+        return name, bytes(value), ctype
+    if isinstance(value, os.PathLike):
+        path = os.fspath(value)
+        with open(path, "rb") as f:
+            return name or os.path.basename(path), f.read(), ctype
+    if isinstance(value, io.IOBase) or hasattr(value, "read"):
+        data = value.read()
+        if not isinstance(data, bytes):
+            raise TypeError("file objects must be opened in binary mode")
+        filename = getattr(value, "name", None)
+        return (
+            name or (os.path.basename(filename) if isinstance(filename, str) else None),
+            data,
+            ctype,
+        )
+    raise TypeError(f"expected bytes, a path or a binary file object, got {type(value).__name__}")
+
+
+def _is_file(value: Any) -> bool:
+    return isinstance(value, bytes | bytearray | memoryview | os.PathLike | io.IOBase) or (
+        isinstance(value, tuple) and len(value) in (2, 3) and not isinstance(value[1], str)
+    )
+
+
+def _form_fields(key: str, value: Any, indices: bool) -> Iterator[tuple[str, Any]]:
+    if attrs.has(type(value)):
+        value = {
+            f.metadata.get("wire", f.name): getattr(value, f.name)
+            for f in attrs.fields(type(value))
+            if getattr(value, f.name) is not None
+        }
+    if isinstance(value, Mapping):
+        for sub, item in value.items():
+            if item is not NOT_GIVEN:
+                yield from _form_fields(f"{key}[{sub}]", item, indices)
+    elif isinstance(value, list | tuple) and not _is_file(value):
+        for i, item in enumerate(value):
+            yield from _form_fields(f"{key}[{i if indices else ''}]", item, indices)
+    else:
+        yield key, value
+
+
+def encode_multipart(
+    values: Mapping[str, Any], array_format: str, boundary: str | None = None
+) -> tuple[bytes, str]:
+    """A multipart/form-data body and its content type. Lists and objects are flattened
+    into bracketed names; files carry a filename and a content type."""
+    boundary = boundary or uuid.uuid4().hex
+    parts: list[bytes] = []
+    indices = array_format == "indices"
+    for key, value in values.items():
+        for name, item in _form_fields(key, value, indices):
+            head = f'--{boundary}\r\nContent-Disposition: form-data; name="{_q(name)}"'
+            if _is_file(item):
+                filename, data, ctype = file_bytes(item)
+                head += f'; filename="{_q(filename or "upload")}"'
+                head += f"\r\nContent-Type: {ctype or 'application/octet-stream'}"
+            else:
+                data = _scalar(plain(item)).encode()
+            parts.append(head.encode() + b"\r\n\r\n" + data + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def _q(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def build_path(op: Operation, values: Sequence[str]) -> str:
+    """The operation's path with each value as one percent-encoded segment."""
+    names = op.template.count("{}")
+    if len(values) != names:  # the generator keeps these in step
+        raise TypeError(f"{op.name} takes {names} path values, got {len(values)}")
+    return op.template.format(*(segment(v, "path parameter") for v in values))
+
+
+# -- I/O: through the client's request loop ----------------------------------------------
+
+
+@attrs.frozen
+class Request:
+    """One operation's request, ready for the loop: built once, sent per attempt (and
+    per page)."""
+
+    op: Operation
+    path: str
+    query: dict[str, Any]
+    headers: dict[str, str]
+    body: bytes | None
+    content_type: str | None
+    timeout: float | Timeout | NotGiven | None
+
+
+def prepare(
+    op: Operation,
+    path: Sequence[str],
+    *,
+    query: Mapping[str, Any] | None = None,
+    header: Mapping[str, Any] | None = None,
+    body: Mapping[str, Any] | None = None,
+    content: Any = None,
+    extra_headers: Mapping[str, str] | None = None,
+    extra_query: Mapping[str, object] | None = None,
+    extra_body: Mapping[str, object] | None = None,
+    timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
+) -> Request:
+    """Everything about the request that does not depend on the attempt."""
+    url_path = build_path(op, path)
+    params = given(query)
+    if extra_query:
+        params.update(plain(dict(extra_query)))
+    headers = {"Accept": op.accept}
+    for key, value in given(header).items():
+        headers[key] = _scalar(value)
+    if extra_headers:
+        headers.update(extra_headers)
+    data: bytes | None = None
+    ctype: str | None = None
+    if op.body == "json":
+        fields = given(body)
+        if extra_body:
+            fields.update(plain(dict(extra_body)))
+        if fields or (body is None and extra_body):
+            data, ctype = encode_json(fields), "application/json"
+    elif op.body == "multipart":
+        fields = {k: v for k, v in (body or {}).items() if v is not NOT_GIVEN}
+        if extra_body:
+            fields.update(extra_body)
+        data, ctype = encode_multipart(fields, op.array_format)
+    elif op.body == "raw":
+        data, ctype = file_bytes(content)[1], "application/octet-stream"
+    return Request(op, url_path, params, headers, data, ctype, timeout)
+
+
+def target(req: Request, query: Mapping[str, Any] | None = None) -> str:
+    params = dict(req.query)
+    if query:
+        params.update(query)
+    pairs = encode_query(params)
+    return f"{req.path}?{query_string(pairs)}" if pairs else req.path
+
+
+async def send(client: AsyncKernel, req: Request, query: Mapping[str, Any] | None = None) -> Any:
+    """Send the request through the client's loop and decode the result by kind.
+    For pages, returns (items, response headers)."""
+    op = req.op
+    binary = op.kind == "binary"
+    resp, url, attempts = await client._request(
+        op.method,
+        target(req, query),
+        idempotent=op.replay,
+        body=req.body,
+        content_type=req.content_type,
+        timeout=req.timeout,
+        extra_headers=req.headers,
+        read_limit=_READ_LIMITS.get(op.kind, JSON_LIMIT),
+    )
+    if op.kind == "none":
+        return None
+    if binary:
+        return resp.body
+    kind = result_type(op)
+    if op.kind == "page":
+        kind = list[kind]  # type: ignore[valid-type]
+    result = decode_json(
+        resp,
+        lambda data: converter().structure(json.loads(data), kind),
+        method=op.method,
+        url=url,
+        attempts=attempts,
+    )
+    if op.kind == "page":
+        return result, resp.headers
+    return result
+
+
+_READ_LIMITS = {"binary": BINARY_LIMIT, "none": 64 * 1024}  # a result-less body is ignored
+
+
+async def call(client: AsyncKernel, op: Operation, path: Sequence[str], **kwargs: Any) -> Any:
+    """Run one operation: build its request, send it through the loop, decode."""
+    return await send(client, prepare(op, path, **kwargs))
+
+
+def pager(
+    client: AsyncKernel, op: Operation, path: Sequence[str], **kwargs: Any
+) -> AsyncPager[Any]:
+    """A lazy paged list: ``await`` it for the first page, ``async for`` for every item."""
+    from ._pagination import AsyncPager
+
+    return AsyncPager(client, prepare(op, path, **kwargs))
+
+
+async def stream(
+    client: AsyncKernel, op: Operation, path: Sequence[str], **kwargs: Any
+) -> AsyncStream[Any]:
+    """Open a server-sent event stream (see `AsyncStream`)."""
+    from ._streaming import AsyncStream
+
+    return await AsyncStream.open(client, prepare(op, path, **kwargs))

@@ -1,0 +1,123 @@
+"""Paged lists: ``await`` for the first page, ``async for`` for every item.
+
+The API pages by response headers: ``X-Has-More`` with ``X-Next-Offset`` (offset
+lists) or ``X-Next-Page-Token`` (token lists); the body is the page's JSON array.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Generator, Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from ._client import AsyncKernel
+    from ._operation import Request
+
+__all__ = ["AsyncPage", "AsyncPager", "next_page_query"]
+
+T = TypeVar("T")
+
+
+def next_page_query(
+    kind: str | None, headers: Mapping[str, str], sent: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """The query of the page after one answered with `headers`, or `None` at the end.
+
+    Pure: a missing or false ``X-Has-More`` ends the list, as does an offset that
+    does not move forward or an empty token (a server bug must not loop forever).
+    """
+    more = headers.get("X-Has-More", "").strip().lower() == "true"
+    if not more:
+        return None
+    if kind == "page_token":
+        token = headers.get("X-Next-Page-Token", "").strip()
+        if not token or token == sent.get("page_token"):
+            return None
+        return {"page_token": token}
+    raw = headers.get("X-Next-Offset", "").strip()
+    if not raw.isascii() or not raw.isdigit():
+        return None
+    offset = int(raw)
+    before = sent.get("offset", 0)
+    if offset <= 0 or (isinstance(before, int) and offset <= before):
+        return None
+    return {"offset": offset}
+
+
+class AsyncPage(Generic[T]):
+    """One page of a list.
+
+    Attributes:
+        items: The items on this page.
+        has_more: Whether the server said more follow (``X-Has-More``).
+        next_offset: The next page's offset (offset lists), if any.
+        next_page_token: The next page's token (token lists), if any.
+    """
+
+    def __init__(
+        self, pager: AsyncPager[T], items: list[T], following: dict[str, Any] | None
+    ) -> None:
+        self._pager = pager
+        self.items = items
+        self._following = following
+        self.has_more = following is not None
+        self.next_offset: int | None = following.get("offset") if following else None
+        self.next_page_token: str | None = following.get("page_token") if following else None
+
+    def has_next_page(self) -> bool:
+        """Whether another page follows."""
+        return self._following is not None
+
+    async def get_next_page(self) -> AsyncPage[T]:
+        """Fetch the page after this one (raises `StopAsyncIteration`-free: check
+        `has_next_page` first; at the end this raises `RuntimeError`)."""
+        if self._following is None:
+            raise RuntimeError("no next page: check has_next_page() first")
+        return await self._pager._fetch(self._following)
+
+    async def __aiter__(self) -> AsyncIterator[T]:
+        page: AsyncPage[T] = self
+        while True:
+            for item in page.items:
+                yield item
+            if not page.has_next_page():
+                return
+            page = await page.get_next_page()
+
+    def __repr__(self) -> str:
+        name = self._pager._req.op.name
+        return f"<AsyncPage of {name}: {len(self.items)} items, has_more={self.has_more}>"
+
+
+class AsyncPager(Generic[T]):
+    """A lazy list: ``await pager`` is the first page; ``async for item in pager``
+    fetches page after page as the loop needs them."""
+
+    def __init__(self, client: AsyncKernel, req: Request) -> None:
+        self._client = client
+        self._req = req
+
+    async def _fetch(self, query: dict[str, Any] | None = None) -> AsyncPage[T]:
+        from ._operation import send
+
+        items, headers = await send(self._client, self._req, query)
+        sent = {**self._req.query, **(query or {})}
+        return AsyncPage(self, items, next_page_query(self._req.op.pagination, headers, sent))
+
+    def __await__(self) -> Generator[Any, None, AsyncPage[T]]:
+        return self._fetch().__await__()
+
+    async def __aiter__(self) -> AsyncIterator[T]:
+        page = await self._fetch()
+        async for item in page:
+            yield item
+
+    def __iter__(self) -> Any:
+        raise TypeError(
+            f"{self._req.op.name}() on the async client is iterated with `async for` "
+            "(or use kernel_sync.Kernel for a plain `for`)"
+        )
+
+    def __repr__(self) -> str:
+        query = {k: v for k, v in self._req.query.items()}
+        return f"<AsyncPager {self._req.op.name} query={query!r}>"
