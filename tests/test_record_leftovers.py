@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -126,7 +127,7 @@ async def test_start_answer_lost_on_a_given_browser_stops_the_recording(
     with pytest.raises(ka.APIConnectionError) as info:
         async with client.browsers.record(bid, save_to=None):
             pytest.fail("the body must not run")
-    earlier_json, begun = fake.replays(bid)
+    _, begun = fake.replays(bid)
     assert begun["finished_at"] is not None  # stopped
     assert f"stopped the recording begun anyway ({begun['replay_id']})" in str(info.value)
     assert bid in str(info.value)
@@ -253,7 +254,7 @@ async def test_unwritable_save_to_is_refused_before_a_browser_is_created(
     client: AsyncKernel, fake: FakeKernel, unwritable: Path
 ) -> None:
     target = unwritable / "run.mp4"
-    with pytest.raises(OSError) as info:
+    with pytest.raises(OSError, match=re.escape(f"no file can be created in {unwritable}")) as info:
         client.browsers.record(save_to=target)
     assert info.value.filename == str(target) and ".part" not in str(info.value)
     assert str(unwritable) in str(info.value)
@@ -264,7 +265,7 @@ async def test_unwritable_download_to_target_is_refused_before_the_request(
     client: AsyncKernel, fake: FakeKernel, browser: str, unwritable: Path
 ) -> None:
     target = unwritable / "v.mp4"
-    with pytest.raises(OSError) as info:
+    with pytest.raises(OSError, match=re.escape(f"no file can be created in {unwritable}")) as info:
         await client.browsers.replays.download_to(target, "r1", id=browser)
     assert info.value.filename == str(target) and ".part" not in str(info.value)
     assert fake.requests == []
@@ -288,7 +289,7 @@ def test_a_failed_commit_names_the_callers_path(tmp_path: Path) -> None:
     target = tmp_path / "v.mp4"
     out = AtomicFile(target)
     target.mkdir()  # a directory appears where the video goes: the rename fails
-    with pytest.raises(OSError) as info:
+    with pytest.raises(OSError, match="the video could not be saved") as info:
         out.commit()
     out.discard()
     assert info.value.filename == str(target) and ".part" not in str(info.value)
@@ -313,10 +314,10 @@ async def test_closed_client_whose_cleanup_fails_names_the_browser_left_running(
     fake: FakeKernel, tmp_path: Path
 ) -> None:
     client = fake.client(max_retries=0)
+    fake.fail("delete", status=500)  # the fresh connection's delete fails too
     with pytest.raises(ka.InternalServerError) as info:
         async with client.browsers.record(save_to=None) as rec:
             await client.close()
-            fake.fail("delete", status=500)
     bid = rec.browser.session_id
     assert f"browser {bid} may still be running: delete it by hand" in str(info.value)
     async with fake.client() as other:
@@ -451,7 +452,8 @@ def test_full_tags_refused_by_record_before_anything_is_sent() -> None:
 
 
 def test_pager_repr() -> None:
-    assert pager_repr("P", [], 0, None) == "<P of browsers (no filters): first page not fetched yet>"
+    unfetched = "<P of browsers (no filters): first page not fetched yet>"
+    assert pager_repr("P", [], 0, None) == unfetched
     page = BrowserPage([], False, None)
     assert pager_repr("P", [("query", "a b")], 40, page) == (
         "<P of browsers (query='a b', from offset 40): first page: 0 browsers, no more>"
