@@ -109,6 +109,35 @@ async def test_create_answer_lost_and_lookup_fails_names_what_to_end_by_hand(
     await client.browsers.delete(left["session_id"])
 
 
+async def test_the_search_is_bounded_by_cleanup_timeout(
+    client: AsyncKernel, fake: FakeKernel
+) -> None:
+    fake.fail("create", status=None, truncate=True)
+    fake.fail("list_browsers", status=None, delay=30)  # a search that would take 30 s
+    with pytest.raises(ka.APIConnectionError) as info:
+        async with client.browsers.record(save_to=None, cleanup_timeout=0.3):
+            pass
+    text = str(info.value)
+    assert "could not finish looking within 0.3s" in text
+    assert f"look for a browser tagged {TAG}={created_tag(fake)}" in text
+    (left,) = fake.sessions()
+    await client.browsers.delete(left["session_id"])
+
+
+async def test_given_browser_whose_replays_cannot_be_listed_is_still_recorded(
+    client: AsyncKernel, fake: FakeKernel, tmp_path: Path
+) -> None:
+    bid = fake.create_browser()
+    fake.fail("list", status=500, times=None)  # the precaution fails: the entry does not
+    async with client.browsers.record(bid, save_to=tmp_path / "v.mp4") as rec:
+        pass
+    assert rec.path is not None
+    fake.fail("start", status=None, truncate=True)
+    with pytest.raises(ka.APIConnectionError, match=f"stop any recording of browser {bid}"):
+        async with client.browsers.record(bid, save_to=None):
+            pass
+
+
 async def test_create_refused_looks_for_nothing(client: AsyncKernel, fake: FakeKernel) -> None:
     fake.fail("create", status=409)  # a refusal: nothing was made
     with pytest.raises(ka.ConflictError):

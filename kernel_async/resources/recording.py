@@ -163,21 +163,27 @@ class AsyncRecording:
 
     async def _open(self) -> None:
         browsers = self._browsers
-        before: frozenset[str] = frozenset()
+        before: frozenset[str] | None = frozenset()
         if self._create is None:
             assert self._id_or_name is not None
             self._browser = await browsers.retrieve(self._id_or_name)
             # What was there before our start: after a lost answer, only a recording that
             # is new can be ours to stop (a running one of the caller's would have made
-            # the start fail with 409).
-            listed = await browsers.replays.list(self._browser.session_id)
-            before = frozenset(r.replay_id for r in listed)
+            # the start fail with 409). A precaution: its failure does not stop the entry.
+            try:
+                listed = await browsers.replays.list(self._browser.session_id)
+                before = frozenset(r.replay_id for r in listed)
+            except Exception as exc:
+                logger.debug("recorded session: listing the replays failed: %r", exc)
+                before = None
         else:
             try:
                 self._browser = await browsers._create(self._create)
             except Exception as exc:
                 if may_have_acted(exc):
-                    _tell(exc, await self._bounded(self._recover_create(exc)))
+                    tag = f"{RECORD_TAG}={self._mark}"
+                    by_hand = f"look for a browser tagged {tag} and delete it"
+                    _tell(exc, await self._bounded(self._recover_create(exc), by_hand))
                 raise
         try:
             self._replay = await browsers.replays.start(
@@ -187,15 +193,16 @@ class AsyncRecording:
         except Exception as exc:
             # A browser this created is deleted on the way out, and its recording with it.
             if self._create is None and may_have_acted(exc):
-                _tell(exc, await self._bounded(self._recover_start(exc, before)))
+                by_hand = f"stop any recording of browser {self._browser.session_id} by hand"
+                _tell(exc, await self._bounded(self._recover_start(exc, before), by_hand))
             raise
 
-    async def _bounded(self, recovery: Awaitable[str]) -> str:
+    async def _bounded(self, recovery: Awaitable[str], by_hand: str) -> str:
         import anyio
 
         with anyio.move_on_after(self._cleanup_timeout):
             return await recovery
-        return f"record() could not finish looking within {self._cleanup_timeout:g}s"
+        return f"record() could not finish looking within {self._cleanup_timeout:g}s: {by_hand}"
 
     async def _recover_create(self, exc: Exception) -> str:
         """Find and delete the browser a create whose answer was lost may have made;
@@ -235,11 +242,17 @@ class AsyncRecording:
             )
         return "record() " + " and ".join(said)
 
-    async def _recover_start(self, exc: Exception, before: Collection[str]) -> str:
+    async def _recover_start(self, exc: Exception, before: Collection[str] | None) -> str:
         """Find and stop the recording a start whose answer was lost may have begun on
-        the caller's browser; say what was done."""
+        the caller's browser (`before`: the replays it had, `None` if unknown); say
+        what was done."""
         assert self._browser is not None
         browser_id = self._browser.session_id
+        if before is None:
+            return (
+                "record() cannot tell which recording it may have begun: stop any recording "
+                f"of browser {browser_id} that is not yours by hand"
+            )
         async with self._sender() as browsers:
             replays = browsers.replays
 
