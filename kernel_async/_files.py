@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import IO
 
-__all__ = ["AtomicFile"]
+__all__ = ["AtomicFile", "check_target", "temp_beside"]
 
 
 def current_umask() -> int:
@@ -25,16 +25,18 @@ def current_umask() -> int:
     return mask
 
 
-def check_target(target: str | os.PathLike[str], name: str = "path") -> Path:
-    """`target` as the `Path` a file will be saved to: a regular file or none yet (a
-    symlink is followed), in a directory that exists.
+def check_target(target: str | os.PathLike[str], name: str = "path", *, probe: bool = True) -> Path:
+    """`target` as the `Path` a file will be saved to (``~`` expanded): a regular file
+    or none yet (a symlink is followed), in a directory that exists and where a file
+    can be created — `probe` checks that by creating one there and removing it.
 
-    Raises `TypeError`, `ValueError`, `IsADirectoryError` or `FileNotFoundError` naming
-    the user's path (never the hidden temporary file a failed save would report).
+    Raises `TypeError`, `ValueError` or an `OSError` (`IsADirectoryError`,
+    `FileNotFoundError`, `PermissionError`...) naming the user's path, never the hidden
+    temporary file a save writes first.
     """
     if not isinstance(target, (str, os.PathLike)):
         raise TypeError(f"{name} must be a str or os.PathLike, got {type(target).__name__}")
-    path = Path(target)
+    path = Path(target).expanduser()
     if path.is_symlink():
         path = path.resolve()  # write through the link: it stays, the file it names is replaced
     if path.is_dir():
@@ -48,7 +50,32 @@ def check_target(target: str | os.PathLike[str], name: str = "path") -> Path:
         )
     if not path.parent.is_dir():
         raise FileNotFoundError(errno.ENOENT, "no such directory to save into", str(path.parent))
+    if probe:
+        fd, tmp = temp_beside(path)
+        os.close(fd)
+        os.unlink(tmp)
     return path
+
+
+def temp_beside(path: Path) -> tuple[int, str]:
+    """A new hidden temporary file in `path`'s directory: (descriptor, its path).
+
+    An `OSError` names `path` (what the caller asked for), not the temporary file.
+    """
+    import tempfile
+
+    # Bounded, so a target name near the file system's limit still gets a temporary name.
+    prefix = f".{path.name[:64]}."
+    try:
+        return tempfile.mkstemp(prefix=prefix, suffix=".part", dir=path.parent)
+    except OSError as exc:
+        raise _naming(exc, path, f"no file can be created in {path.parent}") from None
+
+
+def _naming(exc: OSError, path: Path, doing: str) -> OSError:
+    """`exc` again (same errno, so the same subclass), naming `path` and what failed."""
+    reason = exc.strerror or type(exc).__name__
+    return OSError(exc.errno, f"{reason}: {doing}", str(path))
 
 
 class AtomicFile:
@@ -61,27 +88,28 @@ class AtomicFile:
     __slots__ = ("_tmp", "file", "target")
 
     def __init__(self, target: str | os.PathLike[str]) -> None:
-        self.target = check_target(target)
-        import tempfile
-
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{self.target.name}.", suffix=".part", dir=self.target.parent
-        )
+        self.target = check_target(target, probe=False)  # creating the temporary file is the probe
+        fd, tmp = temp_beside(self.target)
         self._tmp = tmp
         self.file: IO[bytes] = os.fdopen(fd, "w+b")
 
     def commit(self) -> Path:
-        """Flush, fsync, set permissions and atomically rename over the target."""
+        """Flush, fsync, set permissions and atomically rename over the target.
+
+        An `OSError` names the target, not the temporary file."""
         file = self.file
-        file.flush()
-        os.fsync(file.fileno())
         try:
-            mode = self.target.stat().st_mode & 0o777
-        except FileNotFoundError:
-            mode = 0o666 & ~current_umask()  # what open() would have created
-        os.fchmod(file.fileno(), mode)
-        file.close()
-        os.replace(self._tmp, self.target)
+            file.flush()
+            os.fsync(file.fileno())
+            try:
+                mode = self.target.stat().st_mode & 0o777
+            except FileNotFoundError:
+                mode = 0o666 & ~current_umask()  # what open() would have created
+            os.fchmod(file.fileno(), mode)
+            file.close()
+            os.replace(self._tmp, self.target)
+        except OSError as exc:
+            raise _naming(exc, self.target, "the video could not be saved") from None
         # Make the rename itself durable (POSIX); best effort elsewhere.
         with contextlib.suppress(OSError):
             dir_fd = os.open(self.target.parent, os.O_RDONLY)

@@ -172,7 +172,9 @@ class Replays(BrowsersReplaysBase):
         scratch. With a float `timeout`, it bounds each read, not the whole transfer.
 
         Args:
-            path: Where to save the video.
+            path: Where to save the video (``~`` is expanded). Refused before anything
+                is sent if no file can be created in its directory; errors name `path`,
+                never the temporary file.
             replay_id: Replay recording identifier.
             id: Browser session ID.
             timeout: Overrides the client's timeout for this call.
@@ -212,6 +214,9 @@ class BrowserPager:
 
     def __iter__(self) -> Iterator[Browser]:
         return iterate(self._runner, self._async)
+
+    def __repr__(self) -> str:
+        return repr(self._async).replace("AsyncBrowserPager", "BrowserPager", 1)
 
     def first_page(self) -> BrowserPage:
         """Fetch the first page (once; later calls return the same page)."""
@@ -507,12 +512,23 @@ class Browsers(BrowsersBase):
         from cancellation and bounded by `cleanup_timeout` (plus a separate bound for
         the delete). The block's own exception wins: cleanup failures are attached
         to it as notes (logged on Python 3.10). After exit ``rec.path`` is where the
-        video is.
+        video is. A browser already gone at cleanup (ended for idleness, deleted
+        elsewhere) is not an error; a video that could not be saved is.
+
+        Nothing is left behind when an answer is lost: the browser it creates carries
+        the tag ``kernel_async_record=<random>``, so after a create that failed
+        ambiguously (timeout, reset, 5xx) the browser made anyway is found and
+        deleted; after such a start on a browser it was given, the recording begun
+        anyway is stopped. The raised error says what was cleaned up, or what to end
+        by hand. If the client is closed inside the block, cleanup runs on a
+        short-lived connection of its own.
 
         Args:
             id_or_name: Record this existing browser instead of creating one; the
                 create options must then be left unset.
-            save_to: Where to save the MP4.
+            save_to: Where to save the MP4 (``~`` is expanded). Checked at once by
+                creating a file in its directory (and removing it): a path that cannot
+                be written is refused before any browser is created.
             framerate: Replay framerate (above 20 needs ``gpu=True``).
             max_duration_in_seconds: Replay length limit.
             record_audio: Record audio too.
@@ -522,11 +538,12 @@ class Browsers(BrowsersBase):
             timeout_seconds: See `create`.
             viewport: See `create`.
             name: See `create`.
-            tags: See `create`.
+            tags: See `create` (at most 49: one more is added, see above).
             start_url: See `create`.
             region: See `create`.
             extra_body: See `create`.
-            cleanup_timeout: Seconds the stop, finalise wait and download may take.
+            cleanup_timeout: Seconds the stop, finalise wait and download may take
+                (and, after a lost answer at entry, the search for what it made).
         """
         inner = self._async.record(
             id_or_name,

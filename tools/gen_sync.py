@@ -14,6 +14,7 @@ Rules, per class in CLASSES (async name -> sync name):
 - a plain method returning another mapped class (``list() -> AsyncBrowserPager``) wraps
   the result in that class's twin.
 - ``__aiter__`` -> ``__iter__`` (``async for`` on the loop thread, see kernel_sync/_bridge.py);
+  a ``__repr__`` -> the async one's, naming the sync class;
   ``__aenter__``/``__aexit__`` -> ``__enter__``/``__exit__`` (waited for to the end,
   Ctrl-C included); ``__await__`` -> the twin's constructor awaits the object (the
   blocking ``await``), so ``client.browsers.list()`` is the fetched first page.
@@ -373,6 +374,12 @@ def _protocols(cls: ast.ClassDef, sync_name: str, used: set[str]) -> list[str]:
                 ")",
                 "        ",
             ),
+            "",
+        ]
+    if "__repr__" in methods:  # the async one's, naming the sync class
+        out += [
+            "    def __repr__(self) -> str:",
+            f'        return repr(self._async).replace("{cls.name}", "{sync_name}", 1)',
             "",
         ]
     return out

@@ -13,11 +13,13 @@ from .._types import BrowserStatus, Region, check_int
 __all__ = [
     "MAX_PAGE",
     "MAX_TAGS",
+    "RECORD_TAG",
     "create_body",
     "list_query",
     "next_offset",
     "replay_params",
     "update_body",
+    "with_tag",
 ]
 
 MAX_TAGS = 50
@@ -26,6 +28,9 @@ TIMEOUT_RANGE = (10, 259_200)  # 10 s to 72 h
 _REGIONS = frozenset(get_args(Region))
 _STATUSES = frozenset(get_args(BrowserStatus))
 _PROFILE_KEYS = {"id": str, "name": str, "save_changes": bool}
+RECORD_TAG = "kernel_async_record"
+"""The tag `record()` puts on the browser it creates (a random value per recording), so a
+browser whose create answer was lost can still be found and deleted."""
 
 
 def check_bool(value: object, name: str) -> bool:
@@ -237,3 +242,18 @@ def next_offset(page: BrowserPage, requested: int) -> int | None:
             "cannot page on"
         )
     return page.next_offset
+
+
+def with_tag(body: Mapping[str, object], key: str, value: str) -> dict[str, object]:
+    """`body` (a create body, `extra_body` already merged) with the tag ``key=value`` added.
+
+    Raises `ValueError` when the tags are already full: the tag must fit."""
+    given = body.get("tags")
+    tags = check_tags({} if given is None else given)
+    tags.pop(key, None)
+    if len(tags) >= MAX_TAGS:
+        raise ValueError(
+            f"record() tags the browser it creates ({key}=...) so that it can find it after "
+            f"a lost answer: pass at most {MAX_TAGS - 1} tags"
+        )
+    return {**body, "tags": {**tags, key: value}}

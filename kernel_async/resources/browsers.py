@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import json
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._errors import decode_json
@@ -245,7 +245,7 @@ class AsyncBrowsers(AsyncBrowsersBase):
             )
             return _page(resp, url, attempts, at)
 
-        return AsyncBrowserPager(fetch, start)
+        return AsyncBrowserPager(fetch, start, base)
 
     def record(
         self,
@@ -277,12 +277,23 @@ class AsyncBrowsers(AsyncBrowsersBase):
         from cancellation and bounded by `cleanup_timeout` (plus a separate bound for
         the delete). The block's own exception wins: cleanup failures are attached
         to it as notes (logged on Python 3.10). After exit ``rec.path`` is where the
-        video is.
+        video is. A browser already gone at cleanup (ended for idleness, deleted
+        elsewhere) is not an error; a video that could not be saved is.
+
+        Nothing is left behind when an answer is lost: the browser it creates carries
+        the tag ``kernel_async_record=<random>``, so after a create that failed
+        ambiguously (timeout, reset, 5xx) the browser made anyway is found and
+        deleted; after such a start on a browser it was given, the recording begun
+        anyway is stopped. The raised error says what was cleaned up, or what to end
+        by hand. If the client is closed inside the block, cleanup runs on a
+        short-lived connection of its own.
 
         Args:
             id_or_name: Record this existing browser instead of creating one; the
                 create options must then be left unset.
-            save_to: Where to save the MP4.
+            save_to: Where to save the MP4 (``~`` is expanded). Checked at once by
+                creating a file in its directory (and removing it): a path that cannot
+                be written is refused before any browser is created.
             framerate: Replay framerate (above 20 needs ``gpu=True``).
             max_duration_in_seconds: Replay length limit.
             record_audio: Record audio too.
@@ -292,13 +303,14 @@ class AsyncBrowsers(AsyncBrowsersBase):
             timeout_seconds: See `create`.
             viewport: See `create`.
             name: See `create`.
-            tags: See `create`.
+            tags: See `create` (at most 49: one more is added, see above).
             start_url: See `create`.
             region: See `create`.
             extra_body: See `create`.
-            cleanup_timeout: Seconds the stop, finalise wait and download may take.
+            cleanup_timeout: Seconds the stop, finalise wait and download may take
+                (and, after a lost answer at entry, the search for what it made).
         """
-        create: dict[str, object] | None = _params.create_body(
+        body = _params.create_body(
             headless=headless,
             stealth=stealth,
             gpu=gpu,
@@ -310,19 +322,26 @@ class AsyncBrowsers(AsyncBrowsersBase):
             region=region,
             extra_body=extra_body,
         )
+        create: dict[str, object] | None = None
+        mark: str | None = None
         if id_or_name is not None:
             segment(id_or_name, "id_or_name")
-            if create and create != {"headless": False}:
+            if body and body != {"headless": False}:
                 raise ValueError(
                     "record(id_or_name=...) records an existing browser: "
-                    f"{', '.join(sorted(create))} only apply when it creates one"
+                    f"{', '.join(sorted(body))} only apply when it creates one"
                 )
-            create = None
+        else:
+            import uuid
+
+            mark = uuid.uuid4().hex  # finds the browser again should the create's answer be lost
+            create = _params.with_tag(body, _params.RECORD_TAG, mark)
         start = _params.replay_params(framerate, max_duration_in_seconds, record_audio)
         return AsyncRecording(
             self,
             id_or_name=id_or_name,
             create=create,
+            mark=mark,
             start=start,
             save_to=save_to,
             cleanup_timeout=cleanup_timeout,
@@ -338,10 +357,27 @@ class AsyncBrowserPager:
     `has_more` and `next_offset` tell what the first page held.
     """
 
-    def __init__(self, fetch: Callable[[int], Awaitable[BrowserPage]], start: int) -> None:
+    def __init__(
+        self,
+        fetch: Callable[[int], Awaitable[BrowserPage]],
+        start: int,
+        filters: Sequence[tuple[str, str]] = (),
+    ) -> None:
         self._fetch = fetch
         self._start = start
+        self._filters = tuple(filters)
         self._first: BrowserPage | None = None
+
+    def __repr__(self) -> str:
+        return pager_repr(type(self).__name__, self._filters, self._start, self._first)
+
+    if not TYPE_CHECKING:  # at run time only: a type checker must not think it iterable
+
+        def __iter__(self):
+            raise TypeError(
+                "the async client's list() is iterated with `async for browser in "
+                "client.browsers.list(...)` (or awaited for its first page), not `for`"
+            )
 
     def __await__(self) -> Generator[Any, None, BrowserPage]:
         return self.first_page().__await__()
@@ -403,3 +439,19 @@ def _page(resp: Response, url: URL, attempts: int, at: int) -> BrowserPage:
         return page
 
     return decode_json(resp, decode, method="GET", url=url, attempts=attempts)
+
+
+def pager_repr(
+    kind: str, filters: Sequence[tuple[str, str]], start: int, first: BrowserPage | None
+) -> str:
+    """What a pager lists (the filters, where it starts) and what it has fetched."""
+    shown = " ".join(f"{key}={value!r}" for key, value in filters) or "no filters"
+    where = f", from offset {start}" if start else ""
+    if first is None:
+        state = "first page not fetched yet"
+    else:
+        count = len(first.items)
+        state = f"first page: {count} browser{'' if count == 1 else 's'}, " + (
+            f"more from offset {first.next_offset}" if first.has_more else "no more"
+        )
+    return f"<{kind} of browsers ({shown}{where}): {state}>"

@@ -170,7 +170,9 @@ class AsyncReplays(AsyncBrowsersReplaysBase):
         scratch. With a float `timeout`, it bounds each read, not the whole transfer.
 
         Args:
-            path: Where to save the video.
+            path: Where to save the video (``~`` is expanded). Refused before anything
+                is sent if no file can be created in its directory; errors name `path`,
+                never the temporary file.
             replay_id: Replay recording identifier.
             id: Browser session ID.
             timeout: Overrides the client's timeout for this call.
