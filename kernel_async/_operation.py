@@ -166,8 +166,9 @@ def file_bytes(value: Any) -> tuple[str | None, bytes, str | None]:
     name: str | None = None
     ctype: str | None = None
     if isinstance(value, tuple):
-        name, value = value[0], value[1]
-        ctype = value[2] if len(value) > 2 else None  # type: ignore[misc]
+        parts = value
+        name, value = parts[0], parts[1]
+        ctype = parts[2] if len(parts) > 2 else None
     if isinstance(value, bytes | bytearray | memoryview):
         return name, bytes(value), ctype
     if isinstance(value, os.PathLike):
@@ -326,8 +327,8 @@ async def send(client: AsyncKernel, req: Request, query: Mapping[str, Any] | Non
         extra_headers=req.headers,
         read_limit=_READ_LIMITS.get(op.kind, JSON_LIMIT),
     )
-    if op.kind == "none":
-        return None
+    if op.kind == "none" or (resp.status == 204 and op.kind == "json"):
+        return None  # e.g. browser_pools.acquire: 204 when no browser came in time
     if binary:
         return resp.body
     kind = result_type(op)

@@ -103,7 +103,7 @@ class AsyncStream(Generic[T]):
                 timeout=self._req.timeout,
                 extra_headers=self._req.headers,
                 read_limit=None,
-                sink=self._sink,  # type: ignore[arg-type]
+                sink=self._sink,
             )
         except BaseException as exc:  # delivered to the consumer, in order
             self._error = exc

@@ -7,6 +7,7 @@ or raises `TransportError` saying whether the request may have reached the serve
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any, Protocol
@@ -360,7 +361,9 @@ async def send(
                 encoded = hdrs.CONTENT_ENCODING in resp.headers
                 sink.restart(None if encoded else resp.content_length)
                 async for chunk in resp.content.iter_chunked(_CHUNK):
-                    sink.write(chunk)
+                    pending = sink.write(chunk)
+                    if inspect.isawaitable(pending):
+                        await pending  # an event stream's sink waits for room: backpressure
                 return Response(status, resp.headers, b"", False)
             if status >= 300 or status == 202:  # errors and "not ready yet": for a message only
                 read_limit = ERROR_LIMIT if read_limit is None else min(read_limit, ERROR_LIMIT)

@@ -41,6 +41,7 @@ from ._runner import Runner
 class Replays(BrowsersReplaysBase):
     """Browser replay recordings: ``client.browsers.replays``."""
 
+    _async: AsyncReplays
     def __init__(self, async_: AsyncReplays, runner: Runner) -> None:
         self._async = async_
         self._runner = runner
@@ -291,6 +292,7 @@ class Recording:
 class Browsers(BrowsersBase):
     """Browser sessions: ``client.browsers`` (and their replays, ``client.browsers.replays``)."""
 
+    _async: AsyncBrowsers
     replays: Replays
 
     def __init__(self, async_: AsyncBrowsers, runner: Runner) -> None:

@@ -31,7 +31,7 @@ class Page(Generic[T]):
 
     def __init__(self, source: AsyncPager[T] | AsyncPage[T], runner: Runner) -> None:
         self._runner = runner
-        page: AsyncPage[T] = runner.call(await_, source) if _is_pager(source) else source  # type: ignore[arg-type,assignment]
+        page: AsyncPage[T] = runner.call(await_, source) if _is_pager(source) else source  # type: ignore[assignment]
         self._page = page
         self.items: list[T] = page.items
         self.has_more = page.has_more

@@ -452,9 +452,9 @@ class Generator:
         if "AsyncStream" in used:
             lazy.append("    from .._streaming import AsyncStream")
         for home in sorted(set(self.home.values())):
-            names = sorted(n for n, h in self.home.items() if h == home and n in used)
-            if names:
-                lazy.append(f"    from .models.{home} import " + ", ".join(names))
+            here = sorted(n for n, h in self.home.items() if h == home and n in used)
+            if here:
+                lazy.append(f"    from .models.{home} import " + ", ".join(here))
         for res in resources:
             for child in self._children(res):
                 cmod, ccls = public_class_of(child)
@@ -584,10 +584,10 @@ class Generator:
         prefix = "return " if op.result_kind in ("page",) else "return await "
         if op.result_kind == "none":
             prefix = "await "
-        if op.result_kind == "json":
+        if op.result_kind in ("json", "binary", "sse"):
             prefix = "result: " + returns + " = await "
         lines.append(f"        {prefix}{call}(self._client, " + ", ".join(args) + ")")
-        if op.result_kind == "json":
+        if op.result_kind in ("json", "binary", "sse"):
             lines.append("        return result")
         return lines
 

@@ -238,6 +238,8 @@ def _gen_class(async_name: str, used: set[str]) -> list[str]:
     out = [f"class {sync_name}({base[1]}):" if base else f"class {sync_name}:"]
     out += _doc(_sync_doc(ast.get_docstring(cls)), "    ")
     out.append("")
+    if base is not None and not is_root:
+        out.append(f"    _async: {async_name}")  # narrower than the generated base's
     subs: list[tuple[str, str]] = []
     for node in cls.body:
         if (
@@ -401,8 +403,8 @@ def generate() -> str:
         if name == "Runner":
             imports.setdefault("._runner", set()).add(name)
         elif name in {b[1] for b in BASES.values()}:
-            module = next(m for m, n in BASES.values() if n == name)
-            imports.setdefault(module, set()).add(name)
+            home = next(m for m, n in BASES.values() if n == name)
+            imports.setdefault(home, set()).add(name)
         elif name in BRIDGE_NAMES:
             imports.setdefault("._bridge", set()).add(name)
         elif name in KERNEL_ASYNC_NAMES:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import re
 import sys
 from pathlib import Path
 
@@ -40,8 +41,19 @@ TWINS = {
 assert set(TWINS) == set(HANDWRITTEN.values())
 
 
+def _model_names() -> set[str]:
+    index = (SOURCE / "models" / "__init__.py").read_text()
+    return set(re.findall(r"^    [\x27\x22]([A-Za-z0-9_]+)[\x27\x22]: ", index, re.M)) | {"Stream", "Page"}
+
+
+MODEL_NAMES = _model_names()
+
+
 def sync_name(async_name: str) -> str:
-    return async_name.removeprefix("Async")
+    """The twin's name: the async one without ``Async`` (with ``Resource`` where that
+    would be a model's name, e.g. ``Search``)."""
+    name = async_name.removeprefix("Async")
+    return name + "Resource" if name in MODEL_NAMES else name
 
 
 def twin_of(module: str, name: str) -> tuple[str, str]:
@@ -74,7 +86,7 @@ def generate_module(path: Path) -> str:
                 assert isinstance(imp, ast.ImportFrom)
                 module = absolute(imp.module, imp.level)
                 for alias in imp.names:
-                    if alias.name == "AsyncKernel":
+                    if alias.name in ("AsyncKernel", "AsyncPager", "AsyncStream"):
                         continue
                     if alias.name.startswith("Async"):
                         used_twins.add(twin_of(module, alias.name))

@@ -37,7 +37,9 @@ class AsyncApps:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> AsyncPager[AppListResponse]:
-        """TODO.
+        """List deployed applications.
+
+        Offset-paged; narrow by app name, version label, or a name search.
 
         ``GET /apps``; re-sent after an ambiguous failure.
         """

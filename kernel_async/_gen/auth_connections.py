@@ -65,7 +65,12 @@ class AsyncAuthConnections:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ManagedAuth:
-        """TODO.
+        """Create a managed auth connection for a profile and domain.
+
+        Kernel then keeps that profile signed in to the domain, with optional periodic
+        health checks and automatic re-login using a referenced credential. A missing
+        profile is created automatically, and a second connection for the same profile and
+        domain is refused with 409.
 
         ``POST /auth/connections``; never re-sent after an ambiguous failure (it may have
         taken effect).
@@ -105,7 +110,9 @@ class AsyncAuthConnections:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Delete a managed auth connection.
+
+        Also ends its background workflow and cancels any login that is underway.
 
         ``DELETE /auth/connections/{id}``; re-sent after an ambiguous failure.
         """
@@ -128,11 +135,14 @@ class AsyncAuthConnections:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> AsyncStream[ManagedAuthStateEvent | ErrorEvent | HeartbeatEvent]:
-        """TODO.
+        """Watch an auth connection's sign-in progress as it happens.
+
+        Server-sent events that close on their own once the flow ends as SUCCESS, FAILED,
+        EXPIRED, or CANCELED.
 
         ``GET /auth/connections/{id}/events``; re-sent after an ambiguous failure.
         """
-        return await stream(
+        result: AsyncStream[ManagedAuthStateEvent | ErrorEvent | HeartbeatEvent] = await stream(
             self._client,
             _AUTH_CONNECTIONS_FOLLOW,
             (id,),
@@ -141,6 +151,7 @@ class AsyncAuthConnections:
             extra_body=extra_body,
             timeout=timeout,
         )
+        return result
 
     def list(
         self,
@@ -155,7 +166,10 @@ class AsyncAuthConnections:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> AsyncPager[ManagedAuth]:
-        """TODO.
+        """List managed auth connections.
+
+        Offset-paged; filter by profile name or domain, or search by ID, domain, or profile
+        name.
 
         ``GET /auth/connections``; re-sent after an ambiguous failure.
         """
@@ -195,7 +209,11 @@ class AsyncAuthConnections:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> LoginResponse:
-        """TODO.
+        """Begin signing in through an auth connection.
+
+        Answers at once, either with a hosted URL where a person completes the sign-in or by
+        kicking off automatic re-authentication when stored credentials are enough. Browser,
+        proxy, and recording settings can be overridden for this attempt only.
 
         ``POST /auth/connections/{id}/login``; never re-sent after an ambiguous failure (it
         may have taken effect).
@@ -227,7 +245,9 @@ class AsyncAuthConnections:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ManagedAuth:
-        """TODO.
+        """Fetch an auth connection by ID.
+
+        If a sign-in is underway, its progress is part of the answer.
 
         ``GET /auth/connections/{id}``; re-sent after an ambiguous failure.
         """
@@ -259,7 +279,11 @@ class AsyncAuthConnections:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> SubmitFieldsResponse:
-        """TODO.
+        """Send values for the fields of an in-progress login.
+
+        Use it to fill requested inputs, pick an MFA method, sign-in option, or choice, or
+        choose an SSO provider button. It does not wait for the result; poll the connection
+        or follow its events to track progress.
 
         ``POST /auth/connections/{id}/submit``; never re-sent after an ambiguous failure (it
         may have taken effect).
@@ -297,7 +321,10 @@ class AsyncAuthConnections:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> AsyncPager[ManagedAuthTimelineEvent]:
-        """TODO.
+        """List past events for an auth connection.
+
+        Covers login attempts, automatic re-auth attempts, and health checks, newest first,
+        offset-paged, with an optional event type filter.
 
         ``GET /auth/connections/{id}/timeline``; re-sent after an ambiguous failure.
         """
@@ -337,7 +364,10 @@ class AsyncAuthConnections:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ManagedAuth:
-        """TODO.
+        """Change an auth connection's settings.
+
+        Only the fields you send change; allowed_domains, when sent, replaces the whole
+        list.
 
         ``PATCH /auth/connections/{id}``; re-sent after an ambiguous failure.
         """

@@ -31,7 +31,10 @@ class AsyncAuthContext:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> AuthContext:
-        """TODO.
+        """Describe who the current credential authenticates as.
+
+        Reports the principal, organization, credential scope, and effective request scope
+        behind the call. No secrets are included.
 
         ``GET /auth/context``; re-sent after an ambiguous failure.
         """

@@ -50,7 +50,12 @@ class AsyncBrowserPools:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> BrowserCreateResponse | None:
-        """TODO.
+        """Lease a browser from a pool, waiting until one is free.
+
+        A long poll: answers a browser as soon as one is available, or 204 with no body
+        (None in the SDK) when the wait runs out, in which case call again. The lease may
+        set its own name, tags (up to 50), profile, start URL, and telemetry override; the
+        idle timeout comes from the pool.
 
         ``POST /browser_pools/{id_or_name}/acquire``; never re-sent after an ambiguous
         failure (it may have taken effect).
@@ -108,7 +113,12 @@ class AsyncBrowserPools:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> BrowserPool:
-        """TODO.
+        """Create a pool of pre-warmed browsers.
+
+        size is how many browsers the pool keeps ready, capped by the organization's pooled
+        session limit; the remaining fields mirror per-browser options such as headless,
+        stealth, region, viewport, and idle timeout (10 to 259200 seconds, default 600).
+        Pool browsers load any profile read-only, so their changes are never written back.
 
         ``POST /browser_pools``; never re-sent after an ambiguous failure (it may have taken
         effect).
@@ -154,7 +164,9 @@ class AsyncBrowserPools:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Remove a browser pool and shut down its browsers.
+
+        Leased browsers block deletion; pass force to kill them and go ahead anyway.
 
         ``DELETE /browser_pools/{id_or_name}``; re-sent after an ambiguous failure.
         """
@@ -178,7 +190,10 @@ class AsyncBrowserPools:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Discard every idle browser in a pool.
+
+        Leased browsers are untouched. Useful for getting idle browsers rebuilt with the
+        pool's current configuration.
 
         ``POST /browser_pools/{id_or_name}/flush``; re-sent after an ambiguous failure
         (flushing an already flushed pool changes nothing).
@@ -206,7 +221,9 @@ class AsyncBrowserPools:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> AsyncPager[BrowserPool]:
-        """TODO.
+        """List browser pools.
+
+        Offset-paged; filter by exact name, search text, or region.
 
         ``GET /browser_pools``; re-sent after an ambiguous failure.
         """
@@ -238,7 +255,12 @@ class AsyncBrowserPools:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Return a leased browser to its pool.
+
+        Identify the browser by session_id. With reuse true (the default) the same instance
+        goes back unchanged, keeping the configuration it was built with; with reuse false
+        it is destroyed and replaced. Browsers given a profile at acquire time are always
+        replaced.
 
         ``POST /browser_pools/{id_or_name}/release``; re-sent after an ambiguous failure
         (returning a browser twice leaves it returned).
@@ -263,7 +285,7 @@ class AsyncBrowserPools:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> BrowserPool:
-        """TODO.
+        """Look up a browser pool by ID or name.
 
         ``GET /browser_pools/{id_or_name}``; re-sent after an ambiguous failure.
         """
@@ -314,7 +336,12 @@ class AsyncBrowserPools:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> BrowserPool:
-        """TODO.
+        """Change the configuration of a browser pool.
+
+        New settings apply to browsers created afterwards; set discard_all_idle to rebuild
+        idle ones right away. Send a profile with an empty id to detach the profile, and
+        expected_network to make the update fail with 409 if the stored network settings
+        have changed.
 
         ``PATCH /browser_pools/{id_or_name}``; re-sent after an ambiguous failure.
         """

@@ -39,7 +39,10 @@ class AsyncBrowsersComputer:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Run a list of computer actions in order.
+
+        Performs several mouse, keyboard, and similar actions in one request to cut round
+        trips. Processing halts at the first action that fails.
 
         ``POST /browsers/{id_or_name}/computer/batch``; never re-sent after an ambiguous
         failure (it may have taken effect).
@@ -65,12 +68,15 @@ class AsyncBrowsersComputer:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> bytes:
-        """TODO.
+        """Grab a PNG image of the browser's screen.
+
+        Answers PNG image bytes. Pass a region (x, y, width, height) to capture only that
+        rectangle.
 
         ``POST /browsers/{id_or_name}/computer/screenshot``; re-sent after an ambiguous
         failure (reads the screen).
         """
-        return await call(
+        result: bytes = await call(
             self._client,
             _BROWSERS_COMPUTER_CAPTURE_SCREENSHOT,
             (id_or_name,),
@@ -80,6 +86,7 @@ class AsyncBrowsersComputer:
             extra_body=extra_body,
             timeout=timeout,
         )
+        return result
 
     async def click_mouse(
         self,
@@ -96,7 +103,10 @@ class AsyncBrowsersComputer:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Click the mouse at a point of the browser's screen.
+
+        Choose the button, the kind of click, how many clicks, and any modifier keys held
+        meanwhile.
 
         ``POST /browsers/{id_or_name}/computer/click_mouse``; never re-sent after an
         ambiguous failure (it may have taken effect).
@@ -136,7 +146,10 @@ class AsyncBrowsersComputer:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Hold a mouse button and move through a series of points.
+
+        The path needs at least two [x, y] points. Choose the button, held modifier keys,
+        and step timing, or set smooth for curved, human-looking motion.
 
         ``POST /browsers/{id_or_name}/computer/drag_mouse``; never re-sent after an
         ambiguous failure (it may have taken effect).
@@ -170,7 +183,10 @@ class AsyncBrowsersComputer:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ComputerGetMousePositionResponse:
-        """TODO.
+        """Report where the mouse cursor is.
+
+        Answers the cursor's x and y coordinates. Sent as a POST even though nothing
+        changes.
 
         ``POST /browsers/{id_or_name}/computer/get_mouse_position``; re-sent after an
         ambiguous failure (reads the cursor position).
@@ -200,7 +216,10 @@ class AsyncBrowsersComputer:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Reposition the mouse cursor at given coordinates.
+
+        Jumps straight there by default; smooth follows a curved, human-looking path,
+        optionally over duration_ms.
 
         ``POST /browsers/{id_or_name}/computer/move_mouse``; never re-sent after an
         ambiguous failure (it may have taken effect).
@@ -234,7 +253,10 @@ class AsyncBrowsersComputer:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Press keys or key combinations.
+
+        Keys use X11 keysym names as understood by xdotool, such as Return or
+        Ctrl+Shift+Tab. Keys are tapped unless duration gives a hold time in milliseconds.
 
         ``POST /browsers/{id_or_name}/computer/press_key``; never re-sent after an ambiguous
         failure (it may have taken effect).
@@ -259,7 +281,9 @@ class AsyncBrowsersComputer:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ComputerReadClipboardResponse:
-        """TODO.
+        """Get the current clipboard text from the browser machine.
+
+        Answers the clipboard text. Sent as a POST even though nothing changes.
 
         ``POST /browsers/{id_or_name}/computer/clipboard/read``; re-sent after an ambiguous
         failure (reads the clipboard).
@@ -289,7 +313,10 @@ class AsyncBrowsersComputer:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Scroll vertically or horizontally at a screen position.
+
+        delta_x and delta_y count xdotool wheel units; positive values go right and down,
+        negative ones left and up.
 
         ``POST /browsers/{id_or_name}/computer/scroll``; never re-sent after an ambiguous
         failure (it may have taken effect).
@@ -315,7 +342,9 @@ class AsyncBrowsersComputer:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ComputerSetCursorVisibilityResponse:
-        """TODO.
+        """Show or hide the mouse cursor.
+
+        Set hidden to true to hide the cursor, or false to show it again.
 
         ``POST /browsers/{id_or_name}/computer/cursor``; re-sent after an ambiguous failure
         (sets a flag; twice is the same).
@@ -343,7 +372,9 @@ class AsyncBrowsersComputer:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Type a string as keystrokes.
+
+        An optional delay puts that many milliseconds between keys.
 
         ``POST /browsers/{id_or_name}/computer/type``; never re-sent after an ambiguous
         failure (it may have taken effect).
@@ -369,7 +400,7 @@ class AsyncBrowsersComputer:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Put text on the browser machine's clipboard.
 
         ``POST /browsers/{id_or_name}/computer/clipboard/write``; re-sent after an ambiguous
         failure (sets the clipboard to a value; twice is the same).

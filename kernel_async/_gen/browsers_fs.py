@@ -45,7 +45,9 @@ class AsyncBrowsersFs:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Create a directory on the browser machine.
+
+        Takes an absolute path and an optional octal mode, 755 by default.
 
         ``PUT /browsers/{id_or_name}/fs/create_directory``; re-sent after an ambiguous
         failure.
@@ -71,7 +73,9 @@ class AsyncBrowsersFs:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Delete a directory on the browser machine.
+
+        Takes an absolute path. Sent as a PUT rather than a DELETE.
 
         ``PUT /browsers/{id_or_name}/fs/delete_directory``; re-sent after an ambiguous
         failure.
@@ -97,7 +101,9 @@ class AsyncBrowsersFs:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Delete a file on the browser machine.
+
+        Takes an absolute path. Sent as a PUT rather than a DELETE.
 
         ``PUT /browsers/{id_or_name}/fs/delete_file``; re-sent after an ambiguous failure.
         """
@@ -122,12 +128,14 @@ class AsyncBrowsersFs:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> bytes:
-        """TODO.
+        """Download a directory from the browser machine as a ZIP.
+
+        Answers the ZIP archive bytes for the directory at the given absolute path.
 
         ``GET /browsers/{id_or_name}/fs/download_dir_zip``; re-sent after an ambiguous
         failure.
         """
-        return await call(
+        result: bytes = await call(
             self._client,
             _BROWSERS_FS_DOWNLOAD_DIR_ZIP,
             (id_or_name,),
@@ -137,6 +145,7 @@ class AsyncBrowsersFs:
             extra_body=extra_body,
             timeout=timeout,
         )
+        return result
 
     async def file_info(
         self,
@@ -148,7 +157,10 @@ class AsyncBrowsersFs:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> FFileInfoResponse:
-        """TODO.
+        """Describe a file or directory on the browser machine.
+
+        Answers its name, path, size in bytes, mode, modification time, and whether it is a
+        directory.
 
         ``GET /browsers/{id_or_name}/fs/file_info``; re-sent after an ambiguous failure.
         """
@@ -174,7 +186,9 @@ class AsyncBrowsersFs:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> list[FFileInfoResponse]:
-        """TODO.
+        """List the entries of a directory on the browser machine.
+
+        Takes an absolute directory path.
 
         ``GET /browsers/{id_or_name}/fs/list_files``; re-sent after an ambiguous failure.
         """
@@ -201,7 +215,9 @@ class AsyncBrowsersFs:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Relocate or rename a file or directory on the browser machine.
+
+        Both src_path and dest_path must be absolute.
 
         ``PUT /browsers/{id_or_name}/fs/move``; re-sent after an ambiguous failure.
         """
@@ -226,11 +242,13 @@ class AsyncBrowsersFs:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> bytes:
-        """TODO.
+        """Read a file from the browser machine.
+
+        Answers the raw file bytes.
 
         ``GET /browsers/{id_or_name}/fs/read_file``; re-sent after an ambiguous failure.
         """
-        return await call(
+        result: bytes = await call(
             self._client,
             _BROWSERS_FS_READ_FILE,
             (id_or_name,),
@@ -240,6 +258,7 @@ class AsyncBrowsersFs:
             extra_body=extra_body,
             timeout=timeout,
         )
+        return result
 
     async def set_file_permissions(
         self,
@@ -254,7 +273,9 @@ class AsyncBrowsersFs:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Change the mode, owner, or group of a file or directory.
+
+        mode is an octal string such as 644; owner and group take names or numeric IDs.
 
         ``PUT /browsers/{id_or_name}/fs/set_file_permissions``; re-sent after an ambiguous
         failure.
@@ -280,7 +301,9 @@ class AsyncBrowsersFs:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Send files to the browser machine in one request.
+
+        Multipart; each file carries its own absolute destination path.
 
         ``POST /browsers/{id_or_name}/fs/upload``; never re-sent after an ambiguous failure
         (it may have taken effect).
@@ -307,7 +330,9 @@ class AsyncBrowsersFs:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Send a ZIP archive to be unpacked on the browser machine.
+
+        The contents are extracted into dest_path, an absolute directory.
 
         ``POST /browsers/{id_or_name}/fs/upload_zip``; never re-sent after an ambiguous
         failure (it may have taken effect).
@@ -335,7 +360,10 @@ class AsyncBrowsersFs:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Write a file on the browser machine.
+
+        Creates or overwrites the file at an absolute path with the given bytes; the
+        optional octal mode defaults to 644.
 
         ``PUT /browsers/{id_or_name}/fs/write_file``; re-sent after an ambiguous failure.
         """

@@ -34,12 +34,14 @@ class AsyncBrowsersFsWatch:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> AsyncStream[WatchEventsResponse]:
-        """TODO.
+        """Receive change notifications from a directory watch.
+
+        Server-sent events for a watch created with watch.start.
 
         ``GET /browsers/{id_or_name}/fs/watch/{watch_id}/events``; re-sent after an
         ambiguous failure.
         """
-        return await stream(
+        result: AsyncStream[WatchEventsResponse] = await stream(
             self._client,
             _BROWSERS_FS_WATCH_EVENTS,
             (
@@ -51,6 +53,7 @@ class AsyncBrowsersFsWatch:
             extra_body=extra_body,
             timeout=timeout,
         )
+        return result
 
     async def start(
         self,
@@ -63,7 +66,10 @@ class AsyncBrowsersFsWatch:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> WatchStartResponse:
-        """TODO.
+        """Begin watching a directory for file changes.
+
+        Can cover subdirectories when recursive is set. Answers a watch_id for use with
+        events and stop.
 
         ``POST /browsers/{id_or_name}/fs/watch``; never re-sent after an ambiguous failure
         (it may have taken effect).
@@ -90,7 +96,7 @@ class AsyncBrowsersFsWatch:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Stop a directory watch.
 
         ``DELETE /browsers/{id_or_name}/fs/watch/{watch_id}``; re-sent after an ambiguous
         failure.

@@ -37,11 +37,14 @@ class AsyncBrowsersLogs:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> AsyncStream[LogEvent]:
-        """TODO.
+        """Tail a log file or supervised process log on the browser machine.
+
+        Server-sent events. Set source to path together with a file path, or to supervisor
+        together with a process name; follow keeps the stream open for new lines.
 
         ``GET /browsers/{id_or_name}/logs/stream``; re-sent after an ambiguous failure.
         """
-        return await stream(
+        result: AsyncStream[LogEvent] = await stream(
             self._client,
             _BROWSERS_LOGS_STREAM,
             (id_or_name,),
@@ -56,6 +59,7 @@ class AsyncBrowsersLogs:
             extra_body=extra_body,
             timeout=timeout,
         )
+        return result
 
 
 _BROWSERS_LOGS_STREAM = Operation(

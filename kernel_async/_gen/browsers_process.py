@@ -47,7 +47,10 @@ class AsyncBrowsersProcess:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ProcessExecResponse:
-        """TODO.
+        """Run a command on the browser machine and wait for it to finish.
+
+        Options cover arguments, working directory, environment, running as a given user or
+        root, and a timeout. Answers the exit code, duration, and base64 stdout and stderr.
 
         ``POST /browsers/{id_or_name}/process/exec``; never re-sent after an ambiguous
         failure (it may have taken effect).
@@ -83,7 +86,9 @@ class AsyncBrowsersProcess:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ComputerSetCursorVisibilityResponse:
-        """TODO.
+        """Signal a process on the browser machine.
+
+        signal must be TERM, KILL, INT, or HUP.
 
         ``POST /browsers/{id_or_name}/process/{process_id}/kill``; re-sent after an
         ambiguous failure (signalling an ended process changes nothing).
@@ -115,7 +120,9 @@ class AsyncBrowsersProcess:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ComputerSetCursorVisibilityResponse:
-        """TODO.
+        """Change the terminal size of a process running under a PTY.
+
+        Sets the new column and row counts.
 
         ``POST /browsers/{id_or_name}/process/{process_id}/resize``; re-sent after an
         ambiguous failure (sets a size; twice is the same).
@@ -154,7 +161,10 @@ class AsyncBrowsersProcess:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ProcessSpawnResponse:
-        """TODO.
+        """Start a command on the browser machine without waiting.
+
+        Answers a process ID at once for use with status, stdin, output streaming, resize,
+        and kill. Set allocate_tty for an interactive terminal sized by cols and rows.
 
         ``POST /browsers/{id_or_name}/process/spawn``; never re-sent after an ambiguous
         failure (it may have taken effect).
@@ -192,7 +202,7 @@ class AsyncBrowsersProcess:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ProcessStatusResponse:
-        """TODO.
+        """Report the state of a spawned process.
 
         ``GET /browsers/{id_or_name}/process/{process_id}/status``; re-sent after an
         ambiguous failure.
@@ -222,7 +232,9 @@ class AsyncBrowsersProcess:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ProcessStdinResponse:
-        """TODO.
+        """Feed bytes to a process's standard input.
+
+        The bytes are passed base64-encoded in data_b64.
 
         ``POST /browsers/{id_or_name}/process/{process_id}/stdin``; never re-sent after an
         ambiguous failure (it may have taken effect).
@@ -252,12 +264,15 @@ class AsyncBrowsersProcess:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> AsyncStream[ProcessStdoutStreamResponse]:
-        """TODO.
+        """Follow the output of a spawned process live.
+
+        Server-sent events carrying base64 chunks tagged as stdout or stderr, followed by an
+        exit event with the exit code.
 
         ``GET /browsers/{id_or_name}/process/{process_id}/stdout/stream``; re-sent after an
         ambiguous failure.
         """
-        return await stream(
+        result: AsyncStream[ProcessStdoutStreamResponse] = await stream(
             self._client,
             _BROWSERS_PROCESS_STDOUT_STREAM,
             (
@@ -269,6 +284,7 @@ class AsyncBrowsersProcess:
             extra_body=extra_body,
             timeout=timeout,
         )
+        return result
 
 
 _BROWSERS_PROCESS_EXEC = Operation(

@@ -56,7 +56,12 @@ class AsyncBrowsersTelemetry:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> AsyncPager[TelemetryEventsResponse]:
-        """TODO.
+        """Query recorded telemetry of a browser session, one page at a time.
+
+        Filter by category and event type within a time window that defaults to the last 5
+        minutes, reading oldest or newest first. Paging uses an opaque cursor from the
+        X-Next-Offset and X-Has-More headers, and a filtered page can be empty while more
+        remain.
 
         ``GET /browsers/{id_or_name}/telemetry/events``; re-sent after an ambiguous failure.
         """
@@ -91,11 +96,15 @@ class AsyncBrowsersTelemetry:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> AsyncStream[TelemetryEventsResponse]:
-        """TODO.
+        """Subscribe to a browser session's telemetry as it happens.
+
+        Server-sent events that close when the session ends; send the last event id on
+        reconnect to resume without gaps. Only new events arrive unless replay is all, and a
+        session without telemetry enabled delivers nothing.
 
         ``GET /browsers/{id_or_name}/telemetry/stream``; re-sent after an ambiguous failure.
         """
-        return await stream(
+        result: AsyncStream[TelemetryEventsResponse] = await stream(
             self._client,
             _BROWSERS_TELEMETRY_STREAM,
             (id_or_name,),
@@ -106,6 +115,7 @@ class AsyncBrowsersTelemetry:
             extra_body=extra_body,
             timeout=timeout,
         )
+        return result
 
 
 _BROWSERS_TELEMETRY_EVENTS = Operation(

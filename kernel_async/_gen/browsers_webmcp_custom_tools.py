@@ -35,7 +35,12 @@ class AsyncBrowsersWebmcpCustomTools:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> CustomToolsResponse:
-        """TODO.
+        """Register a namespaced batch of custom WebMCP tools.
+
+        source is JavaScript (up to 8,000,000 bytes) yielding a non-empty array of tools,
+        each with URL matchers, metadata, and an execute function that runs in the page or
+        over CDP. The batch lands all or nothing; force_overwrite_namespace swaps out the
+        namespace's existing tools.
 
         ``POST /browsers/{id_or_name}/webmcp/custom-tools``; never re-sent after an
         ambiguous failure (it may have taken effect).
@@ -65,7 +70,10 @@ class AsyncBrowsersWebmcpCustomTools:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> CustomToolsResponse:
-        """TODO.
+        """List the custom WebMCP tools registered on a browser.
+
+        For each tool you get the ID Kernel assigned, its namespace and URL matcher, and its
+        MCP metadata.
 
         ``GET /browsers/{id_or_name}/webmcp/custom-tools``; re-sent after an ambiguous
         failure.
@@ -91,7 +99,9 @@ class AsyncBrowsersWebmcpCustomTools:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Unregister a single custom WebMCP tool.
+
+        Identify it by the ID Kernel generated; calls already in flight run to completion.
 
         ``DELETE /browsers/{id_or_name}/webmcp/custom-tools/{id}``; re-sent after an
         ambiguous failure.

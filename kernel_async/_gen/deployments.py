@@ -42,7 +42,11 @@ class AsyncDeployments:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Deployment:
-        """TODO.
+        """Deploy a version of an application.
+
+        Provide a ZIP of the source (or a source to fetch it from), the entrypoint path, a
+        version string, and environment variables. force permits overwriting an existing
+        version.
 
         ``POST /deployments``; never re-sent after an ambiguous failure (it may have taken
         effect).
@@ -76,7 +80,10 @@ class AsyncDeployments:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Stop and delete a deployment.
+
+        A deployment that has already stopped or failed needs no work, so the call ends at
+        once.
 
         ``DELETE /deployments/{id}``; re-sent after an ambiguous failure.
         """
@@ -102,11 +109,16 @@ class AsyncDeployments:
     ) -> AsyncStream[
         LogEvent | DeploymentStateEvent | AppVersionSummaryEvent | ErrorEvent | HeartbeatEvent
     ]:
-        """TODO.
+        """Stream logs and status changes for a deployment.
+
+        The SSE feed ends by itself when the deployment is finished, successfully or not;
+        since sets the earliest log time (a timestamp or a duration such as 5m).
 
         ``GET /deployments/{id}/events``; re-sent after an ambiguous failure.
         """
-        return await stream(
+        result: AsyncStream[
+            LogEvent | DeploymentStateEvent | AppVersionSummaryEvent | ErrorEvent | HeartbeatEvent
+        ] = await stream(
             self._client,
             _DEPLOYMENTS_FOLLOW,
             (id,),
@@ -116,6 +128,7 @@ class AsyncDeployments:
             extra_body=extra_body,
             timeout=timeout,
         )
+        return result
 
     def list(
         self,
@@ -130,7 +143,10 @@ class AsyncDeployments:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> AsyncPager[Deployment]:
-        """TODO.
+        """List deployments.
+
+        Offset-paged; filter by app name and version (version needs the name) or search by
+        ID or app name.
 
         ``GET /deployments``; re-sent after an ambiguous failure.
         """
@@ -160,7 +176,7 @@ class AsyncDeployments:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Deployment:
-        """TODO.
+        """Look up a deployment and its current status.
 
         ``GET /deployments/{id}``; re-sent after an ambiguous failure.
         """

@@ -34,7 +34,7 @@ class AsyncExtensions:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Remove an uploaded extension, given its ID or name.
 
         ``DELETE /extensions/{id_or_name}``; re-sent after an ambiguous failure.
         """
@@ -57,11 +57,13 @@ class AsyncExtensions:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> bytes:
-        """TODO.
+        """Download an uploaded extension.
+
+        Answers the ZIP archive bytes.
 
         ``GET /extensions/{id_or_name}``; re-sent after an ambiguous failure.
         """
-        return await call(
+        result: bytes = await call(
             self._client,
             _EXTENSIONS_DOWNLOAD,
             (id_or_name,),
@@ -70,6 +72,7 @@ class AsyncExtensions:
             extra_body=extra_body,
             timeout=timeout,
         )
+        return result
 
     async def download_from_chrome_store(
         self,
@@ -81,11 +84,14 @@ class AsyncExtensions:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> bytes:
-        """TODO.
+        """Fetch an extension from the Chrome Web Store as a ZIP.
+
+        Give the store URL; answers the unpacked extension zipped, packaged for linux unless
+        os picks another platform.
 
         ``GET /extensions/from_chrome_store``; re-sent after an ambiguous failure.
         """
-        return await call(
+        result: bytes = await call(
             self._client,
             _EXTENSIONS_DOWNLOAD_FROM_CHROME_STORE,
             (),
@@ -95,6 +101,7 @@ class AsyncExtensions:
             extra_body=extra_body,
             timeout=timeout,
         )
+        return result
 
     async def get(
         self,
@@ -105,7 +112,9 @@ class AsyncExtensions:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ExtensionGetResponse:
-        """TODO.
+        """Show an extension's name, size, and timestamps.
+
+        Does not transfer the ZIP archive itself.
 
         ``GET /extensions/{id_or_name}/metadata``; re-sent after an ambiguous failure.
         """
@@ -132,7 +141,9 @@ class AsyncExtensions:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> AsyncPager[ExtensionGetResponse]:
-        """TODO.
+        """List uploaded extensions.
+
+        Offset-paged; filter by exact name or search text.
 
         ``GET /extensions``; re-sent after an ambiguous failure.
         """
@@ -157,7 +168,10 @@ class AsyncExtensions:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ExtensionGetResponse:
-        """TODO.
+        """Add a browser extension by sending its unpacked files zipped.
+
+        Give it a name that is unique within the project if you want to address it by name
+        rather than ID.
 
         ``POST /extensions``; never re-sent after an ambiguous failure (it may have taken
         effect).

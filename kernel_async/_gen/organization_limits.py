@@ -31,7 +31,9 @@ class AsyncOrganizationLimits:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> OrgLimits:
-        """TODO.
+        """Show organization limits alongside what is in use now.
+
+        Usage covers concurrent browsers, managed auth, and vaults.
 
         ``GET /org/limits``; re-sent after an ambiguous failure.
         """
@@ -55,7 +57,10 @@ class AsyncOrganizationLimits:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> OrgLimits:
-        """TODO.
+        """Choose the concurrency cap projects get by default.
+
+        Applies to projects without an override of their own. 0 removes the default, and it
+        may not exceed the organization's own limit.
 
         ``PATCH /org/limits``; re-sent after an ambiguous failure.
         """

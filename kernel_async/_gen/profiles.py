@@ -33,7 +33,10 @@ class AsyncProfiles:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Profile:
-        """TODO.
+        """Create a browser profile.
+
+        Later sessions can load the state saved in it. The optional name must be unique in
+        the project.
 
         ``POST /profiles``; never re-sent after an ambiguous failure (it may have taken
         effect).
@@ -59,7 +62,7 @@ class AsyncProfiles:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Remove a browser profile, given its ID or name.
 
         ``DELETE /profiles/{id_or_name}``; re-sent after an ambiguous failure.
         """
@@ -83,11 +86,14 @@ class AsyncProfiles:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> bytes:
-        """TODO.
+        """Download a profile's stored data.
+
+        By default the archive comes back zstd-compressed; ask for format tar to get it
+        uncompressed. Older legacy profiles are always sent as JSON.
 
         ``GET /profiles/{id_or_name}/download``; re-sent after an ambiguous failure.
         """
-        return await call(
+        result: bytes = await call(
             self._client,
             _PROFILES_DOWNLOAD,
             (id_or_name,),
@@ -97,6 +103,7 @@ class AsyncProfiles:
             extra_body=extra_body,
             timeout=timeout,
         )
+        return result
 
     def list(
         self,
@@ -110,7 +117,9 @@ class AsyncProfiles:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> AsyncPager[Profile]:
-        """TODO.
+        """List browser profiles.
+
+        Offset-paged; filter by exact name or search by name or ID.
 
         ``GET /profiles``; re-sent after an ambiguous failure.
         """
@@ -134,7 +143,7 @@ class AsyncProfiles:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Profile:
-        """TODO.
+        """Fetch a profile by ID or name.
 
         ``GET /profiles/{id_or_name}``; re-sent after an ambiguous failure.
         """
@@ -159,7 +168,10 @@ class AsyncProfiles:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Profile:
-        """TODO.
+        """Rename a profile.
+
+        The new name must be unique in the project. Avoid renaming while a session refers to
+        the profile by name, since that session's changes might then fail to save.
 
         ``PATCH /profiles/{id_or_name}``; re-sent after an ambiguous failure.
         """

@@ -40,7 +40,11 @@ class AsyncProxies:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ProxyCheckResponse:
-        """TODO.
+        """Test whether a proxy works.
+
+        Optionally probes a given public http or https URL, in which case the proxy's stored
+        health is left as it was. Results say most for ISP proxies, whose exit IP is fixed,
+        since residential and mobile exits vary per request.
 
         ``POST /proxies/{id_or_name}/check``; re-sent after an ambiguous failure (a health
         check with no side effect).
@@ -75,7 +79,10 @@ class AsyncProxies:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ProxyCheckResponse:
-        """TODO.
+        """Add a proxy for browser sessions to use.
+
+        type is isp, residential, mobile, or custom, with a matching config; name, protocol
+        (http or https), and hosts that skip the proxy are optional.
 
         ``POST /proxies``; never re-sent after an ambiguous failure (it may have taken
         effect).
@@ -107,7 +114,10 @@ class AsyncProxies:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Delete a proxy.
+
+        A soft delete: session records that mention it stay as they are, but new connections
+        through it are refused and live tunnels may be cut.
 
         ``DELETE /proxies/{id_or_name}``; re-sent after an ambiguous failure.
         """
@@ -133,7 +143,9 @@ class AsyncProxies:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> AsyncPager[ProxyCheckResponse]:
-        """TODO.
+        """List proxies.
+
+        Offset-paged; filter by exact name or search by name, host, or IP address.
 
         ``GET /proxies``; re-sent after an ambiguous failure.
         """
@@ -157,7 +169,9 @@ class AsyncProxies:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ProxyCheckResponse:
-        """TODO.
+        """Fetch a proxy by ID or name.
+
+        An ID match takes precedence; since names may repeat, an ambiguous name answers 400.
 
         ``GET /proxies/{id_or_name}``; re-sent after an ambiguous failure.
         """
@@ -182,7 +196,9 @@ class AsyncProxies:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ProxyCheckResponse:
-        """TODO.
+        """Rename a proxy.
+
+        Several proxies may share one name.
 
         ``PATCH /proxies/{id_or_name}``; re-sent after an ambiguous failure.
         """

@@ -37,7 +37,11 @@ class AsyncSearchContents:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Response:
-        """TODO.
+        """Fetch the page content behind chosen results of an earlier search.
+
+        Give result_ids or limit (the top N), not both. Answers one outcome per chosen
+        result in request order, including timeouts; browser fetches run one after another,
+        so later ones may time out.
 
         ``POST /search/{id}/contents``; re-sent after an ambiguous failure (fetches the
         contents of stored results).

@@ -58,7 +58,11 @@ class AsyncVaultsItems:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Delete an item from a vault.
+
+        Normally blocked while payment operations on the item or its child cards are
+        unresolved. Removing a managed auth credential item leaves the connection and its
+        saved credential intact.
 
         ``DELETE /vaults/{id_or_name}/items/{key}``; re-sent after an ambiguous failure.
         """
@@ -87,7 +91,10 @@ class AsyncVaultsItems:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> list[VaultItemEvent]:
-        """TODO.
+        """Read the audit trail of a vault item.
+
+        Events never change once written; after returns only newer ones, and wait long-polls
+        for new events.
 
         ``GET /vaults/{id_or_name}/items/{key}/events``; re-sent after an ambiguous failure.
         """
@@ -120,7 +127,10 @@ class AsyncVaultsItems:
         | CredentialAccountVaultItem
         | CredentialVaultItem
     ]:
-        """TODO.
+        """List the items in a vault.
+
+        Shows safe field metadata and non-secret values only, and never creates or renews
+        collection links.
 
         ``GET /vaults/{id_or_name}/items``; re-sent after an ambiguous failure.
         """
@@ -207,7 +217,11 @@ class AsyncVaultsItems:
         | OnePasswordFillVaultItemOperationResult
         | WebmcpInvokeVaultItemOperationResult
     ):
-        """TODO.
+        """Run an operation on a vault item.
+
+        type picks one operation, such as authorize, fill, collect, prepare_checkout, or
+        webmcp_invoke; it must be among the item's available_operations or the call answers
+        409. Some operations contact an external provider or fill fields in a browser.
 
         ``POST /vaults/{id_or_name}/items/{key}/operations``; never re-sent after an
         ambiguous failure (it may have taken effect).
@@ -278,7 +292,10 @@ class AsyncVaultsItems:
         | CredentialAccountVaultItem
         | CredentialVaultItem
     ):
-        """TODO.
+        """Fetch a vault item by key.
+
+        Lists the operations valid in its current state; expand adds live provider data, and
+        wait long-polls while the item is pending. Secret values are never returned.
 
         ``GET /vaults/{id_or_name}/items/{key}``; re-sent after an ambiguous failure.
         """
@@ -325,7 +342,11 @@ class AsyncVaultsItems:
         | CredentialAccountVaultItem
         | CredentialVaultItem
     ):
-        """TODO.
+        """Change a vault item.
+
+        Credential items need the current version and only change values or description;
+        what a card accepts depends on its lifecycle state. expected_item_id guards against
+        the key now pointing to a different item.
 
         ``PATCH /vaults/{id_or_name}/items/{key}``; re-sent after an ambiguous failure.
         """
@@ -384,7 +405,11 @@ class AsyncVaultsItems:
         | CredentialAccountVaultItem
         | CredentialVaultItem
     ):
-        """TODO.
+        """Put an item in a vault under a key, idempotently.
+
+        If the key already holds an item with the same spec, that item is answered
+        unchanged; a differing spec answers 409. Payment card data belongs in wallet and
+        card items, never in credential items.
 
         ``PUT /vaults/{id_or_name}/items/{key}``; re-sent after an ambiguous failure.
         """

@@ -19,16 +19,16 @@ if TYPE_CHECKING:
     from kernel_sync._gen.browser_pools import BrowserPools
     from kernel_sync._gen.config_registry import ConfigRegistry
     from kernel_sync._gen.credential_providers import CredentialProviders
-    from kernel_sync._gen.credentials import Credentials
+    from kernel_sync._gen.credentials import CredentialsResource
     from kernel_sync._gen.deployments import Deployments
     from kernel_sync._gen.extensions import Extensions
     from kernel_sync._gen.invocations import Invocations
-    from kernel_sync._gen.organization import Organization
+    from kernel_sync._gen.organization import OrganizationResource
     from kernel_sync._gen.profiles import Profiles
     from kernel_sync._gen.projects import Projects
     from kernel_sync._gen.proxies import Proxies
-    from kernel_sync._gen.search import Search
-    from kernel_sync._gen.telemetry import Telemetry
+    from kernel_sync._gen.search import SearchResource
+    from kernel_sync._gen.telemetry import TelemetryResource
     from kernel_sync._gen.vault_provider_configs import VaultProviderConfigs
     from kernel_sync._gen.vaults import Vaults
 
@@ -89,11 +89,11 @@ class Resources:
         return CredentialProviders(self._async.credential_providers, self._runner)
 
     @cached_property
-    def credentials(self) -> Credentials:
+    def credentials(self) -> CredentialsResource:
         """``client.credentials``: the credentials operations."""
-        from kernel_sync._gen.credentials import Credentials
+        from kernel_sync._gen.credentials import CredentialsResource
 
-        return Credentials(self._async.credentials, self._runner)
+        return CredentialsResource(self._async.credentials, self._runner)
 
     @cached_property
     def deployments(self) -> Deployments:
@@ -117,11 +117,11 @@ class Resources:
         return Invocations(self._async.invocations, self._runner)
 
     @cached_property
-    def organization(self) -> Organization:
+    def organization(self) -> OrganizationResource:
         """``client.organization``: the organization operations."""
-        from kernel_sync._gen.organization import Organization
+        from kernel_sync._gen.organization import OrganizationResource
 
-        return Organization(self._async.organization, self._runner)
+        return OrganizationResource(self._async.organization, self._runner)
 
     @cached_property
     def profiles(self) -> Profiles:
@@ -145,18 +145,18 @@ class Resources:
         return Proxies(self._async.proxies, self._runner)
 
     @cached_property
-    def search(self) -> Search:
+    def search(self) -> SearchResource:
         """``client.search``: the search operations."""
-        from kernel_sync._gen.search import Search
+        from kernel_sync._gen.search import SearchResource
 
-        return Search(self._async.search, self._runner)
+        return SearchResource(self._async.search, self._runner)
 
     @cached_property
-    def telemetry(self) -> Telemetry:
+    def telemetry(self) -> TelemetryResource:
         """``client.telemetry``: the telemetry operations."""
-        from kernel_sync._gen.telemetry import Telemetry
+        from kernel_sync._gen.telemetry import TelemetryResource
 
-        return Telemetry(self._async.telemetry, self._runner)
+        return TelemetryResource(self._async.telemetry, self._runner)
 
     @cached_property
     def vault_provider_configs(self) -> VaultProviderConfigs:

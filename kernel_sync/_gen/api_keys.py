@@ -40,7 +40,12 @@ class ApiKeys:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> CreatedAPIKey:
-        """TODO.
+        """Issue a new API key for the organization.
+
+        Takes a label of 1-255 characters plus an optional project, a policy limiting which
+        actions and resources the key may touch, and an expiry given either as a day count
+        (at most 3650) or as an exact timestamp, never both. The response includes the
+        secret key value.
 
         ``POST /org/api_keys``; never re-sent after an ambiguous failure (it may have taken
         effect).
@@ -67,7 +72,10 @@ class ApiKeys:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Delete an API key by ID.
+
+        You must authenticate with some other key, since a key may not remove itself. The
+        record is soft-deleted and stays visible for auditing.
 
         ``DELETE /org/api_keys/{id}``; re-sent after an ambiguous failure.
         """
@@ -96,7 +104,11 @@ class ApiKeys:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Page[APIKey]:
-        """TODO.
+        """List the organization's API keys.
+
+        Key values come back masked. Results are offset-paged and can be narrowed by exact
+        name, free-text search, sort order, and a status of active (the default), deleted,
+        or all.
 
         ``GET /org/api_keys``; re-sent after an ambiguous failure.
         """
@@ -128,7 +140,10 @@ class ApiKeys:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> APIKey:
-        """TODO.
+        """Fetch one API key by ID.
+
+        The key value is masked. A soft-deleted key answers 404 unless include_deleted is
+        set.
 
         ``GET /org/api_keys/{id}``; re-sent after an ambiguous failure.
         """
@@ -153,7 +168,11 @@ class ApiKeys:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> CreatedAPIKey:
-        """TODO.
+        """Replace an API key with a freshly issued one.
+
+        The replacement gets the same name and project, and its secret appears only in this
+        response. The old key keeps working for a grace period of 7 days by default;
+        expire_in_days changes that, and 0 retires it at once.
 
         ``POST /org/api_keys/{id}/rotate``; never re-sent after an ambiguous failure (it may
         have taken effect).
@@ -179,7 +198,9 @@ class ApiKeys:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> APIKey:
-        """TODO.
+        """Rename an API key.
+
+        The name is the only field that can be changed.
 
         ``PATCH /org/api_keys/{id}``; re-sent after an ambiguous failure.
         """

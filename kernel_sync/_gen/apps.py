@@ -39,7 +39,9 @@ class Apps:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Page[AppListResponse]:
-        """TODO.
+        """List deployed applications.
+
+        Offset-paged; narrow by app name, version label, or a name search.
 
         ``GET /apps``; re-sent after an ambiguous failure.
         """

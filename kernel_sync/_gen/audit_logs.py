@@ -55,7 +55,11 @@ class AuditLogs:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> bytes:
-        """TODO.
+        """Download one chunk of audit log records as a file.
+
+        Intended for archiving or offline analysis of a start/end window, with the same
+        filters as listing. Answers raw bytes as JSON Lines, gzip-compressed if requested;
+        the X-Next-Cursor response header points to the next, older chunk.
 
         ``GET /audit-logs/export/chunk``; re-sent after an ambiguous failure.
         """
@@ -96,7 +100,11 @@ class AuditLogs:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Page[AuditLogEntry]:
-        """TODO.
+        """Search the organization's audit log.
+
+        Needs a start and end time at most 30 days apart and returns up to 100 entries per
+        page, moving toward older records via a page token. For large exports, export_chunk
+        is the better fit.
 
         ``GET /audit-logs``; re-sent after an ambiguous failure.
         """

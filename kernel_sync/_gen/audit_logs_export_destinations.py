@@ -44,7 +44,11 @@ class AuditLogsExportDestinations:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> AuditLogExportDestination:
-        """TODO.
+        """Add an S3 bucket as a destination for audit log exports.
+
+        Needs the bucket, its region, an IAM role ARN, and the jsonl.gz format, with an
+        optional key prefix and KMS key. New destinations start paused; test one, then set
+        its status to active. Enterprise plan only.
 
         ``POST /audit-logs/export/destinations``; never re-sent after an ambiguous failure
         (it may have taken effect).
@@ -73,7 +77,10 @@ class AuditLogsExportDestinations:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Remove an audit log export destination.
+
+        No further exports are sent once it is gone (it is soft-deleted), but one already
+        uploading may still land.
 
         ``DELETE /audit-logs/export/destinations/{id}``; re-sent after an ambiguous failure.
         """
@@ -96,7 +103,9 @@ class AuditLogsExportDestinations:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Page[AuditLogExportDestination]:
-        """TODO.
+        """List the organization's audit log export destinations.
+
+        Offset-paged.
 
         ``GET /audit-logs/export/destinations``; re-sent after an ambiguous failure.
         """
@@ -121,7 +130,7 @@ class AuditLogsExportDestinations:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> AuditLogExportDestination:
-        """TODO.
+        """Fetch an audit log export destination by ID.
 
         ``GET /audit-logs/export/destinations/{id}``; re-sent after an ambiguous failure.
         """
@@ -143,7 +152,10 @@ class AuditLogsExportDestinations:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> AuditLogExportDestinationTestResult:
-        """TODO.
+        """Check that an audit log export destination is writable.
+
+        It writes a small temporary test object to the bucket using the configured IAM role
+        and the same metadata real exports use. Enterprise plan only.
 
         ``POST /audit-logs/export/destinations/{id}/test``; re-sent after an ambiguous
         failure (a connectivity test with no side effect).
@@ -172,7 +184,11 @@ class AuditLogsExportDestinations:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> AuditLogExportDestination:
-        """TODO.
+        """Change settings of an audit log export destination.
+
+        Partial update; set status to active or paused to switch delivery on or off, and
+        send an empty kms_key_id to drop the KMS key. A 409 means the destination changed
+        concurrently, so re-read it and retry.
 
         ``PATCH /audit-logs/export/destinations/{id}``; re-sent after an ambiguous failure.
         """

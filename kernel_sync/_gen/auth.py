@@ -13,7 +13,7 @@ from .._runner import Runner
 if TYPE_CHECKING:
     from kernel_async._gen.auth import AsyncAuth
     from kernel_sync._gen.auth_connections import AuthConnections
-    from kernel_sync._gen.auth_context import AuthContext
+    from kernel_sync._gen.auth_context import AuthContextResource
 
 
 class Auth:
@@ -31,8 +31,8 @@ class Auth:
         return AuthConnections(self._async.connections, self._runner)
 
     @cached_property
-    def context(self) -> AuthContext:
+    def context(self) -> AuthContextResource:
         """``client.auth.context``: the context operations."""
-        from kernel_sync._gen.auth_context import AuthContext
+        from kernel_sync._gen.auth_context import AuthContextResource
 
-        return AuthContext(self._async.context, self._runner)
+        return AuthContextResource(self._async.context, self._runner)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from kernel_async._gen.models.auth_context import AuthContext
 
 
-class AuthContext:
+class AuthContextResource:
     """``client.auth.context``: the context operations."""
 
     def __init__(self, async_: AsyncAuthContext, runner: Runner) -> None:
@@ -33,7 +33,10 @@ class AuthContext:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> AuthContext:
-        """TODO.
+        """Describe who the current credential authenticates as.
+
+        Reports the principal, organization, credential scope, and effective request scope
+        behind the call. No secrets are included.
 
         ``GET /auth/context``; re-sent after an ambiguous failure.
         """

@@ -106,7 +106,12 @@ class BrowsersBase:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> BrowserCurlResponse:
-        """TODO.
+        """Send an HTTP request from inside the browser.
+
+        Because Chrome itself makes the call, the request looks like the browser's own
+        traffic, with the same cookies, proxy, TLS fingerprint, and default headers. The
+        result is JSON with the response code, headers, body (base64 when requested), and
+        timing data.
 
         ``POST /browsers/{id_or_name}/curl``; never re-sent after an ambiguous failure (it
         may have taken effect).
@@ -135,7 +140,9 @@ class BrowsersBase:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Delete a browser session.
+
+        Accepts either the session ID or its name, despite the method's name.
 
         ``DELETE /browsers/{id_or_name}``; re-sent after an ambiguous failure.
         """
@@ -158,7 +165,10 @@ class BrowsersBase:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Add unpacked extensions to a running browser.
+
+        Where possible they are enabled on the fly over CDP; otherwise, or when enterprise
+        policy calls for it, Chromium is restarted.
 
         ``POST /browsers/{id_or_name}/extensions``; never re-sent after an ambiguous failure
         (it may have taken effect).
@@ -185,7 +195,11 @@ class BrowsersBase:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> BrowserReplResult:
-        """TODO.
+        """Evaluate JavaScript in the browser VM's persistent Node.js REPL.
+
+        Variables, closures, and imported modules survive between calls until a reset,
+        timeout, or crash. Output comes only from repl.write, console methods, or
+        repl.emitImage; the code is not sandboxed and calls run one at a time.
 
         ``POST /browsers/{id_or_name}/repl``; never re-sent after an ambiguous failure (it
         may have taken effect).

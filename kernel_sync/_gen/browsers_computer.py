@@ -41,7 +41,10 @@ class BrowsersComputer:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Run a list of computer actions in order.
+
+        Performs several mouse, keyboard, and similar actions in one request to cut round
+        trips. Processing halts at the first action that fails.
 
         ``POST /browsers/{id_or_name}/computer/batch``; never re-sent after an ambiguous
         failure (it may have taken effect).
@@ -66,7 +69,10 @@ class BrowsersComputer:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> bytes:
-        """TODO.
+        """Grab a PNG image of the browser's screen.
+
+        Answers PNG image bytes. Pass a region (x, y, width, height) to capture only that
+        rectangle.
 
         ``POST /browsers/{id_or_name}/computer/screenshot``; re-sent after an ambiguous
         failure (reads the screen).
@@ -96,7 +102,10 @@ class BrowsersComputer:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Click the mouse at a point of the browser's screen.
+
+        Choose the button, the kind of click, how many clicks, and any modifier keys held
+        meanwhile.
 
         ``POST /browsers/{id_or_name}/computer/click_mouse``; never re-sent after an
         ambiguous failure (it may have taken effect).
@@ -133,7 +142,10 @@ class BrowsersComputer:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Hold a mouse button and move through a series of points.
+
+        The path needs at least two [x, y] points. Choose the button, held modifier keys,
+        and step timing, or set smooth for curved, human-looking motion.
 
         ``POST /browsers/{id_or_name}/computer/drag_mouse``; never re-sent after an
         ambiguous failure (it may have taken effect).
@@ -164,7 +176,10 @@ class BrowsersComputer:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ComputerGetMousePositionResponse:
-        """TODO.
+        """Report where the mouse cursor is.
+
+        Answers the cursor's x and y coordinates. Sent as a POST even though nothing
+        changes.
 
         ``POST /browsers/{id_or_name}/computer/get_mouse_position``; re-sent after an
         ambiguous failure (reads the cursor position).
@@ -192,7 +207,10 @@ class BrowsersComputer:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Reposition the mouse cursor at given coordinates.
+
+        Jumps straight there by default; smooth follows a curved, human-looking path,
+        optionally over duration_ms.
 
         ``POST /browsers/{id_or_name}/computer/move_mouse``; never re-sent after an
         ambiguous failure (it may have taken effect).
@@ -223,7 +241,10 @@ class BrowsersComputer:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Press keys or key combinations.
+
+        Keys use X11 keysym names as understood by xdotool, such as Return or
+        Ctrl+Shift+Tab. Keys are tapped unless duration gives a hold time in milliseconds.
 
         ``POST /browsers/{id_or_name}/computer/press_key``; never re-sent after an ambiguous
         failure (it may have taken effect).
@@ -249,7 +270,9 @@ class BrowsersComputer:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ComputerReadClipboardResponse:
-        """TODO.
+        """Get the current clipboard text from the browser machine.
+
+        Answers the clipboard text. Sent as a POST even though nothing changes.
 
         ``POST /browsers/{id_or_name}/computer/clipboard/read``; re-sent after an ambiguous
         failure (reads the clipboard).
@@ -277,7 +300,10 @@ class BrowsersComputer:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Scroll vertically or horizontally at a screen position.
+
+        delta_x and delta_y count xdotool wheel units; positive values go right and down,
+        negative ones left and up.
 
         ``POST /browsers/{id_or_name}/computer/scroll``; never re-sent after an ambiguous
         failure (it may have taken effect).
@@ -306,7 +332,9 @@ class BrowsersComputer:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ComputerSetCursorVisibilityResponse:
-        """TODO.
+        """Show or hide the mouse cursor.
+
+        Set hidden to true to hide the cursor, or false to show it again.
 
         ``POST /browsers/{id_or_name}/computer/cursor``; re-sent after an ambiguous failure
         (sets a flag; twice is the same).
@@ -332,7 +360,9 @@ class BrowsersComputer:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Type a string as keystrokes.
+
+        An optional delay puts that many milliseconds between keys.
 
         ``POST /browsers/{id_or_name}/computer/type``; never re-sent after an ambiguous
         failure (it may have taken effect).
@@ -358,7 +388,7 @@ class BrowsersComputer:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Put text on the browser machine's clipboard.
 
         ``POST /browsers/{id_or_name}/computer/clipboard/write``; re-sent after an ambiguous
         failure (sets the clipboard to a value; twice is the same).

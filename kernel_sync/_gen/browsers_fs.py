@@ -46,7 +46,9 @@ class BrowsersFs:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Create a directory on the browser machine.
+
+        Takes an absolute path and an optional octal mode, 755 by default.
 
         ``PUT /browsers/{id_or_name}/fs/create_directory``; re-sent after an ambiguous
         failure.
@@ -72,7 +74,9 @@ class BrowsersFs:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Delete a directory on the browser machine.
+
+        Takes an absolute path. Sent as a PUT rather than a DELETE.
 
         ``PUT /browsers/{id_or_name}/fs/delete_directory``; re-sent after an ambiguous
         failure.
@@ -97,7 +101,9 @@ class BrowsersFs:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Delete a file on the browser machine.
+
+        Takes an absolute path. Sent as a PUT rather than a DELETE.
 
         ``PUT /browsers/{id_or_name}/fs/delete_file``; re-sent after an ambiguous failure.
         """
@@ -121,7 +127,9 @@ class BrowsersFs:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> bytes:
-        """TODO.
+        """Download a directory from the browser machine as a ZIP.
+
+        Answers the ZIP archive bytes for the directory at the given absolute path.
 
         ``GET /browsers/{id_or_name}/fs/download_dir_zip``; re-sent after an ambiguous
         failure.
@@ -146,7 +154,10 @@ class BrowsersFs:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> FFileInfoResponse:
-        """TODO.
+        """Describe a file or directory on the browser machine.
+
+        Answers its name, path, size in bytes, mode, modification time, and whether it is a
+        directory.
 
         ``GET /browsers/{id_or_name}/fs/file_info``; re-sent after an ambiguous failure.
         """
@@ -170,7 +181,9 @@ class BrowsersFs:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> list[FFileInfoResponse]:
-        """TODO.
+        """List the entries of a directory on the browser machine.
+
+        Takes an absolute directory path.
 
         ``GET /browsers/{id_or_name}/fs/list_files``; re-sent after an ambiguous failure.
         """
@@ -195,7 +208,9 @@ class BrowsersFs:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Relocate or rename a file or directory on the browser machine.
+
+        Both src_path and dest_path must be absolute.
 
         ``PUT /browsers/{id_or_name}/fs/move``; re-sent after an ambiguous failure.
         """
@@ -220,7 +235,9 @@ class BrowsersFs:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> bytes:
-        """TODO.
+        """Read a file from the browser machine.
+
+        Answers the raw file bytes.
 
         ``GET /browsers/{id_or_name}/fs/read_file``; re-sent after an ambiguous failure.
         """
@@ -247,7 +264,9 @@ class BrowsersFs:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Change the mode, owner, or group of a file or directory.
+
+        mode is an octal string such as 644; owner and group take names or numeric IDs.
 
         ``PUT /browsers/{id_or_name}/fs/set_file_permissions``; re-sent after an ambiguous
         failure.
@@ -275,7 +294,9 @@ class BrowsersFs:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Send files to the browser machine in one request.
+
+        Multipart; each file carries its own absolute destination path.
 
         ``POST /browsers/{id_or_name}/fs/upload``; never re-sent after an ambiguous failure
         (it may have taken effect).
@@ -301,7 +322,9 @@ class BrowsersFs:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Send a ZIP archive to be unpacked on the browser machine.
+
+        The contents are extracted into dest_path, an absolute directory.
 
         ``POST /browsers/{id_or_name}/fs/upload_zip``; never re-sent after an ambiguous
         failure (it may have taken effect).
@@ -329,7 +352,10 @@ class BrowsersFs:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Write a file on the browser machine.
+
+        Creates or overwrites the file at an absolute path with the given bytes; the
+        optional octal mode defaults to 644.
 
         ``PUT /browsers/{id_or_name}/fs/write_file``; re-sent after an ambiguous failure.
         """

@@ -17,7 +17,6 @@ from .._runner import Runner
 if TYPE_CHECKING:
     from kernel_async._gen.browsers_fs_watch import AsyncBrowsersFsWatch
     from kernel_async._gen.models.browsers_fs_watch import WatchEventsResponse, WatchStartResponse
-    from kernel_async._streaming import Stream
 
 
 class BrowsersFsWatch:
@@ -37,7 +36,9 @@ class BrowsersFsWatch:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Stream[WatchEventsResponse]:
-        """TODO.
+        """Receive change notifications from a directory watch.
+
+        Server-sent events for a watch created with watch.start.
 
         ``GET /browsers/{id_or_name}/fs/watch/{watch_id}/events``; re-sent after an
         ambiguous failure.
@@ -66,7 +67,10 @@ class BrowsersFsWatch:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> WatchStartResponse:
-        """TODO.
+        """Begin watching a directory for file changes.
+
+        Can cover subdirectories when recursive is set. Answers a watch_id for use with
+        events and stop.
 
         ``POST /browsers/{id_or_name}/fs/watch``; never re-sent after an ambiguous failure
         (it may have taken effect).
@@ -92,7 +96,7 @@ class BrowsersFsWatch:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Stop a directory watch.
 
         ``DELETE /browsers/{id_or_name}/fs/watch/{watch_id}``; re-sent after an ambiguous
         failure.

@@ -17,7 +17,6 @@ from .._runner import Runner
 if TYPE_CHECKING:
     from kernel_async._gen.browsers_logs import AsyncBrowsersLogs
     from kernel_async._gen.models._shared import LogEvent
-    from kernel_async._streaming import Stream
 
 
 class BrowsersLogs:
@@ -40,7 +39,10 @@ class BrowsersLogs:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Stream[LogEvent]:
-        """TODO.
+        """Tail a log file or supervised process log on the browser machine.
+
+        Server-sent events. Set source to path together with a file path, or to supervisor
+        together with a process name; follow keeps the stream open for new lines.
 
         ``GET /browsers/{id_or_name}/logs/stream``; re-sent after an ambiguous failure.
         """

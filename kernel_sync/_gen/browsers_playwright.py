@@ -46,7 +46,12 @@ class BrowsersPlaywright:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> PlaywrightExecuteResponse:
-        """TODO.
+        """Run Playwright code against the browser.
+
+        The code runs beside the browser with page, context, browser, and webmcp in scope,
+        and whatever it returns comes back in the response. Calls sharing a named executor
+        run one at a time while different executors run in parallel; the default timeout is
+        60 seconds.
 
         ``POST /browsers/{id_or_name}/playwright/execute``; never re-sent after an ambiguous
         failure (it may have taken effect).

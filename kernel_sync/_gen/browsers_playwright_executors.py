@@ -36,7 +36,11 @@ class BrowsersPlaywrightExecutors:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Delete a named Playwright executor.
+
+        Stops its process, failing any call running on it, and closes its tab unless
+        close_tab is false; the name may be used again later. Applied to the default
+        executor, it restarts the process instead.
 
         ``DELETE /browsers/{id_or_name}/playwright/executors/{name}``; re-sent after an
         ambiguous failure.
@@ -61,7 +65,10 @@ class BrowsersPlaywrightExecutors:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ExecutorList:
-        """TODO.
+        """List the browser's Playwright executors.
+
+        Shows the default executor ahead of named ones, whether each is busy, and the tab
+        each named executor controls. A browser image without executor support answers 404.
 
         ``GET /browsers/{id_or_name}/playwright/executors``; re-sent after an ambiguous
         failure.

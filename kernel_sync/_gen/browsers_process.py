@@ -24,7 +24,6 @@ if TYPE_CHECKING:
         ProcessStdinResponse,
         ProcessStdoutStreamResponse,
     )
-    from kernel_async._streaming import Stream
 
 
 class BrowsersProcess:
@@ -50,7 +49,10 @@ class BrowsersProcess:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ProcessExecResponse:
-        """TODO.
+        """Run a command on the browser machine and wait for it to finish.
+
+        Options cover arguments, working directory, environment, running as a given user or
+        root, and a timeout. Answers the exit code, duration, and base64 stdout and stderr.
 
         ``POST /browsers/{id_or_name}/process/exec``; never re-sent after an ambiguous
         failure (it may have taken effect).
@@ -82,7 +84,9 @@ class BrowsersProcess:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ComputerSetCursorVisibilityResponse:
-        """TODO.
+        """Signal a process on the browser machine.
+
+        signal must be TERM, KILL, INT, or HUP.
 
         ``POST /browsers/{id_or_name}/process/{process_id}/kill``; re-sent after an
         ambiguous failure (signalling an ended process changes nothing).
@@ -110,7 +114,9 @@ class BrowsersProcess:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ComputerSetCursorVisibilityResponse:
-        """TODO.
+        """Change the terminal size of a process running under a PTY.
+
+        Sets the new column and row counts.
 
         ``POST /browsers/{id_or_name}/process/{process_id}/resize``; re-sent after an
         ambiguous failure (sets a size; twice is the same).
@@ -146,7 +152,10 @@ class BrowsersProcess:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ProcessSpawnResponse:
-        """TODO.
+        """Start a command on the browser machine without waiting.
+
+        Answers a process ID at once for use with status, stdin, output streaming, resize,
+        and kill. Set allocate_tty for an interactive terminal sized by cols and rows.
 
         ``POST /browsers/{id_or_name}/process/spawn``; never re-sent after an ambiguous
         failure (it may have taken effect).
@@ -180,7 +189,7 @@ class BrowsersProcess:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ProcessStatusResponse:
-        """TODO.
+        """Report the state of a spawned process.
 
         ``GET /browsers/{id_or_name}/process/{process_id}/status``; re-sent after an
         ambiguous failure.
@@ -206,7 +215,9 @@ class BrowsersProcess:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ProcessStdinResponse:
-        """TODO.
+        """Feed bytes to a process's standard input.
+
+        The bytes are passed base64-encoded in data_b64.
 
         ``POST /browsers/{id_or_name}/process/{process_id}/stdin``; never re-sent after an
         ambiguous failure (it may have taken effect).
@@ -232,7 +243,10 @@ class BrowsersProcess:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Stream[ProcessStdoutStreamResponse]:
-        """TODO.
+        """Follow the output of a spawned process live.
+
+        Server-sent events carrying base64 chunks tagged as stdout or stderr, followed by an
+        exit event with the exit code.
 
         ``GET /browsers/{id_or_name}/process/{process_id}/stdout/stream``; re-sent after an
         ambiguous failure.

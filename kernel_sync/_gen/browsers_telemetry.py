@@ -17,7 +17,6 @@ from .._runner import Runner
 if TYPE_CHECKING:
     from kernel_async._gen.browsers_telemetry import AsyncBrowsersTelemetry
     from kernel_async._gen.models.browsers_telemetry import TelemetryEventsResponse
-    from kernel_async._streaming import Stream
 
 
 class BrowsersTelemetry:
@@ -58,7 +57,12 @@ class BrowsersTelemetry:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Page[TelemetryEventsResponse]:
-        """TODO.
+        """Query recorded telemetry of a browser session, one page at a time.
+
+        Filter by category and event type within a time window that defaults to the last 5
+        minutes, reading oldest or newest first. Paging uses an opaque cursor from the
+        X-Next-Offset and X-Has-More headers, and a filtered page can be empty while more
+        remain.
 
         ``GET /browsers/{id_or_name}/telemetry/events``; re-sent after an ambiguous failure.
         """
@@ -92,7 +96,11 @@ class BrowsersTelemetry:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Stream[TelemetryEventsResponse]:
-        """TODO.
+        """Subscribe to a browser session's telemetry as it happens.
+
+        Server-sent events that close when the session ends; send the last event id on
+        reconnect to resume without gaps. Only new events arrive unless replay is all, and a
+        session without telemetry enabled delivers nothing.
 
         ``GET /browsers/{id_or_name}/telemetry/stream``; re-sent after an ambiguous failure.
         """

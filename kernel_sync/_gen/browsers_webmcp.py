@@ -46,7 +46,12 @@ class BrowsersWebmcp:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> InvocationResult:
-        """TODO.
+        """Call a WebMCP tool in the browser.
+
+        tool_ref, taken from list_tools, names the exact live registration, and input is
+        limited to 1 MiB. Most tools block until they finish, but declarative form tools
+        without auto-submit return once the fields are filled and leave submitting to the
+        caller.
 
         ``POST /browsers/{id_or_name}/webmcp/invoke``; never re-sent after an ambiguous
         failure (it may have taken effect).
@@ -73,7 +78,11 @@ class BrowsersWebmcp:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ToolsResponse:
-        """TODO.
+        """List the WebMCP tools available in the browser.
+
+        Covers page-provided and custom tools in every tab and frame, each with a tool_ref
+        for calling it. Tools disappear when their page closes or navigates; exclude_custom
+        limits the list to page tools.
 
         ``GET /browsers/{id_or_name}/webmcp/tools``; re-sent after an ambiguous failure.
         """

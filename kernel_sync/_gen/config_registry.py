@@ -52,7 +52,10 @@ class ConfigRegistry:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Page[RecommendationSummary]:
-        """TODO.
+        """List targets the project has analyzed, with their recommendations.
+
+        One entry per exact target, showing what its latest analysis recommended; supports
+        search and sorting.
 
         ``GET /config-registry``; re-sent after an ambiguous failure.
         """
@@ -81,7 +84,10 @@ class ConfigRegistry:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> LookupResponse:
-        """TODO.
+        """Look up Kernel's current browser config knowledge for a URL.
+
+        A pure read despite being a POST: it resolves no DNS, starts no analysis, and
+        changes nothing. Proxy countries may be restricted.
 
         ``POST /config-registry/lookup``; re-sent after an ambiguous failure (a lookup with
         no side effect).
@@ -107,7 +113,11 @@ class ConfigRegistry:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ConfigRegistryResponse:
-        """TODO.
+        """Start or retry a background config analysis for a URL.
+
+        Runs within the project and keeps any existing global knowledge; use lookup for a
+        side-effect-free read. An optional intent sentence (https targets only) lets the run
+        go deeper into the site.
 
         ``POST /config-registry/resolve``; never re-sent after an ambiguous failure (it may
         have taken effect).

@@ -36,7 +36,10 @@ class ConfigRegistryAnalyses:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ConfigRegistryResponse:
-        """TODO.
+        """Ask for a running config analysis to be cancelled.
+
+        The call only requests it; check the analysis until its status reads canceled. On an
+        analysis that already finished, the call simply answers the final outcome.
 
         ``POST /config-registry/analyses/{id}/cancel``; re-sent after an ambiguous failure
         (cancelling twice leaves it cancelled).
@@ -61,7 +64,9 @@ class ConfigRegistryAnalyses:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Page[AnalysisSummary]:
-        """TODO.
+        """List the project's config analyses.
+
+        Newest first, with an optional substring search over the requested URLs.
 
         ``GET /config-registry/analyses``; re-sent after an ambiguous failure.
         """
@@ -87,7 +92,10 @@ class ConfigRegistryAnalyses:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ConfigRegistryResponse:
-        """TODO.
+        """Fetch a config analysis by ID.
+
+        The result is a historical record: the recommendation stays as that run concluded,
+        even if Kernel learns more later.
 
         ``GET /config-registry/analyses/{id}``; re-sent after an ambiguous failure.
         """

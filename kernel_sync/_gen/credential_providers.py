@@ -42,7 +42,10 @@ class CredentialProviders:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> CredentialProvider:
-        """TODO.
+        """Hook up an outside password manager, e.g. 1Password, as a credential source.
+
+        Takes the provider type, a service account token, and a name unique in the
+        organization. Item lists are cached for cache_ttl_seconds, 300 by default.
 
         ``POST /org/credential_providers``; never re-sent after an ambiguous failure (it may
         have taken effect).
@@ -68,7 +71,7 @@ class CredentialProviders:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Remove a password-manager integration by ID.
 
         ``DELETE /org/credential_providers/{id}``; re-sent after an ambiguous failure.
         """
@@ -92,7 +95,9 @@ class CredentialProviders:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Page[CredentialProvider]:
-        """TODO.
+        """Show the password-manager integrations set up for the organization.
+
+        Offset-paged, with a name search.
 
         ``GET /org/credential_providers``; re-sent after an ambiguous failure.
         """
@@ -118,7 +123,9 @@ class CredentialProviders:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> CredentialProviderListItemsResponse:
-        """TODO.
+        """List the credential items a provider exposes.
+
+        For example, the 1Password login items its service account can see.
 
         ``GET /org/credential_providers/{id}/items``; re-sent after an ambiguous failure.
         """
@@ -140,7 +147,7 @@ class CredentialProviders:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> CredentialProvider:
-        """TODO.
+        """Look up one password-manager integration by ID.
 
         ``GET /org/credential_providers/{id}``; re-sent after an ambiguous failure.
         """
@@ -162,7 +169,10 @@ class CredentialProviders:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> CredentialProviderTestResult:
-        """TODO.
+        """Check a credential provider's token.
+
+        Confirms the token is accepted and reports which of the provider's vaults it can
+        see. Sent as a POST although it only reads.
 
         ``POST /org/credential_providers/{id}/test``; re-sent after an ambiguous failure (a
         connectivity test with no side effect).
@@ -190,7 +200,10 @@ class CredentialProviders:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> CredentialProvider:
-        """TODO.
+        """Change an external credential provider's settings.
+
+        Can rotate the token, rename it, enable or disable it, set the cache TTL, and set
+        its priority (lower numbers are consulted first).
 
         ``PATCH /org/credential_providers/{id}``; re-sent after an ambiguous failure.
         """

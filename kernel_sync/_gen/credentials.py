@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     )
 
 
-class Credentials:
+class CredentialsResource:
     """``client.credentials``: the credentials operations."""
 
     def __init__(self, async_: AsyncCredentials, runner: Runner) -> None:
@@ -45,7 +45,11 @@ class Credentials:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> CredentialCredential:
-        """TODO.
+        """Store a login credential for a domain.
+
+        values maps field names such as username and password to their values, and the name
+        must be unique in the project. A TOTP secret (base32 or otpauth URI) enables
+        automatic 2FA, and sso_provider makes logins click that SSO button first.
 
         ``POST /credentials``; never re-sent after an ambiguous failure (it may have taken
         effect).
@@ -75,7 +79,7 @@ class Credentials:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Remove a stored credential, given its ID or name.
 
         ``DELETE /credentials/{id_or_name}``; re-sent after an ambiguous failure.
         """
@@ -100,7 +104,9 @@ class Credentials:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Page[CredentialCredential]:
-        """TODO.
+        """List stored credentials.
+
+        Values are never included. Offset-paged; filter by domain or search text.
 
         ``GET /credentials``; re-sent after an ambiguous failure.
         """
@@ -127,7 +133,9 @@ class Credentials:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> CredentialCredential:
-        """TODO.
+        """Fetch a credential by ID or name.
+
+        Stored values are not included.
 
         ``GET /credentials/{id_or_name}``; re-sent after an ambiguous failure.
         """
@@ -149,7 +157,10 @@ class Credentials:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> CredentialTotpCodeResponse:
-        """TODO.
+        """Get the current TOTP code for a credential.
+
+        Works only when the credential has a TOTP secret. Answers the code and its expiry
+        time; handy when enrolling 2FA on a site.
 
         ``GET /credentials/{id_or_name}/totp-code``; re-sent after an ambiguous failure.
         """
@@ -179,7 +190,10 @@ class Credentials:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> CredentialCredential:
-        """TODO.
+        """Change a credential's name, values, or TOTP settings.
+
+        New values are merged over existing ones, replacing keys that match;
+        remove_value_keys drops keys before the merge. An empty totp_secret removes TOTP.
 
         ``PATCH /credentials/{id_or_name}``; re-sent after an ambiguous failure.
         """

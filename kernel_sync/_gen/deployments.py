@@ -24,7 +24,6 @@ if TYPE_CHECKING:
         Source,
     )
     from kernel_async._gen_support import FileInput
-    from kernel_async._streaming import Stream
 
 
 class Deployments:
@@ -49,7 +48,11 @@ class Deployments:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Deployment:
-        """TODO.
+        """Deploy a version of an application.
+
+        Provide a ZIP of the source (or a source to fetch it from), the entrypoint path, a
+        version string, and environment variables. force permits overwriting an existing
+        version.
 
         ``POST /deployments``; never re-sent after an ambiguous failure (it may have taken
         effect).
@@ -78,7 +81,10 @@ class Deployments:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Stop and delete a deployment.
+
+        A deployment that has already stopped or failed needs no work, so the call ends at
+        once.
 
         ``DELETE /deployments/{id}``; re-sent after an ambiguous failure.
         """
@@ -103,7 +109,10 @@ class Deployments:
     ) -> Stream[
         LogEvent | DeploymentStateEvent | AppVersionSummaryEvent | ErrorEvent | HeartbeatEvent
     ]:
-        """TODO.
+        """Stream logs and status changes for a deployment.
+
+        The SSE feed ends by itself when the deployment is finished, successfully or not;
+        since sets the earliest log time (a timestamp or a duration such as 5m).
 
         ``GET /deployments/{id}/events``; re-sent after an ambiguous failure.
         """
@@ -133,7 +142,10 @@ class Deployments:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Page[Deployment]:
-        """TODO.
+        """List deployments.
+
+        Offset-paged; filter by app name and version (version needs the name) or search by
+        ID or app name.
 
         ``GET /deployments``; re-sent after an ambiguous failure.
         """
@@ -161,7 +173,7 @@ class Deployments:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Deployment:
-        """TODO.
+        """Look up a deployment and its current status.
 
         ``GET /deployments/{id}``; re-sent after an ambiguous failure.
         """

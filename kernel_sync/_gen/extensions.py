@@ -36,7 +36,7 @@ class Extensions:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Remove an uploaded extension, given its ID or name.
 
         ``DELETE /extensions/{id_or_name}``; re-sent after an ambiguous failure.
         """
@@ -58,7 +58,9 @@ class Extensions:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> bytes:
-        """TODO.
+        """Download an uploaded extension.
+
+        Answers the ZIP archive bytes.
 
         ``GET /extensions/{id_or_name}``; re-sent after an ambiguous failure.
         """
@@ -81,7 +83,10 @@ class Extensions:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> bytes:
-        """TODO.
+        """Fetch an extension from the Chrome Web Store as a ZIP.
+
+        Give the store URL; answers the unpacked extension zipped, packaged for linux unless
+        os picks another platform.
 
         ``GET /extensions/from_chrome_store``; re-sent after an ambiguous failure.
         """
@@ -104,7 +109,9 @@ class Extensions:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ExtensionGetResponse:
-        """TODO.
+        """Show an extension's name, size, and timestamps.
+
+        Does not transfer the ZIP archive itself.
 
         ``GET /extensions/{id_or_name}/metadata``; re-sent after an ambiguous failure.
         """
@@ -129,7 +136,9 @@ class Extensions:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Page[ExtensionGetResponse]:
-        """TODO.
+        """List uploaded extensions.
+
+        Offset-paged; filter by exact name or search text.
 
         ``GET /extensions``; re-sent after an ambiguous failure.
         """
@@ -157,7 +166,10 @@ class Extensions:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ExtensionGetResponse:
-        """TODO.
+        """Add a browser extension by sending its unpacked files zipped.
+
+        Give it a name that is unique within the project if you want to address it by name
+        rather than ID.
 
         ``POST /extensions``; never re-sent after an ambiguous failure (it may have taken
         effect).

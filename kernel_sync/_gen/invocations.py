@@ -23,7 +23,6 @@ if TYPE_CHECKING:
         InvocationListBrowsersResponse,
         InvocationStateEvent,
     )
-    from kernel_async._streaming import Stream
 
 
 class Invocations:
@@ -47,7 +46,11 @@ class Invocations:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> InvocationCreateResponse:
-        """TODO.
+        """Run an action of a deployed app.
+
+        Names the app, version, and action, with the payload as a JSON string. With async
+        set it answers 202 with status queued right away, and async_timeout_seconds may be
+        10 to 3600.
 
         ``POST /invocations``; never re-sent after an ambiguous failure (it may have taken
         effect).
@@ -75,7 +78,7 @@ class Invocations:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Tear down every browser session opened during an invocation.
 
         ``DELETE /invocations/{id}/browsers``; re-sent after an ambiguous failure.
         """
@@ -98,7 +101,10 @@ class Invocations:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Stream[LogEvent | InvocationStateEvent | ErrorEvent | HeartbeatEvent]:
-        """TODO.
+        """Stream logs and status changes for an invocation.
+
+        The SSE feed ends by itself when the invocation is finished, successfully or not;
+        since sets the earliest log time (a timestamp or a duration such as 5m).
 
         ``GET /invocations/{id}/events``; re-sent after an ambiguous failure.
         """
@@ -132,7 +138,10 @@ class Invocations:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Page[Invocation]:
-        """TODO.
+        """List invocations.
+
+        Offset-paged; filter by app, action, version, status, deployment, start time, or
+        search text.
 
         ``GET /invocations``; re-sent after an ambiguous failure.
         """
@@ -164,7 +173,7 @@ class Invocations:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> InvocationListBrowsersResponse:
-        """TODO.
+        """Show browser sessions still running that an invocation opened.
 
         ``GET /invocations/{id}/browsers``; re-sent after an ambiguous failure.
         """
@@ -186,7 +195,7 @@ class Invocations:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Invocation:
-        """TODO.
+        """Look up one invocation, including its status and output.
 
         ``GET /invocations/{id}``; re-sent after an ambiguous failure.
         """
@@ -210,7 +219,10 @@ class Invocations:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Invocation:
-        """TODO.
+        """Mark an invocation finished or change its output.
+
+        status must be succeeded or failed; marking a running invocation failed is how to
+        cancel it. Output is a JSON string.
 
         ``PATCH /invocations/{id}``; re-sent after an ambiguous failure.
         """

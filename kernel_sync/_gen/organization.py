@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from kernel_sync._gen.organization_limits import OrganizationLimits
 
 
-class Organization:
+class OrganizationResource:
     """``client.organization``: the organization operations."""
 
     def __init__(self, async_: AsyncOrganization, runner: Runner) -> None:

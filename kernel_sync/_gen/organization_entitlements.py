@@ -33,7 +33,10 @@ class OrganizationEntitlements:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> OrgEntitlements:
-        """TODO.
+        """Get the organization's effective feature access.
+
+        Reflects the plan, any trial, plan status, and per-organization overrides;
+        constraints with no value have no limit.
 
         ``GET /org/entitlements``; re-sent after an ambiguous failure.
         """

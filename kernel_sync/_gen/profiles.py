@@ -35,7 +35,10 @@ class Profiles:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Profile:
-        """TODO.
+        """Create a browser profile.
+
+        Later sessions can load the state saved in it. The optional name must be unique in
+        the project.
 
         ``POST /profiles``; never re-sent after an ambiguous failure (it may have taken
         effect).
@@ -58,7 +61,7 @@ class Profiles:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Remove a browser profile, given its ID or name.
 
         ``DELETE /profiles/{id_or_name}``; re-sent after an ambiguous failure.
         """
@@ -81,7 +84,10 @@ class Profiles:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> bytes:
-        """TODO.
+        """Download a profile's stored data.
+
+        By default the archive comes back zstd-compressed; ask for format tar to get it
+        uncompressed. Older legacy profiles are always sent as JSON.
 
         ``GET /profiles/{id_or_name}/download``; re-sent after an ambiguous failure.
         """
@@ -107,7 +113,9 @@ class Profiles:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Page[Profile]:
-        """TODO.
+        """List browser profiles.
+
+        Offset-paged; filter by exact name or search by name or ID.
 
         ``GET /profiles``; re-sent after an ambiguous failure.
         """
@@ -134,7 +142,7 @@ class Profiles:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Profile:
-        """TODO.
+        """Fetch a profile by ID or name.
 
         ``GET /profiles/{id_or_name}``; re-sent after an ambiguous failure.
         """
@@ -157,7 +165,10 @@ class Profiles:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Profile:
-        """TODO.
+        """Rename a profile.
+
+        The new name must be unique in the project. Avoid renaming while a session refers to
+        the profile by name, since that session's changes might then fail to save.
 
         ``PATCH /profiles/{id_or_name}``; re-sent after an ambiguous failure.
         """

@@ -44,7 +44,9 @@ class Projects:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Project:
-        """TODO.
+        """Add a project to your organization.
+
+        The name is 1-255 characters and may not contain / or %.
 
         ``POST /org/projects``; never re-sent after an ambiguous failure (it may have taken
         effect).
@@ -67,7 +69,9 @@ class Projects:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Delete an empty project.
+
+        A soft delete, allowed only when the project holds no active resources.
 
         ``DELETE /org/projects/{id_or_name}``; re-sent after an ambiguous failure.
         """
@@ -92,7 +96,9 @@ class Projects:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Page[Project]:
-        """TODO.
+        """List the organization's projects.
+
+        Offset-paged; filter by exact name or search text.
 
         ``GET /org/projects``; re-sent after an ambiguous failure.
         """
@@ -119,7 +125,9 @@ class Projects:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Project:
-        """TODO.
+        """Fetch a project by ID or name.
+
+        No two projects in one organization share a name.
 
         ``GET /org/projects/{id_or_name}``; re-sent after an ambiguous failure.
         """
@@ -143,7 +151,7 @@ class Projects:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Project:
-        """TODO.
+        """Rename a project or change its status.
 
         ``PATCH /org/projects/{id_or_name}``; re-sent after an ambiguous failure.
         """

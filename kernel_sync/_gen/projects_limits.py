@@ -34,7 +34,10 @@ class ProjectsLimits:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ProjectLimits:
-        """TODO.
+        """Show the per-project caps that override organization limits.
+
+        A null value means the project has no cap of its own, so the organization limit
+        applies.
 
         ``GET /org/projects/{id_or_name}/limits``; re-sent after an ambiguous failure.
         """
@@ -59,7 +62,11 @@ class ProjectsLimits:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> ProjectLimits:
-        """TODO.
+        """Change the per-project caps on concurrency.
+
+        Only fields you send change, and 0 removes a cap. max_pooled_sessions is deprecated
+        and rejected with 400 because pooled browsers now count toward
+        max_concurrent_sessions.
 
         ``PATCH /org/projects/{id_or_name}/limits``; re-sent after an ambiguous failure.
         """

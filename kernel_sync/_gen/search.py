@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from kernel_sync._gen.search_providers import SearchProviders
 
 
-class Search:
+class SearchResource:
     """``client.search``: the search operations."""
 
     def __init__(self, async_: AsyncSearch, runner: Runner) -> None:
@@ -76,7 +76,11 @@ class Search:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Search:
-        """TODO.
+        """Run a web search through a search provider.
+
+        Answers ranked results from a single provider, picked automatically or through a
+        fallback chain, never blended. Filters such as dates, domains, and country may be
+        approximated with warnings unless strict_params is set; max_results is 1 to 100.
 
         ``POST /search``; never re-sent after an ambiguous failure (it may have taken
         effect).
@@ -113,7 +117,11 @@ class Search:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Search:
-        """TODO.
+        """Fetch a stored search by ID.
+
+        Answers the original search response again without calling a provider or incurring
+        cost. Content fetched later through contents is not merged in, and expired searches
+        answer 404.
 
         ``GET /search/{id}``; re-sent after an ambiguous failure.
         """

@@ -46,7 +46,10 @@ class SearchProviders:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> list[Provider]:
-        """TODO.
+        """List search providers and their capabilities.
+
+        Includes a schema for each provider's native options; not paged, and filterable by
+        slug.
 
         ``GET /search/providers``; re-sent after an ambiguous failure.
         """

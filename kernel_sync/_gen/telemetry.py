@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from kernel_sync._gen.telemetry_destinations import TelemetryDestinations
 
 
-class Telemetry:
+class TelemetryResource:
     """``client.telemetry``: the telemetry operations."""
 
     def __init__(self, async_: AsyncTelemetry, runner: Runner) -> None:

@@ -38,7 +38,11 @@ class TelemetryDestinations:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> OtlpDestination:
-        """TODO.
+        """Add an OTLP destination for exporting telemetry.
+
+        endpoint is the collector's base URL without a /v1/... signal path. Optional
+        headers, such as an ingest key, are stored encrypted and shown redacted. Needs an
+        organization-scoped credential.
 
         ``POST /telemetry/destinations``; never re-sent after an ambiguous failure (it may
         have taken effect).
@@ -64,7 +68,10 @@ class TelemetryDestinations:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Remove an OTLP export destination.
+
+        Refused with 409 while sessions still export to it or a managed auth connection or
+        login relies on it. Needs an organization-scoped credential.
 
         ``DELETE /telemetry/destinations/{id_or_name}``; re-sent after an ambiguous failure.
         """
@@ -89,7 +96,9 @@ class TelemetryDestinations:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Page[OtlpDestination]:
-        """TODO.
+        """List OTLP export destinations.
+
+        Offset-paged; header values are redacted except in the dashboard.
 
         ``GET /telemetry/destinations``; re-sent after an ambiguous failure.
         """
@@ -116,7 +125,9 @@ class TelemetryDestinations:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> OtlpDestination:
-        """TODO.
+        """Fetch an OTLP destination by ID or name.
+
+        Header values are redacted except in the dashboard.
 
         ``GET /telemetry/destinations/{id_or_name}``; re-sent after an ambiguous failure.
         """
@@ -142,7 +153,11 @@ class TelemetryDestinations:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> OtlpDestination:
-        """TODO.
+        """Edit an OTLP export destination's endpoint, headers, name, or description.
+
+        Headers are edited one key at a time (null removes one), and exporting sessions pick
+        up changes without a restart, which makes this the way to rotate ingest keys.
+        Renaming is refused while a managed auth connection selects it by name.
 
         ``PATCH /telemetry/destinations/{id_or_name}``; re-sent after an ambiguous failure.
         """

@@ -45,7 +45,11 @@ class VaultProviderConfigs:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> VaultLinkProviderConfig | VaultAgentCardProviderConfig:
-        """TODO.
+        """Register a wallet provider configuration for the organization.
+
+        provider is link or agentcard, with its credentials; the name must be unique in the
+        organization, and a duplicate answers 409. Secrets are never returned, and an
+        organization-scoped credential is required.
 
         ``POST /vault-provider-configs``; never re-sent after an ambiguous failure (it may
         have taken effect).
@@ -70,7 +74,10 @@ class VaultProviderConfigs:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Delete a vault provider configuration.
+
+        Answers 409 while any vault item still refers to it. Nothing is revoked on the
+        external OAuth client. Needs an organization-scoped credential.
 
         ``DELETE /vault-provider-configs/{id_or_name}``; re-sent after an ambiguous failure.
         """
@@ -93,7 +100,9 @@ class VaultProviderConfigs:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Page[VaultLinkProviderConfig | VaultAgentCardProviderConfig]:
-        """TODO.
+        """List vault provider configurations.
+
+        Offset-paged; secret credentials are left out.
 
         ``GET /vault-provider-configs``; re-sent after an ambiguous failure.
         """
@@ -118,7 +127,9 @@ class VaultProviderConfigs:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> VaultLinkProviderConfig | VaultAgentCardProviderConfig:
-        """TODO.
+        """Fetch a vault provider configuration by ID or name.
+
+        Unknown IDs or names answer 404.
 
         ``GET /vault-provider-configs/{id_or_name}``; re-sent after an ambiguous failure.
         """
@@ -142,7 +153,10 @@ class VaultProviderConfigs:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> VaultLinkProviderConfig | VaultAgentCardProviderConfig:
-        """TODO.
+        """Change a vault provider configuration.
+
+        Only supplied fields change, and a rejected update leaves the stored credentials as
+        they were. Needs an organization-scoped credential.
 
         ``PATCH /vault-provider-configs/{id_or_name}``; re-sent after an ambiguous failure.
         """

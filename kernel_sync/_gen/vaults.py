@@ -44,7 +44,10 @@ class Vaults:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> None:
-        """TODO.
+        """Delete a vault.
+
+        Blocked while payment operations are unresolved. Deleting does not prove that a
+        payment never happened.
 
         ``DELETE /vaults/{id_or_name}``; re-sent after an ambiguous failure.
         """
@@ -68,7 +71,9 @@ class Vaults:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> Page[VaultVault]:
-        """TODO.
+        """Page through the project's vaults.
+
+        Offset-paged, with search by name or exact ID.
 
         ``GET /vaults``; re-sent after an ambiguous failure.
         """
@@ -94,7 +99,7 @@ class Vaults:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> VaultVault:
-        """TODO.
+        """Fetch a vault by ID or name.
 
         ``GET /vaults/{id_or_name}``; re-sent after an ambiguous failure.
         """
@@ -116,7 +121,10 @@ class Vaults:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> VaultEncryptionKey:
-        """TODO.
+        """Get the public key for encrypting vault values client-side.
+
+        Only needed when your own credential collection page encrypts values in the browser;
+        send the resulting ciphertext as encrypted_value. Otherwise send plain values.
 
         ``GET /vaults/{id_or_name}/encryption_key``; re-sent after an ambiguous failure.
         """
@@ -138,7 +146,10 @@ class Vaults:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> VaultVault:
-        """TODO.
+        """Create a vault by name, or get it if it already exists.
+
+        The name cannot change later. Free organizations may hold at most 3 vaults in total,
+        though fetching an existing one by name still works at that limit.
 
         ``POST /vaults``; never re-sent after an ambiguous failure (it may have taken
         effect).
