@@ -608,7 +608,8 @@ def _error_for(
             url=url,
             attempts=attempts,
             deadline=bound.deadline and limit == bound.total,
-            ambiguous=isinstance(decision, Fail) and decision.why == "ambiguous",
+            why=decision.why if isinstance(decision, Fail) else None,
+            connect=failure.connect,
         )
     assert resp is not None
     if isinstance(decision, Fail) and decision.why == "finalising":
