@@ -228,10 +228,8 @@ _MONTHS: Final = {
         ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1
     )
 }
-_WEEKDAYS: Final = frozenset(
-    ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-    + ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-)
+_DAYS: Final = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_WEEKDAYS: Final = frozenset([*_DAYS, *(day[:3] for day in _DAYS)])
 _UTC_NAMES: Final = frozenset(("gmt", "utc", "ut", "z"))
 
 
