@@ -12,7 +12,7 @@ import random
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import TYPE_CHECKING, Final, NoReturn, TypeVar
 
 from . import _retry
 from ._config import check_api_key, check_base_url, check_headers, env_proxy, redact_url
@@ -355,6 +355,16 @@ class AsyncKernel:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+    def __enter__(self) -> NoReturn:
+        raise TypeError(
+            f"{type(self).__name__} is the async client: use `async with "
+            f"{type(self).__name__}() as client:` (kernel_sync.Kernel is the blocking one, "
+            "for a plain `with`)"
+        )
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Never reached: `__enter__` refuses."""
 
     def __repr__(self) -> str:
         return (

@@ -385,3 +385,25 @@ def test_connect_failure_wording(failure: ConnectFailure, why: str, expected: st
         kind, OSError(), None, method="GET", url="u", attempts=1, why=why, connect=failure
     )
     assert error.message == expected
+
+
+# -- the wrong `with` ---------------------------------------------------------------------
+
+
+def test_plain_with_on_the_async_client_says_async_with() -> None:
+    client = AsyncKernel(api_key=KEY)
+    with pytest.raises(TypeError, match=r"use `async with AsyncKernel\(\) as client:`"):
+        with client:
+            pass
+
+
+async def test_async_with_on_the_sync_client_says_with() -> None:
+    async with ScriptedServer([respond(200)]) as srv:
+        k = Kernel(api_key=KEY, base_url=srv.base_url)
+        try:
+            with pytest.raises(TypeError, match=r"use `with Kernel\(\) as client:`"):
+                async with k:
+                    pass
+        finally:
+            k.close()
+    assert srv.received == []
