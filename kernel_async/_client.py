@@ -356,15 +356,17 @@ class AsyncKernel:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    def __enter__(self) -> NoReturn:
-        raise TypeError(
-            f"{type(self).__name__} is the async client: use `async with "
-            f"{type(self).__name__}() as client:` (kernel_sync.Kernel is the blocking one, "
-            "for a plain `with`)"
-        )
+    if not TYPE_CHECKING:  # at run time only: type checkers still flag a plain `with`
 
-    def __exit__(self, *exc_info: object) -> None:
-        """Never reached: `__enter__` refuses."""
+        def __enter__(self) -> NoReturn:
+            raise TypeError(
+                f"{type(self).__name__} is the async client: use `async with "
+                f"{type(self).__name__}() as client:` (kernel_sync.Kernel is the blocking "
+                "one, for a plain `with`)"
+            )
+
+        def __exit__(self, *exc_info: object) -> None:
+            """Never reached: `__enter__` refuses."""
 
     def __repr__(self) -> str:
         return (

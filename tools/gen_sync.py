@@ -62,6 +62,7 @@ IMPORTS = {
     "Path": "pathlib",
     "TracebackType": "types",
     "NoReturn": "typing",
+    "TYPE_CHECKING": "typing",
     "os": None,
     "builtins": None,
 }
@@ -246,7 +247,7 @@ def _gen_class(async_name: str, used: set[str]) -> list[str]:
     if is_root:
         init = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
         params, forward = _signature(init, used, SKIP_PARAMS)
-        used.update({"Runner", "check_blocking_client", "NoReturn"})
+        used.update({"Runner", "check_blocking_client", "NoReturn", "TYPE_CHECKING"})
         out += [
             *_wrap("def __init__(", params, ") -> None:", "    "),
             *_wrap(f"self._async = {async_name}(", forward, ")", "        "),
@@ -276,14 +277,17 @@ def _gen_class(async_name: str, used: set[str]) -> list[str]:
             "    def __exit__(self, *exc_info: object) -> None:",
             "        self.close()",
             "",
-            "    async def __aenter__(self) -> NoReturn:",
-            "        raise TypeError(",
-            f'            "{sync_name} is the blocking client: use `with {sync_name}() as "',
-            '            "client:`; in async code use kernel_async.AsyncKernel with `async with`"',
-            "        )",
+            "    if not TYPE_CHECKING:  # at run time only: type checkers still flag `async with`",
             "",
-            "    async def __aexit__(self, *exc_info: object) -> None:",
-            '        """Never reached: `__aenter__` refuses."""',
+            "        async def __aenter__(self) -> NoReturn:",
+            "            raise TypeError(",
+            f'                "{sync_name} is the blocking client: use `with {sync_name}() as "',
+            '                "client:`; in async code use kernel_async.AsyncKernel with "',
+            '                "`async with`"',
+            "            )",
+            "",
+            "        async def __aexit__(self, *exc_info: object) -> None:",
+            '            """Never reached: `__aenter__` refuses."""',
             "",
             "    def __repr__(self) -> str:",
             f'        return repr(self._async).replace("{async_name}", "{sync_name}", 1)',
