@@ -12,7 +12,7 @@ import random
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import TYPE_CHECKING, Final, NoReturn, TypeVar
 
 from . import _retry
 from ._config import check_api_key, check_base_url, check_headers, env_proxy, redact_url
@@ -357,6 +357,18 @@ class AsyncKernel(AsyncResources):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
+    if not TYPE_CHECKING:  # at run time only: type checkers still flag a plain `with`
+
+        def __enter__(self) -> NoReturn:
+            raise TypeError(
+                f"{type(self).__name__} is the async client: use `async with "
+                f"{type(self).__name__}() as client:` (kernel_sync.Kernel is the blocking "
+                "one, for a plain `with`)"
+            )
+
+        def __exit__(self, *exc_info: object) -> None:
+            """Never reached: `__enter__` refuses."""
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(base_url={self._base_url!r}, api_key=<redacted>, "
@@ -609,7 +621,8 @@ def _error_for(
             url=url,
             attempts=attempts,
             deadline=bound.deadline and limit == bound.total,
-            ambiguous=isinstance(decision, Fail) and decision.why == "ambiguous",
+            why=decision.why if isinstance(decision, Fail) else None,
+            connect=failure.connect,
         )
     assert resp is not None
     if isinstance(decision, Fail) and decision.why == "finalising":

@@ -12,7 +12,7 @@ from ._models import Error, decode_error
 if TYPE_CHECKING:
     from yarl import URL
 
-    from ._transport import Response
+    from ._transport import ConnectFailure, Response
 
 T = TypeVar("T")
 
@@ -235,13 +235,31 @@ _FAILURE_LABELS = {
     "connect": "could not connect",
     "reset": "connection reset or closed by the server",
     "truncated": "response body was cut short",
-    "tls": "TLS verification failed",
+    "tls": "TLS failed",
     "closed": "the client was closed while this call was in flight; create a new client",
     "credentials": (
         "the aiohttp session passed as session= adds credentials of its own (auth=, or "
         "~/.netrc with trust_env=True) beside the API key; make it without them"
     ),
     "other": "connection error",
+}
+
+_CHECK_BASE_URL: Final = "check base_url (or KERNEL_BASE_URL)"
+# A connect failure by stage (see `ConnectFailure`): what happened, and what to check.
+_CONNECT_WORDS: Final = {
+    "dns": ("could not resolve the host name {host}", _CHECK_BASE_URL),
+    "tcp": ("could not connect to {where}", _CHECK_BASE_URL),
+    "proxy": ("could not connect to the proxy at {where}", "check proxy= (or HTTPS_PROXY)"),
+    "certificate": ("TLS verification failed for {where}", ""),
+    "tls": ("TLS handshake with {where} failed", ""),
+}
+# Why a failure that got no response was not retried (a `Fail` reason), when the
+# attempts count alone does not say it.
+_NOT_RETRIED: Final = {
+    "ambiguous": "not retried: the server may have acted on it (the call is not idempotent)",
+    "budget": "not retried: the client's retry budget is spent (many calls failed lately)",
+    "deadline": "not retried: another attempt would pass the call's total deadline",
+    "fatal": "not retried: retrying would not change it",
 }
 
 
@@ -254,11 +272,18 @@ def transport_error(
     url: str,
     attempts: int,
     deadline: bool = False,
-    ambiguous: bool = False,
+    why: str | None = None,
+    connect: ConnectFailure | None = None,
 ) -> APIConnectionError:
-    """The typed error for an attempt that got no response (`bound`: its time limit;
-    `deadline`: that limit was the rest of the call's total deadline; `ambiguous`: not
-    retried because the request may have taken effect)."""
+    """The typed error for an attempt that got no response.
+
+    Args:
+        bound: The attempt's time limit.
+        deadline: That limit was the rest of the call's total deadline.
+        why: Why the call ended here (a `Fail` reason), when it ended here.
+        connect: Where and why a connection could not be made (a connect or TLS
+            failure), said in plain words instead of aiohttp's message.
+    """
     if kind in ("timeout", "connect_timeout"):
         what = "connect timed out" if kind == "connect_timeout" else "request timed out"
         text = f"{what} after {bound:.3g}s" if bound is not None else what
@@ -266,13 +291,20 @@ def transport_error(
             text += ", the rest of the call's total deadline"
     elif kind in ("closed", "credentials"):
         text = _FAILURE_LABELS[kind]
+    elif connect is not None:
+        host = f"[{connect.host}]" if ":" in connect.host else connect.host  # IPv6
+        where = host if connect.port is None else f"{host}:{connect.port}"
+        what, check = _CONNECT_WORDS.get(connect.stage, _CONNECT_WORDS["tcp"])
+        text = f"{what.format(host=connect.host, where=where)}: {connect.reason}"
+        if check:
+            text += f"; {check}"
     else:
         detail = str(cause) or type(cause).__name__
         text = f"{_FAILURE_LABELS.get(kind, kind)}: {detail}"
         if kind == "connect":
-            text += "; check base_url (or KERNEL_BASE_URL)"
-    if ambiguous:
-        text += "; not retried: the server may have acted on it (the call is not idempotent)"
+            text += f"; {_CHECK_BASE_URL}"
+    if why in _NOT_RETRIED and kind not in ("closed", "credentials") and not deadline:
+        text += f"; {_NOT_RETRIED[why]}"
     error_type = APITimeoutError if kind in ("timeout", "connect_timeout") else APIConnectionError
     return error_type(text, method=method, url=url, attempts=attempts)
 

@@ -30,6 +30,7 @@ __all__ = [
     "decide",
     "is_testing",
     "may_replay",
+    "parse_http_date",
     "parse_retry_after",
     "set_testing",
     "settles",
@@ -197,11 +198,11 @@ MAX_RETRY_AFTER = 365 * 24 * 3600.0
 def parse_retry_after(headers: Mapping[str, str], wall: float | None = None) -> float | None:
     """Seconds the server asks to wait, from ``retry-after-ms`` or ``Retry-After``.
 
-    Accepts milliseconds, (fractional) seconds and HTTP-dates (measured from `wall`,
-    the current ``time.time()``, read here when not given); a date in the past is 0.
-    Returns `None` when absent or unparseable. Never raises; always within
-    ``[0, MAX_RETRY_AFTER]`` (absurd values are clamped to that year-long bound, which
-    `max_retry_after` then refuses).
+    Accepts milliseconds, (fractional) seconds and HTTP-dates in any of their three
+    forms (see `parse_http_date`; measured from `wall`, the current ``time.time()``,
+    read here when not given); a date in the past is 0. Returns `None` when absent or
+    unparseable. Never raises; always within ``[0, MAX_RETRY_AFTER]`` (absurd values
+    are clamped to that year-long bound, which `max_retry_after` then refuses).
     """
     raw = headers.get("retry-after-ms")
     if raw is not None:
@@ -214,16 +215,97 @@ def parse_retry_after(headers: Mapping[str, str], wall: float | None = None) -> 
     value = _number(raw)
     if value is not None:
         return min(value, MAX_RETRY_AFTER)
-    from email.utils import parsedate_to_datetime  # rare: HTTP-date form only
+    now = time.time() if wall is None else wall
+    when = parse_http_date(raw, now)
+    if when is None:
+        return None
+    return min(max(0.0, when - now), MAX_RETRY_AFTER)
+
+
+_MONTHS: Final = {
+    name: number
+    for number, name in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1
+    )
+}
+_DAYS: Final = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_WEEKDAYS: Final = frozenset([*_DAYS, *(day[:3] for day in _DAYS)])
+_UTC_NAMES: Final = frozenset(("gmt", "utc", "ut", "z"))
+
+
+def parse_http_date(text: str, wall: float) -> float | None:
+    """The time an HTTP-date names, in seconds since the epoch, or `None`. Never raises.
+
+    RFC 9110 §5.6.7 has three forms, all read here: IMF-fixdate
+    (``Sun, 06 Nov 1994 08:49:37 GMT``), the obsolete RFC 850 form
+    (``Sunday, 06-Nov-94 08:49:37 GMT``) and C's asctime (``Sun Nov  6 08:49:37 1994``,
+    GMT by definition). Read leniently, as the RFC asks of recipients: any case and
+    spacing, the weekday optional and unchecked, ``UTC`` or a numeric zone
+    (``+0100``, ``-0000``) in place of ``GMT``. A two-digit year is the one within
+    50 years of `wall` (``time.time()``): never more than 50 years ahead, as the RFC
+    says.
+    """
+    tokens = text.replace(",", " ").split()
+    if tokens and tokens[0].lower() in _WEEKDAYS:
+        del tokens[0]
+    zone = "gmt"
+    if len(tokens) in (4, 5) and tokens[0].lower() in _MONTHS:  # asctime: Nov 6 08:49:37 1994
+        month, day, clock, year = tokens[:4]
+        if len(tokens) == 5:
+            zone = tokens[4]
+    elif len(tokens) == 5:  # IMF-fixdate: 06 Nov 1994 08:49:37 GMT
+        day, month, year, clock, zone = tokens
+    elif len(tokens) == 3 and tokens[0].count("-") == 2:  # RFC 850: 06-Nov-94 08:49:37 GMT
+        (day, month, year), clock, zone = tokens[0].split("-"), tokens[1], tokens[2]
+    else:
+        return None
+    offset = _zone_offset(zone)
+    number = _MONTHS.get(month.lower())
+    if offset is None or number is None:
+        return None
+    try:
+        d, y = _digits(day, 2), _digits(year, 4)
+        hours, minutes, seconds = (_digits(part, 2) for part in clock.split(":"))
+    except ValueError:  # not a number, or not hh:mm:ss
+        return None
+    if len(year) == 2:
+        this_year = time.gmtime(wall).tm_year
+        y += this_year - this_year % 100
+        if y > this_year + 50:
+            y -= 100
+        elif y <= this_year - 50:
+            y += 100
+    elif len(year) != 4:
+        return None
+    if hours > 23 or minutes > 59 or seconds > 60:  # 60: a leap second
+        return None
+    from datetime import datetime, timezone  # rare: HTTP-date form only
 
     try:
-        when = parsedate_to_datetime(raw.strip())
-    except (TypeError, ValueError, IndexError, OverflowError):
+        midnight = datetime(y, number, d, tzinfo=timezone.utc).timestamp()
+    except (ValueError, OverflowError):  # no such day (31 Nov, year 0)
         return None
-    if when is None or when.tzinfo is None:
+    return midnight + hours * 3600 + minutes * 60 + seconds - offset
+
+
+def _digits(text: str, most: int) -> int:
+    """`text` as a number of at most `most` ASCII digits; `ValueError` otherwise."""
+    if 0 < len(text) <= most and text.isascii() and text.isdigit():
+        return int(text)
+    raise ValueError(text)
+
+
+def _zone_offset(zone: str) -> int | None:
+    """Seconds a zone is ahead of GMT (``GMT``, ``UTC``, ``+0100``), or `None`."""
+    if zone.lower() in _UTC_NAMES:
+        return 0
+    if len(zone) != 5 or zone[0] not in "+-" or not zone[1:].isascii() or not zone[1:].isdigit():
         return None
-    now = time.time() if wall is None else wall
-    return min(max(0.0, when.timestamp() - now), MAX_RETRY_AFTER)
+    hhmm = int(zone[1:])
+    if hhmm % 100 > 59:
+        return None
+    seconds = (hhmm // 100) * 3600 + (hhmm % 100) * 60
+    return -seconds if zone[0] == "-" else seconds
 
 
 def _number(raw: str) -> float | None:

@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING, NoReturn
 
 from kernel_async import (
     NOT_GIVEN,
@@ -640,6 +641,18 @@ class Kernel(Resources):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    if not TYPE_CHECKING:  # at run time only: type checkers still flag `async with`
+
+        async def __aenter__(self) -> NoReturn:
+            raise TypeError(
+                "Kernel is the blocking client: use `with Kernel() as "
+                "client:`; in async code use kernel_async.AsyncKernel with "
+                "`async with`"
+            )
+
+        async def __aexit__(self, *exc_info: object) -> None:
+            """Never reached: `__aenter__` refuses."""
 
     def __repr__(self) -> str:
         return repr(self._async).replace("AsyncKernel", "Kernel", 1)

@@ -57,15 +57,24 @@ STATUSES += [500, 502, 503, 504]
 FAILURES = ["connect", "connect_timeout", "timeout", "reset", "truncated", "tls", "closed", "other"]
 
 
-def _http_date(offset: int) -> str:
-    return format_datetime(datetime.fromtimestamp(WALL0 + offset, timezone.utc), usegmt=True)
+HTTP_DATE_FORMS = ("imf-fixdate", "rfc850", "asctime")
+
+
+def _http_date(offset: int, form: str = "imf-fixdate") -> str:
+    """`WALL0 + offset` as an HTTP-date in one of RFC 9110's three forms."""
+    when = datetime.fromtimestamp(WALL0 + offset, timezone.utc)
+    if form == "rfc850":
+        return f"{when:%A, %d-%b-%y %H:%M:%S} GMT"
+    if form == "asctime":
+        return f"{when:%a %b} {when.day:2d} {when:%H:%M:%S %Y}"
+    return format_datetime(when, usegmt=True)
 
 
 retry_after_values = st.one_of(
     st.integers(-10, 120).map(str),
     st.floats(-5, 90, allow_nan=False).map(lambda x: f"{x:.3f}"),
     st.sampled_from(["0", "-1", "0.0", "inf", "nan", "1e400", "9" * 40, "soon", ""]),
-    st.integers(-300, 300).map(_http_date),
+    st.builds(_http_date, st.integers(-300, 300), st.sampled_from(HTTP_DATE_FORMS)),
 )
 retry_after_ms_values = st.one_of(
     st.integers(-1000, 150_000).map(str), st.sampled_from(["0", "-0", "x", ""])
@@ -562,6 +571,9 @@ def test_plain_success_refunds_one_token() -> None:
         ({"Retry-After": "0"}, 0.0),
         ({"Retry-After": _http_date(30)}, 30.0),
         ({"Retry-After": _http_date(-30)}, 0.0),
+        ({"Retry-After": _http_date(30, "rfc850")}, 30.0),
+        ({"Retry-After": _http_date(30, "asctime")}, 30.0),
+        ({"Retry-After": _http_date(-30, "asctime")}, 0.0),
     ],
 )
 def test_retry_after_forms(headers: dict[str, str], planned: float) -> None:

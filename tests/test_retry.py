@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import kernel_async as ka
 from kernel_async import AsyncKernel, RetryEvent, RetryPolicy, Timeout, set_testing
-from kernel_async._retry import MAX_RETRY_AFTER, RetryBudget, parse_retry_after
+from kernel_async._retry import MAX_RETRY_AFTER, RetryBudget, parse_http_date, parse_retry_after
 from kernel_async.testing import FakeKernel
 from tests.scripted import (
     ScriptedServer,
@@ -295,6 +295,107 @@ def test_parse_retry_after_http_dates() -> None:
     assert got is not None and 25 < got <= 30
     past = datetime.now(timezone.utc) - timedelta(days=1)
     assert parse_retry_after({"retry-after": format_datetime(past, usegmt=True)}) == 0.0
+
+
+RFC_EXAMPLE = 784111777.0
+"""Sun, 06 Nov 1994 08:49:37 GMT: the instant of RFC 9110's HTTP-date examples."""
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Sun, 06 Nov 1994 08:49:37 GMT",  # IMF-fixdate
+        "Sunday, 06-Nov-94 08:49:37 GMT",  # RFC 850 (obsolete)
+        "Sun Nov  6 08:49:37 1994",  # asctime (obsolete)
+        "sun nov 6 08:49:37 1994",
+        "  SUN,   06 NOV 1994   08:49:37   gmt ",
+        "06 Nov 1994 08:49:37 GMT",  # the weekday is optional
+        "Mon, 06 Nov 1994 08:49:37 GMT",  # and not checked
+        "Sun, 06 Nov 1994 09:49:37 +0100",
+        "Sun, 06 Nov 1994 08:49:37 -0000",
+        "Sun, 06 Nov 1994 08:49:37 UTC",
+        "Sun Nov  6 08:49:37 1994 GMT",
+    ],
+)
+def test_http_date_forms(text: str) -> None:
+    assert parse_http_date(text, RFC_EXAMPLE) == RFC_EXAMPLE
+    # 30 s before that instant, the header asks for a 30 s wait.
+    assert parse_retry_after({"retry-after": text}, RFC_EXAMPLE - 30) == 30.0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Sun, 31 Nov 1994 08:49:37 GMT",  # no such day
+        "Sun, 06 Nov 1994 24:00:00 GMT",
+        "Sun, 06 Nov 1994 08:60:00 GMT",
+        "Sun, 06 Nov 1994 08:49 GMT",
+        "Sun, 06 Nov 1994 08:49:37",  # IMF without a zone
+        "Sun, 06 Nov 1994 08:49:37 CET",
+        "Sun, 06 Foo 1994 08:49:37 GMT",
+        "Sun, 06 Nov 19945 08:49:37 GMT",
+        "Sun, 06 Nov 0000 08:49:37 GMT",
+        "Sun Nov  6 08:49:37",
+        "Sunday, 06-Nov 08:49:37 GMT",
+        "Sun, 06 Nov 1994 08:49:37 +0160",
+        "Sun, \uff10\uff16 Nov 1994 08:49:37 GMT",  # full-width digits
+        "",
+        "GMT",
+    ],
+)
+def test_http_date_rejects(text: str) -> None:
+    assert parse_http_date(text, RFC_EXAMPLE) is None
+
+
+@pytest.mark.parametrize(
+    ("yy", "wall_year", "year"),
+    [
+        (94, 2025, 1994),
+        (75, 2025, 2075),
+        (76, 2025, 1976),
+        (0, 2025, 2000),
+        (30, 1990, 2030),
+        (40, 1990, 2040),
+        (41, 1990, 1941),
+        (99, 2049, 2099),
+    ],
+)
+def test_http_date_two_digit_year_is_at_most_50_years_ahead(
+    yy: int, wall_year: int, year: int
+) -> None:
+    wall = datetime(wall_year, 6, 1, tzinfo=timezone.utc).timestamp()
+    want = datetime(year, 11, 6, 8, 49, 37, tzinfo=timezone.utc).timestamp()
+    assert parse_http_date(f"Sunday, 06-Nov-{yy:02d} 08:49:37 GMT", wall) == want
+
+
+@given(
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)).map(
+        lambda d: d.replace(microsecond=0, tzinfo=timezone.utc)
+    ),
+    st.integers(-49, 49),
+)
+def test_http_date_three_forms_agree(when: datetime, years_from_wall: int) -> None:
+    expected = when.timestamp()
+    asctime = f"{when:%a %b} {when.day:2d} {when:%H:%M:%S} {when.year:04d}"
+    imf = f"{when:%a, %d %b} {when.year:04d} {when:%H:%M:%S} GMT"  # %Y pads on no libc
+    assert parse_http_date(imf, 0) == expected
+    assert parse_http_date(imf.lower(), 0) == expected
+    assert parse_http_date(asctime, 0) == expected
+    # RFC 850 names the year by two digits: exact within 50 years of the wall clock.
+    wall_year = when.year - years_from_wall
+    if 1 <= wall_year <= 9999:
+        wall = datetime(wall_year, 7, 1, tzinfo=timezone.utc).timestamp()
+        rfc850 = f"{when:%A}, {when.day:02d}-{when:%b}-{when.year % 100:02d} {when:%H:%M:%S} GMT"
+        assert parse_http_date(rfc850, wall) == expected
+
+
+_DATE_CHARS = "0123456789 ,:-+ADEFGJMNOSTUWacdeghilmnoprstuvyz\t\xa0\u0663"
+
+
+@given(st.text(alphabet=_DATE_CHARS, max_size=40), st.floats(0, 2e10))
+def test_http_date_never_raises(text: str, wall: float) -> None:
+    got = parse_http_date(text, wall)
+    assert got is None or isinstance(got, float)
 
 
 @given(st.dictionaries(st.sampled_from(["retry-after", "retry-after-ms"]), st.text(max_size=50)))

@@ -68,6 +68,8 @@ IMPORTS = {
     "Mapping": "collections.abc",
     "Path": "pathlib",
     "TracebackType": "types",
+    "NoReturn": "typing",
+    "TYPE_CHECKING": "typing",
     "os": None,
     "builtins": None,
 }
@@ -257,7 +259,7 @@ def _gen_class(async_name: str, used: set[str]) -> list[str]:
     if is_root:
         init = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
         params, forward = _signature(init, used, SKIP_PARAMS)
-        used.update({"Runner", "check_blocking_client"})
+        used.update({"Runner", "check_blocking_client", "NoReturn", "TYPE_CHECKING"})
         out += [
             *_wrap("def __init__(", params, ") -> None:", "    "),
             *_wrap(f"self._async = {async_name}(", forward, ")", "        "),
@@ -286,6 +288,18 @@ def _gen_class(async_name: str, used: set[str]) -> list[str]:
             "",
             "    def __exit__(self, *exc_info: object) -> None:",
             "        self.close()",
+            "",
+            "    if not TYPE_CHECKING:  # at run time only: type checkers still flag `async with`",
+            "",
+            "        async def __aenter__(self) -> NoReturn:",
+            "            raise TypeError(",
+            f'                "{sync_name} is the blocking client: use `with {sync_name}() as "',
+            '                "client:`; in async code use kernel_async.AsyncKernel with "',
+            '                "`async with`"',
+            "            )",
+            "",
+            "        async def __aexit__(self, *exc_info: object) -> None:",
+            '            """Never reached: `__aenter__` refuses."""',
             "",
             "    def __repr__(self) -> str:",
             f'        return repr(self._async).replace("{async_name}", "{sync_name}", 1)',
