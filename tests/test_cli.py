@@ -299,10 +299,24 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert "status 503" in res.stdout and "status 429" in res.stdout
     assert "stopped after 3 attempts" in res.stdout
     assert out.read_bytes()[4:8] == b"ftyp"
+    # -o names every file the demo writes: the recorded session's video is named after it.
+    session = tmp_path / "demo-session.mp4"
+    assert sorted(tmp_path.iterdir()) == [session, out]
+    assert session.read_bytes()[4:8] == b"ftyp"
     summary = json.loads(cli(None, "demo", "-o", str(out), "--json").stdout)
-    assert summary["stop_attempts"] == 3
-    assert summary["bytes"] == out.stat().st_size
-    assert summary["download_polls"] >= 2
+    flow1, flow2 = summary["call_by_call"], summary["recorded_session"]
+    assert flow1["stop_attempts"] == 3 and len(flow1["retries"]) == 2
+    assert (flow1["file"], flow1["bytes"]) == (str(out), out.stat().st_size)
+    assert flow1["download_polls"] == flow1["requests"].count("download") >= 2
+    assert flow1["requests"][:2] == ["create", "start"] and flow1["requests"][-1] == "delete"
+    assert flow2["file"] == str(session) and flow2["browsers_left"] == 0
+    assert flow2["steps"] == ["create", "start", "stop", "download", "delete"]
+    assert flow2["requests"].count("create") == 1  # its own requests only
+    # The text summary keeps the two flows apart too.
+    text = res.stdout[res.stdout.index("\nsummary\n") :]
+    first, second = text.split("  2. ")
+    assert str(out) in first and str(session) not in first and "stop " in first
+    assert str(session) in second and "stop " not in second
 
 
 @contextlib.contextmanager
