@@ -1,4 +1,5 @@
-"""Developer sessions: `nox -s tests`, `lint`, `typecheck`, `codegen`, `demo`, `bench`, `docs`."""
+"""Developer sessions: `nox -s tests` (this Python), `tests_all` (every supported Python),
+`lint`, `typecheck`, `codegen`, `demo`, `docs`, `soak`, `bench`."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ TEST_DEPS = [
     "pyyaml>=6",
     # The official SDK: pointed at the emulator in tests, never imported by the package.
     "kernel==0.131.0",
-    "hatchling>=1.21",  # tests/test_wheel.py builds the wheel and sdist
+    "hatchling>=1.27",  # tests/test_wheel.py builds the wheel and sdist
     "pytest-xdist>=3.5",
     "playwright>=1.50",  # drives the local Chromium backend over CDP (no browser download)
     "av>=17",  # the `local` extra: decodes the recorded MP4s
@@ -50,18 +51,33 @@ LINT_DEPS = ["ruff==0.17.6"]
 TYPE_DEPS = ["mypy==2.4.1", "nox", "types-PyYAML", "types-jsonschema", *TEST_DEPS]
 
 
-@nox.session(python=PYTHONS)
-def tests(session: nox.Session) -> None:
-    """Run the test suite on every supported Python (real sockets on loopback only).
-
-    Three workers on the machines' 2 cores (many tests wait on sockets and subprocesses;
-    measured 34 s with 2, 27 s with 3, 26 s with 4), work-stealing so no slow test trails.
-    Tests marked `once` (the wheel build, real browsers, docs samples) run on PRIMARY
-    only: what they check does not depend on the interpreter.
-    """
+def _pytest(session: nox.Session, select: str) -> None:
+    # Three workers on the machines' 2 cores (many tests wait on sockets and subprocesses;
+    # measured 34 s with 2, 27 s with 3, 26 s with 4), work-stealing so no slow test trails.
     session.install("-e", ".[cli]", *TEST_DEPS)
-    select = "not slow" if session.python == PRIMARY else "not slow and not once"
     session.run("pytest", "-n", "3", "--dist", "worksteal", "-m", select, *session.posargs)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the whole test suite (but the soak) once, on the Python that runs nox.
+
+    Real sockets on loopback only. Needs nothing but that Python and pip; the local
+    Chromium tests need a `chromium` on PATH (or `KERNEL_CHROMIUM`). Every supported
+    Python: `nox -s tests_all`.
+    """
+    _pytest(session, "not slow")
+
+
+@nox.session(python=PYTHONS)
+def tests_all(session: nox.Session) -> None:
+    """Run the test suite on every supported Python, 3.10 to 3.13 (what CI runs).
+
+    One Python: `nox -s tests_all-3.12`. Tests marked `once` (the wheel build, real
+    browsers, docs samples) run on PRIMARY only: what they check does not depend on the
+    interpreter, so CI runs each of them exactly once.
+    """
+    _pytest(session, "not slow" if session.python == PRIMARY else "not slow and not once")
 
 
 @nox.session

@@ -1,6 +1,7 @@
 """``python -m kernel_sync`` / ``kernel-replays``: the replay lifecycle from a shell.
 
-Exit codes: 0 ok, 1 API or runtime error (one line), 2 usage error, 130 interrupted.
+Exit codes: 0 ok, 1 API or runtime error (one line), 2 usage error, 130 interrupted,
+141 output closed early (`| head`: quiet, like other Unix tools).
 Options go before or after the command; ``--json`` makes every output JSON, errors too
 (one ``{"error": {...}}`` line on stderr). Reads ``KERNEL_API_KEY`` and ``KERNEL_BASE_URL``
 like the SDK. Commands live in modules with a ``register(commands)`` function, listed in

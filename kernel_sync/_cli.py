@@ -8,6 +8,7 @@ A command module is a ``register(commands: Commands) -> None`` function that cal
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -18,15 +19,20 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 from urllib.parse import urlsplit
 
-from kernel_async import APIError, APIStatusError, KernelError
+from kernel_async import APIError, APIStatusError, KernelError, __version__
 
 if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
+
     from ._generated import Kernel
 
 __all__ = ["CLIError", "Commands", "Context", "identifier", "run", "whole_number"]
 
 PROG = "kernel-replays"
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# Output closed early (`| head`): quiet, with the status a shell gives a tool that SIGPIPE
+# ended (128 + 13), so `set -o pipefail` scripts see what they see for `yes | head`.
+EXIT_CLOSED_OUTPUT = 141
 
 # Options every client command accepts before or after its name; SUPPRESS keeps a value
 # given before the subcommand from being overwritten by the subparser's default.
@@ -40,7 +46,8 @@ CLIENT_DEFAULTS: dict[str, object] = {
 
 EPILOG = """\
 environment: KERNEL_API_KEY, KERNEL_BASE_URL (as the SDK reads them).
-exit codes: 0 ok, 1 API or runtime error, 2 usage error, 130 interrupted (Ctrl-C).
+exit codes: 0 ok, 1 API or runtime error, 2 usage error, 130 interrupted (Ctrl-C),
+141 output closed early (e.g. `| head`): quietly, as other Unix tools do.
 With --json, results are JSON on stdout and errors one JSON object on stderr:
 {"error": {"type": ..., "message": ..., "status": ..., "code": ..., "attempts": ...}}."""
 
@@ -62,6 +69,12 @@ class _Parser(argparse.ArgumentParser):
     # Raise instead of printing and exiting, so usage errors follow --json too.
     def error(self, message: str) -> NoReturn:
         raise UsageError(message, self.prog, self.format_usage())
+
+    # argparse drops write errors of --help and --version: a closed pipe ends them as it
+    # ends every command (quietly, 141).
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+        if message:
+            (file or sys.stderr).write(message)
 
 
 class Context:
@@ -249,6 +262,7 @@ def build_parser(modules: Iterable[Callable[[Commands], None]]) -> argparse.Argu
         parents=[client_options],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands = Commands(sub, client_options)
     for register in modules:
@@ -264,9 +278,41 @@ def run(
     err: TextIO | None = None,
 ) -> int:
     """Parse `argv`, run the command and return the exit code; never raises for errors."""
-    argv = list(sys.argv[1:] if argv is None else argv)
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
+    try:
+        try:
+            return _run(modules, argv, out, err)
+        finally:  # also after --help/--version (SystemExit): a closed pipe shows here
+            out.flush()
+            err.flush()
+    except BrokenPipeError:
+        _discard_unwritable(out, err)
+        return EXIT_CLOSED_OUTPUT
+
+
+def _discard_unwritable(*streams: TextIO) -> None:
+    """Point each standard stream whose reader is gone at /dev/null, so the interpreter's
+    own flush at exit finds a reader and prints no "Exception ignored" lines."""
+    for stream in streams:
+        try:
+            stream.flush()
+        except BrokenPipeError:  # its text is still buffered: it would fail again at exit
+            with contextlib.suppress(OSError, ValueError):  # no file descriptor (StringIO)
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                try:
+                    os.dup2(devnull, stream.fileno())
+                finally:
+                    os.close(devnull)
+
+
+def _run(
+    modules: Iterable[Callable[[Commands], None]],
+    argv: Sequence[str] | None,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in (argv[: argv.index("--")] if "--" in argv else argv)
     try:
         args = build_parser(modules).parse_args(argv)
@@ -275,6 +321,8 @@ def run(
                 setattr(args, name, value)
         code = args.run(Context(args, out, err))
         return EXIT_OK if code is None else int(code)
+    except BrokenPipeError:
+        raise  # the reader of our output left: `run` ends quietly
     except UsageError as exc:
         if as_json:
             return _fail(err, EXIT_USAGE, {"type": "usage", "message": str(exc)})

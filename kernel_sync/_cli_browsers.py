@@ -12,6 +12,7 @@ from kernel_async import Browser, Viewport
 
 from . import _cli
 from ._cli import Commands, Context, identifier, local_time, seconds, whole_number
+from ._progress import size_text
 
 if TYPE_CHECKING:
     from ._generated import Recording
@@ -215,7 +216,7 @@ def _record(ctx: Context) -> None:
         "bytes": size,
         "deleted": rec.created,
     }
-    text = f"saved {rec.path} ({size:,} bytes)"
+    text = f"saved {rec.path} ({size_text(size)})"
     if rec.created:
         text += f"\ndeleted browser {rec.browser.session_id}"
     ctx.emit(result, text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -43,14 +44,16 @@ def register(commands: Commands) -> None:
     p = commands.add(
         "download",
         help="save a replay's video (MP4), atomically",
-        description="Save a replay's video (MP4). Waits while it is being finalised; the "
-        "file is written beside OUTPUT and renamed into place, so OUTPUT is either the "
+        description="Save a replay's video (MP4) to FILE. Waits while it is being finalised;\n"
+        "the video is written beside FILE and renamed into place, so FILE is either the\n"
         "whole video or untouched. A progress bar goes to stderr when it is a terminal.",
         run=_download,
     )
     p.add_argument("browser", metavar="BROWSER", type=identifier, help=BROWSER_HELP)
     p.add_argument("replay", metavar="REPLAY", type=identifier, help=REPLAY_HELP)
-    p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to save it")
+    p.add_argument(
+        "-o", "--output", required=True, metavar="FILE", help="where to save it (replaced)"
+    )
 
 
 def replay_json(r: Replay) -> dict[str, Any]:
@@ -92,24 +95,25 @@ def _stop(ctx: Context) -> None:
 
 
 def _download(ctx: Context) -> None:
-    from ._progress import download_display
+    from ._progress import download_display, size_text, watch_finalising
 
     a = ctx.args
     with ctx.client() as k:
         display = download_display(ctx.err, enabled=not ctx.json)
         try:
-            path = k.browsers.replays.download_to(
-                a.output,
-                a.replay,
-                id=a.browser,
-                progress=display,
-                on_start=display.start if display is not None else None,
-            )
+            with watch_finalising(display.finalising) if display else contextlib.nullcontext():
+                path = k.browsers.replays.download_to(
+                    a.output,
+                    a.replay,
+                    id=a.browser,
+                    progress=display,
+                    on_start=display.start if display is not None else None,
+                )
         finally:
             if display is not None:
                 display.close()
     size = path.stat().st_size
-    ctx.emit({"path": str(path), "bytes": size}, f"saved {path} ({size:,} bytes)")
+    ctx.emit({"path": str(path), "bytes": size}, f"saved {path} ({size_text(size)})")
 
 
 def _when(t: datetime | None, missing: str) -> str:

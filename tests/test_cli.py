@@ -4,6 +4,7 @@ enough, through real subprocesses (and a pty) for signals, terminals and the scr
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import io
 import json
 import os
@@ -14,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import AnyStr
 
 import pytest
 
@@ -21,6 +23,7 @@ from kernel_async.testing import FakeKernel
 from kernel_async.testing._chromium import marked_processes
 from kernel_sync.__main__ import main
 from kernel_sync._cli import Commands, Context, run
+from kernel_sync._progress import size_text, watch_finalising
 from tests.interrupt import sigint_default
 
 
@@ -96,7 +99,7 @@ def test_full_flow_text_and_json(fake: FakeKernel, tmp_path: Path) -> None:
     assert out.read_bytes() == fake.video
     assert dl.err == ""  # no progress bar off a terminal
     text = call(fake, "download", b, rid, "-o", str(out))
-    assert text.out == f"saved {out} ({len(fake.video):,} bytes)\n"
+    assert text.out == f"saved {out} ({size_text(len(fake.video))})\n"
 
 
 def test_json_is_accepted_before_and_after_the_command(fake: FakeKernel) -> None:
@@ -256,7 +259,21 @@ def test_help_describes_arguments_with_units(capsys: pytest.CaptureFixture[str])
     assert "--max-duration SECONDS" in text and "after this many seconds" in text
     assert "before or after the command" in text
     top = cli(None, "--help").stdout
-    assert "130 interrupted" in top and '{"error":' in top
+    assert "130 interrupted" in top and '{"error":' in top and "141 output closed" in top
+    assert "--version" in top
+
+
+def test_download_help_names_the_file_as_its_usage_shows_it() -> None:
+    text = subprocess.run(
+        [sys.executable, "-m", "kernel_sync", "download", "--help"],
+        capture_output=True,
+        text=True,
+        env=env_for(None, COLUMNS="80"),
+        timeout=60,
+    ).stdout
+    assert "-o FILE" in text and "beside FILE" in text
+    assert "OUTPUT" not in text
+    assert max(len(line) for line in text.splitlines()) <= 100  # no unwrapped paragraph
 
 
 def test_other_modules_can_register_commands() -> None:
@@ -282,14 +299,28 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert "status 503" in res.stdout and "status 429" in res.stdout
     assert "stopped after 3 attempts" in res.stdout
     assert out.read_bytes()[4:8] == b"ftyp"
+    # -o names every file the demo writes: the recorded session's video is named after it.
+    session = tmp_path / "demo-session.mp4"
+    assert sorted(tmp_path.iterdir()) == [session, out]
+    assert session.read_bytes()[4:8] == b"ftyp"
     summary = json.loads(cli(None, "demo", "-o", str(out), "--json").stdout)
-    assert summary["stop_attempts"] == 3
-    assert summary["bytes"] == out.stat().st_size
-    assert summary["download_polls"] >= 2
+    flow1, flow2 = summary["call_by_call"], summary["recorded_session"]
+    assert flow1["stop_attempts"] == 3 and len(flow1["retries"]) == 2
+    assert (flow1["file"], flow1["bytes"]) == (str(out), out.stat().st_size)
+    assert flow1["download_polls"] == flow1["requests"].count("download") >= 2
+    assert flow1["requests"][:2] == ["create", "start"] and flow1["requests"][-1] == "delete"
+    assert flow2["file"] == str(session) and flow2["browsers_left"] == 0
+    assert flow2["steps"] == ["create", "start", "stop", "download", "delete"]
+    assert flow2["requests"].count("create") == 1  # its own requests only
+    # The text summary keeps the two flows apart too.
+    text = res.stdout[res.stdout.index("\nsummary\n") :]
+    first, second = text.split("  2. ")
+    assert str(out) in first and str(session) not in first and "stop " in first
+    assert str(session) in second and "stop " not in second
 
 
 @contextlib.contextmanager
-def ended(proc: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
+def ended(proc: subprocess.Popen[AnyStr]) -> Iterator[subprocess.Popen[AnyStr]]:
     """The process, killed on the way out if it is still running (a failed assertion)."""
     try:
         yield proc
@@ -402,19 +433,87 @@ def test_ctrl_c_exits_130(fake: FakeKernel, as_json: bool) -> None:
         assert err == "interrupted\n"
 
 
-def _download_on_a_pty(fake: FakeKernel, out: Path, *python_args: str) -> tuple[int, str, str]:
-    """Run a download whose stderr is a terminal; returns (exit code, stdout, terminal)."""
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["browsers", "list"],
+        ["list", "BROWSER"],
+        ["--json", "browsers", "list"],
+        ["start", "BROWSER"],
+        ["--help"],
+        ["--version"],
+    ],
+)
+def test_output_closed_before_the_first_line_ends_quietly(
+    fake: FakeKernel, args: list[str]
+) -> None:
+    browser = fake.create_browser()
+    argv = [browser if a == "BROWSER" else a for a in args]
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before anything is written: every write fails
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "kernel_sync", *argv],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env_for(fake),
+            timeout=60,
+        )
+    finally:
+        os.close(write)
+    # As a tool SIGPIPE ended shows in a shell; no "error:", no "Exception ignored".
+    assert (done.returncode, done.stderr) == (141, "")
+
+
+def test_head_reading_one_line_ends_the_listing_quietly(fake: FakeKernel) -> None:
+    # `kernel-replays browsers list | head -1`, with more rows than a pipe holds (64 KiB):
+    # the CLI is still writing when the reader leaves.
+    for _ in range(1200):
+        fake.create_browser()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kernel_sync", "browsers", "list"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env_for(fake),
+    )
+    with proc, ended(proc):  # ended first (a kill if need be), then the pipes closed
+        assert proc.stdout is not None and proc.stderr is not None
+        first = proc.stdout.readline()
+        proc.stdout.close()
+        err = proc.stderr.read()
+        proc.wait(timeout=60)
+    assert first.split()[:2] == [b"SESSION", b"ID"]
+    assert (proc.returncode, err) == (141, b"")
+
+
+def test_version() -> None:
+    from kernel_async import __version__
+
+    done = cli(None, "--version")
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"kernel-replays {__version__}\n", "")
+    assert __version__ == importlib.metadata.version("kernel-async")
+
+
+def _download_on_a_pty(
+    fake: FakeKernel, out: Path, *python_args: str, ready: bool = False, **env: str
+) -> tuple[int, str, str]:
+    """Run a download whose stderr is a terminal; returns (exit code, stdout, terminal).
+    The replay is still finalising (202s for the fake's `finalise_seconds`) unless `ready`."""
     import pty
 
     b = fake.create_browser()
     rid = call(fake, "start", b).out.strip()
-    assert call(fake, "stop", b, rid).code == 0  # finalising for the next second: 202s
+    assert call(fake, "stop", b, rid).code == 0
+    if ready:  # a download that waits through the 202s: the next one gets a 200 at once
+        assert call(fake, "download", b, rid, "-o", str(out)).code == 0
+    polls = fake.count("download")
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
         [sys.executable, *python_args, "download", b, rid, "-o", str(out)],
         stdout=subprocess.PIPE,
         stderr=follower,
-        env=env_for(fake, TERM="xterm", COLUMNS="100"),
+        env=env_for(fake, TERM="xterm", COLUMNS="120", **env),
     )
     os.close(follower)
     chunks = []
@@ -431,31 +530,78 @@ def _download_on_a_pty(fake: FakeKernel, out: Path, *python_args: str) -> tuple[
     proc.stdout.close()
     proc.wait(timeout=60)
     os.close(leader)
+    assert (fake.count("download") - polls > 1) is not ready  # 202s, then the 200
     return proc.returncode, stdout, b"".join(chunks).decode()
+
+
+BLOCK_RICH = (
+    "import sys; sys.modules['rich'] = None; "
+    "from kernel_sync.__main__ import main; raise SystemExit(main())"
+)
+RICH, PLAIN = ("-m", "kernel_sync"), ("-c", BLOCK_RICH)
 
 
 def test_download_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     with FakeKernel.in_thread(finalise_seconds=1.0) as fake:
         out = tmp_path / "v.mp4"
-        code, stdout, screen = _download_on_a_pty(fake, out, "-m", "kernel_sync")
+        code, stdout, screen = _download_on_a_pty(fake, out, *RICH)
+        size = size_text(len(fake.video))
     assert code == 0
-    assert stdout == f"saved {out} ({len(fake.video):,} bytes)\n"
-    assert "(finalising)…" in screen  # shown while the API answers 202
-    assert "downloaded" in screen and "100%" in screen and "2.9/2.9 kB" in screen
+    assert stdout == f"saved {out} ({size})\n"
+    assert screen.index("requesting the video…") < screen.index("(finalising)…")  # after a 202
+    # One unit system: the bar, like the result line, in binary units.
+    assert "downloaded" in screen and "100%" in screen and f"{size} of {size}" in screen
+    assert "kB" not in screen and "bytes" not in screen
 
 
 def test_download_progress_plain_without_rich(tmp_path: Path) -> None:
-    block_rich = (
-        "import sys; sys.modules['rich'] = None; "
-        "from kernel_sync.__main__ import main; raise SystemExit(main())"
-    )
     with FakeKernel.in_thread(finalise_seconds=1.0) as fake:
         out = tmp_path / "v.mp4"
-        code, stdout, screen = _download_on_a_pty(fake, out, "-c", block_rich)
+        code, stdout, screen = _download_on_a_pty(fake, out, *PLAIN)
+        size = size_text(len(fake.video))
     assert code == 0, screen
-    assert stdout.startswith("saved ")
-    assert screen.startswith("\rwaiting for the video (finalising)…")
-    assert "\rdownloaded 2.8 KiB in " in screen and "\x1b" not in screen
+    assert size == "2.8 KiB" and stdout == f"saved {out} ({size})\n"
+    assert screen.startswith("\rrequesting the video…")
+    assert "\rwaiting for the video (finalising)…" in screen
+    assert f"\rdownloaded {size} in " in screen and "\x1b" not in screen
+
+
+@pytest.mark.parametrize("display", [RICH, PLAIN], ids=["rich", "plain"])
+def test_download_of_a_ready_video_never_says_finalising(
+    tmp_path: Path, display: tuple[str, str]
+) -> None:
+    with FakeKernel.in_thread(finalise_seconds=0.05) as fake:
+        # KERNEL_LOG=info: the 202 watch must not let the SDK's debug lines through.
+        code, _, screen = _download_on_a_pty(
+            fake, tmp_path / "v.mp4", *display, ready=True, KERNEL_LOG="info"
+        )
+    assert code == 0, screen
+    assert "requesting the video…" in screen and "downloaded" in screen
+    assert "finalis" not in screen and "DEBUG" not in screen
+
+
+def test_finalising_watch_leaves_the_sdk_log_as_it_was() -> None:
+    import logging
+
+    logger = logging.getLogger("kernel_async")
+    seen: list[str] = []
+    shown: list[int] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            shown.append(record.levelno)
+
+    keep = Keep()
+    logger.addHandler(keep)
+    try:
+        with watch_finalising(lambda: seen.append("202")):
+            logger.debug("%s %s: 202 still finalising; polling again in %.3fs", "GET", "/x", 1.0)
+            logger.debug("other detail")
+            logger.warning("a warning")
+        assert (seen, shown) == (["202"], [logging.WARNING])  # debug was not shown before
+        assert logger.level == logging.NOTSET and logger.filters == []
+    finally:
+        logger.removeHandler(keep)
 
 
 def test_console_script_installed() -> None:

@@ -175,3 +175,79 @@ def test_service_sample_serves(block: Block, emulator: FakeKernel, tmp_path: Pat
         proc.terminate()
         _, err = proc.communicate(timeout=30)
     assert "Traceback" not in err, err
+
+
+class _Session:
+    """Enough of `nox.Session` to see what a session would run."""
+
+    def __init__(self, python: str | None) -> None:
+        self.python = python
+        self.posargs: list[str] = []
+        self.runs: list[tuple[str, ...]] = []
+
+    def install(self, *args: str) -> None:
+        pass
+
+    def run(self, *args: str, **kwargs: object) -> None:
+        self.runs.append(args)
+
+
+def _nox_sessions(monkeypatch: pytest.MonkeyPatch) -> dict[str, tuple[object, list[str | None]]]:
+    """The noxfile's sessions: name -> (function, the Pythons it runs on; [None] = nox's)."""
+    import importlib.util
+    import types
+
+    found: dict[str, tuple[object, list[str | None]]] = {}
+
+    def session(func: object = None, *, python: list[str] | None = None) -> object:
+        def register(f: types.FunctionType) -> types.FunctionType:
+            found[f.__name__] = (f, list(python) if python else [None])
+            return f
+
+        return register(func) if isinstance(func, types.FunctionType) else register
+
+    stub = types.ModuleType("nox")
+    stub.session = session  # type: ignore[attr-defined]
+    stub.Session = _Session  # type: ignore[attr-defined]
+    stub.options = types.SimpleNamespace()  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "nox", stub)
+    monkeypatch.setenv("PATH", os.environ.get("PATH", ""))  # the noxfile extends it
+    spec = importlib.util.spec_from_file_location("noxfile_under_test", ROOT / "noxfile.py")
+    assert spec is not None and spec.loader is not None
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    return found
+
+
+def _pytest_marks(func: object, python: str | None) -> list[str]:
+    """The `-m` expression of each pytest run a session makes."""
+    session = _Session(python)
+    func(session)  # type: ignore[operator]
+    runs = [r for r in session.runs if r[0] == "pytest"]
+    return [r[r.index("-m") + 1] for r in runs]
+
+
+def test_readme_test_commands_match_the_nox_sessions(monkeypatch: pytest.MonkeyPatch) -> None:
+    sessions = _nox_sessions(monkeypatch)
+    readme = (ROOT / "README.md").read_text()
+    for command in ("nox -s demo", "nox -s tests"):  # the quick start, word for word
+        line = re.escape(f"python3 -m pip install nox && {command}")
+        assert re.search(rf"^{line}(\s+#.*)?$", readme, re.MULTILINE), command
+    assert "nox -s tests_all" in readme
+    # `nox -s tests`: one run, on the Python running nox, everything but the soak.
+    tests, pythons = sessions["tests"]
+    assert pythons == [None] and _pytest_marks(tests, None) == ["not slow"]
+    # `nox -s tests_all`: every supported Python.
+    _, matrix = sessions["tests_all"]
+    assert matrix == ["3.10", "3.11", "3.12", "3.13"]
+    # CI runs the matrix and the other checks, and each `once` test exactly once.
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    called = [n for line in ci if line.startswith("nox -s ") for n in line.split()[2:]]
+    assert sorted(called) == ["codegen", "docs", "lint", "soak", "tests_all", "typecheck"]
+    marks = [
+        mark
+        for name in ("tests_all", "soak")
+        for python in sessions[name][1]
+        for mark in _pytest_marks(sessions[name][0], python)
+    ]
+    assert len(marks) == 5  # four Pythons, then the soak (`-m slow`)
+    assert sum("not slow" in m and "not once" not in m for m in marks) == 1

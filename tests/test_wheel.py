@@ -7,6 +7,7 @@ first run), so later runs need no network and take a few seconds.
 
 from __future__ import annotations
 
+import email
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from kernel_async import __version__
 from tests.test_docs_samples import collect
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +63,8 @@ def test_wheel_installs_and_runs_outside_the_repo(tmp_path: Path) -> None:
     with tarfile.open(sdist) as tar:
         members = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
     assert set(DATA) <= members
+    assert {"LICENSE", "CHANGELOG.md"} <= members
+    _check_metadata(wheel)
 
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", "--without-pip", venv)
@@ -71,10 +75,29 @@ def test_wheel_installs_and_runs_outside_the_repo(tmp_path: Path) -> None:
     where = run(python, "-c", "import kernel_sync; print(kernel_sync.__file__)", cwd=work)
     assert where.stdout.startswith(str(venv))
 
+    version = run(script, "--version", cwd=work, env=clean_env())
+    assert version.stdout == f"kernel-replays {__version__}\n"
     demo = run(script, "demo", "-o", work / "demo.mp4", cwd=work, env=clean_env())
     assert "stopped after 3 attempts" in demo.stdout
     assert (work / "demo.mp4").read_bytes()[4:8] == b"ftyp"
     _run_readme_sample(script, python, work)
+
+
+def _check_metadata(wheel: Path) -> None:
+    """The license the metadata names is the one shipped; the version is the package's
+    own; the project's pages are linked (on the project's host, no package index)."""
+    with zipfile.ZipFile(wheel) as whl:
+        info = f"kernel_async-{__version__}.dist-info"
+        meta = email.message_from_bytes(whl.read(f"{info}/METADATA"))
+        shipped = whl.read(f"{info}/licenses/LICENSE").decode()
+    assert meta["Version"] == __version__
+    assert meta["License-Expression"] == "Apache-2.0" and meta["License-File"] == "LICENSE"
+    assert shipped == (ROOT / "LICENSE").read_text()
+    assert "Apache License" in shipped and "Version 2.0, January 2004" in shipped
+    assert "END OF TERMS AND CONDITIONS" in shipped  # the full text, not a notice
+    urls = dict(u.split(", ", 1) for u in meta.get_all("Project-URL", []))
+    assert {"Documentation", "Source", "Changelog"} <= set(urls)
+    assert all(u.startswith("https://") and "github" in u for u in urls.values()), urls
 
 
 def _run_readme_sample(script: Path, python: Path, work: Path) -> None:
