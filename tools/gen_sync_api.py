@@ -43,7 +43,10 @@ assert set(TWINS) == set(HANDWRITTEN.values())
 
 def _model_names() -> set[str]:
     index = (SOURCE / "models" / "__init__.py").read_text()
-    return set(re.findall(r"^    [\x27\x22]([A-Za-z0-9_]+)[\x27\x22]: ", index, re.M)) | {"Stream", "Page"}
+    return set(re.findall(r"^    [\x27\x22]([A-Za-z0-9_]+)[\x27\x22]: ", index, re.M)) | {
+        "Stream",
+        "Page",
+    }
 
 
 MODEL_NAMES = _model_names()
@@ -100,7 +103,7 @@ def generate_module(path: Path) -> str:
     std = ["from collections.abc import Mapping, Sequence", "from datetime import date, datetime"]
     std += ["from functools import cached_property"]
     std += ["from typing import TYPE_CHECKING, Any, Literal"]
-    head += std + [""]
+    head += [*std, ""]
     head += [
         "from kernel_async._retry import Timeout",
         "from kernel_async._types import NOT_GIVEN, NotGiven",
@@ -184,9 +187,8 @@ def sync_method(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
     if isinstance(fn, ast.FunctionDef):  # a pager
         lines.append(f"        return Page(self._async.{fn.name}({arglist}), self._runner)")
     elif returns.startswith("Stream["):
-        lines.append(
-            f"        return Stream(self._runner.call(self._async.{fn.name}, {arglist}), self._runner)"
-        )
+        opened = f"self._runner.call(self._async.{fn.name}, {arglist})"
+        lines.append(f"        return Stream({opened}, self._runner)")
     elif returns == "None":
         lines.append(f"        self._runner.call(self._async.{fn.name}, {arglist})")
     else:
