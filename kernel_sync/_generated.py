@@ -43,7 +43,6 @@ class Replays(BrowsersReplaysBase):
     """Browser replay recordings: ``client.browsers.replays``."""
 
     _async: AsyncReplays
-
     def __init__(self, async_: AsyncReplays, runner: Runner) -> None:
         self._async = async_
         self._runner = runner
