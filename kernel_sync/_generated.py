@@ -31,7 +31,7 @@ from kernel_async import (
 from kernel_async._hosted import check_blocking_client
 from kernel_async.resources import AsyncBrowserPager, AsyncBrowsers, AsyncRecording, AsyncReplays
 
-from ._bridge import await_, call_to_end, iterate
+from ._bridge import await_, enter, iterate, leave
 from ._runner import Runner
 
 
@@ -243,8 +243,7 @@ class Recording:
         self._runner = runner
 
     def __enter__(self) -> Recording:
-        call_to_end(self._runner, self._async.__aenter__)
-        return self
+        return enter(self._runner, self._async, self)
 
     def __exit__(
         self,
@@ -252,7 +251,7 @@ class Recording:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        call_to_end(self._runner, self._async.__aexit__, exc_type, exc, tb)
+        leave(self._runner, self._async.__aexit__, exc_type, exc, tb)
 
     @property
     def browser(self) -> Browser:
