@@ -294,11 +294,9 @@ def test_blocking_site_rule() -> None:
     asyncio.run(run_cell())
     assert namespace["result"] == (1, False)
     # kernel_sync's own frames are skipped: the level counts them.
-    exec(
-        "def sdk(f):\n    return f()\n",
-        sdk := {"__name__": "kernel_sync._generated"},
-    )
-    assert sdk["sdk"](lambda: blocking_site(sys._getframe(1))) == (2, False)
+    sdk: dict[str, Any] = {"__name__": "kernel_sync._generated"}
+    exec("def method(f):\n    return f()\n", sdk)
+    assert sdk["method"](lambda: blocking_site(sys._getframe(1))) == (2, False)
 
 
 def test_reentry_from_loop_thread_is_a_clear_error(fake: FakeKernel) -> None:
