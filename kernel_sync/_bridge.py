@@ -4,14 +4,22 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterator,
+)
+from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
 from kernel_async import KernelError
 
 from ._runner import Runner
 
-__all__ = ["await_", "call_to_end", "iterate"]
+__all__ = ["await_", "enter", "iterate", "leave"]
 
 T = TypeVar("T")
 
@@ -50,8 +58,26 @@ def iterate(runner: Runner, source: AsyncIterable[T]) -> Iterator[T]:
                 runner.call(aclose)
 
 
-def call_to_end(runner: Runner, fn: Callable[..., Awaitable[T]], /, *args: Any) -> T:
-    """`Runner.call_to_end`: a Ctrl-C does not abandon the call (for ``__aenter__`` and
-    ``__aexit__``, whose cleanup shields itself from cancellation)."""
-    result: T = runner.call_to_end(await_, fn(*args))
-    return result
+def enter(runner: Runner, context: AbstractAsyncContextManager[object], entered: T) -> T:
+    """``async with``'s entry, blocking (then `entered` is returned), run to its end
+    whatever interrupts it (`Runner.call_to_end`). Interrupted although the entry took
+    effect (a Ctrl-C just as it finished), the context is exited at once with that
+    interruption: nothing it opened (a browser, a recording) outlives a ``with`` whose
+    ``__exit__`` will never run."""
+
+    def undo(interrupt: BaseException) -> Coroutine[Any, Any, object]:
+        return await_(context.__aexit__(type(interrupt), interrupt, interrupt.__traceback__))
+
+    runner.call_to_end(_enter, context, undo=undo)
+    return entered
+
+
+async def _enter(context: AbstractAsyncContextManager[object]) -> None:
+    await context.__aenter__()
+
+
+def leave(runner: Runner, fn: Callable[..., Coroutine[Any, Any, object]], /, *args: Any) -> None:
+    """``async with``'s exit, blocking, run to its end (`Runner.call_to_end`); also on a
+    client closed inside the block: the async exit reports what that meant for its
+    cleanup, and the block's own exception is kept."""
+    runner.call_to_end(fn, *args, even_if_closed=True)

@@ -32,7 +32,7 @@ from kernel_async import (
 from kernel_async._hosted import check_blocking_client
 from kernel_async.resources import AsyncBrowserPager, AsyncBrowsers, AsyncRecording, AsyncReplays
 
-from ._bridge import await_, call_to_end, iterate
+from ._bridge import await_, enter, iterate, leave
 from ._gen._root import Resources
 from ._gen.browsers import BrowsersBase
 from ._gen.browsers_replays import BrowsersReplaysBase
@@ -253,8 +253,7 @@ class Recording:
         self._runner = runner
 
     def __enter__(self) -> Recording:
-        call_to_end(self._runner, self._async.__aenter__)
-        return self
+        return enter(self._runner, self._async, self)
 
     def __exit__(
         self,
@@ -262,7 +261,7 @@ class Recording:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        call_to_end(self._runner, self._async.__aexit__, exc_type, exc, tb)
+        leave(self._runner, self._async.__aexit__, exc_type, exc, tb)
 
     @property
     def browser(self) -> Browser:

@@ -19,24 +19,29 @@ the 2-core reference machine); the core still uses anyio inside the loop.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from kernel_async import APIConnectionError, AsyncKernel, KernelError
+from kernel_async import APIConnectionError, AsyncKernel, KernelBlockingWarning, KernelError
 from kernel_async._hosted import check_blocking_client
 
 if TYPE_CHECKING:
     import asyncio
+    from types import FrameType
 
-__all__ = ["Runner"]
+__all__ = ["Runner", "blocking_site"]
 
 T = TypeVar("T")
 
 # Bound on closing a client and on a call's own cleanup after Ctrl-C: never hang.
 _CLOSE_TIMEOUT = 5.0
+# A blocking wait wakes this often so that a Ctrl-C handled meanwhile is acted on.
+_POLL = 0.1
 
 
 class _LoopThread:
@@ -94,10 +99,52 @@ class _LoopThread:
             loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
 
-    def call(self, coro: Coroutine[Any, Any, T], *, to_end: bool = False) -> T:
-        """Run `coro` on the loop and wait for its outcome. On Ctrl-C the task is
-        cancelled and its cleanup waited for: at most `_CLOSE_TIMEOUT`, or (`to_end`)
-        until it has settled, further Ctrl-Cs included."""
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` on the loop and wait for its outcome. An interruption of the wait
+        (Ctrl-C) cancels the task and waits, at most `_CLOSE_TIMEOUT`, for its cleanup
+        (a download's temporary file, say) before it is raised."""
+        call = self._submit(coro)
+        try:
+            # Short waits, not one long one: a Ctrl-C handled while this thread sleeps
+            # (delivered to another thread, or `_thread.interrupt_main()`) only runs its
+            # handler when this thread next executes Python code.
+            while not call.done.acquire(True, _POLL):
+                pass
+        except BaseException:
+            # Landing just after the lock was taken, it finds the call over: nothing to undo.
+            if not call.finished:
+                self._cancel(call)
+                call.done.acquire(True, _CLOSE_TIMEOUT)
+            raise
+        return call.outcome()
+
+    def call_to_end(
+        self,
+        coro: Coroutine[Any, Any, T],
+        undo: Callable[[BaseException], Coroutine[Any, Any, object]] | None = None,
+    ) -> T:
+        """Run `coro` on the loop to its end, whatever interrupts the wait.
+
+        The first interruption (Ctrl-C) cancels the task (its own shields decide what
+        still runs) and is raised once the task has settled; later ones are held or
+        dropped. If the task succeeded although the caller was interrupted (a Ctrl-C
+        just as it finished), the caller will never see its result: `undo` runs, to
+        its end as well, with the interruption it is about to receive.
+        """
+        with _HeldInterrupts() as held:
+            call = self._submit(coro)
+            held.on_interrupt = functools.partial(self._cancel, call)
+            if held.count:  # held before `on_interrupt` was set
+                self._cancel(call)
+            interrupt = _settle(call, held)
+            if interrupt is None:
+                return call.outcome()
+            if undo is not None and call.succeeded:
+                held.on_interrupt = None  # the undo is not to be cancelled: it is the cleanup
+                _settle(self._submit(undo(interrupt)), held)
+        raise interrupt
+
+    def _submit(self, coro: Coroutine[Any, Any, T]) -> _Call[T]:
         if threading.current_thread() is self.thread:
             coro.close()
             raise KernelError(
@@ -110,19 +157,11 @@ class _LoopThread:
                 coro.close()
                 raise KernelError("this client is closed; create a new Kernel")
             self.loop.call_soon_threadsafe(call.start)
-        try:
-            call.done.acquire()
-        except BaseException:
-            # KeyboardInterrupt (or another interruption of the wait). It can also land just
-            # after the wait succeeded: then the call is over and there is nothing to undo.
-            if not call.finished:
-                # Cancel the task and let its cleanup (a download's temporary file, say)
-                # finish before raising.
-                with contextlib.suppress(RuntimeError):  # the loop is already closed
-                    self.loop.call_soon_threadsafe(call.cancel)
-                _wait_settled(call, to_end)
-            raise
-        return call.outcome()
+        return call
+
+    def _cancel(self, call: _Call[Any]) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is already closed
+            self.loop.call_soon_threadsafe(call.cancel)
 
     def submit(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run `coro` on the loop without waiting (from any thread, the loop's included)."""
@@ -146,7 +185,7 @@ class _Call(Generic[T]):
     trip took ~75 µs this way against ~100 µs through a concurrent future and an event).
     """
 
-    __slots__ = ("coro", "done", "error", "finished", "result", "task")
+    __slots__ = ("cancelled", "coro", "done", "error", "finished", "result", "task")
 
     def __init__(self, coro: Coroutine[Any, Any, T]) -> None:
         self.coro = coro
@@ -154,6 +193,7 @@ class _Call(Generic[T]):
         self.result: T | None = None
         self.error: BaseException | None = None
         self.finished = False  # the outcome is stored (set before `done` is released)
+        self.cancelled = False  # a cancel was sent (once: a handler and the waiter may both ask)
         self.done = threading.Lock()
         self.done.acquire()
 
@@ -191,8 +231,14 @@ class _Call(Generic[T]):
         runs). One turn later: `start` may have run in this very turn, and a task
         cancelled before its first step would never run its cleanup at all."""
         task = self.task
-        if task is not None and not self.finished:
+        if task is not None and not self.finished and not self.cancelled:
+            self.cancelled = True
             task.get_loop().call_soon(task.cancel)
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether the coroutine returned (in the caller's thread, once finished)."""
+        return self.finished and self.error is None
 
     def outcome(self) -> T:
         """In the caller's thread, once `done` was released: the result, or the error."""
@@ -212,18 +258,96 @@ class _Call(Generic[T]):
             del error  # its traceback holds this frame: no cycle left behind
 
 
-def _wait_settled(call: _Call[Any], to_end: bool) -> None:
-    """After an interrupted wait: wait (bounded, or `to_end` unbounded and deaf to more
-    Ctrl-Cs) until the cancelled call has settled."""
-    if not to_end:
-        call.done.acquire(timeout=_CLOSE_TIMEOUT)
-        return
-    while True:
+def _settle(call: _Call[Any], held: _HeldInterrupts) -> BaseException | None:
+    """Wait until `call` has settled, whatever interrupts the wait; return the first
+    interruption (then the call was cancelled), or None.
+
+    The loop ends on `call.finished`, never on the lock alone: an exception landing just
+    after the lock was taken would lose that wake-up, and the wait would never end.
+    """
+    interrupt: BaseException | None = None
+    while not call.finished:
         try:
-            if call.done.acquire(timeout=0.1):
-                return
-        except KeyboardInterrupt:
-            continue
+            call.done.acquire(True, _POLL)
+        except BaseException as exc:  # from a signal handler that could not be held
+            if interrupt is None:
+                interrupt = exc
+                if held.on_interrupt is not None:
+                    held.on_interrupt()
+    if interrupt is None and held.count:
+        interrupt = KeyboardInterrupt()
+    return interrupt
+
+
+class _HeldInterrupts:
+    """While a step runs to its end: Ctrl-C is counted instead of raised.
+
+    Only in the main thread with Python's own SIGINT handler in place (the one that
+    raises KeyboardInterrupt), which is then swapped for a counting one; the first
+    Ctrl-C calls `on_interrupt`. A KeyboardInterrupt raised anywhere in the wait could
+    escape it (Python checks for signals between any two bytecodes, handlers included)
+    and leave the step running unwatched; counted, none is lost. Elsewhere nothing is
+    swapped and `_settle` catches what a handler raises.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.on_interrupt: Callable[[], None] | None = None
+        self._previous: Any = None
+
+    def __enter__(self) -> _HeldInterrupts:
+        import signal
+
+        if threading.current_thread() is threading.main_thread():
+            with contextlib.suppress(ValueError):  # not the main interpreter
+                if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                    self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.count += 1
+        if self.count == 1 and self.on_interrupt is not None:
+            self.on_interrupt()
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._previous is not None:
+            import signal
+
+            signal.signal(signal.SIGINT, self._previous)
+
+
+# CO_COROUTINE | CO_ITERABLE_COROUTINE | CO_ASYNC_GENERATOR, as `inspect` names them
+# (not imported for three numbers: it is slow to import).
+_COROUTINE_CODE = 0x80 | 0x100 | 0x200
+
+
+def blocking_site(frame: FrameType | None) -> tuple[int, bool]:
+    """Where a blocking call entering kernel_sync at `frame` comes from.
+
+    Returns how many frames outwards from `frame` the caller's code is (kernel_sync's
+    own frames skipped; 1 is `frame` itself) and whether that code runs inside a
+    coroutine: walking outwards from it, the body of an ``async def`` (or top-level code
+    using ``await``) comes before any module's top-level code. A notebook cell is
+    top-level code run by the notebook's own coroutine: it is reached first, so a cell
+    calling the blocking client is not "inside a coroutine", while an ``async def``
+    calling it, directly or through plain functions, is.
+    """
+    level = 1
+    while frame is not None and _in_kernel_sync(frame):
+        frame, level = frame.f_back, level + 1
+    while frame is not None:
+        code = frame.f_code
+        if code.co_flags & _COROUTINE_CODE:
+            return level, True
+        if code.co_name == "<module>":
+            break
+        frame = frame.f_back
+    return level, False
+
+
+def _in_kernel_sync(frame: FrameType) -> bool:
+    name = frame.f_globals.get("__name__", "")
+    return isinstance(name, str) and (name == "kernel_sync" or name.startswith("kernel_sync."))
 
 
 _lock = threading.Lock()
@@ -280,6 +404,7 @@ class Runner:
         self._host: _LoopThread | None = None
         self._lock = threading.Lock()
         self._closed = False
+        self._warned = False  # KernelBlockingWarning was issued for this client
         # What the finalizer needs, without referencing self (which would keep it alive).
         self._state = _LeaseState()
         self._finalizer = weakref.finalize(self, _close, client, self._state)
@@ -297,12 +422,15 @@ class Runner:
             _abandoned.append(session)
         self._client._after_fork()
 
-    def _lease(self) -> _LoopThread:
+    def _lease(self, even_if_closed: bool = False) -> _LoopThread | None:
+        """The client's loop; None if it is closed and `even_if_closed`."""
         host = self._host
         if host is not None and host.pid == os.getpid():
             return host
         with self._lock:
             if self.closed:
+                if even_if_closed:
+                    return None
                 raise KernelError("this client is closed; create a new Kernel")
             host = self._host
             if host is not None and host.pid != os.getpid():
@@ -317,16 +445,64 @@ class Runner:
         """Run a coroutine function of the async core on the loop thread and wait for it."""
         check_blocking_client(self._client.base_url)  # a dict lookup unless emulators run
         host = self._lease()
+        assert host is not None
+        if not self._warned:
+            self._warn_if_blocking(host)
         return host.call(fn(*args, **kwargs))
 
-    def call_to_end(self, fn: Callable[..., Coroutine[Any, Any, T]], /, *args: Any) -> T:
-        """`call`, but a Ctrl-C does not abandon the call: the task is cancelled and this
-        waits, deaf to further Ctrl-Cs, until it has settled, then raises
-        KeyboardInterrupt. For ``__aenter__``/``__aexit__``, whose cleanup shields itself
-        from cancellation: the interpreter must not exit (closing the pool) under it."""
+    def call_to_end(
+        self,
+        fn: Callable[..., Coroutine[Any, Any, T]],
+        /,
+        *args: Any,
+        undo: Callable[[BaseException], Coroutine[Any, Any, object]] | None = None,
+        even_if_closed: bool = False,
+    ) -> T:
+        """`call`, run to its end: a Ctrl-C cancels the task, waits until it has settled
+        (further Ctrl-Cs held) and is raised then; `undo` runs if the task succeeded all
+        the same (see `_LoopThread.call_to_end`). For ``__aenter__``/``__aexit__``, whose
+        cleanup shields itself from cancellation: the interpreter must not exit (closing
+        the pool) under it.
+
+        `even_if_closed`: on a closed client, run on a lease of its own instead of
+        raising (a context's exit: the async side decides what a closed client means
+        for its cleanup, and the block's own exception is not replaced).
+        """
         check_blocking_client(self._client.base_url)
-        host = self._lease()
-        return host.call(fn(*args), to_end=True)
+        host = self._lease(even_if_closed)
+        if host is None:
+            host = _acquire()
+            try:
+                return host.call_to_end(fn(*args), undo)
+            finally:
+                _release(host)
+        if not self._warned:
+            self._warn_if_blocking(host)
+        return host.call_to_end(fn(*args), undo)
+
+    def _warn_if_blocking(self, host: _LoopThread) -> None:
+        """Warn, once, if this call blocks the running event loop of a coroutine."""
+        asyncio = sys.modules.get("asyncio")  # imported: the loop thread runs
+        if asyncio is None or asyncio._get_running_loop() is None:
+            return
+        if threading.current_thread() is host.thread:
+            return  # refused with advice by the call itself
+        stacklevel, in_coroutine = blocking_site(sys._getframe(1))
+        if not in_coroutine:
+            return
+        self._warned = True
+        import warnings
+
+        warnings.warn(
+            "a blocking kernel_sync call was made from a coroutine (`async def`) running on "
+            "this thread's event loop: every call blocks that loop, and all its other "
+            "tasks, until it returns. In async code use kernel_async.AsyncKernel (the same "
+            "API, awaited), or run the call in a thread (asyncio.to_thread). Warned once "
+            "per client; silence it with warnings.filterwarnings('ignore', "
+            "category=kernel_sync.KernelBlockingWarning)",
+            KernelBlockingWarning,
+            stacklevel=stacklevel + 1,
+        )
 
     def close(self) -> None:
         """Close the client's session and release the loop lease. Idempotent."""

@@ -23,6 +23,40 @@ def sigint_default() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def spawn(code: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start `code` in a fresh interpreter that takes Ctrl-C as KeyboardInterrupt, its
+    stdout and stderr piped (unbuffered). The caller ends it."""
+    return subprocess.Popen(
+        [sys.executable, "-c", PRELUDE + code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def read_line(proc: subprocess.Popen[str], timeout: float = 30) -> str:
+    """The next line `proc` prints on stdout, or "" if none comes within `timeout`."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    return proc.stdout.readline() if ready else ""
+
+
+def sigint_storm(proc: subprocess.Popen[str], seconds: float, pause: float = 0.0002) -> int:
+    """Send SIGINT to `proc` again and again (every `pause` seconds) until it exits or
+    `seconds` have passed; return how many were sent."""
+    sent = 0
+    end = time.monotonic() + seconds
+    while proc.poll() is None and time.monotonic() < end:
+        try:
+            os.kill(proc.pid, signal.SIGINT)
+        except ProcessLookupError:
+            break
+        sent += 1
+        time.sleep(pause)
+    return sent
+
+
 def ctrl_c_after(
     code: str,
     first_line: str,
@@ -34,13 +68,7 @@ def ctrl_c_after(
     (``stdout`` or ``stderr``) and then for `until()` to hold, send SIGINT; return
     (exit code, the rest of stdout, the rest of stderr). The process never outlives
     the call, and a line that never comes fails the test instead of hanging it."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", PRELUDE + code],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
-    )
+    proc = spawn(code, env)
     try:
         stream = proc.stdout if on == "stdout" else proc.stderr
         assert stream is not None

@@ -181,7 +181,7 @@ import asyncio, gc, os, random, signal, threading, time
 signal.signal(signal.SIGINT, signal.default_int_handler)
 from kernel_async import AsyncKernel
 import kernel_sync._runner as runtime
-from kernel_sync._bridge import call_to_end
+
 r = runtime.Runner(AsyncKernel(api_key="k", base_url="http://127.0.0.1:9"))
 async def noop():
     return 1
@@ -262,7 +262,7 @@ ctrl_c_in(0.2)
 threading.Timer(20, lambda: (print("hung", flush=True), os._exit(3))).start()
 started = time.monotonic()
 try:
-    call_to_end(r, aenter)
+    r.call_to_end(aenter)
     print("returned")
 except KeyboardInterrupt:
     print("interrupted after %.1f" % (time.monotonic() - started))

@@ -16,7 +16,8 @@ Rules, per class in CLASSES (async name -> sync name):
 - ``__aiter__`` -> ``__iter__`` (``async for`` on the loop thread, see kernel_sync/_bridge.py);
   a ``__repr__`` -> the async one's, naming the sync class;
   ``__aenter__``/``__aexit__`` -> ``__enter__``/``__exit__`` (waited for to the end,
-  Ctrl-C included); ``__await__`` -> the twin's constructor awaits the object (the
+  Ctrl-C included; an entry interrupted just as it took effect is exited at once; the
+  exit also runs on a closed client); ``__await__`` -> the twin's constructor awaits the object (the
   blocking ``await``), so ``client.browsers.list()`` is the fetched first page.
 - class-level annotations of another mapped class (``replays: AsyncReplays``) become
   sync sub-objects built in ``__init__``.
@@ -88,7 +89,7 @@ KERNEL_ASYNC_NAMES = {
 }
 RESOURCE_NAMES = {"AsyncBrowserPager", "AsyncBrowsers", "AsyncRecording", "AsyncReplays"}
 BUILTIN_NAMES = {"int", "str", "float", "bool", "bytes", "object", "BaseException", "type", "tuple"}
-BRIDGE_NAMES = {"await_", "call_to_end", "iterate"}
+BRIDGE_NAMES = {"await_", "enter", "iterate", "leave"}
 # Async-only wording in docstrings, and what the sync twin says instead.
 SYNC_WORDING = (
     ("``await`` the result for the first page, or", "The result is the first page, fetched now;"),
@@ -377,15 +378,14 @@ def _protocols(cls: ast.ClassDef, sync_name: str, used: set[str]) -> list[str]:
         if not (isinstance(returns, ast.Name) and returns.id == cls.name):
             raise SystemExit(f"gen_sync: {cls.name}.__aenter__ must return {cls.name}")
         exit_params, exit_forward = _signature(methods["__aexit__"], used)
-        used.add("call_to_end")
+        used.update({"enter", "leave"})
         out += [
             f"    def __enter__(self) -> {sync_name}:",
-            "        call_to_end(self._runner, self._async.__aenter__)",
-            "        return self",
+            "        return enter(self._runner, self._async, self)",
             "",
             *_wrap("def __exit__(", exit_params, ") -> None:", "    "),
             *_wrap(
-                "call_to_end(",
+                "leave(",
                 ["self._runner", "self._async.__aexit__", *exit_forward],
                 ")",
                 "        ",
