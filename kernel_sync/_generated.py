@@ -43,6 +43,7 @@ class Replays(BrowsersReplaysBase):
     """Browser replay recordings: ``client.browsers.replays``."""
 
     _async: AsyncReplays
+
     def __init__(self, async_: AsyncReplays, runner: Runner) -> None:
         self._async = async_
         self._runner = runner
@@ -293,6 +294,7 @@ class Browsers(BrowsersBase):
     """Browser sessions: ``client.browsers`` (and their replays, ``client.browsers.replays``)."""
 
     _async: AsyncBrowsers
+
     replays: Replays
 
     def __init__(self, async_: AsyncBrowsers, runner: Runner) -> None:

@@ -242,7 +242,7 @@ def _gen_class(async_name: str, used: set[str]) -> list[str]:
     out += _doc(_sync_doc(ast.get_docstring(cls)), "    ")
     out.append("")
     if base is not None and not is_root:
-        out.append(f"    _async: {async_name}")  # narrower than the generated base's
+        out += [f"    _async: {async_name}", ""]  # narrower than the generated base's
     subs: list[tuple[str, str]] = []
     for node in cls.body:
         if (
