@@ -8,7 +8,6 @@ arrive, and decides what a cut means (`SSEParser.pending`).
 from __future__ import annotations
 
 import contextlib
-
 import json
 import re
 from collections.abc import Callable
