@@ -5,7 +5,7 @@ async with AsyncKernel() as client:
     await client.browsers.replays.stop(replay.replay_id, id=browser_id)
 """
 
-from ._client import AsyncKernel, KernelSecurityWarning
+from ._client import AsyncKernel, KernelBlockingWarning, KernelSecurityWarning
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -49,6 +49,7 @@ __all__ = [
     "Error",
     "ErrorDetail",
     "InternalServerError",
+    "KernelBlockingWarning",
     "KernelError",
     "KernelSecurityWarning",
     "NotFoundError",

@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 # aiohttp, yarl, anyio and asyncio are imported on the first request, not at import time:
 # `import kernel_sync` stays cheap for CLIs, notebooks and short scripts.
 
-__all__ = ["NOT_GIVEN", "AsyncKernel", "KernelSecurityWarning", "NotGiven"]
+__all__ = ["NOT_GIVEN", "AsyncKernel", "KernelBlockingWarning", "KernelSecurityWarning", "NotGiven"]
 
 T = TypeVar("T")
 
@@ -79,6 +79,11 @@ def _load_transport() -> type[Transport]:
 
 class KernelSecurityWarning(UserWarning):
     """Issued when a configuration would expose the API key (e.g. plain http to a remote host)."""
+
+
+class KernelBlockingWarning(UserWarning):
+    """Issued (once per client) when the blocking `kernel_sync.Kernel` is called from a
+    coroutine, where each call stalls the event loop; use `AsyncKernel` there."""
 
 
 _log_configured = False

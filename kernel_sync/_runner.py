@@ -21,18 +21,20 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from kernel_async import APIConnectionError, AsyncKernel, KernelError
+from kernel_async import APIConnectionError, AsyncKernel, KernelBlockingWarning, KernelError
 from kernel_async._hosted import check_blocking_client
 
 if TYPE_CHECKING:
     import asyncio
+    from types import FrameType
 
-__all__ = ["Runner"]
+__all__ = ["Runner", "blocking_site"]
 
 T = TypeVar("T")
 
@@ -314,6 +316,40 @@ class _HeldInterrupts:
             signal.signal(signal.SIGINT, self._previous)
 
 
+# CO_COROUTINE | CO_ITERABLE_COROUTINE | CO_ASYNC_GENERATOR, as `inspect` names them
+# (not imported for three numbers: it is slow to import).
+_COROUTINE_CODE = 0x80 | 0x100 | 0x200
+
+
+def blocking_site(frame: FrameType | None) -> tuple[int, bool]:
+    """Where a blocking call entering kernel_sync at `frame` comes from.
+
+    Returns how many frames outwards from `frame` the caller's code is (kernel_sync's
+    own frames skipped; 1 is `frame` itself) and whether that code runs inside a
+    coroutine: walking outwards from it, the body of an ``async def`` (or top-level code
+    using ``await``) comes before any module's top-level code. A notebook cell is
+    top-level code run by the notebook's own coroutine: it is reached first, so a cell
+    calling the blocking client is not "inside a coroutine", while an ``async def``
+    calling it, directly or through plain functions, is.
+    """
+    level = 1
+    while frame is not None and _in_kernel_sync(frame):
+        frame, level = frame.f_back, level + 1
+    while frame is not None:
+        code = frame.f_code
+        if code.co_flags & _COROUTINE_CODE:
+            return level, True
+        if code.co_name == "<module>":
+            break
+        frame = frame.f_back
+    return level, False
+
+
+def _in_kernel_sync(frame: FrameType) -> bool:
+    name = frame.f_globals.get("__name__", "")
+    return isinstance(name, str) and (name == "kernel_sync" or name.startswith("kernel_sync."))
+
+
 _lock = threading.Lock()
 _current: _LoopThread | None = None
 _runners: weakref.WeakSet[Runner] = weakref.WeakSet()
@@ -368,6 +404,7 @@ class Runner:
         self._host: _LoopThread | None = None
         self._lock = threading.Lock()
         self._closed = False
+        self._warned = False  # KernelBlockingWarning was issued for this client
         # What the finalizer needs, without referencing self (which would keep it alive).
         self._state = _LeaseState()
         self._finalizer = weakref.finalize(self, _close, client, self._state)
@@ -409,6 +446,8 @@ class Runner:
         check_blocking_client(self._client.base_url)  # a dict lookup unless emulators run
         host = self._lease()
         assert host is not None
+        if not self._warned:
+            self._warn_if_blocking(host)
         return host.call(fn(*args, **kwargs))
 
     def call_to_end(
@@ -437,7 +476,33 @@ class Runner:
                 return host.call_to_end(fn(*args), undo)
             finally:
                 _release(host)
+        if not self._warned:
+            self._warn_if_blocking(host)
         return host.call_to_end(fn(*args), undo)
+
+    def _warn_if_blocking(self, host: _LoopThread) -> None:
+        """Warn, once, if this call blocks the running event loop of a coroutine."""
+        asyncio = sys.modules.get("asyncio")  # imported: the loop thread runs
+        if asyncio is None or asyncio._get_running_loop() is None:
+            return
+        if threading.current_thread() is host.thread:
+            return  # refused with advice by the call itself
+        stacklevel, in_coroutine = blocking_site(sys._getframe(1))
+        if not in_coroutine:
+            return
+        self._warned = True
+        import warnings
+
+        warnings.warn(
+            "a blocking kernel_sync call was made from a coroutine (`async def`) running on "
+            "this thread's event loop: every call blocks that loop, and all its other "
+            "tasks, until it returns. In async code use kernel_async.AsyncKernel (the same "
+            "API, awaited), or run the call in a thread (asyncio.to_thread). Warned once "
+            "per client; silence it with warnings.filterwarnings('ignore', "
+            "category=kernel_sync.KernelBlockingWarning)",
+            KernelBlockingWarning,
+            stacklevel=stacklevel + 1,
+        )
 
     def close(self) -> None:
         """Close the client's session and release the loop lease. Idempotent."""

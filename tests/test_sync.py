@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import importlib.util
 import inspect
@@ -11,7 +12,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,8 @@ import kernel_sync
 from kernel_async import AsyncKernel, RetryEvent, RetryPolicy
 from kernel_async.resources import AsyncBrowserPager, AsyncBrowsers, AsyncRecording, AsyncReplays
 from kernel_async.testing import FakeKernel
-from kernel_sync import Kernel
+from kernel_sync import Kernel, KernelBlockingWarning
+from kernel_sync._runner import blocking_site
 from tests.interrupt import ctrl_c_after
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -185,14 +187,116 @@ def test_many_threads_one_client(fake: FakeKernel) -> None:
     assert fake.count("stop") == 200
 
 
-def test_works_inside_a_running_event_loop(fake: FakeKernel) -> None:
+def test_works_inside_a_running_event_loop_and_warns_once_in_a_coroutine(
+    fake: FakeKernel,
+) -> None:
     b = fake.create_browser()
 
-    async def notebook_cell() -> int:
-        with Kernel(api_key=fake.api_key, base_url=fake.base_url) as k:
-            return len(k.browsers.replays.list(b))
+    def helper(k: Kernel) -> int:  # a plain function called by the coroutine: still inside
+        return len(k.browsers.replays.list(b))
 
-    assert asyncio.run(notebook_cell()) == 0
+    async def agent() -> int:
+        with Kernel(api_key=fake.api_key, base_url=fake.base_url) as k:
+            n = len(k.browsers.replays.list(b))
+            n += helper(k.with_options(max_retries=0))  # a copy shares the warned flag
+            for _ in k.browsers.list():
+                n += 1
+            return n
+
+    with pytest.warns(KernelBlockingWarning) as caught:
+        assert asyncio.run(agent()) == 1
+    assert len(caught) == 1, [str(w.message) for w in caught]
+    warning = caught[0]
+    assert issubclass(KernelBlockingWarning, UserWarning)
+    assert "kernel_async.AsyncKernel" in str(warning.message)
+    assert warning.filename == __file__, warning.filename  # points at the caller's line
+    # A new client warns again (once per client).
+    with pytest.warns(KernelBlockingWarning):
+        assert asyncio.run(agent()) == 1
+
+
+# A notebook cell is top-level code that the notebook's own coroutine runs with exec on
+# a running loop (IPython's `run_code` does `exec(code_obj, ...)` inside a task).
+CELL = """
+def count():
+    return len(k.browsers.replays.list(b))
+result = count() + len(k.browsers.replays.list(b))
+"""
+
+
+def test_a_notebook_cell_using_the_sync_client_does_not_warn(fake: FakeKernel) -> None:
+    b = fake.create_browser()
+    namespace: dict[str, Any] = {"b": b}
+
+    async def run_cell(source: str) -> None:
+        assert asyncio.current_task() is not None  # as in Jupyter: inside a task
+        exec(compile(source, "<cell>", "exec"), namespace)
+
+    with Kernel(api_key=fake.api_key, base_url=fake.base_url) as k:
+        namespace["k"] = k
+        asyncio.run(run_cell(CELL))  # filterwarnings=error: any warning fails the test
+    assert namespace["result"] == 0
+
+
+def test_a_notebook_cell_that_awaits_is_a_coroutine_and_warns(fake: FakeKernel) -> None:
+    b = fake.create_browser()
+    namespace: dict[str, Any] = {"b": b, "asyncio": asyncio}
+    source = "await asyncio.sleep(0)\nresult = len(k.browsers.replays.list(b))\n"
+    code = compile(source, "<cell>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+
+    async def run_cell() -> None:
+        await eval(code, namespace)  # what IPython does with such a cell
+
+    with Kernel(api_key=fake.api_key, base_url=fake.base_url) as k:
+        namespace["k"] = k
+        with pytest.warns(KernelBlockingWarning):
+            asyncio.run(run_cell())
+    assert namespace["result"] == 0
+
+
+def test_the_sync_client_in_a_worker_thread_of_a_coroutine_does_not_warn(
+    fake: FakeKernel,
+) -> None:
+    b = fake.create_browser()
+
+    async def agent(k: Kernel) -> int:
+        return len(await asyncio.to_thread(k.browsers.replays.list, b))
+
+    with Kernel(api_key=fake.api_key, base_url=fake.base_url) as k:
+        assert asyncio.run(agent(k)) == 0
+
+
+def test_blocking_site_rule() -> None:
+    # The pure rule, on real frames: inside a coroutine or not, and where the caller is.
+    def here() -> tuple[int, bool]:
+        return blocking_site(sys._getframe(1))
+
+    def plain() -> tuple[int, bool]:
+        return here()
+
+    async def coroutine() -> tuple[int, bool]:
+        return plain()
+
+    async def async_gen() -> AsyncIterator[tuple[int, bool]]:
+        yield here()
+
+    async def first(gen: AsyncIterator[tuple[int, bool]]) -> tuple[int, bool]:
+        return await gen.__anext__()
+
+    assert here() == (1, False)  # pytest's stack has no coroutine
+    assert asyncio.run(coroutine()) == (1, True)
+    assert asyncio.run(first(async_gen())) == (1, True)
+    namespace: dict[str, Any] = {"here": here}
+
+    async def run_cell() -> None:
+        exec("result = here()", namespace)  # top-level code comes first: not inside
+
+    asyncio.run(run_cell())
+    assert namespace["result"] == (1, False)
+    # kernel_sync's own frames are skipped: the level counts them.
+    sdk: dict[str, Any] = {"__name__": "kernel_sync._generated"}
+    exec("def method(f):\n    return f()\n", sdk)
+    assert sdk["method"](lambda: blocking_site(sys._getframe(1))) == (2, False)
 
 
 def test_reentry_from_loop_thread_is_a_clear_error(fake: FakeKernel) -> None:
