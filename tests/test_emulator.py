@@ -327,9 +327,10 @@ async def test_sync_client_on_the_emulators_own_loop_is_refused() -> None:
         # Its calls would block the very loop that has to answer them: refused at once.
         with pytest.raises(ka.KernelError, match=r"FakeKernel\.in_thread\(\)"):
             Kernel(api_key=fake.api_key, base_url=fake.base_url)
-        with FakeKernel.in_thread() as other:  # served by its own thread: fine
+        with FakeKernel.in_thread() as other:  # served by its own thread: it works...
             with Kernel(api_key=other.api_key, base_url=other.base_url) as k:
-                assert k.browsers.replays.list(other.create_browser()) == []
+                with pytest.warns(ka.KernelBlockingWarning):  # ...but blocks this loop meanwhile
+                    assert k.browsers.replays.list(other.create_browser()) == []
     Kernel(api_key=fake.api_key, base_url=url).close()  # stopped: nothing to refuse
 
 
