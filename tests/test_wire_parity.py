@@ -9,17 +9,21 @@ parse the schema-valid response the server sent.
 
 from __future__ import annotations
 
+import collections.abc
 import contextlib
 import functools
 import inspect
 import json
+import sys
+import types
 import typing
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 import pytest
+import typing_extensions
 from aiohttp import web
 
 import kernel_async
@@ -221,8 +225,9 @@ def check_against_spec(op: ss.Operation, call: ss.Call, seen: list[Seen]) -> Non
             assert got.body == b"", "a body the spec does not describe"
 
 
-def wire_view(seen: Seen) -> dict[str, Any]:
-    """What two SDKs must send alike."""
+def wire_view(seen: Seen, op: ss.Operation) -> dict[str, Any]:
+    """What two SDKs must send alike. JSON bodies are compared parsed (key order and spacing
+    may differ), multipart ones part by part (the boundary differs), others byte for byte."""
     content_type = ss.base_type(seen.headers.get("content-type"))
     view: dict[str, Any] = {
         "method": seen.method,
@@ -230,8 +235,10 @@ def wire_view(seen: Seen) -> dict[str, Any]:
         "query": seen.query,
         "content-type": content_type,
         "accept": seen.headers.get("accept"),
-        "last-event-id": seen.headers.get("last-event-id"),
     }
+    for p in op.params:
+        if p.location == "header":
+            view[p.name] = seen.headers.get(p.name.lower())
     if content_type == "application/json":
         view["json"] = json.loads(seen.body)
     elif seen.parts is not None:
@@ -265,7 +272,7 @@ async def test_wire_parity(
         pytest.xfail(f"kernel_async has no {op.sdk_name} yet")
     result = await drive(mine, op, call)
     sent = fresh.take()
-    assert [wire_view(s) for s in sent] == [wire_view(s) for s in theirs]
+    assert [wire_view(s, op) for s in sent] == [wire_view(s, op) for s in theirs]
     check_result(op, variant, result, "kernel_async")
 
 
@@ -351,4 +358,143 @@ async def test_spec_lists_every_official_operation(fresh: Capture, official: Any
         got = fresh.take()[0]
         if (got.method, got.op) != (op.method, op):
             wrong.append(f"{name}: spec {op.method} {op.template}; sent {got.method} {got.path}")
+    assert not wrong, "\n".join(wrong)
+
+
+# --- the spec's models against the official SDK's types ---------------------------------
+
+_SEQUENCES = (list, collections.abc.Sequence, collections.abc.Iterable)
+
+
+def _members(hint: Any) -> tuple[list[Any], bool]:
+    """The members of a type hint other than None and Omit, and whether it admits None."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Annotated, typing_extensions.Required, typing_extensions.NotRequired):
+        return _members(typing.get_args(hint)[0])
+    if origin in (typing.Union, types.UnionType):
+        found: list[Any] = []
+        admits_none = False
+        for arg in typing.get_args(hint):
+            inner, none = _members(arg)
+            found.extend(inner)
+            admits_none = admits_none or none
+        return found, admits_none
+    if hint is type(None):
+        return [], True
+    if getattr(hint, "__name__", "") == "Omit":
+        return [], False
+    return [hint], False
+
+
+def _schema_members(schema: ss.Schema) -> list[ss.Schema]:
+    schema = ss.resolve(schema)
+    if "anyOf" in schema:
+        return [
+            m for sub in schema["anyOf"] if sub.get("type") != "null" for m in _schema_members(sub)
+        ]
+    return [schema]
+
+
+def _resolve(annotation: Any, owner: type) -> Any:
+    """``annotation`` with its forward references (recursive models) resolved in ``owner``'s
+    module, which the official models' field types leave as they are."""
+
+    def holder() -> None: ...
+
+    holder.__annotations__ = {"a": annotation}
+    return typing.get_type_hints(holder, globalns=vars(sys.modules[owner.__module__]))["a"]
+
+
+def _fields(hint: Any) -> dict[str, tuple[str, Any, bool]] | None:
+    """wire name -> (Python name, type hint, required) of a pydantic model or a TypedDict."""
+    import pydantic
+    from kernel._utils._transform import PropertyInfo
+
+    if inspect.isclass(hint) and issubclass(hint, pydantic.BaseModel):
+        fields = hint.model_fields.items()
+        return {f.alias or n: (n, _resolve(f.annotation, hint), f.is_required()) for n, f in fields}
+    if typing_extensions.is_typeddict(hint):
+        found = {}
+        for name, ann in typing.get_type_hints(hint, include_extras=True).items():
+            extras = typing.get_args(ann)[1:] if typing.get_origin(ann) is typing.Annotated else ()
+            alias = next((e.alias for e in extras if isinstance(e, PropertyInfo) and e.alias), None)
+            found[alias or name] = (name, ann, name in hint.__required_keys__)
+        return found
+    return None
+
+
+@dataclass
+class TypeComparison:
+    """Where the official types and the spec's schemas disagree on an object's fields:
+    names, Python names, required, nullable (always in requests; in responses only for
+    required fields, as the official models make every optional field Optional)."""
+
+    wrong: list[str] = field(default_factory=list)
+    seen: set[tuple[object, int, bool]] = field(default_factory=set)
+
+    def compare(self, hint: Any, schema: ss.Schema, where: str, request: bool) -> None:
+        hints, _ = _members(hint)
+        schemas = _schema_members(schema)
+        models = [(h, f) for h in hints if (f := _fields(h)) is not None]
+        objects = [s for s in schemas if "properties" in s]
+        if len(models) != len(objects):
+            self.wrong.append(f"{where}: official {len(models)} object types, spec {len(objects)}")
+            return
+        for (model, fields), obj in zip(models, objects, strict=True):
+            if (model, id(obj), request) in self.seen:  # also ends recursive models
+                continue
+            self.seen.add((model, id(obj), request))
+            self._fields(model, fields, obj, where, request)
+        arrays = [s for s in schemas if s.get("type") == "array"]
+        for h in hints:
+            if typing.get_origin(h) in _SEQUENCES and arrays:
+                item = arrays[0].get("items", {})
+                self.compare(typing.get_args(h)[0], item, f"{where}[]", request)
+
+    def _fields(
+        self,
+        model: Any,
+        fields: dict[str, tuple[str, Any, bool]],
+        obj: ss.Schema,
+        where: str,
+        request: bool,
+    ) -> None:
+        props: Mapping[str, ss.Schema] = obj["properties"]
+        required = set(obj.get("required", ()))
+        if set(fields) != set(props):
+            self.wrong.append(f"{where}: {model.__name__} {sorted(fields)} != spec {sorted(props)}")
+        for wire in sorted(set(fields) & set(props)):
+            py, sub_hint, is_required = fields[wire]
+            sub = props[wire]
+            at = f"{where}.{wire}"
+            if sub.get("x-python-name", wire) != py:
+                self.wrong.append(f"{at}: Python name {py}, spec {sub.get('x-python-name', wire)}")
+            if is_required != (wire in required):
+                self.wrong.append(f"{at}: official required={is_required}, spec {wire in required}")
+            admits_none = _members(sub_hint)[1]
+            if (request or is_required) and admits_none != ss.nullable(sub):
+                self.wrong.append(f"{at}: official nullable={admits_none}, spec {ss.nullable(sub)}")
+            self.compare(sub_hint, sub, at, request)
+
+
+async def test_spec_models_match_official_types(official: Any) -> None:
+    """Every object the spec describes, in a request or a response, has the fields of the
+    official SDK's type (wire names, Python names, required, nullable)."""
+    methods = official_operations(official)
+    check = TypeComparison()
+    for op in ss.operations():
+        hints = typing.get_type_hints(methods[op.sdk_name], include_extras=True)
+        for p in op.params:
+            check.compare(hints[p.py], p.schema, f"{op.sdk_name}({p.py})", True)
+        if op.body is not None and op.body.py is None:
+            for wire, sub in ss.resolve(op.body.schema).get("properties", {}).items():
+                py = sub.get("x-python-name", wire)
+                check.compare(hints[py], sub, f"{op.sdk_name}({py})", True)
+        reply = op.reply
+        if reply.schema is not None:
+            returned = hints["return"]
+            if reply.kind in ("page", "sse"):  # AsyncPaginator[Item, ...], AsyncStream[Event]
+                returned = typing.get_args(returned)[0]
+            check.compare(returned, reply.schema, f"{op.sdk_name} ->", False)
+    wrong = check.wrong
     assert not wrong, "\n".join(wrong)
