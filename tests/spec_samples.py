@@ -34,6 +34,8 @@ BINARY_PAYLOAD = b"filedata"
 # Each path segment of the "encoded" variant needs percent-encoding (space, slash,
 # non-ASCII, '?', '#', '%'), and carries sub-delimiters some quoters keep (':', '@', ',').
 _ENCODED_TAIL = " a/b\u00e4?#%:@,"
+# Query strings of the "encoded" variant carry what a query must escape ('&', '=', '+', '#').
+_ENCODED_QUERY_TAIL = " &=+#/?\u00e4%"
 
 
 @functools.cache
@@ -376,7 +378,7 @@ class Part:
 
 
 def path_value(param: Param, variant: Variant) -> str:
-    """A distinct path value; the "encoded" variant needs percent-encoding."""
+    """A distinct path value; the "encoded" variant's needs percent-encoding."""
     base = f"p-{param.name.replace('_', '-')}"
     return base + _ENCODED_TAIL if variant == "encoded" else base
 
@@ -448,6 +450,11 @@ def sample_call(op: Operation, variant: Variant) -> Call:
             value = [sampler.value(items, param.name), sampler.value(items, f"{param.name}-2")]
         else:
             value = sampler.value(param.schema, param.name)
+            plain_string = param.schema.get("type") == "string" and not (
+                {"enum", "format"} & set(param.schema)
+            )
+            if variant == "encoded" and param.location == "query" and plain_string:
+                value += _ENCODED_QUERY_TAIL
         if param.location == "query":
             query.extend(_query_pairs(param, value))
         elif param.location == "header":
