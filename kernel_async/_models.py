@@ -186,10 +186,15 @@ def _renames(cls: type[Any]) -> dict[str, Any]:
     }
 
 
+def _wire_names(cls: type[Any]) -> frozenset[str]:
+    return frozenset(f.metadata.get("wire", f.name) for f in attrs.fields(cls))
+
+
 def _union_factory(conv: cattrs.Converter) -> Callable[[Any], Any]:
-    """Unions of models (the API's one-of shapes): a member whose tag field
-    (``__kernel_tag__``, e.g. ``type: "card"``) matches wins; else the first member
-    that decodes."""
+    """Unions of models (the API's one-of shapes). A member whose tag field
+    (``__kernel_tags__``, e.g. ``type: "card"``) all match wins; otherwise, of the members
+    that decode, the one whose fields cover most of the object's keys (then the one
+    declaring fewest fields the object lacks); for other values, the first that decodes."""
     import typing
 
     def factory(tp: Any) -> Any:
@@ -201,18 +206,27 @@ def _union_factory(conv: cattrs.Converter) -> Callable[[Any], Any]:
                 return None
             if isinstance(value, dict):
                 for member in members:
-                    tag = getattr(member, "__kernel_tag__", None)
-                    if tag is not None and value.get(tag[0]) == tag[1]:
+                    tags = getattr(member, "__kernel_tags__", ())
+                    if tags and all(value.get(k) == v for k, v in tags):
                         return conv.structure(value, member)
-            errors: list[Exception] = []
+            best: tuple[tuple[int, int], Any] | None = None
             for member in members:
-                if getattr(member, "__kernel_tag__", None) is not None and isinstance(value, dict):
-                    continue  # tagged members were tried above
+                if isinstance(value, dict) and getattr(member, "__kernel_tags__", ()):
+                    continue  # its tags did not match
                 try:
-                    return conv.structure(value, member)
-                except Exception as exc:
-                    errors.append(exc)
-            raise TypeError(f"matches none of {[getattr(m, '__name__', m) for m in members]}")
+                    decoded = conv.structure(value, member)
+                except Exception:
+                    continue
+                if not (isinstance(value, dict) and attrs.has(member)):
+                    return decoded
+                names = _wire_names(member)
+                score = (len(names & value.keys()), -len(names - value.keys()))
+                if best is None or score > best[0]:
+                    best = (score, decoded)
+            if best is None:
+                names = [getattr(m, "__name__", str(m)) for m in members]
+                raise TypeError(f"matches none of {names}")
+            return best[1]
 
         return hook
 

@@ -301,6 +301,8 @@ def prepare(
         data, ctype = encode_multipart(fields, op.array_format)
     elif op.body == "raw":
         data, ctype = file_bytes(content)[1], "application/octet-stream"
+    if ctype is None and op.method != "GET":
+        ctype = "application/json"  # as the official SDK labels every bodiless non-GET
     return Request(op, url_path, params, headers, data, ctype, timeout)
 
 

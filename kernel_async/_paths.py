@@ -11,8 +11,9 @@ __all__ = ["segment"]
 def segment(value: object, name: str) -> str:
     """Percent-encode one ID as a single path segment.
 
-    Everything but RFC 3986 unreserved characters is encoded, so `/`, `?`, `#`, `%`
-    and spaces can never change which resource is addressed. Raises before any I/O.
+    Everything but RFC 3986 path characters (unreserved, sub-delims, ``:`` and ``@``)
+    is encoded, so `/`, `?`, `#`, `%` and spaces can never change which resource is
+    addressed. Raises before any I/O.
     """
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a str, got {type(value).__name__}")
@@ -30,4 +31,6 @@ def segment(value: object, name: str) -> str:
 @lru_cache(maxsize=4096)
 def _quote(value: str) -> str:
     # Agents reuse the same few browser and replay IDs: encode each once.
-    return quote(value, safe="", encoding="utf-8", errors="strict")
+    # RFC 3986 pchar minus "/": sub-delims, ":" and "@" stay as they are (as the official
+    # SDK sends them); "/", "?", "#", "%" and spaces are encoded, so one ID stays one segment.
+    return quote(value, safe="!$&'()*+,;=:@", encoding="utf-8", errors="strict")

@@ -240,7 +240,7 @@ def wire_view(seen: Seen, op: ss.Operation) -> dict[str, Any]:
         if p.location == "header":
             view[p.name] = seen.headers.get(p.name.lower())
     if content_type == "application/json":
-        view["json"] = json.loads(seen.body)
+        view["json"] = json.loads(seen.body) if seen.body else None
     elif seen.parts is not None:
         view["parts"] = seen.parts
     else:
@@ -432,9 +432,24 @@ def _fields(hint: Any) -> dict[str, tuple[str, Any, bool]] | None:
         for name, ann in typing.get_type_hints(hint, include_extras=True).items():
             extras = typing.get_args(ann)[1:] if typing.get_origin(ann) is typing.Annotated else ()
             alias = next((e.alias for e in extras if isinstance(e, PropertyInfo) and e.alias), None)
-            found[alias or name] = (name, ann, name in hint.__required_keys__)
+            found[alias or name] = (name, ann, _required(hint, ann))
         return found
     return None
+
+
+def _required(typed_dict: Any, ann: Any) -> bool:
+    # Not __required_keys__: under `from __future__ import annotations` (as the official
+    # types are written) it misses `Required[...]` on 3.10-3.13.
+    while True:
+        origin = typing.get_origin(ann)
+        if origin is typing_extensions.Required:
+            return True
+        if origin is typing_extensions.NotRequired:
+            return False
+        if origin is typing.Annotated:
+            ann = typing.get_args(ann)[0]
+            continue
+        return bool(getattr(typed_dict, "__total__", True))
 
 
 @dataclass

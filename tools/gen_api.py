@@ -209,8 +209,10 @@ class Models:
             )
         lines += _docstring(doc, "    ")
         discriminator = _discriminator(props, required)
-        if discriminator is not None:
-            lines.append(f"    __kernel_tag__: ClassVar[tuple[str, str]] = {discriminator!r}")
+        if discriminator:
+            lines.append(
+                f"    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = {discriminator!r}"
+            )
         ordered = [p for p in props if p in required] + [p for p in props if p not in required]
         for wire in ordered:
             sub = props[wire]
@@ -236,13 +238,16 @@ class Models:
         return lines
 
 
-def _discriminator(props: dict[str, Any], required: set[str]) -> tuple[str, str] | None:
+def _discriminator(props: dict[str, Any], required: set[str]) -> tuple[tuple[str, str], ...]:
+    """The required fields with a single allowed string value (``type: "card"``): an
+    object of this model carries exactly those values."""
+    tags = []
     for wire, sub in props.items():
         values = sub.get("enum")
         single = isinstance(values, list) and len(values) == 1 and isinstance(values[0], str)
         if wire in required and single:
-            return wire, values[0]
-    return None
+            tags.append((wire, values[0]))
+    return tuple(tags)
 
 
 def _docstring(text: str, indent: str) -> list[str]:

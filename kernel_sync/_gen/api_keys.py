@@ -32,7 +32,7 @@ class ApiKeys:
         *,
         name: str,
         days_to_expire: int | NotGiven | None = NOT_GIVEN,
-        expires_at: str | datetime | NotGiven = NOT_GIVEN,
+        expires_at: str | datetime | NotGiven | None = NOT_GIVEN,
         policy: ApiKeyPolicy | Mapping[str, object] | NotGiven = NOT_GIVEN,
         project_id: str | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,

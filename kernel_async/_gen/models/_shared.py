@@ -444,7 +444,7 @@ class ConfigMobileProxyConfig:
 class ConfigRegistryDirectProxy:
     """The `ConfigRegistryDirectProxy` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("mode", "direct")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("mode", "direct"),)
     mode: str
 
 
@@ -452,7 +452,7 @@ class ConfigRegistryDirectProxy:
 class ConfigRegistryManagedProxy:
     """The `ConfigRegistryManagedProxy` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("mode", "managed")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("mode", "managed"),)
     create: ConfigRegistryManagedProxyCreate
     mode: str
 
@@ -569,7 +569,7 @@ class ErrorDetail:
 class ErrorEvent:
     """The `ErrorEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("event", "error")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("event", "error"),)
     error: ErrorModel
     event: str
     timestamp: datetime
@@ -603,7 +603,7 @@ class Evidence:
 class HeartbeatEvent:
     """The `HeartbeatEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("event", "sse_heartbeat")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("event", "sse_heartbeat"),)
     event: str
     timestamp: datetime
 
@@ -612,7 +612,7 @@ class HeartbeatEvent:
 class LogEvent:
     """The `LogEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("event", "log")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("event", "log"),)
     event: str
     message: str
     timestamp: datetime
@@ -622,7 +622,7 @@ class LogEvent:
 class NoRecommendation:
     """The `NoRecommendation` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("type", "no_recommendation")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("type", "no_recommendation"),)
     code: str
     message: str
     type: str
@@ -651,7 +651,7 @@ class ProxyRoute:
 class Recommendation:
     """The `Recommendation` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("type", "recommendation")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("type", "recommendation"),)
     browser: Browser
     evidence: Evidence
     match_scope: str

@@ -16,7 +16,7 @@ from ._shared import AppAction
 class AppListResponse:
     """The `AppListResponse` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("region", "aws.us-east-1a")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("region", "aws.us-east-1a"),)
     id: str
     actions: list[AppAction]
     app_name: str

@@ -15,7 +15,10 @@ import attrs
 class AuditLogExportDestination:
     """The `AuditLogExportDestination` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("format", "jsonl.gz")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("format", "jsonl.gz"),
+        ("type", "s3"),
+    )
     id: str
     bucket: str
     consecutive_failures: int

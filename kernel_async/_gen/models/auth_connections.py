@@ -213,7 +213,7 @@ class ManagedAuthCredential:
 class ManagedAuthStateEvent:
     """The `ManagedAuthStateEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("event", "managed_auth_state")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("event", "managed_auth_state"),)
     event: str
     flow_status: str
     flow_step: str

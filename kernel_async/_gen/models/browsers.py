@@ -51,7 +51,7 @@ class BrowserNetworkUpdateParam:
 class BrowserReplImageContent:
     """The `BrowserReplImageContent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("type", "image")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("type", "image"),)
     data_b64: str
     mime_type: str
     type: str
@@ -75,7 +75,7 @@ class BrowserReplResult:
 class BrowserReplTextContent:
     """The `BrowserReplTextContent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("type", "text")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("type", "text"),)
     channel: str
     text: str
     type: str

@@ -16,7 +16,10 @@ from ..._gen_support import _hide_query, _redacted
 class BrowserAPICallEvent:
     """The `BrowserAPICallEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "control")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "control"),
+        ("type", "api_call"),
+    )
     category: str
     source: BrowserEventSource
     ts: int
@@ -49,7 +52,10 @@ class BrowserCallStack:
 class BrowserCaptchaChallengeResultEvent:
     """The `BrowserCaptchaChallengeResultEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "captcha")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "captcha"),
+        ("type", "captcha_challenge_result"),
+    )
     category: str
     data: BrowserCaptchaChallengeResultEventData
     source: BrowserEventSource
@@ -77,7 +83,10 @@ class BrowserCaptchaChallengeResultEventData:
 class BrowserCaptchaSolveResultEvent:
     """The `BrowserCaptchaSolveResultEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "captcha")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "captcha"),
+        ("type", "captcha_solve_result"),
+    )
     category: str
     source: BrowserEventSource
     ts: int
@@ -107,7 +116,10 @@ class BrowserCaptchaSolveResultEventData:
 class BrowserCaptchaSolveStartedEvent:
     """The `BrowserCaptchaSolveStartedEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "captcha")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "captcha"),
+        ("type", "captcha_solve_started"),
+    )
     category: str
     data: BrowserCaptchaSolveStartedEventData
     source: BrowserEventSource
@@ -134,7 +146,10 @@ class BrowserCaptchaSolveStartedEventData:
 class BrowserCdpCommandEvent:
     """The `BrowserCdpCommandEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "control")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "control"),
+        ("type", "cdp_command"),
+    )
     category: str
     data: (
         DataBrowserCdpInputDispatchMouseEventCommandData
@@ -186,7 +201,10 @@ class BrowserCdpCommandEvent:
 class BrowserCdpConnectEvent:
     """The `BrowserCdpConnectEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "connection")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "connection"),
+        ("type", "cdp_connect"),
+    )
     category: str
     source: BrowserEventSource
     ts: int
@@ -206,7 +224,10 @@ class BrowserCdpConnectEventData:
 class BrowserCdpDisconnectEvent:
     """The `BrowserCdpDisconnectEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "connection")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "connection"),
+        ("type", "cdp_disconnect"),
+    )
     category: str
     source: BrowserEventSource
     ts: int
@@ -231,7 +252,10 @@ class BrowserCdpDisconnectEventData:
 class BrowserConsoleErrorEvent:
     """The `BrowserConsoleErrorEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "console")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "console"),
+        ("type", "console_error"),
+    )
     category: str
     source: BrowserEventSource
     ts: int
@@ -264,7 +288,10 @@ class BrowserConsoleErrorEventData:
 class BrowserConsoleLogEvent:
     """The `BrowserConsoleLogEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "console")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "console"),
+        ("type", "console_log"),
+    )
     category: str
     source: BrowserEventSource
     ts: int
@@ -299,7 +326,10 @@ class BrowserEventSource:
 class BrowserInteractionClickEvent:
     """The `BrowserInteractionClickEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "interaction")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "interaction"),
+        ("type", "interaction_click"),
+    )
     category: str
     source: BrowserEventSource
     ts: int
@@ -330,7 +360,10 @@ class BrowserInteractionClickEventData:
 class BrowserInteractionKeyEvent:
     """The `BrowserInteractionKeyEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "interaction")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "interaction"),
+        ("type", "interaction_key"),
+    )
     category: str
     source: BrowserEventSource
     ts: int
@@ -359,7 +392,10 @@ class BrowserInteractionKeyEventData:
 class BrowserInteractionScrollSettledEvent:
     """The `BrowserInteractionScrollSettledEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "interaction")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "interaction"),
+        ("type", "interaction_scroll_settled"),
+    )
     category: str
     source: BrowserEventSource
     ts: int
@@ -390,7 +426,10 @@ class BrowserInteractionScrollSettledEventData:
 class BrowserLiveViewConnectEvent:
     """The `BrowserLiveViewConnectEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "connection")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "connection"),
+        ("type", "live_view_connect"),
+    )
     category: str
     source: BrowserEventSource
     ts: int
@@ -410,7 +449,10 @@ class BrowserLiveViewConnectEventData:
 class BrowserLiveViewDisconnectEvent:
     """The `BrowserLiveViewDisconnectEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "connection")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "connection"),
+        ("type", "live_view_disconnect"),
+    )
     category: str
     source: BrowserEventSource
     ts: int
@@ -431,7 +473,10 @@ class BrowserLiveViewDisconnectEventData:
 class BrowserMonitorDisconnectedEvent:
     """The `BrowserMonitorDisconnectedEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "monitor")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "monitor"),
+        ("type", "monitor_disconnected"),
+    )
     category: str
     source: BrowserEventSource
     ts: int
@@ -451,7 +496,10 @@ class BrowserMonitorDisconnectedEventData:
 class BrowserMonitorInitFailedEvent:
     """The `BrowserMonitorInitFailedEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "monitor")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "monitor"),
+        ("type", "monitor_init_failed"),
+    )
     category: str
     source: BrowserEventSource
     ts: int
@@ -471,7 +519,10 @@ class BrowserMonitorInitFailedEventData:
 class BrowserMonitorReconnectFailedEvent:
     """The `BrowserMonitorReconnectFailedEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "monitor")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "monitor"),
+        ("type", "monitor_reconnect_failed"),
+    )
     category: str
     source: BrowserEventSource
     ts: int
@@ -491,7 +542,10 @@ class BrowserMonitorReconnectFailedEventData:
 class BrowserMonitorReconnectedEvent:
     """The `BrowserMonitorReconnectedEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "monitor")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "monitor"),
+        ("type", "monitor_reconnected"),
+    )
     category: str
     source: BrowserEventSource
     ts: int
@@ -511,7 +565,10 @@ class BrowserMonitorReconnectedEventData:
 class BrowserMonitorScreenshotEvent:
     """The `BrowserMonitorScreenshotEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "screenshot")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "screenshot"),
+        ("type", "monitor_screenshot"),
+    )
     category: str
     source: BrowserEventSource
     ts: int
@@ -531,7 +588,10 @@ class BrowserMonitorScreenshotEventData:
 class BrowserNetworkIdleEvent:
     """The `BrowserNetworkIdleEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "network")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "network"),
+        ("type", "network_idle"),
+    )
     category: str
     source: BrowserEventSource
     ts: int
@@ -544,7 +604,10 @@ class BrowserNetworkIdleEvent:
 class BrowserNetworkLoadingFailedEvent:
     """The `BrowserNetworkLoadingFailedEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "network")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "network"),
+        ("type", "network_loading_failed"),
+    )
     category: str
     source: BrowserEventSource
     ts: int
@@ -574,7 +637,10 @@ class BrowserNetworkLoadingFailedEventData:
 class BrowserNetworkRequestEvent:
     """The `BrowserNetworkRequestEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "network")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "network"),
+        ("type", "network_request"),
+    )
     category: str
     source: BrowserEventSource
     ts: int
@@ -609,7 +675,10 @@ class BrowserNetworkRequestEventData:
 class BrowserNetworkResponseEvent:
     """The `BrowserNetworkResponseEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "network")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "network"),
+        ("type", "network_response"),
+    )
     category: str
     source: BrowserEventSource
     ts: int
@@ -643,7 +712,10 @@ class BrowserNetworkResponseEventData:
 class BrowserPageCrashedEvent:
     """The `BrowserPageCrashedEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "page")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "page"),
+        ("type", "page_crashed"),
+    )
     category: str
     source: BrowserEventSource
     ts: int
@@ -665,7 +737,10 @@ class BrowserPageCrashedEventData:
 class BrowserPageDomContentLoadedEvent:
     """The `BrowserPageDomContentLoadedEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "page")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "page"),
+        ("type", "page_dom_content_loaded"),
+    )
     category: str
     source: BrowserEventSource
     ts: int
@@ -695,7 +770,10 @@ class BrowserPageDomContentLoadedEventData:
 class BrowserPageLayoutSettledEvent:
     """The `BrowserPageLayoutSettledEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "page")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "page"),
+        ("type", "page_layout_settled"),
+    )
     category: str
     source: BrowserEventSource
     ts: int
@@ -708,7 +786,10 @@ class BrowserPageLayoutSettledEvent:
 class BrowserPageLayoutShiftEvent:
     """The `BrowserPageLayoutShiftEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "page")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "page"),
+        ("type", "page_layout_shift"),
+    )
     category: str
     source: BrowserEventSource
     ts: int
@@ -738,7 +819,10 @@ class BrowserPageLayoutShiftEventData:
 class BrowserPageLcpEvent:
     """The `BrowserPageLcpEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "page")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "page"),
+        ("type", "page_lcp"),
+    )
     category: str
     source: BrowserEventSource
     ts: int
@@ -767,7 +851,10 @@ class BrowserPageLcpEventData:
 class BrowserPageLoadEvent:
     """The `BrowserPageLoadEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "page")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "page"),
+        ("type", "page_load"),
+    )
     category: str
     source: BrowserEventSource
     ts: int
@@ -780,7 +867,10 @@ class BrowserPageLoadEvent:
 class BrowserPageNavigationEvent:
     """The `BrowserPageNavigationEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "page")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "page"),
+        ("type", "page_navigation"),
+    )
     category: str
     source: BrowserEventSource
     ts: int
@@ -806,7 +896,10 @@ class BrowserPageNavigationEventData:
 class BrowserPageNavigationSettledEvent:
     """The `BrowserPageNavigationSettledEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "page")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "page"),
+        ("type", "page_navigation_settled"),
+    )
     category: str
     source: BrowserEventSource
     ts: int
@@ -819,7 +912,10 @@ class BrowserPageNavigationSettledEvent:
 class BrowserPageTabOpenedEvent:
     """The `BrowserPageTabOpenedEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "page")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "page"),
+        ("type", "page_tab_opened"),
+    )
     category: str
     source: BrowserEventSource
     ts: int
@@ -843,7 +939,10 @@ class BrowserPageTabOpenedEventData:
 class BrowserPlatformAPICallEvent:
     """The `BrowserPlatformAPICallEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "platform")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "platform"),
+        ("type", "platform_api_call"),
+    )
     category: str
     source: BrowserEventSource
     ts: int
@@ -866,7 +965,10 @@ class BrowserPlatformApiCallEventData:
 class BrowserProxyErrorEvent:
     """The `BrowserProxyErrorEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "network")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "network"),
+        ("type", "proxy_error"),
+    )
     category: str
     source: BrowserEventSource
     ts: int
@@ -898,7 +1000,10 @@ class BrowserProxyErrorEventData:
 class BrowserServiceCrashedEvent:
     """The `BrowserServiceCrashedEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "system")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "system"),
+        ("type", "service_crashed"),
+    )
     category: str
     source: BrowserEventSource
     ts: int
@@ -920,7 +1025,10 @@ class BrowserServiceCrashedEventData:
 class BrowserSystemOomKillEvent:
     """The `BrowserSystemOomKillEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("category", "system")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("category", "system"),
+        ("type", "system_oom_kill"),
+    )
     category: str
     source: BrowserEventSource
     ts: int
@@ -976,7 +1084,7 @@ class Data:
 class DataBrowserCdpAutofillTriggerCommandData:
     """The `DataBrowserCdpAutofillTriggerCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "Autofill.trigger")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("method", "Autofill.trigger"),)
     field_id: int
     method: str
     address_field_count: int | None = None
@@ -991,7 +1099,7 @@ class DataBrowserCdpAutofillTriggerCommandData:
 class DataBrowserCdpBrowserCancelDownloadCommandData:
     """The `DataBrowserCdpBrowserCancelDownloadCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "Browser.cancelDownload")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("method", "Browser.cancelDownload"),)
     download_guid: str
     method: str
     browser_context_id: str | None = None
@@ -1004,7 +1112,7 @@ class DataBrowserCdpBrowserCancelDownloadCommandData:
 class DataBrowserCdpBrowserCloseCommandData:
     """The `DataBrowserCdpBrowserCloseCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "Browser.close")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("method", "Browser.close"),)
     method: str
     command_id: int | None = None
     connection_id: str | None = None
@@ -1015,7 +1123,9 @@ class DataBrowserCdpBrowserCloseCommandData:
 class DataBrowserCdpBrowserSetContentsSizeCommandData:
     """The `DataBrowserCdpBrowserSetContentsSizeCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "Browser.setContentsSize")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("method", "Browser.setContentsSize"),
+    )
     method: str
     window_id: int
     command_id: int | None = None
@@ -1029,7 +1139,9 @@ class DataBrowserCdpBrowserSetContentsSizeCommandData:
 class DataBrowserCdpBrowserSetWindowBoundsCommandData:
     """The `DataBrowserCdpBrowserSetWindowBoundsCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "Browser.setWindowBounds")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("method", "Browser.setWindowBounds"),
+    )
     method: str
     window_id: int
     command_id: int | None = None
@@ -1046,7 +1158,7 @@ class DataBrowserCdpBrowserSetWindowBoundsCommandData:
 class DataBrowserCdpDomFocusCommandData:
     """The `DataBrowserCdpDomFocusCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "DOM.focus")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("method", "DOM.focus"),)
     method: str
     backend_node_id: int | None = None
     command_id: int | None = None
@@ -1060,7 +1172,9 @@ class DataBrowserCdpDomFocusCommandData:
 class DataBrowserCdpDomScrollIntoViewIfNeededCommandData:
     """The `DataBrowserCdpDomScrollIntoViewIfNeededCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "DOM.scrollIntoViewIfNeeded")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("method", "DOM.scrollIntoViewIfNeeded"),
+    )
     method: str
     backend_node_id: int | None = None
     command_id: int | None = None
@@ -1078,7 +1192,7 @@ class DataBrowserCdpDomScrollIntoViewIfNeededCommandData:
 class DataBrowserCdpDomSetFileInputFilesCommandData:
     """The `DataBrowserCdpDomSetFileInputFilesCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "DOM.setFileInputFiles")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("method", "DOM.setFileInputFiles"),)
     file_count: int
     method: str
     backend_node_id: int | None = None
@@ -1093,7 +1207,7 @@ class DataBrowserCdpDomSetFileInputFilesCommandData:
 class DataBrowserCdpInputCancelDraggingCommandData:
     """The `DataBrowserCdpInputCancelDraggingCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "Input.cancelDragging")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("method", "Input.cancelDragging"),)
     method: str
     command_id: int | None = None
     connection_id: str | None = None
@@ -1104,7 +1218,9 @@ class DataBrowserCdpInputCancelDraggingCommandData:
 class DataBrowserCdpInputDispatchDragEventCommandData:
     """The `DataBrowserCdpInputDispatchDragEventCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "Input.dispatchDragEvent")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("method", "Input.dispatchDragEvent"),
+    )
     event_type: str
     method: str
     command_id: int | None = None
@@ -1123,7 +1239,7 @@ class DataBrowserCdpInputDispatchDragEventCommandData:
 class DataBrowserCdpInputDispatchKeyEventCommandData:
     """The `DataBrowserCdpInputDispatchKeyEventCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "Input.dispatchKeyEvent")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("method", "Input.dispatchKeyEvent"),)
     event_type: str
     method: str
     auto_repeat: bool | None = None
@@ -1143,7 +1259,9 @@ class DataBrowserCdpInputDispatchKeyEventCommandData:
 class DataBrowserCdpInputDispatchMouseEventCommandData:
     """The `DataBrowserCdpInputDispatchMouseEventCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "Input.dispatchMouseEvent")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("method", "Input.dispatchMouseEvent"),
+    )
     event_type: str
     method: str
     button: str | None = None
@@ -1169,7 +1287,9 @@ class DataBrowserCdpInputDispatchMouseEventCommandData:
 class DataBrowserCdpInputDispatchTouchEventCommandData:
     """The `DataBrowserCdpInputDispatchTouchEventCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "Input.dispatchTouchEvent")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("method", "Input.dispatchTouchEvent"),
+    )
     event_type: str
     method: str
     touch_point_count: int
@@ -1193,7 +1313,9 @@ class DataBrowserCdpInputDispatchTouchEventCommandData:
 class DataBrowserCdpInputEmulateTouchFromMouseEventCommandData:
     """The `DataBrowserCdpInputEmulateTouchFromMouseEventCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "Input.emulateTouchFromMouseEvent")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("method", "Input.emulateTouchFromMouseEvent"),
+    )
     event_type: str
     method: str
     button: str | None = None
@@ -1212,7 +1334,9 @@ class DataBrowserCdpInputEmulateTouchFromMouseEventCommandData:
 class DataBrowserCdpInputImeSetCompositionCommandData:
     """The `DataBrowserCdpInputImeSetCompositionCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "Input.imeSetComposition")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("method", "Input.imeSetComposition"),
+    )
     method: str
     text_length: int
     command_id: int | None = None
@@ -1228,7 +1352,7 @@ class DataBrowserCdpInputImeSetCompositionCommandData:
 class DataBrowserCdpInputInsertTextCommandData:
     """The `DataBrowserCdpInputInsertTextCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "Input.insertText")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("method", "Input.insertText"),)
     method: str
     text_length: int
     command_id: int | None = None
@@ -1240,7 +1364,9 @@ class DataBrowserCdpInputInsertTextCommandData:
 class DataBrowserCdpInputSynthesizePinchGestureCommandData:
     """The `DataBrowserCdpInputSynthesizePinchGestureCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "Input.synthesizePinchGesture")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("method", "Input.synthesizePinchGesture"),
+    )
     method: str
     command_id: int | None = None
     connection_id: str | None = None
@@ -1256,7 +1382,9 @@ class DataBrowserCdpInputSynthesizePinchGestureCommandData:
 class DataBrowserCdpInputSynthesizeScrollGestureCommandData:
     """The `DataBrowserCdpInputSynthesizeScrollGestureCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "Input.synthesizeScrollGesture")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("method", "Input.synthesizeScrollGesture"),
+    )
     method: str
     command_id: int | None = None
     connection_id: str | None = None
@@ -1278,7 +1406,9 @@ class DataBrowserCdpInputSynthesizeScrollGestureCommandData:
 class DataBrowserCdpInputSynthesizeTapGestureCommandData:
     """The `DataBrowserCdpInputSynthesizeTapGestureCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "Input.synthesizeTapGesture")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("method", "Input.synthesizeTapGesture"),
+    )
     method: str
     command_id: int | None = None
     connection_id: str | None = None
@@ -1294,7 +1424,7 @@ class DataBrowserCdpInputSynthesizeTapGestureCommandData:
 class DataBrowserCdpPageBringToFrontCommandData:
     """The `DataBrowserCdpPageBringToFrontCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "Page.bringToFront")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("method", "Page.bringToFront"),)
     method: str
     command_id: int | None = None
     connection_id: str | None = None
@@ -1305,7 +1435,7 @@ class DataBrowserCdpPageBringToFrontCommandData:
 class DataBrowserCdpPageCaptureScreenshotCommandData:
     """The `DataBrowserCdpPageCaptureScreenshotCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "Page.captureScreenshot")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("method", "Page.captureScreenshot"),)
     method: str
     capture_beyond_viewport: bool | None = None
     clip_height: float | None = None
@@ -1326,7 +1456,7 @@ class DataBrowserCdpPageCaptureScreenshotCommandData:
 class DataBrowserCdpPageCaptureSnapshotCommandData:
     """The `DataBrowserCdpPageCaptureSnapshotCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "Page.captureSnapshot")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("method", "Page.captureSnapshot"),)
     method: str
     command_id: int | None = None
     connection_id: str | None = None
@@ -1338,7 +1468,7 @@ class DataBrowserCdpPageCaptureSnapshotCommandData:
 class DataBrowserCdpPageCloseCommandData:
     """The `DataBrowserCdpPageCloseCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "Page.close")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("method", "Page.close"),)
     method: str
     command_id: int | None = None
     connection_id: str | None = None
@@ -1349,7 +1479,9 @@ class DataBrowserCdpPageCloseCommandData:
 class DataBrowserCdpPageHandleJavaScriptDialogCommandData:
     """The `DataBrowserCdpPageHandleJavaScriptDialogCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "Page.handleJavaScriptDialog")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("method", "Page.handleJavaScriptDialog"),
+    )
     accept: bool
     method: str
     command_id: int | None = None
@@ -1362,7 +1494,7 @@ class DataBrowserCdpPageHandleJavaScriptDialogCommandData:
 class DataBrowserCdpPageNavigateCommandData:
     """The `DataBrowserCdpPageNavigateCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "Page.navigate")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("method", "Page.navigate"),)
     method: str
     command_id: int | None = None
     connection_id: str | None = None
@@ -1378,7 +1510,9 @@ class DataBrowserCdpPageNavigateCommandData:
 class DataBrowserCdpPageNavigateToHistoryEntryCommandData:
     """The `DataBrowserCdpPageNavigateToHistoryEntryCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "Page.navigateToHistoryEntry")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("method", "Page.navigateToHistoryEntry"),
+    )
     entry_id: int
     method: str
     command_id: int | None = None
@@ -1390,7 +1524,7 @@ class DataBrowserCdpPageNavigateToHistoryEntryCommandData:
 class DataBrowserCdpPagePrintToPdfCommandData:
     """The `DataBrowserCdpPagePrintToPdfCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "Page.printToPDF")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("method", "Page.printToPDF"),)
     method: str
     command_id: int | None = None
     connection_id: str | None = None
@@ -1418,7 +1552,7 @@ class DataBrowserCdpPagePrintToPdfCommandData:
 class DataBrowserCdpPageReloadCommandData:
     """The `DataBrowserCdpPageReloadCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "Page.reload")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("method", "Page.reload"),)
     method: str
     command_id: int | None = None
     connection_id: str | None = None
@@ -1432,7 +1566,9 @@ class DataBrowserCdpPageReloadCommandData:
 class DataBrowserCdpPageSetWebLifecycleStateCommandData:
     """The `DataBrowserCdpPageSetWebLifecycleStateCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "Page.setWebLifecycleState")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("method", "Page.setWebLifecycleState"),
+    )
     method: str
     state: str
     command_id: int | None = None
@@ -1444,7 +1580,7 @@ class DataBrowserCdpPageSetWebLifecycleStateCommandData:
 class DataBrowserCdpPageStartScreencastCommandData:
     """The `DataBrowserCdpPageStartScreencastCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "Page.startScreencast")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("method", "Page.startScreencast"),)
     method: str
     command_id: int | None = None
     connection_id: str | None = None
@@ -1460,7 +1596,7 @@ class DataBrowserCdpPageStartScreencastCommandData:
 class DataBrowserCdpPageStopLoadingCommandData:
     """The `DataBrowserCdpPageStopLoadingCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "Page.stopLoading")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("method", "Page.stopLoading"),)
     method: str
     command_id: int | None = None
     connection_id: str | None = None
@@ -1471,7 +1607,7 @@ class DataBrowserCdpPageStopLoadingCommandData:
 class DataBrowserCdpPageStopScreencastCommandData:
     """The `DataBrowserCdpPageStopScreencastCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "Page.stopScreencast")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("method", "Page.stopScreencast"),)
     method: str
     command_id: int | None = None
     connection_id: str | None = None
@@ -1482,7 +1618,7 @@ class DataBrowserCdpPageStopScreencastCommandData:
 class DataBrowserCdpTargetActivateTargetCommandData:
     """The `DataBrowserCdpTargetActivateTargetCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "Target.activateTarget")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("method", "Target.activateTarget"),)
     method: str
     target_id: str
     command_id: int | None = None
@@ -1494,7 +1630,7 @@ class DataBrowserCdpTargetActivateTargetCommandData:
 class DataBrowserCdpTargetCloseTargetCommandData:
     """The `DataBrowserCdpTargetCloseTargetCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "Target.closeTarget")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("method", "Target.closeTarget"),)
     method: str
     target_id: str
     command_id: int | None = None
@@ -1506,7 +1642,9 @@ class DataBrowserCdpTargetCloseTargetCommandData:
 class DataBrowserCdpTargetCreateBrowserContextCommandData:
     """The `DataBrowserCdpTargetCreateBrowserContextCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "Target.createBrowserContext")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("method", "Target.createBrowserContext"),
+    )
     method: str
     command_id: int | None = None
     connection_id: str | None = None
@@ -1521,7 +1659,7 @@ class DataBrowserCdpTargetCreateBrowserContextCommandData:
 class DataBrowserCdpTargetCreateTargetCommandData:
     """The `DataBrowserCdpTargetCreateTargetCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "Target.createTarget")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("method", "Target.createTarget"),)
     method: str
     background: bool | None = None
     browser_context_id: str | None = None
@@ -1545,7 +1683,9 @@ class DataBrowserCdpTargetCreateTargetCommandData:
 class DataBrowserCdpTargetDisposeBrowserContextCommandData:
     """The `DataBrowserCdpTargetDisposeBrowserContextCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "Target.disposeBrowserContext")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("method", "Target.disposeBrowserContext"),
+    )
     browser_context_id: str
     method: str
     command_id: int | None = None
@@ -1557,7 +1697,7 @@ class DataBrowserCdpTargetDisposeBrowserContextCommandData:
 class DataBrowserCdpTargetOpenDevToolsCommandData:
     """The `DataBrowserCdpTargetOpenDevToolsCommandData` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "Target.openDevTools")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("method", "Target.openDevTools"),)
     method: str
     target_id: str
     command_id: int | None = None

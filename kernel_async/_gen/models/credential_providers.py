@@ -15,7 +15,7 @@ import attrs
 class CredentialProvider:
     """The `CredentialProvider` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider_type", "onepassword")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider_type", "onepassword"),)
     id: str
     created_at: datetime
     enabled: bool

@@ -18,7 +18,10 @@ from ._shared import AppAction
 class AppVersionSummaryEvent:
     """The `AppVersionSummaryEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("event", "app_version_summary")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("event", "app_version_summary"),
+        ("region", "aws.us-east-1a"),
+    )
     id: str
     actions: list[AppAction]
     app_name: str
@@ -37,7 +40,7 @@ class Deployment:
     ``DeploymentListResponse``, ``DeploymentRetrieveResponse``.
     """
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("region", "aws.us-east-1a")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("region", "aws.us-east-1a"),)
     id: str
     created_at: datetime
     region: str
@@ -57,7 +60,7 @@ class Deployment:
 class DeploymentStateEvent:
     """The `DeploymentStateEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("event", "deployment_state")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("event", "deployment_state"),)
     deployment: Deployment
     event: str
     timestamp: datetime
@@ -67,7 +70,7 @@ class DeploymentStateEvent:
 class Source:
     """The `Source` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("type", "github")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("type", "github"),)
     entrypoint: str
     ref: str
     type: str
@@ -80,6 +83,6 @@ class Source:
 class SourceAuth:
     """The `SourceAuth` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "github_token")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("method", "github_token"),)
     token: str = attrs.field(repr=_redacted)
     method: str

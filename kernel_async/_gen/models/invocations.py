@@ -55,7 +55,7 @@ class InvocationListBrowsersResponse:
 class InvocationStateEvent:
     """The `InvocationStateEvent` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("event", "invocation_state")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("event", "invocation_state"),)
     event: str
     invocation: Invocation
     timestamp: datetime

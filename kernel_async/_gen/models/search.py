@@ -79,7 +79,7 @@ class Search:
 class SearchAutoStrategy:
     """The `SearchAutoStrategy` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("type", "auto")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("type", "auto"),)
     type: str
     fallback_on: list[str] | None = None
     provider_options: (
@@ -103,7 +103,7 @@ class SearchAutoStrategy:
 class SearchBraveTarget:
     """The `SearchBraveTarget` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "brave")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "brave"),)
     provider: str
     options: SearchBraveTargetOptions | None = None
 
@@ -130,7 +130,7 @@ class SearchBraveTargetOptions:
 class SearchContextTarget:
     """The `SearchContextTarget` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "context")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "context"),)
     provider: str
     options: SearchContextTargetOptions | None = None
 
@@ -187,7 +187,7 @@ class SearchContextTargetOptionsMarkdownOptionsPdf:
 class SearchExaTarget:
     """The `SearchExaTarget` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "exa")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "exa"),)
     provider: str
     options: SearchExaTargetOptions | None = None
 
@@ -216,7 +216,7 @@ class SearchExaTargetOptionsContents:
 class SearchFallbackStrategy:
     """The `SearchFallbackStrategy` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("type", "fallback")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("type", "fallback"),)
     providers: list[
         SearchBraveTarget
         | SearchExaTarget
@@ -237,7 +237,7 @@ class SearchFallbackStrategy:
 class SearchOctenTarget:
     """The `SearchOctenTarget` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "octen")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "octen"),)
     provider: str
     options: SearchOctenTargetOptions | None = None
 
@@ -279,7 +279,7 @@ class SearchOctenTargetOptionsFullContent:
 class SearchParallelTarget:
     """The `SearchParallelTarget` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "parallel")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "parallel"),)
     provider: str
     options: SearchParallelTargetOptions | None = None
 
@@ -339,7 +339,7 @@ class SearchParallelTargetOptionsAdvancedSettingsSourcePolicy:
 class SearchPerplexityTarget:
     """The `SearchPerplexityTarget` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "perplexity")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "perplexity"),)
     provider: str
     options: SearchPerplexityTargetOptions | None = None
 
@@ -362,7 +362,7 @@ class SearchPerplexityTargetOptions:
 class SearchPinnedStrategy:
     """The `SearchPinnedStrategy` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("type", "pinned")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("type", "pinned"),)
     provider: (
         SearchBraveTarget
         | SearchExaTarget
@@ -382,7 +382,7 @@ class SearchPinnedStrategy:
 class SearchSerpAPITarget:
     """The `SearchSerpAPITarget` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "serpapi")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "serpapi"),)
     provider: str
     options: SearchSerpAPITargetOptions | None = None
 
@@ -411,7 +411,7 @@ class SearchSerpAPITargetOptions:
 class SearchTavilyTarget:
     """The `SearchTavilyTarget` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "tavily")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "tavily"),)
     provider: str
     options: SearchTavilyTargetOptions | None = None
 
@@ -440,7 +440,7 @@ class SearchTavilyTargetOptions:
 class SearchValyuTarget:
     """The `SearchValyuTarget` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "valyu")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "valyu"),)
     provider: str
     options: SearchValyuTargetOptions | None = None
 
@@ -467,7 +467,7 @@ class SearchValyuTargetOptions:
 class SearchYouTarget:
     """The `SearchYouTarget` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "you")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "you"),)
     provider: str
     options: SearchYouTargetOptions | None = None
 

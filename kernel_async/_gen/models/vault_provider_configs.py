@@ -25,7 +25,7 @@ class Credentials:
 class VaultAgentCardProviderConfig:
     """The `VaultAgentCardProviderConfig` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "agentcard")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "agentcard"),)
     id: str
     client_id: str
     created_at: datetime
@@ -47,7 +47,7 @@ class VaultAgentCardProviderConfigRequestCredentials:
 class VaultLinkProviderConfig:
     """The `VaultLinkProviderConfig` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "link")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "link"),)
     id: str
     client_id: str
     created_at: datetime

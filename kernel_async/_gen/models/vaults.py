@@ -15,7 +15,7 @@ import attrs
 class Jwk:
     """The `Jwk` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("crv", "P-256")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("crv", "P-256"), ("kty", "EC"))
     crv: str
     kty: str
     x: str
@@ -26,7 +26,10 @@ class Jwk:
 class VaultEncryptionKey:
     """The `VaultEncryptionKey` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("alg", "ECDH-ES")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("alg", "ECDH-ES"),
+        ("enc", "A256GCM"),
+    )
     alg: str
     enc: str
     jwk: Jwk

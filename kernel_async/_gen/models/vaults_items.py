@@ -70,7 +70,9 @@ class AccessRequestRequest:
 class ActionOnePasswordAccessApprovalAction:
     """The `ActionOnePasswordAccessApprovalAction` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("name", "1password_access_approval")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("name", "1password_access_approval"),
+    )
     instructions: str
     name: str
     url: str
@@ -95,7 +97,7 @@ class Address:
 class AgentCardCardState:
     """The `AgentCardCardState` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "agentcard")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "agentcard"),)
     provider: str
     status: str
     aliases: VaultCardAliases | None = None
@@ -121,7 +123,7 @@ class AgentCardCardStateMasks:
 class AgentCardCardVaultItemSpec:
     """The `AgentCardCardVaultItemSpec` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "agentcard")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "agentcard"),)
     amount: int
     currency: str
     merchant: str
@@ -135,7 +137,7 @@ class AgentCardCardVaultItemSpec:
 class AgentCardWalletState:
     """The `AgentCardWalletState` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "agentcard")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "agentcard"),)
     provider: str
     status: str
     status_reason: str | None = None
@@ -146,7 +148,7 @@ class AgentCardWalletState:
 class AgentCardWalletVaultItemSpec:
     """The `AgentCardWalletVaultItemSpec` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "agentcard")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "agentcard"),)
     provider: str
     provider_config: AgentCardWalletVaultItemSpecProviderConfig | None = None
     user_id: str | None = None
@@ -243,7 +245,7 @@ class AuthorizationClient:
     .
     """
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("type", "kernel_managed")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("type", "kernel_managed"),)
     type: str
 
 
@@ -296,7 +298,7 @@ class CapabilitiesSingleUseCard:
 class CardEnrollmentAction:
     """The `CardEnrollmentAction` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("name", "card_enrollment")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("name", "card_enrollment"),)
     name: str
     url: str
     capture_token: str | None = attrs.field(default=None, repr=_redacted)
@@ -309,7 +311,7 @@ class CardVaultItem:
     The official SDK also calls this shape ``VaultItemOperationResponseCardVaultItem``.
     """
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("type", "card")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("type", "card"),)
     id: str
     available_expansions: list[AvailableExpansion]
     available_operations: list[AvailableOperation]
@@ -337,7 +339,7 @@ class CardVaultItem:
 class CardVaultItemSpecParamAgentCardCardVaultItemSpec:
     """The `CardVaultItemSpecParamAgentCardCardVaultItemSpec` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "agentcard")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "agentcard"),)
     amount: int
     currency: str
     merchant: str
@@ -351,7 +353,7 @@ class CardVaultItemSpecParamAgentCardCardVaultItemSpec:
 class CardVaultItemSpecParamLinkCardVaultItemSpec:
     """The `CardVaultItemSpecParamLinkCardVaultItemSpec` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "link")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "link"),)
     amount: int
     context: str
     currency: str
@@ -407,7 +409,7 @@ class CardVaultItemSpecParamLinkCardVaultItemSpecRecurring:
 class CollectAction:
     """The `CollectAction` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("name", "collect")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("name", "collect"),)
     name: str
 
 
@@ -415,7 +417,7 @@ class CollectAction:
 class CredentialAccountVaultItem:
     """The `CredentialAccountVaultItem` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("type", "credential_account")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("type", "credential_account"),)
     id: str
     available_expansions: list[AvailableExpansion]
     available_operations: list[AvailableOperation]
@@ -433,7 +435,7 @@ class CredentialAccountVaultItem:
 class CredentialCollectionAction:
     """The `CredentialCollectionAction` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("name", "collect")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("name", "collect"),)
     expires_at: datetime
     name: str
     url: str
@@ -494,7 +496,7 @@ class CredentialVaultFieldUpdateParam:
 class CredentialVaultItem:
     """The `CredentialVaultItem` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("type", "credential")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("type", "credential"),)
     id: str
     available_expansions: list[AvailableExpansion]
     available_operations: list[AvailableOperation]
@@ -539,7 +541,7 @@ class Display:
 class EmbeddedCeremonyAction:
     """The `EmbeddedCeremonyAction` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("name", "embedded_ceremony")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("name", "embedded_ceremony"),)
     name: str
 
 
@@ -547,7 +549,7 @@ class EmbeddedCeremonyAction:
 class FillVaultItemOperationResult:
     """The `FillVaultItemOperationResult` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("type", "fill")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("type", "fill"),)
     fields: list[VaultFillFieldResult]
     status: str
     type: str
@@ -557,7 +559,7 @@ class FillVaultItemOperationResult:
 class KernelCardState:
     """The `KernelCardState` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "kernel")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "kernel"),)
     provider: str
     status: str
     domains: list[str] | None = None
@@ -569,7 +571,7 @@ class KernelCardState:
 class KernelCardVaultItemSpec:
     """The `KernelCardVaultItemSpec` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "kernel")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "kernel"),)
     amount: int
     currency: str
     merchant_name: str
@@ -585,7 +587,7 @@ class KernelCardVaultItemSpec:
 class KernelCardVaultItemSpecParam:
     """The `KernelCardVaultItemSpecParam` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "kernel")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "kernel"),)
     amount: int
     currency: str
     merchant_name: str
@@ -601,7 +603,7 @@ class KernelCardVaultItemSpecParam:
 class KernelCredentialVaultItemSpec:
     """The `KernelCredentialVaultItemSpec` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "kernel")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "kernel"),)
     fields: list[CredentialVaultFieldDefinition]
     provider: str
     description: str | None = None
@@ -611,7 +613,7 @@ class KernelCredentialVaultItemSpec:
 class KernelCredentialVaultItemSpecInputParam:
     """The `KernelCredentialVaultItemSpecInputParam` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "kernel")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "kernel"),)
     fields: list[CredentialVaultFieldInputParam]
     provider: str
     description: str | None = None
@@ -621,7 +623,7 @@ class KernelCredentialVaultItemSpecInputParam:
 class KernelCredentialVaultItemState:
     """The `KernelCredentialVaultItemState` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "kernel")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "kernel"),)
     fields: dict[str, CredentialVaultFieldState]
     provider: str
     status: str
@@ -631,7 +633,7 @@ class KernelCredentialVaultItemState:
 class KernelWalletState:
     """The `KernelWalletState` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "kernel")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "kernel"),)
     provider: str
     status: str
     status_reason: str | None = None
@@ -644,7 +646,7 @@ class KernelWalletVaultItemSpec:
     The official SDK also calls this shape ``KernelWalletVaultItemSpecParam``.
     """
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "kernel")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "kernel"),)
     provider: str
 
 
@@ -652,7 +654,7 @@ class KernelWalletVaultItemSpec:
 class LinkCardState:
     """The `LinkCardState` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "link")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "link"),)
     provider: str
     status: str
     domains: list[str] | None = None
@@ -664,7 +666,7 @@ class LinkCardState:
 class LinkCardVaultItemSpec:
     """The `LinkCardVaultItemSpec` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "link")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "link"),)
     amount: int
     context: str
     currency: str
@@ -706,7 +708,7 @@ class LinkCardVaultItemSpecRecurring:
 class LinkOAuthAction:
     """The `LinkOAuthAction` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("name", "link_oauth")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("name", "link_oauth"),)
     name: str
     url: str
 
@@ -754,7 +756,7 @@ class LinkUserInfoAddress:
 class LinkWalletState:
     """The `LinkWalletState` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "link")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "link"),)
     provider: str
     status: str
     status_reason: str | None = None
@@ -764,7 +766,7 @@ class LinkWalletState:
 class LinkWalletVaultItemSpec:
     """The `LinkWalletVaultItemSpec` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "link")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "link"),)
     authorization: LinkWalletVaultItemSpecAuthorization
     provider: str
 
@@ -773,7 +775,7 @@ class LinkWalletVaultItemSpec:
 class LinkWalletVaultItemSpecAuthorization:
     """The `LinkWalletVaultItemSpecAuthorization` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "oauth")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("method", "oauth"),)
     client: (
         AuthorizationClient | LinkWalletVaultItemSpecAuthorizationClientCustomerManagedOAuthClient
     )
@@ -786,7 +788,7 @@ class LinkWalletVaultItemSpecAuthorizationClientCustomerManagedOAuthClient:
     Kernel API.
     """
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("type", "customer_managed")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("type", "customer_managed"),)
     provider_config: AgentCardWalletVaultItemSpecProviderConfig
     type: str
 
@@ -802,7 +804,7 @@ class ManagedAuthCredentialVaultField:
 class ManagedAuthCredentialVaultItemSpec:
     """The `ManagedAuthCredentialVaultItemSpec` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "managed_auth")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "managed_auth"),)
     connection_id: str
     provider: str
     description: str | None = None
@@ -812,7 +814,7 @@ class ManagedAuthCredentialVaultItemSpec:
 class ManagedAuthCredentialVaultItemSpecInputParam:
     """The `ManagedAuthCredentialVaultItemSpecInputParam` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "managed_auth")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "managed_auth"),)
     connection_id: str
     provider: str
     description: str | None = None
@@ -822,7 +824,7 @@ class ManagedAuthCredentialVaultItemSpecInputParam:
 class ManagedAuthCredentialVaultItemState:
     """The `ManagedAuthCredentialVaultItemState` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "managed_auth")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "managed_auth"),)
     provider: str
     status: str
     fields: dict[str, ManagedAuthCredentialVaultField] | None = None
@@ -833,7 +835,7 @@ class ManagedAuthCredentialVaultItemState:
 class MfaAction:
     """The `MfaAction` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("name", "mfa")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("name", "mfa"),)
     name: str
 
 
@@ -844,7 +846,7 @@ class OnePasswordCredentialAccountSpec:
     The official SDK also calls this shape ``OnePasswordCredentialAccountSpecParam``.
     """
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "1password")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "1password"),)
     authorization: OnePasswordCredentialAccountSpecAuthorization
     provider: str
 
@@ -858,7 +860,7 @@ class OnePasswordCredentialAccountSpecAuthorization:
     WalletVaultItemRequestSpecAuthorizationKernelManagedLinkAuthorizationInput``.
     """
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "oauth")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("method", "oauth"),)
     client: AuthorizationClient
     method: str
 
@@ -867,7 +869,7 @@ class OnePasswordCredentialAccountSpecAuthorization:
 class OnePasswordCredentialAccountState:
     """The `OnePasswordCredentialAccountState` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "1password")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "1password"),)
     provider: str
     status: str
     status_reason: str | None = None
@@ -877,7 +879,7 @@ class OnePasswordCredentialAccountState:
 class OnePasswordCredentialVaultItemSpec:
     """The `OnePasswordCredentialVaultItemSpec` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "1password")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "1password"),)
     provider: str
     requests: Requests
     access_token_expires_at: datetime | None = attrs.field(default=None, repr=_redacted)
@@ -888,7 +890,7 @@ class OnePasswordCredentialVaultItemSpec:
 class OnePasswordCredentialVaultItemSpecInputParam:
     """The `OnePasswordCredentialVaultItemSpecInputParam` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "1password")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "1password"),)
     provider: str
     access_token: str | None = attrs.field(default=None, repr=_redacted)
     access_token_expires_at: datetime | None = attrs.field(default=None, repr=_redacted)
@@ -934,7 +936,7 @@ class OnePasswordCredentialVaultItemSpecInputParamRequestsEntryParameters:
 class OnePasswordCredentialVaultItemState:
     """The `OnePasswordCredentialVaultItemState` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "1password")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "1password"),)
     provider: str
     status: str
     access_request: AccessRequest | None = None
@@ -946,7 +948,7 @@ class OnePasswordCredentialVaultItemState:
 class OnePasswordFillVaultItemOperationResult:
     """The `OnePasswordFillVaultItemOperationResult` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("type", "1pw_fill")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("type", "1pw_fill"),)
     status: str
     type: str
     error_code: str | None = None
@@ -956,7 +958,7 @@ class OnePasswordFillVaultItemOperationResult:
 class OnePasswordOAuthAction:
     """The `OnePasswordOAuthAction` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("name", "1password_oauth")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("name", "1password_oauth"),)
     name: str
     url: str
 
@@ -974,7 +976,7 @@ class PasskeyVaultItemOperationResult:
 class PushApprovalAction:
     """The `PushApprovalAction` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("name", "push_approval")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("name", "push_approval"),)
     name: str
 
 
@@ -1001,7 +1003,7 @@ class RequestsEntry:
 class SpendApprovalAction:
     """The `SpendApprovalAction` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("name", "spend_approval")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("name", "spend_approval"),)
     name: str
     url: str
 
@@ -1062,7 +1064,7 @@ class VaultItemOperationResponseWalletVaultItem:
     The official SDK also calls this shape ``WalletVaultItem``.
     """
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("type", "wallet")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("type", "wallet"),)
     id: str
     available_expansions: list[AvailableExpansion]
     available_operations: list[AvailableOperation]
@@ -1125,7 +1127,7 @@ class VaultWebmcpBindingParam:
 class WalletVaultItemRequestSpecAgentCardWalletVaultItemSpec:
     """The `WalletVaultItemRequestSpecAgentCardWalletVaultItemSpec` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "agentcard")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "agentcard"),)
     provider: str
     provider_config: BrowserCreateParamsTelemetryExportOtlpDestination | None = None
     user_id: str | None = None
@@ -1135,7 +1137,7 @@ class WalletVaultItemRequestSpecAgentCardWalletVaultItemSpec:
 class WalletVaultItemRequestSpecLinkWalletVaultItemRequestSpec:
     """The `WalletVaultItemRequestSpecLinkWalletVaultItemRequestSpec` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("provider", "link")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "link"),)
     authorization: (
         OnePasswordCredentialAccountSpecAuthorization
         | WalletVaultItemRequestSpecLinkWalletVaultItemRequestSpecAuthorizationImportedLinkAuthorizationInput
@@ -1149,7 +1151,7 @@ class WalletVaultItemRequestSpecLinkWalletVaultItemRequestSpecAuthorizationImpor
     thorizationInput` object of the Kernel API.
     """
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("method", "oauth")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("method", "oauth"),)
     client: WalletVaultItemRequestSpecLinkWalletVaultItemRequestSpecAuthorizationImportedLinkAuthorizationInputClient
     method: str
     tokens: WalletVaultItemRequestSpecLinkWalletVaultItemRequestSpecAuthorizationImportedLinkAuthorizationInputTokens
@@ -1161,7 +1163,7 @@ class WalletVaultItemRequestSpecLinkWalletVaultItemRequestSpecAuthorizationImpor
     thorizationInputClient` object of the Kernel API.
     """
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("type", "customer_managed")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("type", "customer_managed"),)
     provider_config: BrowserCreateParamsTelemetryExportOtlpDestination
     type: str
 
@@ -1180,7 +1182,7 @@ class WalletVaultItemRequestSpecLinkWalletVaultItemRequestSpecAuthorizationImpor
 class WebmcpInvokeVaultItemOperationResult:
     """The `WebmcpInvokeVaultItemOperationResult` object of the Kernel API."""
 
-    __kernel_tag__: ClassVar[tuple[str, str]] = ("type", "webmcp_invoke")
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("type", "webmcp_invoke"),)
     status: str
     type: str
     error_text: str | None = None
