@@ -16,7 +16,7 @@ from .._types import NOT_GIVEN, NotGiven
 if TYPE_CHECKING:
     from .._client import AsyncKernel
     from .._pagination import AsyncPager
-    from .models.api_keys import APIKey, ApiKeyPolicy, CreatedAPIKey
+    from .models.api_keys import APIKey, CreatedAPIKey, Policy
 
 
 class AsyncApiKeys:
@@ -31,7 +31,7 @@ class AsyncApiKeys:
         name: str,
         days_to_expire: int | NotGiven | None = NOT_GIVEN,
         expires_at: str | datetime | NotGiven | None = NOT_GIVEN,
-        policy: ApiKeyPolicy | Mapping[str, object] | NotGiven = NOT_GIVEN,
+        policy: Policy | Mapping[str, object] | NotGiven = NOT_GIVEN,
         project_id: str | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         extra_query: Mapping[str, object] | None = None,

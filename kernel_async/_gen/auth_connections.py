@@ -16,19 +16,21 @@ if TYPE_CHECKING:
     from .._client import AsyncKernel
     from .._pagination import AsyncPager
     from .._streaming import AsyncStream
-    from .models._shared import (
-        BrowserCreateParamsTelemetry,
-        BrowserCreateParamsTelemetryExportOtlpDestination,
-        ErrorEvent,
-        HeartbeatEvent,
-    )
+    from .models._shared import ErrorEvent, HeartbeatEvent
     from .models.auth_connections import (
+        BrowserTelemetry,
+        ConnectionLoginParamsBrowserTelemetry,
+        ConnectionLoginParamsProxy,
+        ConnectionUpdateParamsBrowserTelemetry,
         ConnectionUpdateParamsCredential,
+        ConnectionUpdateParamsProxy,
+        Credential,
         LoginResponse,
         ManagedAuth,
         ManagedAuthBrowserConfigParam,
         ManagedAuthStateEvent,
         ManagedAuthTimelineEvent,
+        Proxy,
         SubmitFieldsResponse,
     )
 
@@ -47,17 +49,12 @@ class AsyncAuthConnections:
         allowed_domains: Sequence[str] | NotGiven = NOT_GIVEN,
         auto_reauth: bool | NotGiven = NOT_GIVEN,
         browser: ManagedAuthBrowserConfigParam | Mapping[str, object] | NotGiven = NOT_GIVEN,
-        browser_telemetry: BrowserCreateParamsTelemetry
-        | Mapping[str, object]
-        | NotGiven
-        | None = NOT_GIVEN,
-        credential: ConnectionUpdateParamsCredential | Mapping[str, object] | NotGiven = NOT_GIVEN,
+        browser_telemetry: BrowserTelemetry | Mapping[str, object] | NotGiven | None = NOT_GIVEN,
+        credential: Credential | Mapping[str, object] | NotGiven = NOT_GIVEN,
         health_check_interval: int | NotGiven = NOT_GIVEN,
         health_checks: bool | NotGiven = NOT_GIVEN,
         login_url: str | NotGiven = NOT_GIVEN,
-        proxy: BrowserCreateParamsTelemetryExportOtlpDestination
-        | Mapping[str, object]
-        | NotGiven = NOT_GIVEN,
+        proxy: Proxy | Mapping[str, object] | NotGiven = NOT_GIVEN,
         record_session: bool | NotGiven = NOT_GIVEN,
         save_credentials: bool | NotGiven = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
@@ -195,13 +192,11 @@ class AsyncAuthConnections:
         id: str,
         *,
         browser: ManagedAuthBrowserConfigParam | Mapping[str, object] | NotGiven = NOT_GIVEN,
-        browser_telemetry: BrowserCreateParamsTelemetry
+        browser_telemetry: ConnectionLoginParamsBrowserTelemetry
         | Mapping[str, object]
         | NotGiven
         | None = NOT_GIVEN,
-        proxy: BrowserCreateParamsTelemetryExportOtlpDestination
-        | Mapping[str, object]
-        | NotGiven = NOT_GIVEN,
+        proxy: ConnectionLoginParamsProxy | Mapping[str, object] | NotGiven = NOT_GIVEN,
         record_session: bool | NotGiven = NOT_GIVEN,
         skill_mode: Literal["enabled", "disabled"] | NotGiven = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
@@ -346,7 +341,7 @@ class AsyncAuthConnections:
         allowed_domains: Sequence[str] | NotGiven = NOT_GIVEN,
         auto_reauth: bool | NotGiven = NOT_GIVEN,
         browser: ManagedAuthBrowserConfigParam | Mapping[str, object] | NotGiven = NOT_GIVEN,
-        browser_telemetry: BrowserCreateParamsTelemetry
+        browser_telemetry: ConnectionUpdateParamsBrowserTelemetry
         | Mapping[str, object]
         | NotGiven
         | None = NOT_GIVEN,
@@ -354,9 +349,7 @@ class AsyncAuthConnections:
         health_check_interval: int | NotGiven = NOT_GIVEN,
         health_checks: bool | NotGiven = NOT_GIVEN,
         login_url: str | NotGiven = NOT_GIVEN,
-        proxy: BrowserCreateParamsTelemetryExportOtlpDestination
-        | Mapping[str, object]
-        | NotGiven = NOT_GIVEN,
+        proxy: ConnectionUpdateParamsProxy | Mapping[str, object] | NotGiven = NOT_GIVEN,
         record_session: bool | NotGiven = NOT_GIVEN,
         save_credentials: bool | NotGiven = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,

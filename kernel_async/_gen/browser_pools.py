@@ -16,14 +16,20 @@ if TYPE_CHECKING:
     from .._client import AsyncKernel
     from .._pagination import AsyncPager
     from .models._shared import (
-        BrowserCreateParamsTelemetry,
-        BrowserCreateParamsTelemetryExportOtlpDestination,
-        BrowserCreateResponse,
+        BrowserExtension,
         BrowserNetworkConfigParam,
         BrowserProfile,
         BrowserViewportBrowserViewport,
     )
-    from .models.browser_pools import BrowserPool
+    from .models.browser_pools import (
+        BrowserPool,
+        BrowserPoolAcquireParamsTelemetry,
+        BrowserPoolAcquireResponse,
+        BrowserPoolCreateParamsProfile,
+        BrowserPoolCreateParamsTelemetry,
+        BrowserPoolUpdateParamsProfile,
+        BrowserPoolUpdateParamsTelemetry,
+    )
 
 
 class AsyncBrowserPools:
@@ -41,7 +47,7 @@ class AsyncBrowserPools:
         profile: BrowserProfile | Mapping[str, object] | NotGiven = NOT_GIVEN,
         start_url: str | NotGiven = NOT_GIVEN,
         tags: Mapping[str, str] | NotGiven = NOT_GIVEN,
-        telemetry: BrowserCreateParamsTelemetry
+        telemetry: BrowserPoolAcquireParamsTelemetry
         | Mapping[str, object]
         | NotGiven
         | None = NOT_GIVEN,
@@ -49,7 +55,7 @@ class AsyncBrowserPools:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> BrowserCreateResponse | None:
+    ) -> BrowserPoolAcquireResponse | None:
         """Lease a browser from a pool, waiting until one is free.
 
         A long poll: answers a browser as soon as one is available, or 204 with no body
@@ -60,7 +66,7 @@ class AsyncBrowserPools:
         ``POST /browser_pools/{id_or_name}/acquire``; never re-sent after an ambiguous
         failure (it may have taken effect).
         """
-        result: BrowserCreateResponse | None = await call(
+        result: BrowserPoolAcquireResponse | None = await call(
             self._client,
             _BROWSER_POOLS_ACQUIRE,
             (id_or_name,),
@@ -84,25 +90,20 @@ class AsyncBrowserPools:
         *,
         size: int,
         chrome_policy: Mapping[str, Any] | NotGiven = NOT_GIVEN,
-        extensions: Sequence[
-            BrowserCreateParamsTelemetryExportOtlpDestination | Mapping[str, object]
-        ]
-        | NotGiven = NOT_GIVEN,
+        extensions: Sequence[BrowserExtension | Mapping[str, object]] | NotGiven = NOT_GIVEN,
         fill_rate_per_minute: int | NotGiven = NOT_GIVEN,
         headless: bool | NotGiven = NOT_GIVEN,
         kiosk_mode: bool | NotGiven = NOT_GIVEN,
         memory: Literal["1GiB", "2GiB", "4GiB", "8GiB", "16GiB"] | NotGiven = NOT_GIVEN,
         name: str | NotGiven = NOT_GIVEN,
         network: BrowserNetworkConfigParam | Mapping[str, object] | NotGiven = NOT_GIVEN,
-        profile: BrowserCreateParamsTelemetryExportOtlpDestination
-        | Mapping[str, object]
-        | NotGiven = NOT_GIVEN,
+        profile: BrowserPoolCreateParamsProfile | Mapping[str, object] | NotGiven = NOT_GIVEN,
         proxy_id: str | NotGiven = NOT_GIVEN,
         refresh_on_profile_update: bool | NotGiven = NOT_GIVEN,
         region: Literal["us-east", "us-west", "eu-west", "ap-southeast"] | NotGiven = NOT_GIVEN,
         start_url: str | NotGiven = NOT_GIVEN,
         stealth: bool | NotGiven = NOT_GIVEN,
-        telemetry: BrowserCreateParamsTelemetry
+        telemetry: BrowserPoolCreateParamsTelemetry
         | Mapping[str, object]
         | NotGiven
         | None = NOT_GIVEN,
@@ -307,25 +308,20 @@ class AsyncBrowserPools:
         chrome_policy: Mapping[str, Any] | NotGiven = NOT_GIVEN,
         discard_all_idle: bool | NotGiven = NOT_GIVEN,
         expected_network: BrowserNetworkConfigParam | Mapping[str, object] | NotGiven = NOT_GIVEN,
-        extensions: Sequence[
-            BrowserCreateParamsTelemetryExportOtlpDestination | Mapping[str, object]
-        ]
-        | NotGiven = NOT_GIVEN,
+        extensions: Sequence[BrowserExtension | Mapping[str, object]] | NotGiven = NOT_GIVEN,
         fill_rate_per_minute: int | NotGiven = NOT_GIVEN,
         headless: bool | NotGiven = NOT_GIVEN,
         kiosk_mode: bool | NotGiven = NOT_GIVEN,
         memory: Literal["1GiB", "2GiB", "4GiB", "8GiB", "16GiB"] | NotGiven = NOT_GIVEN,
         name: str | NotGiven = NOT_GIVEN,
         network: BrowserNetworkConfigParam | Mapping[str, object] | NotGiven = NOT_GIVEN,
-        profile: BrowserCreateParamsTelemetryExportOtlpDestination
-        | Mapping[str, object]
-        | NotGiven = NOT_GIVEN,
+        profile: BrowserPoolUpdateParamsProfile | Mapping[str, object] | NotGiven = NOT_GIVEN,
         proxy_id: str | NotGiven = NOT_GIVEN,
         refresh_on_profile_update: bool | NotGiven = NOT_GIVEN,
         size: int | NotGiven = NOT_GIVEN,
         start_url: str | NotGiven = NOT_GIVEN,
         stealth: bool | NotGiven = NOT_GIVEN,
-        telemetry: BrowserCreateParamsTelemetry
+        telemetry: BrowserPoolUpdateParamsTelemetry
         | Mapping[str, object]
         | NotGiven
         | None = NOT_GIVEN,
@@ -383,9 +379,10 @@ _BROWSER_POOLS_ACQUIRE = Operation(
     "POST",
     "/browser_pools/{}/acquire",
     replay=False,
-    result="BrowserCreateResponse | None",
+    result="BrowserPoolAcquireResponse | None",
     kind="json",
     accept="application/json",
+    models="browser_pools",
     body="json",
 )
 _BROWSER_POOLS_CREATE = Operation(

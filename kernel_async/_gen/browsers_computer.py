@@ -14,11 +14,11 @@ from .._types import NOT_GIVEN, NotGiven
 
 if TYPE_CHECKING:
     from .._client import AsyncKernel
-    from .models._shared import ComputerSetCursorVisibilityResponse
     from .models.browsers_computer import (
         Action,
         ComputerGetMousePositionResponse,
         ComputerReadClipboardResponse,
+        ComputerSetCursorVisibilityResponse,
         Region,
     )
 
@@ -515,6 +515,7 @@ _BROWSERS_COMPUTER_SET_CURSOR_VISIBILITY = Operation(
     result="ComputerSetCursorVisibilityResponse",
     kind="json",
     accept="application/json",
+    models="browsers_computer",
     body="json",
 )
 _BROWSERS_COMPUTER_TYPE_TEXT = Operation(

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from .._client import AsyncKernel
     from .._gen_support import FileInput
-    from .models.browsers_fs import FFileInfoResponse, File
+    from .models.browsers_fs import FFileInfoResponse, File, FListFilesResponseItem
 
 
 class AsyncBrowsersFs:
@@ -185,14 +185,14 @@ class AsyncBrowsersFs:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> list[FFileInfoResponse]:
+    ) -> list[FListFilesResponseItem]:
         """List the entries of a directory on the browser machine.
 
         Takes an absolute directory path.
 
         ``GET /browsers/{id_or_name}/fs/list_files``; re-sent after an ambiguous failure.
         """
-        result: list[FFileInfoResponse] = await call(
+        result: list[FListFilesResponseItem] = await call(
             self._client,
             _BROWSERS_FS_LIST_FILES,
             (id_or_name,),
@@ -434,7 +434,7 @@ _BROWSERS_FS_LIST_FILES = Operation(
     "GET",
     "/browsers/{}/fs/list_files",
     replay=True,
-    result="list[FFileInfoResponse]",
+    result="list[FListFilesResponseItem]",
     kind="json",
     accept="application/json",
     models="browsers_fs",

@@ -15,9 +15,10 @@ from .._types import NOT_GIVEN, NotGiven
 if TYPE_CHECKING:
     from .._client import AsyncKernel
     from .._streaming import AsyncStream
-    from .models._shared import ComputerSetCursorVisibilityResponse
     from .models.browsers_process import (
         ProcessExecResponse,
+        ProcessKillResponse,
+        ProcessResizeResponse,
         ProcessSpawnResponse,
         ProcessStatusResponse,
         ProcessStdinResponse,
@@ -85,7 +86,7 @@ class AsyncBrowsersProcess:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> ComputerSetCursorVisibilityResponse:
+    ) -> ProcessKillResponse:
         """Signal a process on the browser machine.
 
         signal must be TERM, KILL, INT, or HUP.
@@ -93,7 +94,7 @@ class AsyncBrowsersProcess:
         ``POST /browsers/{id_or_name}/process/{process_id}/kill``; re-sent after an
         ambiguous failure (signalling an ended process changes nothing).
         """
-        result: ComputerSetCursorVisibilityResponse = await call(
+        result: ProcessKillResponse = await call(
             self._client,
             _BROWSERS_PROCESS_KILL,
             (
@@ -119,7 +120,7 @@ class AsyncBrowsersProcess:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> ComputerSetCursorVisibilityResponse:
+    ) -> ProcessResizeResponse:
         """Change the terminal size of a process running under a PTY.
 
         Sets the new column and row counts.
@@ -127,7 +128,7 @@ class AsyncBrowsersProcess:
         ``POST /browsers/{id_or_name}/process/{process_id}/resize``; re-sent after an
         ambiguous failure (sets a size; twice is the same).
         """
-        result: ComputerSetCursorVisibilityResponse = await call(
+        result: ProcessResizeResponse = await call(
             self._client,
             _BROWSERS_PROCESS_RESIZE,
             (
@@ -303,9 +304,10 @@ _BROWSERS_PROCESS_KILL = Operation(
     "POST",
     "/browsers/{}/process/{}/kill",
     replay=True,
-    result="ComputerSetCursorVisibilityResponse",
+    result="ProcessKillResponse",
     kind="json",
     accept="application/json",
+    models="browsers_process",
     body="json",
 )
 _BROWSERS_PROCESS_RESIZE = Operation(
@@ -313,9 +315,10 @@ _BROWSERS_PROCESS_RESIZE = Operation(
     "POST",
     "/browsers/{}/process/{}/resize",
     replay=True,
-    result="ComputerSetCursorVisibilityResponse",
+    result="ProcessResizeResponse",
     kind="json",
     accept="application/json",
+    models="browsers_process",
     body="json",
 )
 _BROWSERS_PROCESS_SPAWN = Operation(

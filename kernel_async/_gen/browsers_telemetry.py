@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .._client import AsyncKernel
     from .._pagination import AsyncPager
     from .._streaming import AsyncStream
-    from .models.browsers_telemetry import TelemetryEventsResponse
+    from .models.browsers_telemetry import TelemetryEventsResponse, TelemetryStreamResponse
 
 
 class AsyncBrowsersTelemetry:
@@ -95,7 +95,7 @@ class AsyncBrowsersTelemetry:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> AsyncStream[TelemetryEventsResponse]:
+    ) -> AsyncStream[TelemetryStreamResponse]:
         """Subscribe to a browser session's telemetry as it happens.
 
         Server-sent events that close when the session ends; send the last event id on
@@ -104,7 +104,7 @@ class AsyncBrowsersTelemetry:
 
         ``GET /browsers/{id_or_name}/telemetry/stream``; re-sent after an ambiguous failure.
         """
-        result: AsyncStream[TelemetryEventsResponse] = await stream(
+        result: AsyncStream[TelemetryStreamResponse] = await stream(
             self._client,
             _BROWSERS_TELEMETRY_STREAM,
             (id_or_name,),
@@ -134,7 +134,7 @@ _BROWSERS_TELEMETRY_STREAM = Operation(
     "GET",
     "/browsers/{}/telemetry/stream",
     replay=True,
-    result="TelemetryEventsResponse",
+    result="TelemetryStreamResponse",
     kind="sse",
     accept="text/event-stream",
     models="browsers_telemetry",

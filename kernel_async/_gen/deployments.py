@@ -18,7 +18,14 @@ if TYPE_CHECKING:
     from .._pagination import AsyncPager
     from .._streaming import AsyncStream
     from .models._shared import ErrorEvent, HeartbeatEvent, LogEvent
-    from .models.deployments import AppVersionSummaryEvent, Deployment, DeploymentStateEvent, Source
+    from .models.deployments import (
+        AppVersionSummaryEvent,
+        DeploymentCreateResponse,
+        DeploymentListResponse,
+        DeploymentRetrieveResponse,
+        DeploymentStateEvent,
+        Source,
+    )
 
 
 class AsyncDeployments:
@@ -41,7 +48,7 @@ class AsyncDeployments:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> Deployment:
+    ) -> DeploymentCreateResponse:
         """Deploy a version of an application.
 
         Provide a ZIP of the source (or a source to fetch it from), the entrypoint path, a
@@ -51,7 +58,7 @@ class AsyncDeployments:
         ``POST /deployments``; never re-sent after an ambiguous failure (it may have taken
         effect).
         """
-        result: Deployment = await call(
+        result: DeploymentCreateResponse = await call(
             self._client,
             _DEPLOYMENTS_CREATE,
             (),
@@ -142,7 +149,7 @@ class AsyncDeployments:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> AsyncPager[Deployment]:
+    ) -> AsyncPager[DeploymentListResponse]:
         """List deployments.
 
         Offset-paged; filter by app name and version (version needs the name) or search by
@@ -175,12 +182,12 @@ class AsyncDeployments:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> Deployment:
+    ) -> DeploymentRetrieveResponse:
         """Look up a deployment and its current status.
 
         ``GET /deployments/{id}``; re-sent after an ambiguous failure.
         """
-        result: Deployment = await call(
+        result: DeploymentRetrieveResponse = await call(
             self._client,
             _DEPLOYMENTS_RETRIEVE,
             (id,),
@@ -197,7 +204,7 @@ _DEPLOYMENTS_CREATE = Operation(
     "POST",
     "/deployments",
     replay=False,
-    result="Deployment",
+    result="DeploymentCreateResponse",
     kind="json",
     accept="application/json",
     models="deployments",
@@ -228,7 +235,7 @@ _DEPLOYMENTS_LIST = Operation(
     "GET",
     "/deployments",
     replay=True,
-    result="Deployment",
+    result="DeploymentListResponse",
     kind="page",
     accept="application/json",
     models="deployments",
@@ -239,7 +246,7 @@ _DEPLOYMENTS_RETRIEVE = Operation(
     "GET",
     "/deployments/{}",
     replay=True,
-    result="Deployment",
+    result="DeploymentRetrieveResponse",
     kind="json",
     accept="application/json",
     models="deployments",

@@ -16,7 +16,11 @@ if TYPE_CHECKING:
     from .._client import AsyncKernel
     from .._gen_support import FileInput
     from .._pagination import AsyncPager
-    from .models.extensions import ExtensionGetResponse
+    from .models.extensions import (
+        ExtensionGetResponse,
+        ExtensionListResponse,
+        ExtensionUploadResponse,
+    )
 
 
 class AsyncExtensions:
@@ -140,7 +144,7 @@ class AsyncExtensions:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> AsyncPager[ExtensionGetResponse]:
+    ) -> AsyncPager[ExtensionListResponse]:
         """List uploaded extensions.
 
         Offset-paged; filter by exact name or search text.
@@ -167,7 +171,7 @@ class AsyncExtensions:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> ExtensionGetResponse:
+    ) -> ExtensionUploadResponse:
         """Add a browser extension by sending its unpacked files zipped.
 
         Give it a name that is unique within the project if you want to address it by name
@@ -176,7 +180,7 @@ class AsyncExtensions:
         ``POST /extensions``; never re-sent after an ambiguous failure (it may have taken
         effect).
         """
-        result: ExtensionGetResponse = await call(
+        result: ExtensionUploadResponse = await call(
             self._client,
             _EXTENSIONS_UPLOAD,
             (),
@@ -231,7 +235,7 @@ _EXTENSIONS_LIST = Operation(
     "GET",
     "/extensions",
     replay=True,
-    result="ExtensionGetResponse",
+    result="ExtensionListResponse",
     kind="page",
     accept="application/json",
     models="extensions",
@@ -242,7 +246,7 @@ _EXTENSIONS_UPLOAD = Operation(
     "POST",
     "/extensions",
     replay=False,
-    result="ExtensionGetResponse",
+    result="ExtensionUploadResponse",
     kind="json",
     accept="application/json",
     models="extensions",

@@ -18,10 +18,12 @@ if TYPE_CHECKING:
     from .._streaming import AsyncStream
     from .models._shared import ErrorEvent, HeartbeatEvent, LogEvent
     from .models.invocations import (
-        Invocation,
         InvocationCreateResponse,
         InvocationListBrowsersResponse,
+        InvocationListResponse,
+        InvocationRetrieveResponse,
         InvocationStateEvent,
+        InvocationUpdateResponse,
     )
 
 
@@ -143,7 +145,7 @@ class AsyncInvocations:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> AsyncPager[Invocation]:
+    ) -> AsyncPager[InvocationListResponse]:
         """List invocations.
 
         Offset-paged; filter by app, action, version, status, deployment, start time, or
@@ -204,12 +206,12 @@ class AsyncInvocations:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> Invocation:
+    ) -> InvocationRetrieveResponse:
         """Look up one invocation, including its status and output.
 
         ``GET /invocations/{id}``; re-sent after an ambiguous failure.
         """
-        result: Invocation = await call(
+        result: InvocationRetrieveResponse = await call(
             self._client,
             _INVOCATIONS_RETRIEVE,
             (id,),
@@ -230,7 +232,7 @@ class AsyncInvocations:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> Invocation:
+    ) -> InvocationUpdateResponse:
         """Mark an invocation finished or change its output.
 
         status must be succeeded or failed; marking a running invocation failed is how to
@@ -238,7 +240,7 @@ class AsyncInvocations:
 
         ``PATCH /invocations/{id}``; re-sent after an ambiguous failure.
         """
-        result: Invocation = await call(
+        result: InvocationUpdateResponse = await call(
             self._client,
             _INVOCATIONS_UPDATE,
             (id,),
@@ -286,7 +288,7 @@ _INVOCATIONS_LIST = Operation(
     "GET",
     "/invocations",
     replay=True,
-    result="Invocation",
+    result="InvocationListResponse",
     kind="page",
     accept="application/json",
     models="invocations",
@@ -307,7 +309,7 @@ _INVOCATIONS_RETRIEVE = Operation(
     "GET",
     "/invocations/{}",
     replay=True,
-    result="Invocation",
+    result="InvocationRetrieveResponse",
     kind="json",
     accept="application/json",
     models="invocations",
@@ -317,7 +319,7 @@ _INVOCATIONS_UPDATE = Operation(
     "PATCH",
     "/invocations/{}",
     replay=True,
-    result="Invocation",
+    result="InvocationUpdateResponse",
     kind="json",
     accept="application/json",
     models="invocations",

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
         ProxyCreateParamsConfigIspProxyConfig,
         ProxyCreateParamsConfigMobileProxyConfig,
         ProxyCreateParamsConfigResidentialProxyConfig,
+        ProxyCreateResponse,
+        ProxyListResponse,
+        ProxyRetrieveResponse,
+        ProxyUpdateResponse,
     )
 
 
@@ -78,7 +82,7 @@ class AsyncProxies:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> ProxyCheckResponse:
+    ) -> ProxyCreateResponse:
         """Add a proxy for browser sessions to use.
 
         type is isp, residential, mobile, or custom, with a matching config; name, protocol
@@ -87,7 +91,7 @@ class AsyncProxies:
         ``POST /proxies``; never re-sent after an ambiguous failure (it may have taken
         effect).
         """
-        result: ProxyCheckResponse = await call(
+        result: ProxyCreateResponse = await call(
             self._client,
             _PROXIES_CREATE,
             (),
@@ -142,7 +146,7 @@ class AsyncProxies:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> AsyncPager[ProxyCheckResponse]:
+    ) -> AsyncPager[ProxyListResponse]:
         """List proxies.
 
         Offset-paged; filter by exact name or search by name, host, or IP address.
@@ -168,14 +172,14 @@ class AsyncProxies:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> ProxyCheckResponse:
+    ) -> ProxyRetrieveResponse:
         """Fetch a proxy by ID or name.
 
         An ID match takes precedence; since names may repeat, an ambiguous name answers 400.
 
         ``GET /proxies/{id_or_name}``; re-sent after an ambiguous failure.
         """
-        result: ProxyCheckResponse = await call(
+        result: ProxyRetrieveResponse = await call(
             self._client,
             _PROXIES_RETRIEVE,
             (id_or_name,),
@@ -195,14 +199,14 @@ class AsyncProxies:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> ProxyCheckResponse:
+    ) -> ProxyUpdateResponse:
         """Rename a proxy.
 
         Several proxies may share one name.
 
         ``PATCH /proxies/{id_or_name}``; re-sent after an ambiguous failure.
         """
-        result: ProxyCheckResponse = await call(
+        result: ProxyUpdateResponse = await call(
             self._client,
             _PROXIES_UPDATE,
             (id_or_name,),
@@ -231,7 +235,7 @@ _PROXIES_CREATE = Operation(
     "POST",
     "/proxies",
     replay=False,
-    result="ProxyCheckResponse",
+    result="ProxyCreateResponse",
     kind="json",
     accept="application/json",
     models="proxies",
@@ -245,7 +249,7 @@ _PROXIES_LIST = Operation(
     "GET",
     "/proxies",
     replay=True,
-    result="ProxyCheckResponse",
+    result="ProxyListResponse",
     kind="page",
     accept="application/json",
     models="proxies",
@@ -256,7 +260,7 @@ _PROXIES_RETRIEVE = Operation(
     "GET",
     "/proxies/{}",
     replay=True,
-    result="ProxyCheckResponse",
+    result="ProxyRetrieveResponse",
     kind="json",
     accept="application/json",
     models="proxies",
@@ -266,7 +270,7 @@ _PROXIES_UPDATE = Operation(
     "PATCH",
     "/proxies/{}",
     replay=True,
-    result="ProxyCheckResponse",
+    result="ProxyUpdateResponse",
     kind="json",
     accept="application/json",
     models="proxies",

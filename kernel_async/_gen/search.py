@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from kernel_async._gen.search_providers import AsyncSearchProviders
 
     from .._client import AsyncKernel
-    from .models._shared import Content
     from .models.search import (
+        ContentSearchContentOptions,
         Search,
         SearchAutoStrategy,
         SearchFallbackStrategy,
@@ -52,7 +52,10 @@ class AsyncSearch:
         self,
         *,
         query: str,
-        content: Literal[True] | Content | Mapping[str, object] | NotGiven = NOT_GIVEN,
+        content: Literal[True]
+        | ContentSearchContentOptions
+        | Mapping[str, object]
+        | NotGiven = NOT_GIVEN,
         country: str | NotGiven = NOT_GIVEN,
         end_date: str | date | NotGiven = NOT_GIVEN,
         exclude_domains: Sequence[str] | NotGiven = NOT_GIVEN,

@@ -14,8 +14,7 @@ from .._types import NOT_GIVEN, NotGiven
 
 if TYPE_CHECKING:
     from .._client import AsyncKernel
-    from .models._shared import Content
-    from .models.search_contents import Response
+    from .models.search_contents import Content, Response
 
 
 class AsyncSearchContents:

@@ -25,17 +25,19 @@ if TYPE_CHECKING:
         FillVaultItemOperationResult,
         KernelCardVaultItemSpecParam,
         KernelCredentialVaultItemSpecInputParam,
-        KernelWalletVaultItemSpec,
+        KernelWalletVaultItemSpecParam,
         ManagedAuthCredentialVaultItemSpecInputParam,
-        OnePasswordCredentialAccountSpec,
+        OnePasswordCredentialAccountSpecParam,
         OnePasswordCredentialVaultItemSpecInputParam,
         OnePasswordFillVaultItemOperationResult,
         PasskeyVaultItemOperationResult,
         VaultCheckoutContextParam,
         VaultFillFieldParam,
         VaultItemEvent,
+        VaultItemOperationResponseCardVaultItem,
         VaultItemOperationResponseWalletVaultItem,
         VaultWebmcpBindingParam,
+        WalletVaultItem,
         WalletVaultItemRequestSpecAgentCardWalletVaultItemSpec,
         WalletVaultItemRequestSpecLinkWalletVaultItemRequestSpec,
         WebmcpInvokeVaultItemOperationResult,
@@ -121,12 +123,7 @@ class AsyncVaultsItems:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> list[
-        VaultItemOperationResponseWalletVaultItem
-        | CardVaultItem
-        | CredentialAccountVaultItem
-        | CredentialVaultItem
-    ]:
+    ) -> list[WalletVaultItem | CardVaultItem | CredentialAccountVaultItem | CredentialVaultItem]:
         """List the items in a vault.
 
         Shows safe field metadata and non-secret values only, and never creates or renews
@@ -135,10 +132,7 @@ class AsyncVaultsItems:
         ``GET /vaults/{id_or_name}/items``; re-sent after an ambiguous failure.
         """
         result: list[
-            VaultItemOperationResponseWalletVaultItem
-            | CardVaultItem
-            | CredentialAccountVaultItem
-            | CredentialVaultItem
+            WalletVaultItem | CardVaultItem | CredentialAccountVaultItem | CredentialVaultItem
         ] = await call(
             self._client,
             _VAULTS_ITEMS_LIST,
@@ -209,7 +203,7 @@ class AsyncVaultsItems:
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> (
         VaultItemOperationResponseWalletVaultItem
-        | CardVaultItem
+        | VaultItemOperationResponseCardVaultItem
         | CredentialAccountVaultItem
         | CredentialVaultItem
         | FillVaultItemOperationResult
@@ -228,7 +222,7 @@ class AsyncVaultsItems:
         """
         result: (
             VaultItemOperationResponseWalletVaultItem
-            | CardVaultItem
+            | VaultItemOperationResponseCardVaultItem
             | CredentialAccountVaultItem
             | CredentialVaultItem
             | FillVaultItemOperationResult
@@ -286,12 +280,7 @@ class AsyncVaultsItems:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> (
-        VaultItemOperationResponseWalletVaultItem
-        | CardVaultItem
-        | CredentialAccountVaultItem
-        | CredentialVaultItem
-    ):
+    ) -> WalletVaultItem | CardVaultItem | CredentialAccountVaultItem | CredentialVaultItem:
         """Fetch a vault item by key.
 
         Lists the operations valid in its current state; expand adds live provider data, and
@@ -300,10 +289,7 @@ class AsyncVaultsItems:
         ``GET /vaults/{id_or_name}/items/{key}``; re-sent after an ambiguous failure.
         """
         result: (
-            VaultItemOperationResponseWalletVaultItem
-            | CardVaultItem
-            | CredentialAccountVaultItem
-            | CredentialVaultItem
+            WalletVaultItem | CardVaultItem | CredentialAccountVaultItem | CredentialVaultItem
         ) = await call(
             self._client,
             _VAULTS_ITEMS_RETRIEVE,
@@ -336,12 +322,7 @@ class AsyncVaultsItems:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> (
-        VaultItemOperationResponseWalletVaultItem
-        | CardVaultItem
-        | CredentialAccountVaultItem
-        | CredentialVaultItem
-    ):
+    ) -> WalletVaultItem | CardVaultItem | CredentialAccountVaultItem | CredentialVaultItem:
         """Change a vault item.
 
         Credential items need the current version and only change values or description;
@@ -351,10 +332,7 @@ class AsyncVaultsItems:
         ``PATCH /vaults/{id_or_name}/items/{key}``; re-sent after an ambiguous failure.
         """
         result: (
-            VaultItemOperationResponseWalletVaultItem
-            | CardVaultItem
-            | CredentialAccountVaultItem
-            | CredentialVaultItem
+            WalletVaultItem | CardVaultItem | CredentialAccountVaultItem | CredentialVaultItem
         ) = await call(
             self._client,
             _VAULTS_ITEMS_UPDATE,
@@ -383,11 +361,11 @@ class AsyncVaultsItems:
         spec: WalletVaultItemRequestSpecLinkWalletVaultItemRequestSpec
         | Mapping[str, object]
         | WalletVaultItemRequestSpecAgentCardWalletVaultItemSpec
-        | KernelWalletVaultItemSpec
+        | KernelWalletVaultItemSpecParam
         | CardVaultItemSpecParamLinkCardVaultItemSpec
         | CardVaultItemSpecParamAgentCardCardVaultItemSpec
         | KernelCardVaultItemSpecParam
-        | OnePasswordCredentialAccountSpec
+        | OnePasswordCredentialAccountSpecParam
         | KernelCredentialVaultItemSpecInputParam
         | OnePasswordCredentialVaultItemSpecInputParam
         | ManagedAuthCredentialVaultItemSpecInputParam,
@@ -399,12 +377,7 @@ class AsyncVaultsItems:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> (
-        VaultItemOperationResponseWalletVaultItem
-        | CardVaultItem
-        | CredentialAccountVaultItem
-        | CredentialVaultItem
-    ):
+    ) -> WalletVaultItem | CardVaultItem | CredentialAccountVaultItem | CredentialVaultItem:
         """Put an item in a vault under a key, idempotently.
 
         If the key already holds an item with the same spec, that item is answered
@@ -414,10 +387,7 @@ class AsyncVaultsItems:
         ``PUT /vaults/{id_or_name}/items/{key}``; re-sent after an ambiguous failure.
         """
         result: (
-            VaultItemOperationResponseWalletVaultItem
-            | CardVaultItem
-            | CredentialAccountVaultItem
-            | CredentialVaultItem
+            WalletVaultItem | CardVaultItem | CredentialAccountVaultItem | CredentialVaultItem
         ) = await call(
             self._client,
             _VAULTS_ITEMS_UPSERT,
@@ -458,7 +428,7 @@ _VAULTS_ITEMS_LIST = Operation(
     "GET",
     "/vaults/{}/items",
     replay=True,
-    result="list[VaultItemOperationResponseWalletVaultItem | CardVaultItem | CredentialAccountVaultItem | CredentialVaultItem]",
+    result="list[WalletVaultItem | CardVaultItem | CredentialAccountVaultItem | CredentialVaultItem]",
     kind="json",
     accept="application/json",
     models="vaults_items",
@@ -468,7 +438,7 @@ _VAULTS_ITEMS_PERFORM_OPERATION = Operation(
     "POST",
     "/vaults/{}/items/{}/operations",
     replay=False,
-    result="VaultItemOperationResponseWalletVaultItem | CardVaultItem | CredentialAccountVaultItem | CredentialVaultItem | FillVaultItemOperationResult | PasskeyVaultItemOperationResult | OnePasswordFillVaultItemOperationResult | WebmcpInvokeVaultItemOperationResult",
+    result="VaultItemOperationResponseWalletVaultItem | VaultItemOperationResponseCardVaultItem | CredentialAccountVaultItem | CredentialVaultItem | FillVaultItemOperationResult | PasskeyVaultItemOperationResult | OnePasswordFillVaultItemOperationResult | WebmcpInvokeVaultItemOperationResult",
     kind="json",
     accept="application/json",
     models="vaults_items",
@@ -479,7 +449,7 @@ _VAULTS_ITEMS_RETRIEVE = Operation(
     "GET",
     "/vaults/{}/items/{}",
     replay=True,
-    result="VaultItemOperationResponseWalletVaultItem | CardVaultItem | CredentialAccountVaultItem | CredentialVaultItem",
+    result="WalletVaultItem | CardVaultItem | CredentialAccountVaultItem | CredentialVaultItem",
     kind="json",
     accept="application/json",
     models="vaults_items",
@@ -489,7 +459,7 @@ _VAULTS_ITEMS_UPDATE = Operation(
     "PATCH",
     "/vaults/{}/items/{}",
     replay=True,
-    result="VaultItemOperationResponseWalletVaultItem | CardVaultItem | CredentialAccountVaultItem | CredentialVaultItem",
+    result="WalletVaultItem | CardVaultItem | CredentialAccountVaultItem | CredentialVaultItem",
     kind="json",
     accept="application/json",
     models="vaults_items",
@@ -500,7 +470,7 @@ _VAULTS_ITEMS_UPSERT = Operation(
     "PUT",
     "/vaults/{}/items/{}",
     replay=True,
-    result="VaultItemOperationResponseWalletVaultItem | CardVaultItem | CredentialAccountVaultItem | CredentialVaultItem",
+    result="WalletVaultItem | CardVaultItem | CredentialAccountVaultItem | CredentialVaultItem",
     kind="json",
     accept="application/json",
     models="vaults_items",

@@ -17,7 +17,7 @@ from .._runner import Runner
 
 if TYPE_CHECKING:
     from kernel_async._gen.api_keys import AsyncApiKeys
-    from kernel_async._gen.models.api_keys import APIKey, ApiKeyPolicy, CreatedAPIKey
+    from kernel_async._gen.models.api_keys import APIKey, CreatedAPIKey, Policy
 
 
 class ApiKeys:
@@ -33,7 +33,7 @@ class ApiKeys:
         name: str,
         days_to_expire: int | NotGiven | None = NOT_GIVEN,
         expires_at: str | datetime | NotGiven | None = NOT_GIVEN,
-        policy: ApiKeyPolicy | Mapping[str, object] | NotGiven = NOT_GIVEN,
+        policy: Policy | Mapping[str, object] | NotGiven = NOT_GIVEN,
         project_id: str | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         extra_query: Mapping[str, object] | None = None,

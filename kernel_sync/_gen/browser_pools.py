@@ -17,14 +17,20 @@ from .._runner import Runner
 if TYPE_CHECKING:
     from kernel_async._gen.browser_pools import AsyncBrowserPools
     from kernel_async._gen.models._shared import (
-        BrowserCreateParamsTelemetry,
-        BrowserCreateParamsTelemetryExportOtlpDestination,
-        BrowserCreateResponse,
+        BrowserExtension,
         BrowserNetworkConfigParam,
         BrowserProfile,
         BrowserViewportBrowserViewport,
     )
-    from kernel_async._gen.models.browser_pools import BrowserPool
+    from kernel_async._gen.models.browser_pools import (
+        BrowserPool,
+        BrowserPoolAcquireParamsTelemetry,
+        BrowserPoolAcquireResponse,
+        BrowserPoolCreateParamsProfile,
+        BrowserPoolCreateParamsTelemetry,
+        BrowserPoolUpdateParamsProfile,
+        BrowserPoolUpdateParamsTelemetry,
+    )
 
 
 class BrowserPools:
@@ -43,7 +49,7 @@ class BrowserPools:
         profile: BrowserProfile | Mapping[str, object] | NotGiven = NOT_GIVEN,
         start_url: str | NotGiven = NOT_GIVEN,
         tags: Mapping[str, str] | NotGiven = NOT_GIVEN,
-        telemetry: BrowserCreateParamsTelemetry
+        telemetry: BrowserPoolAcquireParamsTelemetry
         | Mapping[str, object]
         | NotGiven
         | None = NOT_GIVEN,
@@ -51,7 +57,7 @@ class BrowserPools:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> BrowserCreateResponse | None:
+    ) -> BrowserPoolAcquireResponse | None:
         """Lease a browser from a pool, waiting until one is free.
 
         A long poll: answers a browser as soon as one is available, or 204 with no body
@@ -82,25 +88,20 @@ class BrowserPools:
         *,
         size: int,
         chrome_policy: Mapping[str, Any] | NotGiven = NOT_GIVEN,
-        extensions: Sequence[
-            BrowserCreateParamsTelemetryExportOtlpDestination | Mapping[str, object]
-        ]
-        | NotGiven = NOT_GIVEN,
+        extensions: Sequence[BrowserExtension | Mapping[str, object]] | NotGiven = NOT_GIVEN,
         fill_rate_per_minute: int | NotGiven = NOT_GIVEN,
         headless: bool | NotGiven = NOT_GIVEN,
         kiosk_mode: bool | NotGiven = NOT_GIVEN,
         memory: Literal["1GiB", "2GiB", "4GiB", "8GiB", "16GiB"] | NotGiven = NOT_GIVEN,
         name: str | NotGiven = NOT_GIVEN,
         network: BrowserNetworkConfigParam | Mapping[str, object] | NotGiven = NOT_GIVEN,
-        profile: BrowserCreateParamsTelemetryExportOtlpDestination
-        | Mapping[str, object]
-        | NotGiven = NOT_GIVEN,
+        profile: BrowserPoolCreateParamsProfile | Mapping[str, object] | NotGiven = NOT_GIVEN,
         proxy_id: str | NotGiven = NOT_GIVEN,
         refresh_on_profile_update: bool | NotGiven = NOT_GIVEN,
         region: Literal["us-east", "us-west", "eu-west", "ap-southeast"] | NotGiven = NOT_GIVEN,
         start_url: str | NotGiven = NOT_GIVEN,
         stealth: bool | NotGiven = NOT_GIVEN,
-        telemetry: BrowserCreateParamsTelemetry
+        telemetry: BrowserPoolCreateParamsTelemetry
         | Mapping[str, object]
         | NotGiven
         | None = NOT_GIVEN,
@@ -294,25 +295,20 @@ class BrowserPools:
         chrome_policy: Mapping[str, Any] | NotGiven = NOT_GIVEN,
         discard_all_idle: bool | NotGiven = NOT_GIVEN,
         expected_network: BrowserNetworkConfigParam | Mapping[str, object] | NotGiven = NOT_GIVEN,
-        extensions: Sequence[
-            BrowserCreateParamsTelemetryExportOtlpDestination | Mapping[str, object]
-        ]
-        | NotGiven = NOT_GIVEN,
+        extensions: Sequence[BrowserExtension | Mapping[str, object]] | NotGiven = NOT_GIVEN,
         fill_rate_per_minute: int | NotGiven = NOT_GIVEN,
         headless: bool | NotGiven = NOT_GIVEN,
         kiosk_mode: bool | NotGiven = NOT_GIVEN,
         memory: Literal["1GiB", "2GiB", "4GiB", "8GiB", "16GiB"] | NotGiven = NOT_GIVEN,
         name: str | NotGiven = NOT_GIVEN,
         network: BrowserNetworkConfigParam | Mapping[str, object] | NotGiven = NOT_GIVEN,
-        profile: BrowserCreateParamsTelemetryExportOtlpDestination
-        | Mapping[str, object]
-        | NotGiven = NOT_GIVEN,
+        profile: BrowserPoolUpdateParamsProfile | Mapping[str, object] | NotGiven = NOT_GIVEN,
         proxy_id: str | NotGiven = NOT_GIVEN,
         refresh_on_profile_update: bool | NotGiven = NOT_GIVEN,
         size: int | NotGiven = NOT_GIVEN,
         start_url: str | NotGiven = NOT_GIVEN,
         stealth: bool | NotGiven = NOT_GIVEN,
-        telemetry: BrowserCreateParamsTelemetry
+        telemetry: BrowserPoolUpdateParamsTelemetry
         | Mapping[str, object]
         | NotGiven
         | None = NOT_GIVEN,

@@ -15,11 +15,11 @@ from .._runner import Runner
 
 if TYPE_CHECKING:
     from kernel_async._gen.browsers_computer import AsyncBrowsersComputer
-    from kernel_async._gen.models._shared import ComputerSetCursorVisibilityResponse
     from kernel_async._gen.models.browsers_computer import (
         Action,
         ComputerGetMousePositionResponse,
         ComputerReadClipboardResponse,
+        ComputerSetCursorVisibilityResponse,
         Region,
     )
 

@@ -16,7 +16,7 @@ from .._runner import Runner
 
 if TYPE_CHECKING:
     from kernel_async._gen.browsers_fs import AsyncBrowsersFs
-    from kernel_async._gen.models.browsers_fs import FFileInfoResponse, File
+    from kernel_async._gen.models.browsers_fs import FFileInfoResponse, File, FListFilesResponseItem
     from kernel_async._gen_support import FileInput
     from kernel_sync._gen.browsers_fs_watch import BrowsersFsWatch
 
@@ -180,7 +180,7 @@ class BrowsersFs:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> list[FFileInfoResponse]:
+    ) -> list[FListFilesResponseItem]:
         """List the entries of a directory on the browser machine.
 
         Takes an absolute directory path.

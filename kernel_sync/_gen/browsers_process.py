@@ -16,9 +16,10 @@ from .._runner import Runner
 
 if TYPE_CHECKING:
     from kernel_async._gen.browsers_process import AsyncBrowsersProcess
-    from kernel_async._gen.models._shared import ComputerSetCursorVisibilityResponse
     from kernel_async._gen.models.browsers_process import (
         ProcessExecResponse,
+        ProcessKillResponse,
+        ProcessResizeResponse,
         ProcessSpawnResponse,
         ProcessStatusResponse,
         ProcessStdinResponse,
@@ -83,7 +84,7 @@ class BrowsersProcess:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> ComputerSetCursorVisibilityResponse:
+    ) -> ProcessKillResponse:
         """Signal a process on the browser machine.
 
         signal must be TERM, KILL, INT, or HUP.
@@ -113,7 +114,7 @@ class BrowsersProcess:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> ComputerSetCursorVisibilityResponse:
+    ) -> ProcessResizeResponse:
         """Change the terminal size of a process running under a PTY.
 
         Sets the new column and row counts.

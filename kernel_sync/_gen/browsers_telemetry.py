@@ -16,7 +16,10 @@ from .._runner import Runner
 
 if TYPE_CHECKING:
     from kernel_async._gen.browsers_telemetry import AsyncBrowsersTelemetry
-    from kernel_async._gen.models.browsers_telemetry import TelemetryEventsResponse
+    from kernel_async._gen.models.browsers_telemetry import (
+        TelemetryEventsResponse,
+        TelemetryStreamResponse,
+    )
 
 
 class BrowsersTelemetry:
@@ -95,7 +98,7 @@ class BrowsersTelemetry:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> Stream[TelemetryEventsResponse]:
+    ) -> Stream[TelemetryStreamResponse]:
         """Subscribe to a browser session's telemetry as it happens.
 
         Server-sent events that close when the session ends; send the last event id on

@@ -19,7 +19,9 @@ if TYPE_CHECKING:
     from kernel_async._gen.models._shared import ErrorEvent, HeartbeatEvent, LogEvent
     from kernel_async._gen.models.deployments import (
         AppVersionSummaryEvent,
-        Deployment,
+        DeploymentCreateResponse,
+        DeploymentListResponse,
+        DeploymentRetrieveResponse,
         DeploymentStateEvent,
         Source,
     )
@@ -47,7 +49,7 @@ class Deployments:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> Deployment:
+    ) -> DeploymentCreateResponse:
         """Deploy a version of an application.
 
         Provide a ZIP of the source (or a source to fetch it from), the entrypoint path, a
@@ -141,7 +143,7 @@ class Deployments:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> Page[Deployment]:
+    ) -> Page[DeploymentListResponse]:
         """List deployments.
 
         Offset-paged; filter by app name and version (version needs the name) or search by
@@ -172,7 +174,7 @@ class Deployments:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> Deployment:
+    ) -> DeploymentRetrieveResponse:
         """Look up a deployment and its current status.
 
         ``GET /deployments/{id}``; re-sent after an ambiguous failure.

@@ -16,7 +16,11 @@ from .._runner import Runner
 
 if TYPE_CHECKING:
     from kernel_async._gen.extensions import AsyncExtensions
-    from kernel_async._gen.models.extensions import ExtensionGetResponse
+    from kernel_async._gen.models.extensions import (
+        ExtensionGetResponse,
+        ExtensionListResponse,
+        ExtensionUploadResponse,
+    )
     from kernel_async._gen_support import FileInput
 
 
@@ -135,7 +139,7 @@ class Extensions:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> Page[ExtensionGetResponse]:
+    ) -> Page[ExtensionListResponse]:
         """List uploaded extensions.
 
         Offset-paged; filter by exact name or search text.
@@ -165,7 +169,7 @@ class Extensions:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> ExtensionGetResponse:
+    ) -> ExtensionUploadResponse:
         """Add a browser extension by sending its unpacked files zipped.
 
         Give it a name that is unique within the project if you want to address it by name

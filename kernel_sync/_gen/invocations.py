@@ -18,10 +18,12 @@ if TYPE_CHECKING:
     from kernel_async._gen.invocations import AsyncInvocations
     from kernel_async._gen.models._shared import ErrorEvent, HeartbeatEvent, LogEvent
     from kernel_async._gen.models.invocations import (
-        Invocation,
         InvocationCreateResponse,
         InvocationListBrowsersResponse,
+        InvocationListResponse,
+        InvocationRetrieveResponse,
         InvocationStateEvent,
+        InvocationUpdateResponse,
     )
 
 
@@ -137,7 +139,7 @@ class Invocations:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> Page[Invocation]:
+    ) -> Page[InvocationListResponse]:
         """List invocations.
 
         Offset-paged; filter by app, action, version, status, deployment, start time, or
@@ -194,7 +196,7 @@ class Invocations:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> Invocation:
+    ) -> InvocationRetrieveResponse:
         """Look up one invocation, including its status and output.
 
         ``GET /invocations/{id}``; re-sent after an ambiguous failure.
@@ -218,7 +220,7 @@ class Invocations:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> Invocation:
+    ) -> InvocationUpdateResponse:
         """Mark an invocation finished or change its output.
 
         status must be succeeded or failed; marking a running invocation failed is how to

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
         ProxyCreateParamsConfigIspProxyConfig,
         ProxyCreateParamsConfigMobileProxyConfig,
         ProxyCreateParamsConfigResidentialProxyConfig,
+        ProxyCreateResponse,
+        ProxyListResponse,
+        ProxyRetrieveResponse,
+        ProxyUpdateResponse,
     )
     from kernel_async._gen.proxies import AsyncProxies
 
@@ -78,7 +82,7 @@ class Proxies:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> ProxyCheckResponse:
+    ) -> ProxyCreateResponse:
         """Add a proxy for browser sessions to use.
 
         type is isp, residential, mobile, or custom, with a matching config; name, protocol
@@ -136,7 +140,7 @@ class Proxies:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> Page[ProxyCheckResponse]:
+    ) -> Page[ProxyListResponse]:
         """List proxies.
 
         Offset-paged; filter by exact name or search by name, host, or IP address.
@@ -165,7 +169,7 @@ class Proxies:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> ProxyCheckResponse:
+    ) -> ProxyRetrieveResponse:
         """Fetch a proxy by ID or name.
 
         An ID match takes precedence; since names may repeat, an ambiguous name answers 400.
@@ -190,7 +194,7 @@ class Proxies:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> ProxyCheckResponse:
+    ) -> ProxyUpdateResponse:
         """Rename a proxy.
 
         Several proxies may share one name.

@@ -16,8 +16,8 @@ from kernel_async._types import NOT_GIVEN, NotGiven
 from .._runner import Runner
 
 if TYPE_CHECKING:
-    from kernel_async._gen.models._shared import Content
     from kernel_async._gen.models.search import (
+        ContentSearchContentOptions,
         Search,
         SearchAutoStrategy,
         SearchFallbackStrategy,
@@ -53,7 +53,10 @@ class SearchResource:
         self,
         *,
         query: str,
-        content: Literal[True] | Content | Mapping[str, object] | NotGiven = NOT_GIVEN,
+        content: Literal[True]
+        | ContentSearchContentOptions
+        | Mapping[str, object]
+        | NotGiven = NOT_GIVEN,
         country: str | NotGiven = NOT_GIVEN,
         end_date: str | date | NotGiven = NOT_GIVEN,
         exclude_domains: Sequence[str] | NotGiven = NOT_GIVEN,

@@ -14,8 +14,7 @@ from kernel_async._types import NOT_GIVEN, NotGiven
 from .._runner import Runner
 
 if TYPE_CHECKING:
-    from kernel_async._gen.models._shared import Content
-    from kernel_async._gen.models.search_contents import Response
+    from kernel_async._gen.models.search_contents import Content, Response
     from kernel_async._gen.search_contents import AsyncSearchContents
 
 

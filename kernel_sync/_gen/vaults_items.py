@@ -25,17 +25,19 @@ if TYPE_CHECKING:
         FillVaultItemOperationResult,
         KernelCardVaultItemSpecParam,
         KernelCredentialVaultItemSpecInputParam,
-        KernelWalletVaultItemSpec,
+        KernelWalletVaultItemSpecParam,
         ManagedAuthCredentialVaultItemSpecInputParam,
-        OnePasswordCredentialAccountSpec,
+        OnePasswordCredentialAccountSpecParam,
         OnePasswordCredentialVaultItemSpecInputParam,
         OnePasswordFillVaultItemOperationResult,
         PasskeyVaultItemOperationResult,
         VaultCheckoutContextParam,
         VaultFillFieldParam,
         VaultItemEvent,
+        VaultItemOperationResponseCardVaultItem,
         VaultItemOperationResponseWalletVaultItem,
         VaultWebmcpBindingParam,
+        WalletVaultItem,
         WalletVaultItemRequestSpecAgentCardWalletVaultItemSpec,
         WalletVaultItemRequestSpecLinkWalletVaultItemRequestSpec,
         WebmcpInvokeVaultItemOperationResult,
@@ -117,12 +119,7 @@ class VaultsItems:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> list[
-        VaultItemOperationResponseWalletVaultItem
-        | CardVaultItem
-        | CredentialAccountVaultItem
-        | CredentialVaultItem
-    ]:
+    ) -> list[WalletVaultItem | CardVaultItem | CredentialAccountVaultItem | CredentialVaultItem]:
         """List the items in a vault.
 
         Shows safe field metadata and non-secret values only, and never creates or renews
@@ -198,7 +195,7 @@ class VaultsItems:
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
     ) -> (
         VaultItemOperationResponseWalletVaultItem
-        | CardVaultItem
+        | VaultItemOperationResponseCardVaultItem
         | CredentialAccountVaultItem
         | CredentialVaultItem
         | FillVaultItemOperationResult
@@ -260,12 +257,7 @@ class VaultsItems:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> (
-        VaultItemOperationResponseWalletVaultItem
-        | CardVaultItem
-        | CredentialAccountVaultItem
-        | CredentialVaultItem
-    ):
+    ) -> WalletVaultItem | CardVaultItem | CredentialAccountVaultItem | CredentialVaultItem:
         """Fetch a vault item by key.
 
         Lists the operations valid in its current state; expand adds live provider data, and
@@ -302,12 +294,7 @@ class VaultsItems:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> (
-        VaultItemOperationResponseWalletVaultItem
-        | CardVaultItem
-        | CredentialAccountVaultItem
-        | CredentialVaultItem
-    ):
+    ) -> WalletVaultItem | CardVaultItem | CredentialAccountVaultItem | CredentialVaultItem:
         """Change a vault item.
 
         Credential items need the current version and only change values or description;
@@ -338,11 +325,11 @@ class VaultsItems:
         spec: WalletVaultItemRequestSpecLinkWalletVaultItemRequestSpec
         | Mapping[str, object]
         | WalletVaultItemRequestSpecAgentCardWalletVaultItemSpec
-        | KernelWalletVaultItemSpec
+        | KernelWalletVaultItemSpecParam
         | CardVaultItemSpecParamLinkCardVaultItemSpec
         | CardVaultItemSpecParamAgentCardCardVaultItemSpec
         | KernelCardVaultItemSpecParam
-        | OnePasswordCredentialAccountSpec
+        | OnePasswordCredentialAccountSpecParam
         | KernelCredentialVaultItemSpecInputParam
         | OnePasswordCredentialVaultItemSpecInputParam
         | ManagedAuthCredentialVaultItemSpecInputParam,
@@ -354,12 +341,7 @@ class VaultsItems:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> (
-        VaultItemOperationResponseWalletVaultItem
-        | CardVaultItem
-        | CredentialAccountVaultItem
-        | CredentialVaultItem
-    ):
+    ) -> WalletVaultItem | CardVaultItem | CredentialAccountVaultItem | CredentialVaultItem:
         """Put an item in a vault under a key, idempotently.
 
         If the key already holds an item with the same spec, that item is answered

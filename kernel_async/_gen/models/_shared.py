@@ -10,23 +10,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from ..._gen_support import _hide_query, _redacted
-
-
-@attrs.frozen
-class AgentCardWalletVaultItemSpecProviderConfig:
-    """The `AgentCardWalletVaultItemSpecProviderConfig` object of the Kernel API.
-
-    The official SDK also calls this shape ``BrowserExtensionBrowserExtension``,
-    ``BrowserPoolConfigProfile``,
-    ``LinkWalletVaultItemSpecAuthorizationClientCustomerManagedOAuthClientProviderConfig``,
-    ``ManagedAuthBrowserConfigTelemetryExportOtlpDestination``,
-    ``ManagedAuthBrowserTelemetryExportOtlpDestination``, ``ProxyRouteProxy``,
-    ``VaultReference``.
-    """
-
-    id: str | None = None
-    name: str | None = None
+from ..._gen_support import _redacted
 
 
 @attrs.frozen
@@ -71,134 +55,11 @@ class BrowserAllowlistState:
 
 
 @attrs.frozen
-class BrowserCreateParamsTelemetry:
-    """The `BrowserCreateParamsTelemetry` object of the Kernel API.
-
-    The official SDK also calls this shape ``BrowserPoolAcquireParamsTelemetry``,
-    ``BrowserPoolCreateParamsTelemetry``, ``BrowserPoolUpdateParamsTelemetry``,
-    ``BrowserTelemetry``, ``BrowserUpdateParamsTelemetry``,
-    ``ConnectionLoginParamsBrowserTelemetry``, ``ConnectionUpdateParamsBrowserTelemetry``,
-    ``Telemetry``.
-    """
-
-    browser: BrowserTelemetryCategoriesConfigParam | None = None
-    enabled: bool | None = None
-    export: BrowserCreateParamsTelemetryExport | None = None
-    storage: BrowserCreateParamsTelemetryStorage | None = None
-
-
-@attrs.frozen
-class BrowserCreateParamsTelemetryExport:
-    """The `BrowserCreateParamsTelemetryExport` object of the Kernel API.
-
-    The official SDK also calls this shape ``BrowserPoolAcquireParamsTelemetryExport``,
-    ``BrowserPoolCreateParamsTelemetryExport``, ``BrowserPoolUpdateParamsTelemetryExport``,
-    ``BrowserTelemetryExport``, ``BrowserUpdateParamsTelemetryExport``,
-    ``ConnectionLoginParamsBrowserTelemetryExport``,
-    ``ConnectionUpdateParamsBrowserTelemetryExport``, ``TelemetryExport``.
-    """
-
-    otlp: BrowserCreateParamsTelemetryExportOtlp | None = None
-
-
-@attrs.frozen
-class BrowserCreateParamsTelemetryExportOtlp:
-    """The `BrowserCreateParamsTelemetryExportOtlp` object of the Kernel API.
-
-    The official SDK also calls this shape ``BrowserPoolAcquireParamsTelemetryExportOtlp``,
-    ``BrowserPoolCreateParamsTelemetryExportOtlp``,
-    ``BrowserPoolUpdateParamsTelemetryExportOtlp``, ``BrowserTelemetryExportOtlp``,
-    ``BrowserUpdateParamsTelemetryExportOtlp``,
-    ``ConnectionLoginParamsBrowserTelemetryExportOtlp``,
-    ``ConnectionUpdateParamsBrowserTelemetryExportOtlp``, ``TelemetryExportOtlp``.
-    """
-
-    destination: BrowserCreateParamsTelemetryExportOtlpDestination | None = None
-    enabled: bool | None = None
-
-
-@attrs.frozen
-class BrowserCreateParamsTelemetryExportOtlpDestination:
-    """The `BrowserCreateParamsTelemetryExportOtlpDestination` object of the Kernel API.
-
-    The official SDK also calls this shape ``BrowserExtension``,
-    ``BrowserNetworkConfigParamProxyRouteProxy``,
-    ``BrowserPoolAcquireParamsTelemetryExportOtlpDestination``,
-    ``BrowserPoolCreateParamsProfile``,
-    ``BrowserPoolCreateParamsTelemetryExportOtlpDestination``,
-    ``BrowserPoolUpdateParamsProfile``,
-    ``BrowserPoolUpdateParamsTelemetryExportOtlpDestination``,
-    ``BrowserTelemetryExportOtlpDestination``,
-    ``BrowserUpdateParamsTelemetryExportOtlpDestination``,
-    ``ConnectionLoginParamsBrowserTelemetryExportOtlpDestination``,
-    ``ConnectionLoginParamsProxy``,
-    ``ConnectionUpdateParamsBrowserTelemetryExportOtlpDestination``,
-    ``ConnectionUpdateParamsProxy``, ``Proxy``, ``TelemetryExportOtlpDestination``,
-    ``VaultReferenceParam``,
-    ``WalletVaultItemRequestSpecAgentCardWalletVaultItemSpecProviderConfig``, ``WalletVaultI
-    temRequestSpecLinkWalletVaultItemRequestSpecAuthorizationImportedLinkAuthorizationInputC
-    lientProviderConfig``.
-    """
+class BrowserExtension:
+    """The `BrowserExtension` object of the Kernel API."""
 
     id: str | None = None
     name: str | None = None
-
-
-@attrs.frozen
-class BrowserCreateParamsTelemetryStorage:
-    """The `BrowserCreateParamsTelemetryStorage` object of the Kernel API.
-
-    The official SDK also calls this shape ``BrowserPoolAcquireParamsTelemetryStorage``,
-    ``BrowserPoolCreateParamsTelemetryStorage``,
-    ``BrowserPoolUpdateParamsTelemetryStorage``, ``BrowserTelemetryCategoryConfigParam``,
-    ``BrowserTelemetryStorage``, ``BrowserUpdateParamsTelemetryStorage``,
-    ``ConnectionLoginParamsBrowserTelemetryStorage``,
-    ``ConnectionUpdateParamsBrowserTelemetryStorage``, ``TelemetryStorage``.
-    """
-
-    enabled: bool | None = None
-
-
-@attrs.frozen
-class BrowserCreateResponse:
-    """The `BrowserCreateResponse` object of the Kernel API.
-
-    The official SDK also calls this shape ``BrowserListResponse``,
-    ``BrowserPoolAcquireResponse``, ``BrowserRetrieveResponse``, ``BrowserUpdateResponse``,
-    ``InvocationListBrowsersResponseBrowser``.
-    """
-
-    cdp_ws_url: str = attrs.field(repr=_hide_query)
-    created_at: datetime
-    headless: bool
-    memory: str
-    region: str
-    session_id: str
-    stealth: bool
-    timeout_seconds: int
-    webdriver_ws_url: str = attrs.field(repr=_hide_query)
-    base_url: str | None = attrs.field(default=None, repr=_hide_query)
-    browser_live_view_url: str | None = attrs.field(default=None, repr=_hide_query)
-    chrome_policy: dict[str, Any] | None = None
-    deleted_at: datetime | None = None
-    gpu: bool | None = None
-    kiosk_mode: bool | None = None
-    location: BrowserLocation | None = None
-    name: str | None = None
-    network: BrowserNetworkConfig | None = None
-    pool: BrowserPoolRef | None = None
-    profile: Profile | None = None
-    profile_save_changes: bool | None = None
-    proxy: BrowserProxy | None = None
-    proxy_id: str | None = None
-    start_url: str | None = attrs.field(default=None, repr=_hide_query)
-    tags: dict[str, str] | None = None
-    telemetry: BrowserTelemetryConfig | None = None
-    usage: BrowserUsage | None = None
-    usage_status: str | None = None
-    vaults: list[AgentCardWalletVaultItemSpecProviderConfig] | None = None
-    video_memory: str | None = None
-    viewport: BrowserViewport | None = None
 
 
 @attrs.frozen
@@ -235,7 +96,15 @@ class BrowserNetworkConfigParamProxyRoute:
     """The `BrowserNetworkConfigParamProxyRoute` object of the Kernel API."""
 
     hosts: list[str]
-    proxy: BrowserCreateParamsTelemetryExportOtlpDestination
+    proxy: BrowserNetworkConfigParamProxyRouteProxy
+
+
+@attrs.frozen
+class BrowserNetworkConfigParamProxyRouteProxy:
+    """The `BrowserNetworkConfigParamProxyRouteProxy` object of the Kernel API."""
+
+    id: str | None = None
+    name: str | None = None
 
 
 @attrs.frozen
@@ -257,10 +126,7 @@ class BrowserProfile:
 
 @attrs.frozen
 class BrowserProxy:
-    """The `BrowserProxy` object of the Kernel API.
-
-    The official SDK also calls this shape ``BrowserProxyConfig``.
-    """
+    """The `BrowserProxy` object of the Kernel API."""
 
     id: str | None = None
     mode: str | None = None
@@ -296,25 +162,28 @@ class BrowserTelemetryCategoriesConfig:
 class BrowserTelemetryCategoriesConfigParam:
     """The `BrowserTelemetryCategoriesConfigParam` object of the Kernel API."""
 
-    captcha: BrowserCreateParamsTelemetryStorage | None = None
-    connection: BrowserCreateParamsTelemetryStorage | None = None
-    console: BrowserCreateParamsTelemetryStorage | None = None
+    captcha: BrowserTelemetryCategoryConfigParam | None = None
+    connection: BrowserTelemetryCategoryConfigParam | None = None
+    console: BrowserTelemetryCategoryConfigParam | None = None
     control: BrowserTelemetryControlConfigParam | None = None
-    interaction: BrowserCreateParamsTelemetryStorage | None = None
-    network: BrowserCreateParamsTelemetryStorage | None = None
-    page: BrowserCreateParamsTelemetryStorage | None = None
-    platform: BrowserCreateParamsTelemetryStorage | None = None
-    screenshot: BrowserCreateParamsTelemetryStorage | None = None
-    system: BrowserCreateParamsTelemetryStorage | None = None
+    interaction: BrowserTelemetryCategoryConfigParam | None = None
+    network: BrowserTelemetryCategoryConfigParam | None = None
+    page: BrowserTelemetryCategoryConfigParam | None = None
+    platform: BrowserTelemetryCategoryConfigParam | None = None
+    screenshot: BrowserTelemetryCategoryConfigParam | None = None
+    system: BrowserTelemetryCategoryConfigParam | None = None
 
 
 @attrs.frozen
 class BrowserTelemetryCategoryConfig:
-    """The `BrowserTelemetryCategoryConfig` object of the Kernel API.
+    """The `BrowserTelemetryCategoryConfig` object of the Kernel API."""
 
-    The official SDK also calls this shape ``BrowserTelemetryStorageConfig``,
-    ``ManagedAuthBrowserConfigTelemetryStorage``, ``ManagedAuthBrowserTelemetryStorage``.
-    """
+    enabled: bool | None = None
+
+
+@attrs.frozen
+class BrowserTelemetryCategoryConfigParam:
+    """The `BrowserTelemetryCategoryConfigParam` object of the Kernel API."""
 
     enabled: bool | None = None
 
@@ -339,7 +208,7 @@ class BrowserTelemetryConfig:
 
     browser: BrowserTelemetryCategoriesConfig | None = None
     export: BrowserTelemetryExportConfig | None = None
-    storage: BrowserTelemetryCategoryConfig | None = None
+    storage: BrowserTelemetryStorageConfig | None = None
 
 
 @attrs.frozen
@@ -374,6 +243,13 @@ class BrowserTelemetryOtlpExportConfig:
 
 
 @attrs.frozen
+class BrowserTelemetryStorageConfig:
+    """The `BrowserTelemetryStorageConfig` object of the Kernel API."""
+
+    enabled: bool | None = None
+
+
+@attrs.frozen
 class BrowserUsage:
     """The `BrowserUsage` object of the Kernel API."""
 
@@ -396,48 +272,6 @@ class BrowserViewportBrowserViewport:
     height: int
     width: int
     refresh_rate: int | None = None
-
-
-@attrs.frozen
-class ComputerSetCursorVisibilityResponse:
-    """The `ComputerSetCursorVisibilityResponse` object of the Kernel API.
-
-    The official SDK also calls this shape ``ProcessKillResponse``,
-    ``ProcessResizeResponse``.
-    """
-
-    ok: bool
-
-
-@attrs.frozen
-class ConfigIspProxyConfig:
-    """The `ConfigIspProxyConfig` object of the Kernel API.
-
-    The official SDK also calls this shape
-    ``ConfigRegistryManagedProxyCreateConfigIspProxyConfig``,
-    ``ProxyCreateResponseConfigIspProxyConfig``, ``ProxyListResponseConfigIspProxyConfig``,
-    ``ProxyRetrieveResponseConfigIspProxyConfig``,
-    ``ProxyUpdateResponseConfigIspProxyConfig``.
-    """
-
-    country: str | None = None
-
-
-@attrs.frozen
-class ConfigMobileProxyConfig:
-    """The `ConfigMobileProxyConfig` object of the Kernel API.
-
-    The official SDK also calls this shape
-    ``ConfigRegistryManagedProxyCreateConfigMobileProxyConfig``,
-    ``ProxyCreateResponseConfigMobileProxyConfig``,
-    ``ProxyListResponseConfigMobileProxyConfig``,
-    ``ProxyRetrieveResponseConfigMobileProxyConfig``,
-    ``ProxyUpdateResponseConfigMobileProxyConfig``.
-    """
-
-    city: str | None = None
-    country: str | None = None
-    state: str | None = None
 
 
 @attrs.frozen
@@ -464,9 +298,9 @@ class ConfigRegistryManagedProxyCreate:
     type: str
     bypass_hosts: list[str] | None = None
     config: (
-        ConfigIspProxyConfig
+        ConfigRegistryManagedProxyCreateConfigIspProxyConfig
         | ConfigRegistryManagedProxyCreateConfigResidentialProxyConfig
-        | ConfigMobileProxyConfig
+        | ConfigRegistryManagedProxyCreateConfigMobileProxyConfig
         | ConfigRegistryManagedProxyCreateConfigCreateCustomProxyConfig
         | None
     ) = None
@@ -488,15 +322,25 @@ class ConfigRegistryManagedProxyCreateConfigCreateCustomProxyConfig:
 
 
 @attrs.frozen
+class ConfigRegistryManagedProxyCreateConfigIspProxyConfig:
+    """The `ConfigRegistryManagedProxyCreateConfigIspProxyConfig` object of the Kernel API."""
+
+    country: str | None = None
+
+
+@attrs.frozen
+class ConfigRegistryManagedProxyCreateConfigMobileProxyConfig:
+    """The `ConfigRegistryManagedProxyCreateConfigMobileProxyConfig` object of the Kernel API."""
+
+    city: str | None = None
+    country: str | None = None
+    state: str | None = None
+
+
+@attrs.frozen
 class ConfigRegistryManagedProxyCreateConfigResidentialProxyConfig:
     """The `ConfigRegistryManagedProxyCreateConfigResidentialProxyConfig` object of the Kernel
     API.
-
-    The official SDK also calls this shape ``ConfigResidentialProxyConfig``,
-    ``ProxyCreateResponseConfigResidentialProxyConfig``,
-    ``ProxyListResponseConfigResidentialProxyConfig``,
-    ``ProxyRetrieveResponseConfigResidentialProxyConfig``,
-    ``ProxyUpdateResponseConfigResidentialProxyConfig``.
     """
 
     asn: str | None = None
@@ -517,44 +361,6 @@ class ConfigRegistryResponse:
     recommendation: Recommendation | NoRecommendation | None = None
     guidance: str | None = None
     workload_outcome: str | None = None
-
-
-@attrs.frozen
-class Content:
-    """The `Content` object of the Kernel API.
-
-    The official SDK also calls this shape ``ContentSearchContentOptions``.
-    """
-
-    browser: ContentBrowser | None = None
-    format: str | None = None
-    max_age_hours: int | None = None
-    max_chars: int | None = None
-    source: str | None = None
-    timeout_ms: int | None = None
-
-
-@attrs.frozen
-class ContentBrowser:
-    """The `ContentBrowser` object of the Kernel API.
-
-    The official SDK also calls this shape ``ContentSearchContentOptionsBrowser``.
-    """
-
-    browser_id: str | None = None
-    mode: str | None = None
-
-
-@attrs.frozen
-class ContentError:
-    """The `ContentError` object of the Kernel API.
-
-    The official SDK also calls this shape ``ResultContentError``.
-    """
-
-    code: str
-    message: str
-    retryable: bool
 
 
 @attrs.frozen
@@ -644,7 +450,15 @@ class ProxyRoute:
     """The `ProxyRoute` object of the Kernel API."""
 
     hosts: list[str]
-    proxy: AgentCardWalletVaultItemSpecProviderConfig
+    proxy: ProxyRouteProxy
+
+
+@attrs.frozen
+class ProxyRouteProxy:
+    """The `ProxyRouteProxy` object of the Kernel API."""
+
+    id: str | None = None
+    name: str | None = None
 
 
 @attrs.frozen
@@ -707,6 +521,14 @@ class Usage:
     content_fetches: int
     results_count: int
     cost: float | None = None
+
+
+@attrs.frozen
+class VaultReference:
+    """The `VaultReference` object of the Kernel API."""
+
+    id: str | None = None
+    name: str | None = None
 
 
 @attrs.frozen

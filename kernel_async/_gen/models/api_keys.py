@@ -30,20 +30,14 @@ class APIKey:
 
 @attrs.frozen
 class ApiKeyPolicy:
-    """The `ApiKeyPolicy` object of the Kernel API.
-
-    The official SDK also calls this shape ``Policy``.
-    """
+    """The `ApiKeyPolicy` object of the Kernel API."""
 
     statements: list[ApiKeyPolicyStatement]
 
 
 @attrs.frozen
 class ApiKeyPolicyStatement:
-    """The `ApiKeyPolicyStatement` object of the Kernel API.
-
-    The official SDK also calls this shape ``PolicyStatement``.
-    """
+    """The `ApiKeyPolicyStatement` object of the Kernel API."""
 
     action: str
     resource: str
@@ -73,3 +67,18 @@ class CreatedBy:
     id: str
     email: str
     name: str | None = None
+
+
+@attrs.frozen
+class Policy:
+    """The `Policy` object of the Kernel API."""
+
+    statements: list[PolicyStatement]
+
+
+@attrs.frozen
+class PolicyStatement:
+    """The `PolicyStatement` object of the Kernel API."""
+
+    action: str
+    resource: str

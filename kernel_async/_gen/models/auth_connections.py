@@ -12,21 +12,64 @@ import attrs
 
 from ..._gen_support import _hide_query
 from ._shared import (
-    AgentCardWalletVaultItemSpecProviderConfig,
-    BrowserCreateParamsTelemetry,
-    BrowserProxy,
     BrowserProxyConfigParam,
     BrowserTelemetryCategoriesConfig,
-    BrowserTelemetryCategoryConfig,
+    BrowserTelemetryCategoriesConfigParam,
 )
 
 
 @attrs.frozen
-class Choice:
-    """The `Choice` object of the Kernel API.
+class BrowserProxyConfig:
+    """The `BrowserProxyConfig` object of the Kernel API."""
 
-    The official SDK also calls this shape ``ManagedAuthStateEventChoice``.
-    """
+    id: str | None = None
+    mode: str | None = None
+    name: str | None = None
+
+
+@attrs.frozen
+class BrowserTelemetry:
+    """The `BrowserTelemetry` object of the Kernel API."""
+
+    browser: BrowserTelemetryCategoriesConfigParam | None = None
+    enabled: bool | None = None
+    export: BrowserTelemetryExport | None = None
+    storage: BrowserTelemetryStorage | None = None
+
+
+@attrs.frozen
+class BrowserTelemetryExport:
+    """The `BrowserTelemetryExport` object of the Kernel API."""
+
+    otlp: BrowserTelemetryExportOtlp | None = None
+
+
+@attrs.frozen
+class BrowserTelemetryExportOtlp:
+    """The `BrowserTelemetryExportOtlp` object of the Kernel API."""
+
+    destination: BrowserTelemetryExportOtlpDestination | None = None
+    enabled: bool | None = None
+
+
+@attrs.frozen
+class BrowserTelemetryExportOtlpDestination:
+    """The `BrowserTelemetryExportOtlpDestination` object of the Kernel API."""
+
+    id: str | None = None
+    name: str | None = None
+
+
+@attrs.frozen
+class BrowserTelemetryStorage:
+    """The `BrowserTelemetryStorage` object of the Kernel API."""
+
+    enabled: bool | None = None
+
+
+@attrs.frozen
+class Choice:
+    """The `Choice` object of the Kernel API."""
 
     id: str
     label: str
@@ -40,11 +83,118 @@ class Choice:
 
 
 @attrs.frozen
-class ConnectionUpdateParamsCredential:
-    """The `ConnectionUpdateParamsCredential` object of the Kernel API.
+class ConnectionLoginParamsBrowserTelemetry:
+    """The `ConnectionLoginParamsBrowserTelemetry` object of the Kernel API."""
 
-    The official SDK also calls this shape ``Credential``.
+    browser: BrowserTelemetryCategoriesConfigParam | None = None
+    enabled: bool | None = None
+    export: ConnectionLoginParamsBrowserTelemetryExport | None = None
+    storage: ConnectionLoginParamsBrowserTelemetryStorage | None = None
+
+
+@attrs.frozen
+class ConnectionLoginParamsBrowserTelemetryExport:
+    """The `ConnectionLoginParamsBrowserTelemetryExport` object of the Kernel API."""
+
+    otlp: ConnectionLoginParamsBrowserTelemetryExportOtlp | None = None
+
+
+@attrs.frozen
+class ConnectionLoginParamsBrowserTelemetryExportOtlp:
+    """The `ConnectionLoginParamsBrowserTelemetryExportOtlp` object of the Kernel API."""
+
+    destination: ConnectionLoginParamsBrowserTelemetryExportOtlpDestination | None = None
+    enabled: bool | None = None
+
+
+@attrs.frozen
+class ConnectionLoginParamsBrowserTelemetryExportOtlpDestination:
+    """The `ConnectionLoginParamsBrowserTelemetryExportOtlpDestination` object of the Kernel
+    API.
     """
+
+    id: str | None = None
+    name: str | None = None
+
+
+@attrs.frozen
+class ConnectionLoginParamsBrowserTelemetryStorage:
+    """The `ConnectionLoginParamsBrowserTelemetryStorage` object of the Kernel API."""
+
+    enabled: bool | None = None
+
+
+@attrs.frozen
+class ConnectionLoginParamsProxy:
+    """The `ConnectionLoginParamsProxy` object of the Kernel API."""
+
+    id: str | None = None
+    name: str | None = None
+
+
+@attrs.frozen
+class ConnectionUpdateParamsBrowserTelemetry:
+    """The `ConnectionUpdateParamsBrowserTelemetry` object of the Kernel API."""
+
+    browser: BrowserTelemetryCategoriesConfigParam | None = None
+    enabled: bool | None = None
+    export: ConnectionUpdateParamsBrowserTelemetryExport | None = None
+    storage: ConnectionUpdateParamsBrowserTelemetryStorage | None = None
+
+
+@attrs.frozen
+class ConnectionUpdateParamsBrowserTelemetryExport:
+    """The `ConnectionUpdateParamsBrowserTelemetryExport` object of the Kernel API."""
+
+    otlp: ConnectionUpdateParamsBrowserTelemetryExportOtlp | None = None
+
+
+@attrs.frozen
+class ConnectionUpdateParamsBrowserTelemetryExportOtlp:
+    """The `ConnectionUpdateParamsBrowserTelemetryExportOtlp` object of the Kernel API."""
+
+    destination: ConnectionUpdateParamsBrowserTelemetryExportOtlpDestination | None = None
+    enabled: bool | None = None
+
+
+@attrs.frozen
+class ConnectionUpdateParamsBrowserTelemetryExportOtlpDestination:
+    """The `ConnectionUpdateParamsBrowserTelemetryExportOtlpDestination` object of the Kernel
+    API.
+    """
+
+    id: str | None = None
+    name: str | None = None
+
+
+@attrs.frozen
+class ConnectionUpdateParamsBrowserTelemetryStorage:
+    """The `ConnectionUpdateParamsBrowserTelemetryStorage` object of the Kernel API."""
+
+    enabled: bool | None = None
+
+
+@attrs.frozen
+class ConnectionUpdateParamsCredential:
+    """The `ConnectionUpdateParamsCredential` object of the Kernel API."""
+
+    auto: bool | None = None
+    name: str | None = None
+    path: str | None = None
+    provider: str | None = None
+
+
+@attrs.frozen
+class ConnectionUpdateParamsProxy:
+    """The `ConnectionUpdateParamsProxy` object of the Kernel API."""
+
+    id: str | None = None
+    name: str | None = None
+
+
+@attrs.frozen
+class Credential:
+    """The `Credential` object of the Kernel API."""
 
     auto: bool | None = None
     name: str | None = None
@@ -54,10 +204,7 @@ class ConnectionUpdateParamsCredential:
 
 @attrs.frozen
 class DiscoveredField:
-    """The `DiscoveredField` object of the Kernel API.
-
-    The official SDK also calls this shape ``ManagedAuthStateEventDiscoveredField``.
-    """
+    """The `DiscoveredField` object of the Kernel API."""
 
     label: str
     name: str
@@ -71,10 +218,7 @@ class DiscoveredField:
 
 @attrs.frozen
 class Field:
-    """The `Field` object of the Kernel API.
-
-    The official SDK also calls this shape ``ManagedAuthStateEventField``.
-    """
+    """The `Field` object of the Kernel API."""
 
     id: str
     reason: str
@@ -113,7 +257,7 @@ class ManagedAuth:
     auto_reauth: bool | None = None
     browser: ManagedAuthBrowserConfig | None = None
     browser_session_id: str | None = None
-    browser_telemetry: ManagedAuthBrowserConfigTelemetry | None = None
+    browser_telemetry: ManagedAuthBrowserTelemetry | None = None
     can_reauth: bool | None = None
     can_reauth_reason: str | None = None
     choices: list[Choice] | None = None
@@ -136,11 +280,11 @@ class ManagedAuth:
     last_auth_check_at: datetime | None = None
     live_view_url: str | None = attrs.field(default=None, repr=_hide_query)
     login_url: str | None = attrs.field(default=None, repr=_hide_query)
-    mfa_options: list[ManagedAuthStateEventMfaOption] | None = None
-    pending_sso_buttons: list[ManagedAuthStateEventPendingSSOButton] | None = None
+    mfa_options: list[MfaOption] | None = None
+    pending_sso_buttons: list[PendingSSOButton] | None = None
     post_login_url: str | None = attrs.field(default=None, repr=_hide_query)
     proxy_id: str | None = None
-    sign_in_options: list[ManagedAuthStateEventSignInOption] | None = None
+    sign_in_options: list[SignInOption] | None = None
     sso_provider: str | None = None
     website_error: str | None = None
 
@@ -149,7 +293,7 @@ class ManagedAuth:
 class ManagedAuthBrowserConfig:
     """The `ManagedAuthBrowserConfig` object of the Kernel API."""
 
-    proxy: BrowserProxy | None = None
+    proxy: BrowserProxyConfig | None = None
     region: str | None = None
     stealth: bool | None = None
     telemetry: ManagedAuthBrowserConfigTelemetry | None = None
@@ -162,40 +306,86 @@ class ManagedAuthBrowserConfigParam:
     proxy: BrowserProxyConfigParam | None = None
     region: str | None = None
     stealth: bool | None = None
-    telemetry: BrowserCreateParamsTelemetry | None = None
+    telemetry: Telemetry | None = None
 
 
 @attrs.frozen
 class ManagedAuthBrowserConfigTelemetry:
-    """The `ManagedAuthBrowserConfigTelemetry` object of the Kernel API.
-
-    The official SDK also calls this shape ``ManagedAuthBrowserTelemetry``.
-    """
+    """The `ManagedAuthBrowserConfigTelemetry` object of the Kernel API."""
 
     browser: BrowserTelemetryCategoriesConfig | None = None
     enabled: bool | None = None
     export: ManagedAuthBrowserConfigTelemetryExport | None = None
-    storage: BrowserTelemetryCategoryConfig | None = None
+    storage: ManagedAuthBrowserConfigTelemetryStorage | None = None
 
 
 @attrs.frozen
 class ManagedAuthBrowserConfigTelemetryExport:
-    """The `ManagedAuthBrowserConfigTelemetryExport` object of the Kernel API.
-
-    The official SDK also calls this shape ``ManagedAuthBrowserTelemetryExport``.
-    """
+    """The `ManagedAuthBrowserConfigTelemetryExport` object of the Kernel API."""
 
     otlp: ManagedAuthBrowserConfigTelemetryExportOtlp | None = None
 
 
 @attrs.frozen
 class ManagedAuthBrowserConfigTelemetryExportOtlp:
-    """The `ManagedAuthBrowserConfigTelemetryExportOtlp` object of the Kernel API.
+    """The `ManagedAuthBrowserConfigTelemetryExportOtlp` object of the Kernel API."""
 
-    The official SDK also calls this shape ``ManagedAuthBrowserTelemetryExportOtlp``.
-    """
+    destination: ManagedAuthBrowserConfigTelemetryExportOtlpDestination | None = None
+    enabled: bool | None = None
 
-    destination: AgentCardWalletVaultItemSpecProviderConfig | None = None
+
+@attrs.frozen
+class ManagedAuthBrowserConfigTelemetryExportOtlpDestination:
+    """The `ManagedAuthBrowserConfigTelemetryExportOtlpDestination` object of the Kernel API."""
+
+    id: str | None = None
+    name: str | None = None
+
+
+@attrs.frozen
+class ManagedAuthBrowserConfigTelemetryStorage:
+    """The `ManagedAuthBrowserConfigTelemetryStorage` object of the Kernel API."""
+
+    enabled: bool | None = None
+
+
+@attrs.frozen
+class ManagedAuthBrowserTelemetry:
+    """The `ManagedAuthBrowserTelemetry` object of the Kernel API."""
+
+    browser: BrowserTelemetryCategoriesConfig | None = None
+    enabled: bool | None = None
+    export: ManagedAuthBrowserTelemetryExport | None = None
+    storage: ManagedAuthBrowserTelemetryStorage | None = None
+
+
+@attrs.frozen
+class ManagedAuthBrowserTelemetryExport:
+    """The `ManagedAuthBrowserTelemetryExport` object of the Kernel API."""
+
+    otlp: ManagedAuthBrowserTelemetryExportOtlp | None = None
+
+
+@attrs.frozen
+class ManagedAuthBrowserTelemetryExportOtlp:
+    """The `ManagedAuthBrowserTelemetryExportOtlp` object of the Kernel API."""
+
+    destination: ManagedAuthBrowserTelemetryExportOtlpDestination | None = None
+    enabled: bool | None = None
+
+
+@attrs.frozen
+class ManagedAuthBrowserTelemetryExportOtlpDestination:
+    """The `ManagedAuthBrowserTelemetryExportOtlpDestination` object of the Kernel API."""
+
+    id: str | None = None
+    name: str | None = None
+
+
+@attrs.frozen
+class ManagedAuthBrowserTelemetryStorage:
+    """The `ManagedAuthBrowserTelemetryStorage` object of the Kernel API."""
+
     enabled: bool | None = None
 
 
@@ -218,12 +408,12 @@ class ManagedAuthStateEvent:
     flow_status: str
     flow_step: str
     timestamp: datetime
-    choices: list[Choice] | None = None
-    discovered_fields: list[DiscoveredField] | None = None
+    choices: list[ManagedAuthStateEventChoice] | None = None
+    discovered_fields: list[ManagedAuthStateEventDiscoveredField] | None = None
     error_code: str | None = None
     error_message: str | None = None
     external_action_message: str | None = None
-    fields: list[Field] | None = None
+    fields: list[ManagedAuthStateEventField] | None = None
     flow_type: str | None = None
     hosted_url: str | None = attrs.field(default=None, repr=_hide_query)
     interaction_id: str | None = None
@@ -236,11 +426,52 @@ class ManagedAuthStateEvent:
 
 
 @attrs.frozen
-class ManagedAuthStateEventMfaOption:
-    """The `ManagedAuthStateEventMfaOption` object of the Kernel API.
+class ManagedAuthStateEventChoice:
+    """The `ManagedAuthStateEventChoice` object of the Kernel API."""
 
-    The official SDK also calls this shape ``MfaOption``.
-    """
+    id: str
+    label: str
+    type: str
+    context: str | None = None
+    description: str | None = None
+    display_text: str | None = None
+    masked_destination: str | None = None
+    mfa_type: str | None = None
+    observed_selector: str | None = None
+
+
+@attrs.frozen
+class ManagedAuthStateEventDiscoveredField:
+    """The `ManagedAuthStateEventDiscoveredField` object of the Kernel API."""
+
+    label: str
+    name: str
+    selector: str
+    type: str
+    hint: str | None = None
+    linked_mfa_type: str | None = None
+    placeholder: str | None = None
+    required: bool | None = None
+
+
+@attrs.frozen
+class ManagedAuthStateEventField:
+    """The `ManagedAuthStateEventField` object of the Kernel API."""
+
+    id: str
+    reason: str
+    ref: str
+    type: str
+    hint: str | None = None
+    input_mode: str | None = None
+    label: str | None = None
+    observed_selector: str | None = None
+    required: bool | None = None
+
+
+@attrs.frozen
+class ManagedAuthStateEventMfaOption:
+    """The `ManagedAuthStateEventMfaOption` object of the Kernel API."""
 
     label: str
     type: str
@@ -250,10 +481,7 @@ class ManagedAuthStateEventMfaOption:
 
 @attrs.frozen
 class ManagedAuthStateEventPendingSSOButton:
-    """The `ManagedAuthStateEventPendingSSOButton` object of the Kernel API.
-
-    The official SDK also calls this shape ``PendingSSOButton``.
-    """
+    """The `ManagedAuthStateEventPendingSSOButton` object of the Kernel API."""
 
     label: str
     provider: str
@@ -262,10 +490,7 @@ class ManagedAuthStateEventPendingSSOButton:
 
 @attrs.frozen
 class ManagedAuthStateEventSignInOption:
-    """The `ManagedAuthStateEventSignInOption` object of the Kernel API.
-
-    The official SDK also calls this shape ``SignInOption``.
-    """
+    """The `ManagedAuthStateEventSignInOption` object of the Kernel API."""
 
     id: str
     label: str
@@ -293,7 +518,83 @@ class ManagedAuthTimelineEvent:
 
 
 @attrs.frozen
+class MfaOption:
+    """The `MfaOption` object of the Kernel API."""
+
+    label: str
+    type: str
+    description: str | None = None
+    target: str | None = None
+
+
+@attrs.frozen
+class PendingSSOButton:
+    """The `PendingSSOButton` object of the Kernel API."""
+
+    label: str
+    provider: str
+    selector: str
+
+
+@attrs.frozen
+class Proxy:
+    """The `Proxy` object of the Kernel API."""
+
+    id: str | None = None
+    name: str | None = None
+
+
+@attrs.frozen
+class SignInOption:
+    """The `SignInOption` object of the Kernel API."""
+
+    id: str
+    label: str
+    description: str | None = None
+
+
+@attrs.frozen
 class SubmitFieldsResponse:
     """The `SubmitFieldsResponse` object of the Kernel API."""
 
     accepted: bool
+
+
+@attrs.frozen
+class Telemetry:
+    """The `Telemetry` object of the Kernel API."""
+
+    browser: BrowserTelemetryCategoriesConfigParam | None = None
+    enabled: bool | None = None
+    export: TelemetryExport | None = None
+    storage: TelemetryStorage | None = None
+
+
+@attrs.frozen
+class TelemetryExport:
+    """The `TelemetryExport` object of the Kernel API."""
+
+    otlp: TelemetryExportOtlp | None = None
+
+
+@attrs.frozen
+class TelemetryExportOtlp:
+    """The `TelemetryExportOtlp` object of the Kernel API."""
+
+    destination: TelemetryExportOtlpDestination | None = None
+    enabled: bool | None = None
+
+
+@attrs.frozen
+class TelemetryExportOtlpDestination:
+    """The `TelemetryExportOtlpDestination` object of the Kernel API."""
+
+    id: str | None = None
+    name: str | None = None
+
+
+@attrs.frozen
+class TelemetryStorage:
+    """The `TelemetryStorage` object of the Kernel API."""
+
+    enabled: bool | None = None

@@ -32,15 +32,19 @@ class Authorization:
     """The `Authorization` object of the Kernel API."""
 
     credential_scope: AuthorizationCredentialScope
-    effective_scope: AuthorizationCredentialScope
+    effective_scope: AuthorizationEffectiveScope
 
 
 @attrs.frozen
 class AuthorizationCredentialScope:
-    """The `AuthorizationCredentialScope` object of the Kernel API.
+    """The `AuthorizationCredentialScope` object of the Kernel API."""
 
-    The official SDK also calls this shape ``AuthorizationEffectiveScope``.
-    """
+    project_id: str | None = None
+
+
+@attrs.frozen
+class AuthorizationEffectiveScope:
+    """The `AuthorizationEffectiveScope` object of the Kernel API."""
 
     project_id: str | None = None
 

@@ -12,11 +12,25 @@ import attrs
 
 from ..._gen_support import _hide_query
 from ._shared import (
-    AgentCardWalletVaultItemSpecProviderConfig,
+    BrowserLocation,
     BrowserNetworkConfig,
+    BrowserPoolRef,
+    BrowserProxy,
+    BrowserTelemetryCategoriesConfigParam,
     BrowserTelemetryConfig,
+    BrowserUsage,
     BrowserViewport,
+    Profile,
+    VaultReference,
 )
+
+
+@attrs.frozen
+class BrowserExtensionBrowserExtension:
+    """The `BrowserExtensionBrowserExtension` object of the Kernel API."""
+
+    id: str | None = None
+    name: str | None = None
 
 
 @attrs.frozen
@@ -35,19 +49,96 @@ class BrowserPool:
 
 
 @attrs.frozen
+class BrowserPoolAcquireParamsTelemetry:
+    """The `BrowserPoolAcquireParamsTelemetry` object of the Kernel API."""
+
+    browser: BrowserTelemetryCategoriesConfigParam | None = None
+    enabled: bool | None = None
+    export: BrowserPoolAcquireParamsTelemetryExport | None = None
+    storage: BrowserPoolAcquireParamsTelemetryStorage | None = None
+
+
+@attrs.frozen
+class BrowserPoolAcquireParamsTelemetryExport:
+    """The `BrowserPoolAcquireParamsTelemetryExport` object of the Kernel API."""
+
+    otlp: BrowserPoolAcquireParamsTelemetryExportOtlp | None = None
+
+
+@attrs.frozen
+class BrowserPoolAcquireParamsTelemetryExportOtlp:
+    """The `BrowserPoolAcquireParamsTelemetryExportOtlp` object of the Kernel API."""
+
+    destination: BrowserPoolAcquireParamsTelemetryExportOtlpDestination | None = None
+    enabled: bool | None = None
+
+
+@attrs.frozen
+class BrowserPoolAcquireParamsTelemetryExportOtlpDestination:
+    """The `BrowserPoolAcquireParamsTelemetryExportOtlpDestination` object of the Kernel API."""
+
+    id: str | None = None
+    name: str | None = None
+
+
+@attrs.frozen
+class BrowserPoolAcquireParamsTelemetryStorage:
+    """The `BrowserPoolAcquireParamsTelemetryStorage` object of the Kernel API."""
+
+    enabled: bool | None = None
+
+
+@attrs.frozen
+class BrowserPoolAcquireResponse:
+    """The `BrowserPoolAcquireResponse` object of the Kernel API."""
+
+    cdp_ws_url: str = attrs.field(repr=_hide_query)
+    created_at: datetime
+    headless: bool
+    memory: str
+    region: str
+    session_id: str
+    stealth: bool
+    timeout_seconds: int
+    webdriver_ws_url: str = attrs.field(repr=_hide_query)
+    base_url: str | None = attrs.field(default=None, repr=_hide_query)
+    browser_live_view_url: str | None = attrs.field(default=None, repr=_hide_query)
+    chrome_policy: dict[str, Any] | None = None
+    deleted_at: datetime | None = None
+    gpu: bool | None = None
+    kiosk_mode: bool | None = None
+    location: BrowserLocation | None = None
+    name: str | None = None
+    network: BrowserNetworkConfig | None = None
+    pool: BrowserPoolRef | None = None
+    profile: Profile | None = None
+    profile_save_changes: bool | None = None
+    proxy: BrowserProxy | None = None
+    proxy_id: str | None = None
+    start_url: str | None = attrs.field(default=None, repr=_hide_query)
+    tags: dict[str, str] | None = None
+    telemetry: BrowserTelemetryConfig | None = None
+    usage: BrowserUsage | None = None
+    usage_status: str | None = None
+    vaults: list[VaultReference] | None = None
+    video_memory: str | None = None
+    viewport: BrowserViewport | None = None
+
+
+@attrs.frozen
 class BrowserPoolConfig:
     """The `BrowserPoolConfig` object of the Kernel API."""
 
     size: int
     chrome_policy: dict[str, Any] | None = None
-    extensions: list[AgentCardWalletVaultItemSpecProviderConfig] | None = None
+    extensions: list[BrowserExtensionBrowserExtension] | None = None
     fill_rate_per_minute: int | None = None
     headless: bool | None = None
     kiosk_mode: bool | None = None
     memory: str | None = None
     name: str | None = None
     network: BrowserNetworkConfig | None = None
-    profile: AgentCardWalletVaultItemSpecProviderConfig | None = None
+    profile: BrowserPoolConfigProfile | None = None
     proxy_id: str | None = None
     refresh_on_profile_update: bool | None = None
     start_url: str | None = attrs.field(default=None, repr=_hide_query)
@@ -55,3 +146,107 @@ class BrowserPoolConfig:
     telemetry: BrowserTelemetryConfig | None = None
     timeout_seconds: int | None = None
     viewport: BrowserViewport | None = None
+
+
+@attrs.frozen
+class BrowserPoolConfigProfile:
+    """The `BrowserPoolConfigProfile` object of the Kernel API."""
+
+    id: str | None = None
+    name: str | None = None
+
+
+@attrs.frozen
+class BrowserPoolCreateParamsProfile:
+    """The `BrowserPoolCreateParamsProfile` object of the Kernel API."""
+
+    id: str | None = None
+    name: str | None = None
+
+
+@attrs.frozen
+class BrowserPoolCreateParamsTelemetry:
+    """The `BrowserPoolCreateParamsTelemetry` object of the Kernel API."""
+
+    browser: BrowserTelemetryCategoriesConfigParam | None = None
+    enabled: bool | None = None
+    export: BrowserPoolCreateParamsTelemetryExport | None = None
+    storage: BrowserPoolCreateParamsTelemetryStorage | None = None
+
+
+@attrs.frozen
+class BrowserPoolCreateParamsTelemetryExport:
+    """The `BrowserPoolCreateParamsTelemetryExport` object of the Kernel API."""
+
+    otlp: BrowserPoolCreateParamsTelemetryExportOtlp | None = None
+
+
+@attrs.frozen
+class BrowserPoolCreateParamsTelemetryExportOtlp:
+    """The `BrowserPoolCreateParamsTelemetryExportOtlp` object of the Kernel API."""
+
+    destination: BrowserPoolCreateParamsTelemetryExportOtlpDestination | None = None
+    enabled: bool | None = None
+
+
+@attrs.frozen
+class BrowserPoolCreateParamsTelemetryExportOtlpDestination:
+    """The `BrowserPoolCreateParamsTelemetryExportOtlpDestination` object of the Kernel API."""
+
+    id: str | None = None
+    name: str | None = None
+
+
+@attrs.frozen
+class BrowserPoolCreateParamsTelemetryStorage:
+    """The `BrowserPoolCreateParamsTelemetryStorage` object of the Kernel API."""
+
+    enabled: bool | None = None
+
+
+@attrs.frozen
+class BrowserPoolUpdateParamsProfile:
+    """The `BrowserPoolUpdateParamsProfile` object of the Kernel API."""
+
+    id: str | None = None
+    name: str | None = None
+
+
+@attrs.frozen
+class BrowserPoolUpdateParamsTelemetry:
+    """The `BrowserPoolUpdateParamsTelemetry` object of the Kernel API."""
+
+    browser: BrowserTelemetryCategoriesConfigParam | None = None
+    enabled: bool | None = None
+    export: BrowserPoolUpdateParamsTelemetryExport | None = None
+    storage: BrowserPoolUpdateParamsTelemetryStorage | None = None
+
+
+@attrs.frozen
+class BrowserPoolUpdateParamsTelemetryExport:
+    """The `BrowserPoolUpdateParamsTelemetryExport` object of the Kernel API."""
+
+    otlp: BrowserPoolUpdateParamsTelemetryExportOtlp | None = None
+
+
+@attrs.frozen
+class BrowserPoolUpdateParamsTelemetryExportOtlp:
+    """The `BrowserPoolUpdateParamsTelemetryExportOtlp` object of the Kernel API."""
+
+    destination: BrowserPoolUpdateParamsTelemetryExportOtlpDestination | None = None
+    enabled: bool | None = None
+
+
+@attrs.frozen
+class BrowserPoolUpdateParamsTelemetryExportOtlpDestination:
+    """The `BrowserPoolUpdateParamsTelemetryExportOtlpDestination` object of the Kernel API."""
+
+    id: str | None = None
+    name: str | None = None
+
+
+@attrs.frozen
+class BrowserPoolUpdateParamsTelemetryStorage:
+    """The `BrowserPoolUpdateParamsTelemetryStorage` object of the Kernel API."""
+
+    enabled: bool | None = None

@@ -5,11 +5,101 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from datetime import datetime
+from typing import Any, ClassVar
 
 import attrs
 
-from ..._gen_support import FileInput
+from ..._gen_support import FileInput, _hide_query
+from ._shared import (
+    BrowserLocation,
+    BrowserNetworkConfig,
+    BrowserPoolRef,
+    BrowserProxy,
+    BrowserTelemetryCategoriesConfigParam,
+    BrowserTelemetryConfig,
+    BrowserUsage,
+    BrowserViewport,
+    Profile,
+    VaultReference,
+)
+
+
+@attrs.frozen
+class BrowserCreateParamsTelemetry:
+    """The `BrowserCreateParamsTelemetry` object of the Kernel API."""
+
+    browser: BrowserTelemetryCategoriesConfigParam | None = None
+    enabled: bool | None = None
+    export: BrowserCreateParamsTelemetryExport | None = None
+    storage: BrowserCreateParamsTelemetryStorage | None = None
+
+
+@attrs.frozen
+class BrowserCreateParamsTelemetryExport:
+    """The `BrowserCreateParamsTelemetryExport` object of the Kernel API."""
+
+    otlp: BrowserCreateParamsTelemetryExportOtlp | None = None
+
+
+@attrs.frozen
+class BrowserCreateParamsTelemetryExportOtlp:
+    """The `BrowserCreateParamsTelemetryExportOtlp` object of the Kernel API."""
+
+    destination: BrowserCreateParamsTelemetryExportOtlpDestination | None = None
+    enabled: bool | None = None
+
+
+@attrs.frozen
+class BrowserCreateParamsTelemetryExportOtlpDestination:
+    """The `BrowserCreateParamsTelemetryExportOtlpDestination` object of the Kernel API."""
+
+    id: str | None = None
+    name: str | None = None
+
+
+@attrs.frozen
+class BrowserCreateParamsTelemetryStorage:
+    """The `BrowserCreateParamsTelemetryStorage` object of the Kernel API."""
+
+    enabled: bool | None = None
+
+
+@attrs.frozen
+class BrowserCreateResponse:
+    """The `BrowserCreateResponse` object of the Kernel API."""
+
+    cdp_ws_url: str = attrs.field(repr=_hide_query)
+    created_at: datetime
+    headless: bool
+    memory: str
+    region: str
+    session_id: str
+    stealth: bool
+    timeout_seconds: int
+    webdriver_ws_url: str = attrs.field(repr=_hide_query)
+    base_url: str | None = attrs.field(default=None, repr=_hide_query)
+    browser_live_view_url: str | None = attrs.field(default=None, repr=_hide_query)
+    chrome_policy: dict[str, Any] | None = None
+    deleted_at: datetime | None = None
+    gpu: bool | None = None
+    kiosk_mode: bool | None = None
+    location: BrowserLocation | None = None
+    name: str | None = None
+    network: BrowserNetworkConfig | None = None
+    pool: BrowserPoolRef | None = None
+    profile: Profile | None = None
+    profile_save_changes: bool | None = None
+    proxy: BrowserProxy | None = None
+    proxy_id: str | None = None
+    start_url: str | None = attrs.field(default=None, repr=_hide_query)
+    tags: dict[str, str] | None = None
+    telemetry: BrowserTelemetryConfig | None = None
+    usage: BrowserUsage | None = None
+    usage_status: str | None = None
+    vaults: list[VaultReference] | None = None
+    video_memory: str | None = None
+    viewport: BrowserViewport | None = None
 
 
 @attrs.frozen
@@ -20,6 +110,43 @@ class BrowserCurlResponse:
     duration_ms: int
     headers: dict[str, list[str]]
     status: int
+
+
+@attrs.frozen
+class BrowserListResponse:
+    """The `BrowserListResponse` object of the Kernel API."""
+
+    cdp_ws_url: str = attrs.field(repr=_hide_query)
+    created_at: datetime
+    headless: bool
+    memory: str
+    region: str
+    session_id: str
+    stealth: bool
+    timeout_seconds: int
+    webdriver_ws_url: str = attrs.field(repr=_hide_query)
+    base_url: str | None = attrs.field(default=None, repr=_hide_query)
+    browser_live_view_url: str | None = attrs.field(default=None, repr=_hide_query)
+    chrome_policy: dict[str, Any] | None = None
+    deleted_at: datetime | None = None
+    gpu: bool | None = None
+    kiosk_mode: bool | None = None
+    location: BrowserLocation | None = None
+    name: str | None = None
+    network: BrowserNetworkConfig | None = None
+    pool: BrowserPoolRef | None = None
+    profile: Profile | None = None
+    profile_save_changes: bool | None = None
+    proxy: BrowserProxy | None = None
+    proxy_id: str | None = None
+    start_url: str | None = attrs.field(default=None, repr=_hide_query)
+    tags: dict[str, str] | None = None
+    telemetry: BrowserTelemetryConfig | None = None
+    usage: BrowserUsage | None = None
+    usage_status: str | None = None
+    vaults: list[VaultReference] | None = None
+    video_memory: str | None = None
+    viewport: BrowserViewport | None = None
 
 
 @attrs.frozen
@@ -82,11 +209,133 @@ class BrowserReplTextContent:
 
 
 @attrs.frozen
+class BrowserRetrieveResponse:
+    """The `BrowserRetrieveResponse` object of the Kernel API."""
+
+    cdp_ws_url: str = attrs.field(repr=_hide_query)
+    created_at: datetime
+    headless: bool
+    memory: str
+    region: str
+    session_id: str
+    stealth: bool
+    timeout_seconds: int
+    webdriver_ws_url: str = attrs.field(repr=_hide_query)
+    base_url: str | None = attrs.field(default=None, repr=_hide_query)
+    browser_live_view_url: str | None = attrs.field(default=None, repr=_hide_query)
+    chrome_policy: dict[str, Any] | None = None
+    deleted_at: datetime | None = None
+    gpu: bool | None = None
+    kiosk_mode: bool | None = None
+    location: BrowserLocation | None = None
+    name: str | None = None
+    network: BrowserNetworkConfig | None = None
+    pool: BrowserPoolRef | None = None
+    profile: Profile | None = None
+    profile_save_changes: bool | None = None
+    proxy: BrowserProxy | None = None
+    proxy_id: str | None = None
+    start_url: str | None = attrs.field(default=None, repr=_hide_query)
+    tags: dict[str, str] | None = None
+    telemetry: BrowserTelemetryConfig | None = None
+    usage: BrowserUsage | None = None
+    usage_status: str | None = None
+    vaults: list[VaultReference] | None = None
+    video_memory: str | None = None
+    viewport: BrowserViewport | None = None
+
+
+@attrs.frozen
+class BrowserUpdateParamsTelemetry:
+    """The `BrowserUpdateParamsTelemetry` object of the Kernel API."""
+
+    browser: BrowserTelemetryCategoriesConfigParam | None = None
+    enabled: bool | None = None
+    export: BrowserUpdateParamsTelemetryExport | None = None
+    storage: BrowserUpdateParamsTelemetryStorage | None = None
+
+
+@attrs.frozen
+class BrowserUpdateParamsTelemetryExport:
+    """The `BrowserUpdateParamsTelemetryExport` object of the Kernel API."""
+
+    otlp: BrowserUpdateParamsTelemetryExportOtlp | None = None
+
+
+@attrs.frozen
+class BrowserUpdateParamsTelemetryExportOtlp:
+    """The `BrowserUpdateParamsTelemetryExportOtlp` object of the Kernel API."""
+
+    destination: BrowserUpdateParamsTelemetryExportOtlpDestination | None = None
+    enabled: bool | None = None
+
+
+@attrs.frozen
+class BrowserUpdateParamsTelemetryExportOtlpDestination:
+    """The `BrowserUpdateParamsTelemetryExportOtlpDestination` object of the Kernel API."""
+
+    id: str | None = None
+    name: str | None = None
+
+
+@attrs.frozen
+class BrowserUpdateParamsTelemetryStorage:
+    """The `BrowserUpdateParamsTelemetryStorage` object of the Kernel API."""
+
+    enabled: bool | None = None
+
+
+@attrs.frozen
+class BrowserUpdateResponse:
+    """The `BrowserUpdateResponse` object of the Kernel API."""
+
+    cdp_ws_url: str = attrs.field(repr=_hide_query)
+    created_at: datetime
+    headless: bool
+    memory: str
+    region: str
+    session_id: str
+    stealth: bool
+    timeout_seconds: int
+    webdriver_ws_url: str = attrs.field(repr=_hide_query)
+    base_url: str | None = attrs.field(default=None, repr=_hide_query)
+    browser_live_view_url: str | None = attrs.field(default=None, repr=_hide_query)
+    chrome_policy: dict[str, Any] | None = None
+    deleted_at: datetime | None = None
+    gpu: bool | None = None
+    kiosk_mode: bool | None = None
+    location: BrowserLocation | None = None
+    name: str | None = None
+    network: BrowserNetworkConfig | None = None
+    pool: BrowserPoolRef | None = None
+    profile: Profile | None = None
+    profile_save_changes: bool | None = None
+    proxy: BrowserProxy | None = None
+    proxy_id: str | None = None
+    start_url: str | None = attrs.field(default=None, repr=_hide_query)
+    tags: dict[str, str] | None = None
+    telemetry: BrowserTelemetryConfig | None = None
+    usage: BrowserUsage | None = None
+    usage_status: str | None = None
+    vaults: list[VaultReference] | None = None
+    video_memory: str | None = None
+    viewport: BrowserViewport | None = None
+
+
+@attrs.frozen
 class Extension:
     """The `Extension` object of the Kernel API."""
 
     name: str
     zip_file: FileInput
+
+
+@attrs.frozen
+class VaultReferenceParam:
+    """The `VaultReferenceParam` object of the Kernel API."""
+
+    id: str | None = None
+    name: str | None = None
 
 
 @attrs.frozen

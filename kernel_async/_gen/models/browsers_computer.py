@@ -118,6 +118,13 @@ class ComputerReadClipboardResponse:
 
 
 @attrs.frozen
+class ComputerSetCursorVisibilityResponse:
+    """The `ComputerSetCursorVisibilityResponse` object of the Kernel API."""
+
+    ok: bool
+
+
+@attrs.frozen
 class Region:
     """The `Region` object of the Kernel API."""
 

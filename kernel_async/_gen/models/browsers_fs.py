@@ -14,10 +14,19 @@ from ..._gen_support import FileInput
 
 @attrs.frozen
 class FFileInfoResponse:
-    """The `FFileInfoResponse` object of the Kernel API.
+    """The `FFileInfoResponse` object of the Kernel API."""
 
-    The official SDK also calls this shape ``FListFilesResponseItem``.
-    """
+    is_dir: bool
+    mod_time: datetime
+    mode: str
+    name: str
+    path: str
+    size_bytes: int
+
+
+@attrs.frozen
+class FListFilesResponseItem:
+    """The `FListFilesResponseItem` object of the Kernel API."""
 
     is_dir: bool
     mod_time: datetime

@@ -21,6 +21,20 @@ class ProcessExecResponse:
 
 
 @attrs.frozen
+class ProcessKillResponse:
+    """The `ProcessKillResponse` object of the Kernel API."""
+
+    ok: bool
+
+
+@attrs.frozen
+class ProcessResizeResponse:
+    """The `ProcessResizeResponse` object of the Kernel API."""
+
+    ok: bool
+
+
+@attrs.frozen
 class ProcessSpawnResponse:
     """The `ProcessSpawnResponse` object of the Kernel API."""
 

@@ -14,10 +14,17 @@ from ..._gen_support import _hide_query
 
 @attrs.frozen
 class ReplayListResponseItem:
-    """The `ReplayListResponseItem` object of the Kernel API.
+    """The `ReplayListResponseItem` object of the Kernel API."""
 
-    The official SDK also calls this shape ``ReplayStartResponse``.
-    """
+    replay_id: str
+    finished_at: datetime | None = None
+    replay_view_url: str | None = attrs.field(default=None, repr=_hide_query)
+    started_at: datetime | None = None
+
+
+@attrs.frozen
+class ReplayStartResponse:
+    """The `ReplayStartResponse` object of the Kernel API."""
 
     replay_id: str
     finished_at: datetime | None = None

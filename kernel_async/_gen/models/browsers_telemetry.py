@@ -751,10 +751,7 @@ class BrowserPageDomContentLoadedEvent:
 
 @attrs.frozen
 class BrowserPageDomContentLoadedEventData:
-    """The `BrowserPageDomContentLoadedEventData` object of the Kernel API.
-
-    The official SDK also calls this shape ``BrowserPageLoadEventData``.
-    """
+    """The `BrowserPageDomContentLoadedEventData` object of the Kernel API."""
 
     frame_id: str | None = None
     loader_id: str | None = None
@@ -859,8 +856,22 @@ class BrowserPageLoadEvent:
     source: BrowserEventSource
     ts: int
     type: str
-    data: BrowserPageDomContentLoadedEventData | None = None
+    data: BrowserPageLoadEventData | None = None
     truncated: bool | None = None
+
+
+@attrs.frozen
+class BrowserPageLoadEventData:
+    """The `BrowserPageLoadEventData` object of the Kernel API."""
+
+    frame_id: str | None = None
+    loader_id: str | None = None
+    nav_seq: int | None = None
+    session_id: str | None = None
+    target_id: str | None = None
+    target_type: str | None = None
+    url: str | None = None
+    cdp_timestamp: float | None = None
 
 
 @attrs.frozen
@@ -1737,10 +1748,52 @@ class DataTopTask:
 
 @attrs.frozen
 class TelemetryEventsResponse:
-    """The `TelemetryEventsResponse` object of the Kernel API.
+    """The `TelemetryEventsResponse` object of the Kernel API."""
 
-    The official SDK also calls this shape ``TelemetryStreamResponse``.
-    """
+    event: (
+        BrowserConsoleLogEvent
+        | BrowserConsoleErrorEvent
+        | BrowserNetworkRequestEvent
+        | BrowserNetworkResponseEvent
+        | BrowserNetworkLoadingFailedEvent
+        | BrowserNetworkIdleEvent
+        | BrowserProxyErrorEvent
+        | BrowserPageNavigationEvent
+        | BrowserPageDomContentLoadedEvent
+        | BrowserPageLoadEvent
+        | BrowserPageTabOpenedEvent
+        | BrowserPageCrashedEvent
+        | BrowserPageLayoutShiftEvent
+        | BrowserPageLcpEvent
+        | BrowserPageLayoutSettledEvent
+        | BrowserPageNavigationSettledEvent
+        | BrowserInteractionClickEvent
+        | BrowserInteractionKeyEvent
+        | BrowserInteractionScrollSettledEvent
+        | BrowserMonitorScreenshotEvent
+        | BrowserMonitorDisconnectedEvent
+        | BrowserMonitorReconnectedEvent
+        | BrowserMonitorReconnectFailedEvent
+        | BrowserMonitorInitFailedEvent
+        | BrowserAPICallEvent
+        | BrowserPlatformAPICallEvent
+        | BrowserCdpCommandEvent
+        | BrowserCdpConnectEvent
+        | BrowserCdpDisconnectEvent
+        | BrowserLiveViewConnectEvent
+        | BrowserLiveViewDisconnectEvent
+        | BrowserCaptchaSolveStartedEvent
+        | BrowserCaptchaSolveResultEvent
+        | BrowserCaptchaChallengeResultEvent
+        | BrowserSystemOomKillEvent
+        | BrowserServiceCrashedEvent
+    )
+    seq: int
+
+
+@attrs.frozen
+class TelemetryStreamResponse:
+    """The `TelemetryStreamResponse` object of the Kernel API."""
 
     event: (
         BrowserConsoleLogEvent

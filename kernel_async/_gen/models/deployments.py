@@ -34,11 +34,67 @@ class AppVersionSummaryEvent:
 
 @attrs.frozen
 class Deployment:
-    """The `Deployment` object of the Kernel API.
+    """The `Deployment` object of the Kernel API."""
 
-    The official SDK also calls this shape ``DeploymentCreateResponse``,
-    ``DeploymentListResponse``, ``DeploymentRetrieveResponse``.
-    """
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("region", "aws.us-east-1a"),)
+    id: str
+    created_at: datetime
+    region: str
+    status: str
+    entrypoint_rel_path: str | None = None
+    env_vars: dict[str, str] | None = None
+    source_checksum: str | None = None
+    source_path: str | None = None
+    source_ref: str | None = None
+    source_type: str | None = None
+    source_url: str | None = attrs.field(default=None, repr=_hide_query)
+    status_reason: str | None = None
+    updated_at: datetime | None = None
+
+
+@attrs.frozen
+class DeploymentCreateResponse:
+    """The `DeploymentCreateResponse` object of the Kernel API."""
+
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("region", "aws.us-east-1a"),)
+    id: str
+    created_at: datetime
+    region: str
+    status: str
+    entrypoint_rel_path: str | None = None
+    env_vars: dict[str, str] | None = None
+    source_checksum: str | None = None
+    source_path: str | None = None
+    source_ref: str | None = None
+    source_type: str | None = None
+    source_url: str | None = attrs.field(default=None, repr=_hide_query)
+    status_reason: str | None = None
+    updated_at: datetime | None = None
+
+
+@attrs.frozen
+class DeploymentListResponse:
+    """The `DeploymentListResponse` object of the Kernel API."""
+
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("region", "aws.us-east-1a"),)
+    id: str
+    created_at: datetime
+    region: str
+    status: str
+    entrypoint_rel_path: str | None = None
+    env_vars: dict[str, str] | None = None
+    source_checksum: str | None = None
+    source_path: str | None = None
+    source_ref: str | None = None
+    source_type: str | None = None
+    source_url: str | None = attrs.field(default=None, repr=_hide_query)
+    status_reason: str | None = None
+    updated_at: datetime | None = None
+
+
+@attrs.frozen
+class DeploymentRetrieveResponse:
+    """The `DeploymentRetrieveResponse` object of the Kernel API."""
 
     __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("region", "aws.us-east-1a"),)
     id: str

@@ -12,11 +12,31 @@ import attrs
 
 @attrs.frozen
 class ExtensionGetResponse:
-    """The `ExtensionGetResponse` object of the Kernel API.
+    """The `ExtensionGetResponse` object of the Kernel API."""
 
-    The official SDK also calls this shape ``ExtensionListResponse``,
-    ``ExtensionUploadResponse``.
-    """
+    id: str
+    created_at: datetime
+    size_bytes: int
+    checksum: str | None = None
+    last_used_at: datetime | None = None
+    name: str | None = None
+
+
+@attrs.frozen
+class ExtensionListResponse:
+    """The `ExtensionListResponse` object of the Kernel API."""
+
+    id: str
+    created_at: datetime
+    size_bytes: int
+    checksum: str | None = None
+    last_used_at: datetime | None = None
+    name: str | None = None
+
+
+@attrs.frozen
+class ExtensionUploadResponse:
+    """The `ExtensionUploadResponse` object of the Kernel API."""
 
     id: str
     created_at: datetime

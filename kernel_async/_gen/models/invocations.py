@@ -6,20 +6,27 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 
-from ._shared import BrowserCreateResponse
+from ..._gen_support import _hide_query
+from ._shared import (
+    BrowserLocation,
+    BrowserNetworkConfig,
+    BrowserPoolRef,
+    BrowserProxy,
+    BrowserTelemetryConfig,
+    BrowserUsage,
+    BrowserViewport,
+    Profile,
+    VaultReference,
+)
 
 
 @attrs.frozen
 class Invocation:
-    """The `Invocation` object of the Kernel API.
-
-    The official SDK also calls this shape ``InvocationListResponse``,
-    ``InvocationRetrieveResponse``, ``InvocationUpdateResponse``.
-    """
+    """The `Invocation` object of the Kernel API."""
 
     id: str
     action_name: str
@@ -48,7 +55,76 @@ class InvocationCreateResponse:
 class InvocationListBrowsersResponse:
     """The `InvocationListBrowsersResponse` object of the Kernel API."""
 
-    browsers: list[BrowserCreateResponse]
+    browsers: list[InvocationListBrowsersResponseBrowser]
+
+
+@attrs.frozen
+class InvocationListBrowsersResponseBrowser:
+    """The `InvocationListBrowsersResponseBrowser` object of the Kernel API."""
+
+    cdp_ws_url: str = attrs.field(repr=_hide_query)
+    created_at: datetime
+    headless: bool
+    memory: str
+    region: str
+    session_id: str
+    stealth: bool
+    timeout_seconds: int
+    webdriver_ws_url: str = attrs.field(repr=_hide_query)
+    base_url: str | None = attrs.field(default=None, repr=_hide_query)
+    browser_live_view_url: str | None = attrs.field(default=None, repr=_hide_query)
+    chrome_policy: dict[str, Any] | None = None
+    deleted_at: datetime | None = None
+    gpu: bool | None = None
+    kiosk_mode: bool | None = None
+    location: BrowserLocation | None = None
+    name: str | None = None
+    network: BrowserNetworkConfig | None = None
+    pool: BrowserPoolRef | None = None
+    profile: Profile | None = None
+    profile_save_changes: bool | None = None
+    proxy: BrowserProxy | None = None
+    proxy_id: str | None = None
+    start_url: str | None = attrs.field(default=None, repr=_hide_query)
+    tags: dict[str, str] | None = None
+    telemetry: BrowserTelemetryConfig | None = None
+    usage: BrowserUsage | None = None
+    usage_status: str | None = None
+    vaults: list[VaultReference] | None = None
+    video_memory: str | None = None
+    viewport: BrowserViewport | None = None
+
+
+@attrs.frozen
+class InvocationListResponse:
+    """The `InvocationListResponse` object of the Kernel API."""
+
+    id: str
+    action_name: str
+    app_name: str
+    started_at: datetime
+    status: str
+    version: str
+    finished_at: datetime | None = None
+    output: str | None = None
+    payload: str | None = None
+    status_reason: str | None = None
+
+
+@attrs.frozen
+class InvocationRetrieveResponse:
+    """The `InvocationRetrieveResponse` object of the Kernel API."""
+
+    id: str
+    action_name: str
+    app_name: str
+    started_at: datetime
+    status: str
+    version: str
+    finished_at: datetime | None = None
+    output: str | None = None
+    payload: str | None = None
+    status_reason: str | None = None
 
 
 @attrs.frozen
@@ -59,3 +135,19 @@ class InvocationStateEvent:
     event: str
     invocation: Invocation
     timestamp: datetime
+
+
+@attrs.frozen
+class InvocationUpdateResponse:
+    """The `InvocationUpdateResponse` object of the Kernel API."""
+
+    id: str
+    action_name: str
+    app_name: str
+    started_at: datetime
+    status: str
+    version: str
+    finished_at: datetime | None = None
+    output: str | None = None
+    payload: str | None = None
+    status_reason: str | None = None

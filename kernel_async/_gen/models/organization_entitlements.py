@@ -17,17 +17,17 @@ class Features:
     browser_extensions: FeaturesBrowserExtensions
     browser_pools: FeaturesBrowserPools
     browser_replays: FeaturesBrowserReplays
-    credential_providers: FeaturesBrowserPools
-    credentials: FeaturesBrowserPools
-    custom_proxies: FeaturesBrowserPools
-    file_io: FeaturesBrowserPools
-    gpu: FeaturesBrowserPools
+    credential_providers: FeaturesCredentialProviders
+    credentials: FeaturesCredentials
+    custom_proxies: FeaturesCustomProxies
+    file_io: FeaturesFileIo
+    gpu: FeaturesGPU
     managed_auth: FeaturesManagedAuth
-    managed_proxies: FeaturesBrowserPools
-    profiles: FeaturesBrowserPools
-    proxy_bypass_hosts: FeaturesBrowserPools
-    search: FeaturesBrowserPools
-    vaults: FeaturesBrowserPools
+    managed_proxies: FeaturesManagedProxies
+    profiles: FeaturesProfiles
+    proxy_bypass_hosts: FeaturesProxyBypassHosts
+    search: FeaturesSearch
+    vaults: FeaturesVaults
 
 
 @attrs.frozen
@@ -40,13 +40,7 @@ class FeaturesBrowserExtensions:
 
 @attrs.frozen
 class FeaturesBrowserPools:
-    """The `FeaturesBrowserPools` object of the Kernel API.
-
-    The official SDK also calls this shape ``FeaturesCredentialProviders``,
-    ``FeaturesCredentials``, ``FeaturesCustomProxies``, ``FeaturesFileIo``, ``FeaturesGPU``,
-    ``FeaturesManagedProxies``, ``FeaturesProfiles``, ``FeaturesProxyBypassHosts``,
-    ``FeaturesSearch``, ``FeaturesVaults``.
-    """
+    """The `FeaturesBrowserPools` object of the Kernel API."""
 
     enabled: bool
 
@@ -60,6 +54,41 @@ class FeaturesBrowserReplays:
 
 
 @attrs.frozen
+class FeaturesCredentialProviders:
+    """The `FeaturesCredentialProviders` object of the Kernel API."""
+
+    enabled: bool
+
+
+@attrs.frozen
+class FeaturesCredentials:
+    """The `FeaturesCredentials` object of the Kernel API."""
+
+    enabled: bool
+
+
+@attrs.frozen
+class FeaturesCustomProxies:
+    """The `FeaturesCustomProxies` object of the Kernel API."""
+
+    enabled: bool
+
+
+@attrs.frozen
+class FeaturesFileIo:
+    """The `FeaturesFileIo` object of the Kernel API."""
+
+    enabled: bool
+
+
+@attrs.frozen
+class FeaturesGPU:
+    """The `FeaturesGPU` object of the Kernel API."""
+
+    enabled: bool
+
+
+@attrs.frozen
 class FeaturesManagedAuth:
     """The `FeaturesManagedAuth` object of the Kernel API."""
 
@@ -68,6 +97,41 @@ class FeaturesManagedAuth:
     health_check_interval_max_seconds: int
     health_check_interval_min_seconds: int
     max_connections: int | None = None
+
+
+@attrs.frozen
+class FeaturesManagedProxies:
+    """The `FeaturesManagedProxies` object of the Kernel API."""
+
+    enabled: bool
+
+
+@attrs.frozen
+class FeaturesProfiles:
+    """The `FeaturesProfiles` object of the Kernel API."""
+
+    enabled: bool
+
+
+@attrs.frozen
+class FeaturesProxyBypassHosts:
+    """The `FeaturesProxyBypassHosts` object of the Kernel API."""
+
+    enabled: bool
+
+
+@attrs.frozen
+class FeaturesSearch:
+    """The `FeaturesSearch` object of the Kernel API."""
+
+    enabled: bool
+
+
+@attrs.frozen
+class FeaturesVaults:
+    """The `FeaturesVaults` object of the Kernel API."""
+
+    enabled: bool
 
 
 @attrs.frozen

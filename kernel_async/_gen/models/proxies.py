@@ -10,11 +10,6 @@ from datetime import datetime
 import attrs
 
 from ..._gen_support import _redacted
-from ._shared import (
-    ConfigIspProxyConfig,
-    ConfigMobileProxyConfig,
-    ConfigRegistryManagedProxyCreateConfigResidentialProxyConfig,
-)
 
 
 @attrs.frozen
@@ -30,13 +25,7 @@ class ConfigCreateCustomProxyConfig:
 
 @attrs.frozen
 class ConfigCustomProxyConfig:
-    """The `ConfigCustomProxyConfig` object of the Kernel API.
-
-    The official SDK also calls this shape ``ProxyCreateResponseConfigCustomProxyConfig``,
-    ``ProxyListResponseConfigCustomProxyConfig``,
-    ``ProxyRetrieveResponseConfigCustomProxyConfig``,
-    ``ProxyUpdateResponseConfigCustomProxyConfig``.
-    """
+    """The `ConfigCustomProxyConfig` object of the Kernel API."""
 
     host: str
     port: int
@@ -46,19 +35,43 @@ class ConfigCustomProxyConfig:
 
 
 @attrs.frozen
-class ProxyCheckResponse:
-    """The `ProxyCheckResponse` object of the Kernel API.
+class ConfigIspProxyConfig:
+    """The `ConfigIspProxyConfig` object of the Kernel API."""
 
-    The official SDK also calls this shape ``ProxyCreateResponse``, ``ProxyListResponse``,
-    ``ProxyRetrieveResponse``, ``ProxyUpdateResponse``.
-    """
+    country: str | None = None
+
+
+@attrs.frozen
+class ConfigMobileProxyConfig:
+    """The `ConfigMobileProxyConfig` object of the Kernel API."""
+
+    city: str | None = None
+    country: str | None = None
+    state: str | None = None
+
+
+@attrs.frozen
+class ConfigResidentialProxyConfig:
+    """The `ConfigResidentialProxyConfig` object of the Kernel API."""
+
+    asn: str | None = None
+    city: str | None = None
+    country: str | None = None
+    os: str | None = None
+    state: str | None = None
+    zip: str | None = None
+
+
+@attrs.frozen
+class ProxyCheckResponse:
+    """The `ProxyCheckResponse` object of the Kernel API."""
 
     type: str
     id: str | None = None
     bypass_hosts: list[str] | None = None
     config: (
         ConfigIspProxyConfig
-        | ConfigRegistryManagedProxyCreateConfigResidentialProxyConfig
+        | ConfigResidentialProxyConfig
         | ConfigMobileProxyConfig
         | ConfigCustomProxyConfig
         | None
@@ -89,6 +102,246 @@ class ProxyCreateParamsConfigMobileProxyConfig:
 @attrs.frozen
 class ProxyCreateParamsConfigResidentialProxyConfig:
     """The `ProxyCreateParamsConfigResidentialProxyConfig` object of the Kernel API."""
+
+    asn: str | None = None
+    city: str | None = None
+    country: str | None = None
+    os: str | None = None
+    state: str | None = None
+    zip: str | None = None
+
+
+@attrs.frozen
+class ProxyCreateResponse:
+    """The `ProxyCreateResponse` object of the Kernel API."""
+
+    type: str
+    id: str | None = None
+    bypass_hosts: list[str] | None = None
+    config: (
+        ProxyCreateResponseConfigIspProxyConfig
+        | ProxyCreateResponseConfigResidentialProxyConfig
+        | ProxyCreateResponseConfigMobileProxyConfig
+        | ProxyCreateResponseConfigCustomProxyConfig
+        | None
+    ) = None
+    ip_address: str | None = None
+    last_checked: datetime | None = None
+    name: str | None = None
+    protocol: str | None = None
+    status: str | None = None
+
+
+@attrs.frozen
+class ProxyCreateResponseConfigCustomProxyConfig:
+    """The `ProxyCreateResponseConfigCustomProxyConfig` object of the Kernel API."""
+
+    host: str
+    port: int
+    has_ca_bundle: bool | None = None
+    has_password: bool | None = attrs.field(default=None, repr=_redacted)
+    username: str | None = None
+
+
+@attrs.frozen
+class ProxyCreateResponseConfigIspProxyConfig:
+    """The `ProxyCreateResponseConfigIspProxyConfig` object of the Kernel API."""
+
+    country: str | None = None
+
+
+@attrs.frozen
+class ProxyCreateResponseConfigMobileProxyConfig:
+    """The `ProxyCreateResponseConfigMobileProxyConfig` object of the Kernel API."""
+
+    city: str | None = None
+    country: str | None = None
+    state: str | None = None
+
+
+@attrs.frozen
+class ProxyCreateResponseConfigResidentialProxyConfig:
+    """The `ProxyCreateResponseConfigResidentialProxyConfig` object of the Kernel API."""
+
+    asn: str | None = None
+    city: str | None = None
+    country: str | None = None
+    os: str | None = None
+    state: str | None = None
+    zip: str | None = None
+
+
+@attrs.frozen
+class ProxyListResponse:
+    """The `ProxyListResponse` object of the Kernel API."""
+
+    type: str
+    id: str | None = None
+    bypass_hosts: list[str] | None = None
+    config: (
+        ProxyListResponseConfigIspProxyConfig
+        | ProxyListResponseConfigResidentialProxyConfig
+        | ProxyListResponseConfigMobileProxyConfig
+        | ProxyListResponseConfigCustomProxyConfig
+        | None
+    ) = None
+    ip_address: str | None = None
+    last_checked: datetime | None = None
+    name: str | None = None
+    protocol: str | None = None
+    status: str | None = None
+
+
+@attrs.frozen
+class ProxyListResponseConfigCustomProxyConfig:
+    """The `ProxyListResponseConfigCustomProxyConfig` object of the Kernel API."""
+
+    host: str
+    port: int
+    has_ca_bundle: bool | None = None
+    has_password: bool | None = attrs.field(default=None, repr=_redacted)
+    username: str | None = None
+
+
+@attrs.frozen
+class ProxyListResponseConfigIspProxyConfig:
+    """The `ProxyListResponseConfigIspProxyConfig` object of the Kernel API."""
+
+    country: str | None = None
+
+
+@attrs.frozen
+class ProxyListResponseConfigMobileProxyConfig:
+    """The `ProxyListResponseConfigMobileProxyConfig` object of the Kernel API."""
+
+    city: str | None = None
+    country: str | None = None
+    state: str | None = None
+
+
+@attrs.frozen
+class ProxyListResponseConfigResidentialProxyConfig:
+    """The `ProxyListResponseConfigResidentialProxyConfig` object of the Kernel API."""
+
+    asn: str | None = None
+    city: str | None = None
+    country: str | None = None
+    os: str | None = None
+    state: str | None = None
+    zip: str | None = None
+
+
+@attrs.frozen
+class ProxyRetrieveResponse:
+    """The `ProxyRetrieveResponse` object of the Kernel API."""
+
+    type: str
+    id: str | None = None
+    bypass_hosts: list[str] | None = None
+    config: (
+        ProxyRetrieveResponseConfigIspProxyConfig
+        | ProxyRetrieveResponseConfigResidentialProxyConfig
+        | ProxyRetrieveResponseConfigMobileProxyConfig
+        | ProxyRetrieveResponseConfigCustomProxyConfig
+        | None
+    ) = None
+    ip_address: str | None = None
+    last_checked: datetime | None = None
+    name: str | None = None
+    protocol: str | None = None
+    status: str | None = None
+
+
+@attrs.frozen
+class ProxyRetrieveResponseConfigCustomProxyConfig:
+    """The `ProxyRetrieveResponseConfigCustomProxyConfig` object of the Kernel API."""
+
+    host: str
+    port: int
+    has_ca_bundle: bool | None = None
+    has_password: bool | None = attrs.field(default=None, repr=_redacted)
+    username: str | None = None
+
+
+@attrs.frozen
+class ProxyRetrieveResponseConfigIspProxyConfig:
+    """The `ProxyRetrieveResponseConfigIspProxyConfig` object of the Kernel API."""
+
+    country: str | None = None
+
+
+@attrs.frozen
+class ProxyRetrieveResponseConfigMobileProxyConfig:
+    """The `ProxyRetrieveResponseConfigMobileProxyConfig` object of the Kernel API."""
+
+    city: str | None = None
+    country: str | None = None
+    state: str | None = None
+
+
+@attrs.frozen
+class ProxyRetrieveResponseConfigResidentialProxyConfig:
+    """The `ProxyRetrieveResponseConfigResidentialProxyConfig` object of the Kernel API."""
+
+    asn: str | None = None
+    city: str | None = None
+    country: str | None = None
+    os: str | None = None
+    state: str | None = None
+    zip: str | None = None
+
+
+@attrs.frozen
+class ProxyUpdateResponse:
+    """The `ProxyUpdateResponse` object of the Kernel API."""
+
+    type: str
+    id: str | None = None
+    bypass_hosts: list[str] | None = None
+    config: (
+        ProxyUpdateResponseConfigIspProxyConfig
+        | ProxyUpdateResponseConfigResidentialProxyConfig
+        | ProxyUpdateResponseConfigMobileProxyConfig
+        | ProxyUpdateResponseConfigCustomProxyConfig
+        | None
+    ) = None
+    ip_address: str | None = None
+    last_checked: datetime | None = None
+    name: str | None = None
+    protocol: str | None = None
+    status: str | None = None
+
+
+@attrs.frozen
+class ProxyUpdateResponseConfigCustomProxyConfig:
+    """The `ProxyUpdateResponseConfigCustomProxyConfig` object of the Kernel API."""
+
+    host: str
+    port: int
+    has_ca_bundle: bool | None = None
+    has_password: bool | None = attrs.field(default=None, repr=_redacted)
+    username: str | None = None
+
+
+@attrs.frozen
+class ProxyUpdateResponseConfigIspProxyConfig:
+    """The `ProxyUpdateResponseConfigIspProxyConfig` object of the Kernel API."""
+
+    country: str | None = None
+
+
+@attrs.frozen
+class ProxyUpdateResponseConfigMobileProxyConfig:
+    """The `ProxyUpdateResponseConfigMobileProxyConfig` object of the Kernel API."""
+
+    city: str | None = None
+    country: str | None = None
+    state: str | None = None
+
+
+@attrs.frozen
+class ProxyUpdateResponseConfigResidentialProxyConfig:
+    """The `ProxyUpdateResponseConfigResidentialProxyConfig` object of the Kernel API."""
 
     asn: str | None = None
     city: str | None = None

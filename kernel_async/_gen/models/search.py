@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import attrs
 
 from ..._gen_support import _hide_query
-from ._shared import ContentError, Usage, Warning
+from ._shared import Usage, Warning
 
 
 @attrs.frozen
@@ -23,6 +23,26 @@ class Attempt:
     provider: str
     error_code: str | None = None
     retryable: bool | None = None
+
+
+@attrs.frozen
+class ContentSearchContentOptions:
+    """The `ContentSearchContentOptions` object of the Kernel API."""
+
+    browser: ContentSearchContentOptionsBrowser | None = None
+    format: str | None = None
+    max_age_hours: int | None = None
+    max_chars: int | None = None
+    source: str | None = None
+    timeout_ms: int | None = None
+
+
+@attrs.frozen
+class ContentSearchContentOptionsBrowser:
+    """The `ContentSearchContentOptionsBrowser` object of the Kernel API."""
+
+    browser_id: str | None = None
+    mode: str | None = None
 
 
 @attrs.frozen
@@ -48,7 +68,7 @@ class ResultContent:
     status: str
     cache_status: str | None = None
     completeness: str | None = None
-    error: ContentError | None = None
+    error: ResultContentError | None = None
     extractor_version: str | None = None
     fetched_at: datetime | None = None
     final_url: str | None = attrs.field(default=None, repr=_hide_query)
@@ -57,6 +77,15 @@ class ResultContent:
     method: str | None = None
     text: str | None = None
     truncated: bool | None = None
+
+
+@attrs.frozen
+class ResultContentError:
+    """The `ResultContentError` object of the Kernel API."""
+
+    code: str
+    message: str
+    retryable: bool
 
 
 @attrs.frozen
@@ -252,7 +281,7 @@ class SearchOctenTargetOptions:
     exclude_text: list[str] | None = None
     format: str | None = None
     full_content: SearchOctenTargetOptionsFullContent | None = None
-    highlight: SearchOctenTargetOptionsFullContent | None = None
+    highlight: SearchOctenTargetOptionsHighlight | None = None
     include_domains: list[str] | None = None
     include_images: bool | None = None
     include_text: list[str] | None = None
@@ -266,10 +295,15 @@ class SearchOctenTargetOptions:
 
 @attrs.frozen
 class SearchOctenTargetOptionsFullContent:
-    """The `SearchOctenTargetOptionsFullContent` object of the Kernel API.
+    """The `SearchOctenTargetOptionsFullContent` object of the Kernel API."""
 
-    The official SDK also calls this shape ``SearchOctenTargetOptionsHighlight``.
-    """
+    enable: bool | None = None
+    max_tokens: int | None = None
+
+
+@attrs.frozen
+class SearchOctenTargetOptionsHighlight:
+    """The `SearchOctenTargetOptionsHighlight` object of the Kernel API."""
 
     enable: bool | None = None
     max_tokens: int | None = None

@@ -10,7 +10,36 @@ from datetime import datetime
 import attrs
 
 from ..._gen_support import _hide_query
-from ._shared import ContentError, Usage, Warning
+from ._shared import Usage, Warning
+
+
+@attrs.frozen
+class Content:
+    """The `Content` object of the Kernel API."""
+
+    browser: ContentBrowser | None = None
+    format: str | None = None
+    max_age_hours: int | None = None
+    max_chars: int | None = None
+    source: str | None = None
+    timeout_ms: int | None = None
+
+
+@attrs.frozen
+class ContentBrowser:
+    """The `ContentBrowser` object of the Kernel API."""
+
+    browser_id: str | None = None
+    mode: str | None = None
+
+
+@attrs.frozen
+class ContentError:
+    """The `ContentError` object of the Kernel API."""
+
+    code: str
+    message: str
+    retryable: bool
 
 
 @attrs.frozen

@@ -15,23 +15,74 @@ class Params:
     """The `Params` object of the Kernel API."""
 
     country: ParamsCountry
-    end_date: ParamsCountry
-    exclude_domains: ParamsCountry
-    include_domains: ParamsCountry
-    language: ParamsCountry
-    recency: ParamsCountry
-    safe_search: ParamsCountry
-    start_date: ParamsCountry
+    end_date: ParamsEndDate
+    exclude_domains: ParamsExcludeDomains
+    include_domains: ParamsIncludeDomains
+    language: ParamsLanguage
+    recency: ParamsRecency
+    safe_search: ParamsSafeSearch
+    start_date: ParamsStartDate
 
 
 @attrs.frozen
 class ParamsCountry:
-    """The `ParamsCountry` object of the Kernel API.
+    """The `ParamsCountry` object of the Kernel API."""
 
-    The official SDK also calls this shape ``ParamsEndDate``, ``ParamsExcludeDomains``,
-    ``ParamsIncludeDomains``, ``ParamsLanguage``, ``ParamsRecency``, ``ParamsSafeSearch``,
-    ``ParamsStartDate``.
-    """
+    support: str
+    notes: str | None = None
+
+
+@attrs.frozen
+class ParamsEndDate:
+    """The `ParamsEndDate` object of the Kernel API."""
+
+    support: str
+    notes: str | None = None
+
+
+@attrs.frozen
+class ParamsExcludeDomains:
+    """The `ParamsExcludeDomains` object of the Kernel API."""
+
+    support: str
+    notes: str | None = None
+
+
+@attrs.frozen
+class ParamsIncludeDomains:
+    """The `ParamsIncludeDomains` object of the Kernel API."""
+
+    support: str
+    notes: str | None = None
+
+
+@attrs.frozen
+class ParamsLanguage:
+    """The `ParamsLanguage` object of the Kernel API."""
+
+    support: str
+    notes: str | None = None
+
+
+@attrs.frozen
+class ParamsRecency:
+    """The `ParamsRecency` object of the Kernel API."""
+
+    support: str
+    notes: str | None = None
+
+
+@attrs.frozen
+class ParamsSafeSearch:
+    """The `ParamsSafeSearch` object of the Kernel API."""
+
+    support: str
+    notes: str | None = None
+
+
+@attrs.frozen
+class ParamsStartDate:
+    """The `ParamsStartDate` object of the Kernel API."""
 
     support: str
     notes: str | None = None

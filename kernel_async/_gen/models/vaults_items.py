@@ -11,10 +11,6 @@ from typing import Any, ClassVar
 import attrs
 
 from ..._gen_support import _hide_query, _redacted
-from ._shared import (
-    AgentCardWalletVaultItemSpecProviderConfig,
-    BrowserCreateParamsTelemetryExportOtlpDestination,
-)
 
 
 @attrs.frozen
@@ -35,10 +31,7 @@ class AccessRequest:
 
 @attrs.frozen
 class AccessRequestEntry:
-    """The `AccessRequestEntry` object of the Kernel API.
-
-    The official SDK also calls this shape ``AccessRequestRequestEntry``.
-    """
+    """The `AccessRequestEntry` object of the Kernel API."""
 
     id: str | None = None
     keywords: list[str] | None = None
@@ -49,10 +42,7 @@ class AccessRequestEntry:
 
 @attrs.frozen
 class AccessRequestEntryParameters:
-    """The `AccessRequestEntryParameters` object of the Kernel API.
-
-    The official SDK also calls this shape ``AccessRequestRequestEntryParameters``.
-    """
+    """The `AccessRequestEntryParameters` object of the Kernel API."""
 
     website: str | None = None
 
@@ -61,9 +51,27 @@ class AccessRequestEntryParameters:
 class AccessRequestRequest:
     """The `AccessRequestRequest` object of the Kernel API."""
 
-    entries: list[AccessRequestEntry] | None = None
+    entries: list[AccessRequestRequestEntry] | None = None
     goal: str | None = None
     version: int | None = None
+
+
+@attrs.frozen
+class AccessRequestRequestEntry:
+    """The `AccessRequestRequestEntry` object of the Kernel API."""
+
+    id: str | None = None
+    keywords: list[str] | None = None
+    parameters: AccessRequestRequestEntryParameters | None = None
+    reason: str | None = None
+    type: str | None = None
+
+
+@attrs.frozen
+class AccessRequestRequestEntryParameters:
+    """The `AccessRequestRequestEntryParameters` object of the Kernel API."""
+
+    website: str | None = None
 
 
 @attrs.frozen
@@ -109,10 +117,7 @@ class AgentCardCardState:
 
 @attrs.frozen
 class AgentCardCardStateMasks:
-    """The `AgentCardCardStateMasks` object of the Kernel API.
-
-    The official SDK also calls this shape ``LinkCardStateMasks``, ``Masks``.
-    """
+    """The `AgentCardCardStateMasks` object of the Kernel API."""
 
     brand: str | None = None
     last4: str | None = None
@@ -155,20 +160,25 @@ class AgentCardWalletVaultItemSpec:
 
 
 @attrs.frozen
+class AgentCardWalletVaultItemSpecProviderConfig:
+    """The `AgentCardWalletVaultItemSpecProviderConfig` object of the Kernel API."""
+
+    id: str | None = None
+    name: str | None = None
+
+
+@attrs.frozen
 class AgentWalletSpendLimits:
     """The `AgentWalletSpendLimits` object of the Kernel API."""
 
     daily: AgentWalletSpendLimitsDaily
     per_transaction: AgentWalletSpendLimitsPerTransaction
-    thirty_day: AgentWalletSpendLimitsDaily
+    thirty_day: AgentWalletSpendLimitsThirtyDay
 
 
 @attrs.frozen
 class AgentWalletSpendLimitsDaily:
-    """The `AgentWalletSpendLimitsDaily` object of the Kernel API.
-
-    The official SDK also calls this shape ``AgentWalletSpendLimitsThirtyDay``.
-    """
+    """The `AgentWalletSpendLimitsDaily` object of the Kernel API."""
 
     used: int
     limit: int | None = None
@@ -180,6 +190,15 @@ class AgentWalletSpendLimitsPerTransaction:
     """The `AgentWalletSpendLimitsPerTransaction` object of the Kernel API."""
 
     limit: int | None = None
+
+
+@attrs.frozen
+class AgentWalletSpendLimitsThirtyDay:
+    """The `AgentWalletSpendLimitsThirtyDay` object of the Kernel API."""
+
+    used: int
+    limit: int | None = None
+    remaining: int | None = None
 
 
 @attrs.frozen
@@ -236,14 +255,7 @@ class AgentcardCheckoutPreparation:
 
 @attrs.frozen
 class AuthorizationClient:
-    """The `AuthorizationClient` object of the Kernel API.
-
-    The official SDK also calls this shape
-    ``LinkWalletVaultItemSpecAuthorizationClientKernelManagedOAuthClient``,
-    ``OnePasswordCredentialAccountSpecParamAuthorizationClient``, ``WalletVaultItemRequestSp
-    ecLinkWalletVaultItemRequestSpecAuthorizationKernelManagedLinkAuthorizationInputClient``
-    .
-    """
+    """The `AuthorizationClient` object of the Kernel API."""
 
     __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("type", "kernel_managed"),)
     type: str
@@ -251,14 +263,7 @@ class AuthorizationClient:
 
 @attrs.frozen
 class AvailableExpansion:
-    """The `AvailableExpansion` object of the Kernel API.
-
-    The official SDK also calls this shape ``CardVaultItemAvailableExpansion``,
-    ``CredentialVaultItemAvailableExpansion``,
-    ``VaultItemOperationResponseCardVaultItemAvailableExpansion``,
-    ``VaultItemOperationResponseWalletVaultItemAvailableExpansion``,
-    ``WalletVaultItemAvailableExpansion``.
-    """
+    """The `AvailableExpansion` object of the Kernel API."""
 
     description: str
     type: str
@@ -266,14 +271,7 @@ class AvailableExpansion:
 
 @attrs.frozen
 class AvailableOperation:
-    """The `AvailableOperation` object of the Kernel API.
-
-    The official SDK also calls this shape ``CardVaultItemAvailableOperation``,
-    ``CredentialVaultItemAvailableOperation``,
-    ``VaultItemOperationResponseCardVaultItemAvailableOperation``,
-    ``VaultItemOperationResponseWalletVaultItemAvailableOperation``,
-    ``WalletVaultItemAvailableOperation``.
-    """
+    """The `AvailableOperation` object of the Kernel API."""
 
     description: str
     type: str
@@ -306,15 +304,12 @@ class CardEnrollmentAction:
 
 @attrs.frozen
 class CardVaultItem:
-    """The `CardVaultItem` object of the Kernel API.
-
-    The official SDK also calls this shape ``VaultItemOperationResponseCardVaultItem``.
-    """
+    """The `CardVaultItem` object of the Kernel API."""
 
     __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("type", "card"),)
     id: str
-    available_expansions: list[AvailableExpansion]
-    available_operations: list[AvailableOperation]
+    available_expansions: list[CardVaultItemAvailableExpansion]
+    available_operations: list[CardVaultItemAvailableOperation]
     created_at: datetime
     key: str = attrs.field(repr=_redacted)
     spec: LinkCardVaultItemSpec | AgentCardCardVaultItemSpec | KernelCardVaultItemSpec
@@ -333,6 +328,22 @@ class CardVaultItem:
         | None
     ) = None
     expires_at: datetime | None = None
+
+
+@attrs.frozen
+class CardVaultItemAvailableExpansion:
+    """The `CardVaultItemAvailableExpansion` object of the Kernel API."""
+
+    description: str
+    type: str
+
+
+@attrs.frozen
+class CardVaultItemAvailableOperation:
+    """The `CardVaultItemAvailableOperation` object of the Kernel API."""
+
+    description: str
+    type: str
 
 
 @attrs.frozen
@@ -365,7 +376,7 @@ class CardVaultItemSpecParamLinkCardVaultItemSpec:
     line_items: list[CardVaultItemSpecParamLinkCardVaultItemSpecLineItem] | None = None
     metadata: dict[str, str] | None = None
     recurring: CardVaultItemSpecParamLinkCardVaultItemSpecRecurring | None = None
-    totals: list[CardVaultItemSpecParamLinkCardVaultItemSpecLineItemTotal] | None = None
+    totals: list[CardVaultItemSpecParamLinkCardVaultItemSpecTotal] | None = None
 
 
 @attrs.frozen
@@ -385,12 +396,7 @@ class CardVaultItemSpecParamLinkCardVaultItemSpecLineItem:
 
 @attrs.frozen
 class CardVaultItemSpecParamLinkCardVaultItemSpecLineItemTotal:
-    """The `CardVaultItemSpecParamLinkCardVaultItemSpecLineItemTotal` object of the Kernel API.
-
-    The official SDK also calls this shape
-    ``CardVaultItemSpecParamLinkCardVaultItemSpecTotal``,
-    ``LinkCardVaultItemSpecLineItemTotal``, ``LinkCardVaultItemSpecTotal``.
-    """
+    """The `CardVaultItemSpecParamLinkCardVaultItemSpecLineItemTotal` object of the Kernel API."""
 
     amount: int
     display_text: str
@@ -403,6 +409,15 @@ class CardVaultItemSpecParamLinkCardVaultItemSpecRecurring:
 
     interval: str
     interval_count: int | None = None
+
+
+@attrs.frozen
+class CardVaultItemSpecParamLinkCardVaultItemSpecTotal:
+    """The `CardVaultItemSpecParamLinkCardVaultItemSpecTotal` object of the Kernel API."""
+
+    amount: int
+    display_text: str
+    type: str
 
 
 @attrs.frozen
@@ -498,8 +513,8 @@ class CredentialVaultItem:
 
     __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("type", "credential"),)
     id: str
-    available_expansions: list[AvailableExpansion]
-    available_operations: list[AvailableOperation]
+    available_expansions: list[CredentialVaultItemAvailableExpansion]
+    available_operations: list[CredentialVaultItemAvailableOperation]
     created_at: datetime
     key: str = attrs.field(repr=_redacted)
     spec: (
@@ -516,6 +531,22 @@ class CredentialVaultItem:
     updated_at: datetime
     version: int
     action: CredentialCollectionAction | ActionOnePasswordAccessApprovalAction | None = None
+
+
+@attrs.frozen
+class CredentialVaultItemAvailableExpansion:
+    """The `CredentialVaultItemAvailableExpansion` object of the Kernel API."""
+
+    description: str
+    type: str
+
+
+@attrs.frozen
+class CredentialVaultItemAvailableOperation:
+    """The `CredentialVaultItemAvailableOperation` object of the Kernel API."""
+
+    description: str
+    type: str
 
 
 @attrs.frozen
@@ -563,7 +594,7 @@ class KernelCardState:
     provider: str
     status: str
     domains: list[str] | None = None
-    masks: AgentCardCardStateMasks | None = None
+    masks: Masks | None = None
     status_reason: str | None = None
 
 
@@ -641,10 +672,15 @@ class KernelWalletState:
 
 @attrs.frozen
 class KernelWalletVaultItemSpec:
-    """The `KernelWalletVaultItemSpec` object of the Kernel API.
+    """The `KernelWalletVaultItemSpec` object of the Kernel API."""
 
-    The official SDK also calls this shape ``KernelWalletVaultItemSpecParam``.
-    """
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "kernel"),)
+    provider: str
+
+
+@attrs.frozen
+class KernelWalletVaultItemSpecParam:
+    """The `KernelWalletVaultItemSpecParam` object of the Kernel API."""
 
     __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "kernel"),)
     provider: str
@@ -658,8 +694,17 @@ class LinkCardState:
     provider: str
     status: str
     domains: list[str] | None = None
-    masks: AgentCardCardStateMasks | None = None
+    masks: LinkCardStateMasks | None = None
     status_reason: str | None = None
+
+
+@attrs.frozen
+class LinkCardStateMasks:
+    """The `LinkCardStateMasks` object of the Kernel API."""
+
+    brand: str | None = None
+    last4: str | None = None
+    token_last4: str | None = attrs.field(default=None, repr=_redacted)
 
 
 @attrs.frozen
@@ -678,7 +723,7 @@ class LinkCardVaultItemSpec:
     line_items: list[LinkCardVaultItemSpecLineItem] | None = None
     metadata: dict[str, str] | None = None
     recurring: LinkCardVaultItemSpecRecurring | None = None
-    totals: list[CardVaultItemSpecParamLinkCardVaultItemSpecLineItemTotal] | None = None
+    totals: list[LinkCardVaultItemSpecTotal] | None = None
 
 
 @attrs.frozen
@@ -691,9 +736,18 @@ class LinkCardVaultItemSpecLineItem:
     product_url: str | None = attrs.field(default=None, repr=_hide_query)
     quantity: int | None = None
     sku: str | None = None
-    totals: list[CardVaultItemSpecParamLinkCardVaultItemSpecLineItemTotal] | None = None
+    totals: list[LinkCardVaultItemSpecLineItemTotal] | None = None
     unit_amount: int | None = None
     url: str | None = None
+
+
+@attrs.frozen
+class LinkCardVaultItemSpecLineItemTotal:
+    """The `LinkCardVaultItemSpecLineItemTotal` object of the Kernel API."""
+
+    amount: int
+    display_text: str
+    type: str
 
 
 @attrs.frozen
@@ -702,6 +756,15 @@ class LinkCardVaultItemSpecRecurring:
 
     interval: str
     interval_count: int | None = None
+
+
+@attrs.frozen
+class LinkCardVaultItemSpecTotal:
+    """The `LinkCardVaultItemSpecTotal` object of the Kernel API."""
+
+    amount: int
+    display_text: str
+    type: str
 
 
 @attrs.frozen
@@ -777,7 +840,8 @@ class LinkWalletVaultItemSpecAuthorization:
 
     __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("method", "oauth"),)
     client: (
-        AuthorizationClient | LinkWalletVaultItemSpecAuthorizationClientCustomerManagedOAuthClient
+        LinkWalletVaultItemSpecAuthorizationClientKernelManagedOAuthClient
+        | LinkWalletVaultItemSpecAuthorizationClientCustomerManagedOAuthClient
     )
     method: str
 
@@ -789,7 +853,29 @@ class LinkWalletVaultItemSpecAuthorizationClientCustomerManagedOAuthClient:
     """
 
     __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("type", "customer_managed"),)
-    provider_config: AgentCardWalletVaultItemSpecProviderConfig
+    provider_config: (
+        LinkWalletVaultItemSpecAuthorizationClientCustomerManagedOAuthClientProviderConfig
+    )
+    type: str
+
+
+@attrs.frozen
+class LinkWalletVaultItemSpecAuthorizationClientCustomerManagedOAuthClientProviderConfig:
+    """The `LinkWalletVaultItemSpecAuthorizationClientCustomerManagedOAuthClientProviderConfig`
+    object of the Kernel API.
+    """
+
+    id: str | None = None
+    name: str | None = None
+
+
+@attrs.frozen
+class LinkWalletVaultItemSpecAuthorizationClientKernelManagedOAuthClient:
+    """The `LinkWalletVaultItemSpecAuthorizationClientKernelManagedOAuthClient` object of the
+    Kernel API.
+    """
+
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("type", "kernel_managed"),)
     type: str
 
 
@@ -832,6 +918,15 @@ class ManagedAuthCredentialVaultItemState:
 
 
 @attrs.frozen
+class Masks:
+    """The `Masks` object of the Kernel API."""
+
+    brand: str | None = None
+    last4: str | None = None
+    token_last4: str | None = attrs.field(default=None, repr=_redacted)
+
+
+@attrs.frozen
 class MfaAction:
     """The `MfaAction` object of the Kernel API."""
 
@@ -841,10 +936,7 @@ class MfaAction:
 
 @attrs.frozen
 class OnePasswordCredentialAccountSpec:
-    """The `OnePasswordCredentialAccountSpec` object of the Kernel API.
-
-    The official SDK also calls this shape ``OnePasswordCredentialAccountSpecParam``.
-    """
+    """The `OnePasswordCredentialAccountSpec` object of the Kernel API."""
 
     __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "1password"),)
     authorization: OnePasswordCredentialAccountSpecAuthorization
@@ -853,16 +945,37 @@ class OnePasswordCredentialAccountSpec:
 
 @attrs.frozen
 class OnePasswordCredentialAccountSpecAuthorization:
-    """The `OnePasswordCredentialAccountSpecAuthorization` object of the Kernel API.
-
-    The official SDK also calls this shape
-    ``OnePasswordCredentialAccountSpecParamAuthorization``, ``WalletVaultItemRequestSpecLink
-    WalletVaultItemRequestSpecAuthorizationKernelManagedLinkAuthorizationInput``.
-    """
+    """The `OnePasswordCredentialAccountSpecAuthorization` object of the Kernel API."""
 
     __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("method", "oauth"),)
     client: AuthorizationClient
     method: str
+
+
+@attrs.frozen
+class OnePasswordCredentialAccountSpecParam:
+    """The `OnePasswordCredentialAccountSpecParam` object of the Kernel API."""
+
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "1password"),)
+    authorization: OnePasswordCredentialAccountSpecParamAuthorization
+    provider: str
+
+
+@attrs.frozen
+class OnePasswordCredentialAccountSpecParamAuthorization:
+    """The `OnePasswordCredentialAccountSpecParamAuthorization` object of the Kernel API."""
+
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("method", "oauth"),)
+    client: OnePasswordCredentialAccountSpecParamAuthorizationClient
+    method: str
+
+
+@attrs.frozen
+class OnePasswordCredentialAccountSpecParamAuthorizationClient:
+    """The `OnePasswordCredentialAccountSpecParamAuthorizationClient` object of the Kernel API."""
+
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("type", "kernel_managed"),)
+    type: str
 
 
 @attrs.frozen
@@ -925,8 +1038,6 @@ class OnePasswordCredentialVaultItemSpecInputParamRequestsEntry:
 class OnePasswordCredentialVaultItemSpecInputParamRequestsEntryParameters:
     """The `OnePasswordCredentialVaultItemSpecInputParamRequestsEntryParameters` object of the
     Kernel API.
-
-    The official SDK also calls this shape ``RequestsEntryParameters``.
     """
 
     website: str
@@ -993,10 +1104,17 @@ class Requests:
 class RequestsEntry:
     """The `RequestsEntry` object of the Kernel API."""
 
-    parameters: OnePasswordCredentialVaultItemSpecInputParamRequestsEntryParameters
+    parameters: RequestsEntryParameters
     type: str
     keywords: list[str] | None = None
     reason: str | None = None
+
+
+@attrs.frozen
+class RequestsEntryParameters:
+    """The `RequestsEntryParameters` object of the Kernel API."""
+
+    website: str
 
 
 @attrs.frozen
@@ -1058,16 +1176,61 @@ class VaultItemEvent:
 
 
 @attrs.frozen
-class VaultItemOperationResponseWalletVaultItem:
-    """The `VaultItemOperationResponseWalletVaultItem` object of the Kernel API.
+class VaultItemOperationResponseCardVaultItem:
+    """The `VaultItemOperationResponseCardVaultItem` object of the Kernel API."""
 
-    The official SDK also calls this shape ``WalletVaultItem``.
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("type", "card"),)
+    id: str
+    available_expansions: list[VaultItemOperationResponseCardVaultItemAvailableExpansion]
+    available_operations: list[VaultItemOperationResponseCardVaultItemAvailableOperation]
+    created_at: datetime
+    key: str = attrs.field(repr=_redacted)
+    spec: LinkCardVaultItemSpec | AgentCardCardVaultItemSpec | KernelCardVaultItemSpec
+    state: LinkCardState | AgentCardCardState | KernelCardState
+    type: str
+    updated_at: datetime
+    action: (
+        LinkOAuthAction
+        | OnePasswordOAuthAction
+        | SpendApprovalAction
+        | PushApprovalAction
+        | CollectAction
+        | MfaAction
+        | EmbeddedCeremonyAction
+        | CardEnrollmentAction
+        | None
+    ) = None
+    expires_at: datetime | None = None
+
+
+@attrs.frozen
+class VaultItemOperationResponseCardVaultItemAvailableExpansion:
+    """The `VaultItemOperationResponseCardVaultItemAvailableExpansion` object of the Kernel
+    API.
     """
+
+    description: str
+    type: str
+
+
+@attrs.frozen
+class VaultItemOperationResponseCardVaultItemAvailableOperation:
+    """The `VaultItemOperationResponseCardVaultItemAvailableOperation` object of the Kernel
+    API.
+    """
+
+    description: str
+    type: str
+
+
+@attrs.frozen
+class VaultItemOperationResponseWalletVaultItem:
+    """The `VaultItemOperationResponseWalletVaultItem` object of the Kernel API."""
 
     __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("type", "wallet"),)
     id: str
-    available_expansions: list[AvailableExpansion]
-    available_operations: list[AvailableOperation]
+    available_expansions: list[VaultItemOperationResponseWalletVaultItemAvailableExpansion]
+    available_operations: list[VaultItemOperationResponseWalletVaultItemAvailableOperation]
     created_at: datetime
     key: str = attrs.field(repr=_redacted)
     spec: LinkWalletVaultItemSpec | AgentCardWalletVaultItemSpec | KernelWalletVaultItemSpec
@@ -1091,11 +1254,28 @@ class VaultItemOperationResponseWalletVaultItem:
 
 
 @attrs.frozen
-class VaultItemOperationResponseWalletVaultItemExpanded:
-    """The `VaultItemOperationResponseWalletVaultItemExpanded` object of the Kernel API.
-
-    The official SDK also calls this shape ``WalletVaultItemExpanded``.
+class VaultItemOperationResponseWalletVaultItemAvailableExpansion:
+    """The `VaultItemOperationResponseWalletVaultItemAvailableExpansion` object of the Kernel
+    API.
     """
+
+    description: str
+    type: str
+
+
+@attrs.frozen
+class VaultItemOperationResponseWalletVaultItemAvailableOperation:
+    """The `VaultItemOperationResponseWalletVaultItemAvailableOperation` object of the Kernel
+    API.
+    """
+
+    description: str
+    type: str
+
+
+@attrs.frozen
+class VaultItemOperationResponseWalletVaultItemExpanded:
+    """The `VaultItemOperationResponseWalletVaultItemExpanded` object of the Kernel API."""
 
     link_shipping_addresses: list[LinkShippingAddress] | None = None
     link_user_info: LinkUserInfo | None = None
@@ -1124,13 +1304,80 @@ class VaultWebmcpBindingParam:
 
 
 @attrs.frozen
+class WalletVaultItem:
+    """The `WalletVaultItem` object of the Kernel API."""
+
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("type", "wallet"),)
+    id: str
+    available_expansions: list[WalletVaultItemAvailableExpansion]
+    available_operations: list[WalletVaultItemAvailableOperation]
+    created_at: datetime
+    key: str = attrs.field(repr=_redacted)
+    spec: LinkWalletVaultItemSpec | AgentCardWalletVaultItemSpec | KernelWalletVaultItemSpec
+    state: LinkWalletState | AgentCardWalletState | KernelWalletState
+    type: str
+    updated_at: datetime
+    action: (
+        LinkOAuthAction
+        | OnePasswordOAuthAction
+        | SpendApprovalAction
+        | PushApprovalAction
+        | CollectAction
+        | MfaAction
+        | EmbeddedCeremonyAction
+        | CardEnrollmentAction
+        | None
+    ) = None
+    description: str | None = None
+    expanded: WalletVaultItemExpanded | None = None
+    expires_at: datetime | None = None
+
+
+@attrs.frozen
+class WalletVaultItemAvailableExpansion:
+    """The `WalletVaultItemAvailableExpansion` object of the Kernel API."""
+
+    description: str
+    type: str
+
+
+@attrs.frozen
+class WalletVaultItemAvailableOperation:
+    """The `WalletVaultItemAvailableOperation` object of the Kernel API."""
+
+    description: str
+    type: str
+
+
+@attrs.frozen
+class WalletVaultItemExpanded:
+    """The `WalletVaultItemExpanded` object of the Kernel API."""
+
+    link_shipping_addresses: list[LinkShippingAddress] | None = None
+    link_user_info: LinkUserInfo | None = None
+    payment_methods: list[VaultPaymentMethod] | None = None
+
+
+@attrs.frozen
 class WalletVaultItemRequestSpecAgentCardWalletVaultItemSpec:
     """The `WalletVaultItemRequestSpecAgentCardWalletVaultItemSpec` object of the Kernel API."""
 
     __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "agentcard"),)
     provider: str
-    provider_config: BrowserCreateParamsTelemetryExportOtlpDestination | None = None
+    provider_config: WalletVaultItemRequestSpecAgentCardWalletVaultItemSpecProviderConfig | None = (
+        None
+    )
     user_id: str | None = None
+
+
+@attrs.frozen
+class WalletVaultItemRequestSpecAgentCardWalletVaultItemSpecProviderConfig:
+    """The `WalletVaultItemRequestSpecAgentCardWalletVaultItemSpecProviderConfig` object of the
+    Kernel API.
+    """
+
+    id: str | None = None
+    name: str | None = None
 
 
 @attrs.frozen
@@ -1139,7 +1386,7 @@ class WalletVaultItemRequestSpecLinkWalletVaultItemRequestSpec:
 
     __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("provider", "link"),)
     authorization: (
-        OnePasswordCredentialAccountSpecAuthorization
+        WalletVaultItemRequestSpecLinkWalletVaultItemRequestSpecAuthorizationKernelManagedLinkAuthorizationInput
         | WalletVaultItemRequestSpecLinkWalletVaultItemRequestSpecAuthorizationImportedLinkAuthorizationInput
     )
     provider: str
@@ -1164,8 +1411,18 @@ class WalletVaultItemRequestSpecLinkWalletVaultItemRequestSpecAuthorizationImpor
     """
 
     __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("type", "customer_managed"),)
-    provider_config: BrowserCreateParamsTelemetryExportOtlpDestination
+    provider_config: WalletVaultItemRequestSpecLinkWalletVaultItemRequestSpecAuthorizationImportedLinkAuthorizationInputClientProviderConfig
     type: str
+
+
+@attrs.frozen
+class WalletVaultItemRequestSpecLinkWalletVaultItemRequestSpecAuthorizationImportedLinkAuthorizationInputClientProviderConfig:
+    """The `WalletVaultItemRequestSpecLinkWalletVaultItemRequestSpecAuthorizationImportedLinkAu
+    thorizationInputClientProviderConfig` object of the Kernel API.
+    """
+
+    id: str | None = None
+    name: str | None = None
 
 
 @attrs.frozen
@@ -1176,6 +1433,27 @@ class WalletVaultItemRequestSpecLinkWalletVaultItemRequestSpecAuthorizationImpor
 
     access_token: str = attrs.field(repr=_redacted)
     refresh_token: str = attrs.field(repr=_redacted)
+
+
+@attrs.frozen
+class WalletVaultItemRequestSpecLinkWalletVaultItemRequestSpecAuthorizationKernelManagedLinkAuthorizationInput:
+    """The `WalletVaultItemRequestSpecLinkWalletVaultItemRequestSpecAuthorizationKernelManagedL
+    inkAuthorizationInput` object of the Kernel API.
+    """
+
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("method", "oauth"),)
+    client: WalletVaultItemRequestSpecLinkWalletVaultItemRequestSpecAuthorizationKernelManagedLinkAuthorizationInputClient
+    method: str
+
+
+@attrs.frozen
+class WalletVaultItemRequestSpecLinkWalletVaultItemRequestSpecAuthorizationKernelManagedLinkAuthorizationInputClient:
+    """The `WalletVaultItemRequestSpecLinkWalletVaultItemRequestSpecAuthorizationKernelManagedL
+    inkAuthorizationInputClient` object of the Kernel API.
+    """
+
+    __kernel_tags__: ClassVar[tuple[tuple[str, str], ...]] = (("type", "kernel_managed"),)
+    type: str
 
 
 @attrs.frozen
