@@ -46,8 +46,9 @@ TEST_DEPS = [
     "pytest-xdist>=3.5",
     "playwright>=1.50",  # drives the local Chromium backend over CDP (no browser download)
     "av>=17",  # the `local` extra: decodes the recorded MP4s
+    "ruff==0.17.6",  # the generators format their output (tests check it is fresh)
 ]
-LINT_DEPS = ["ruff==0.17.6"]
+LINT_DEPS = ["ruff==0.17.6"]  # keep in step with TEST_DEPS
 TYPE_DEPS = ["mypy==2.4.1", "nox", "types-PyYAML", "types-jsonschema", *TEST_DEPS]
 
 

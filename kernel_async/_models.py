@@ -14,6 +14,17 @@ import attrs
 if TYPE_CHECKING:
     import cattrs
 
+    from ._gen.models._shared import (
+        BrowserLocation,
+        BrowserNetworkConfig,
+        BrowserPoolRef,
+        BrowserProxy,
+        BrowserTelemetryConfig,
+        BrowserUsage,
+        Profile,
+        VaultReference,
+    )
+
 __all__ = ["Browser", "BrowserPage", "Error", "ErrorDetail", "Replay", "Viewport", "converter"]
 
 
@@ -82,6 +93,24 @@ class Browser:
         viewport: Browser window size and refresh rate.
         start_url: URL the session was most recently asked to open.
         kiosk_mode: Whether the session runs in kiosk mode.
+        memory: Memory size of the browser's machine (e.g. ``4GiB``).
+        video_memory: Video memory size, for GPU browsers.
+        base_url: The browser's own API root, when the API gives one.
+        chrome_policy: Chrome enterprise policies in force.
+        location: Locale and timezone in effect.
+        network: Network rules in effect.
+        pool: The browser pool it came from, if any.
+        profile: The profile loaded into it, if any.
+        profile_save_changes: Whether changes are saved back to that profile.
+        proxy: The proxy it uses, if any.
+        proxy_id: That proxy's ID.
+        telemetry: Telemetry settings in effect.
+        usage: Usage so far (when `usage_status` is ``ready``).
+        usage_status: ``pending`` or ``ready``.
+        vaults: Vaults the browser may use.
+
+    The fields from `memory` on are typed with the generated models (loaded on the
+    first decode, not at import).
     """
 
     session_id: str
@@ -100,6 +129,21 @@ class Browser:
     viewport: Viewport | None = None
     start_url: str | None = None
     kiosk_mode: bool | None = None
+    memory: str | None = None
+    video_memory: str | None = None
+    base_url: str | None = attrs.field(default=None, repr=_hide_query)
+    chrome_policy: dict[str, Any] | None = None
+    location: BrowserLocation | None = None
+    network: BrowserNetworkConfig | None = None
+    pool: BrowserPoolRef | None = None
+    profile: Profile | None = None
+    profile_save_changes: bool | None = None
+    proxy: BrowserProxy | None = None
+    proxy_id: str | None = None
+    telemetry: BrowserTelemetryConfig | None = None
+    usage: BrowserUsage | None = None
+    usage_status: str | None = None
+    vaults: list[VaultReference] | None = None
 
 
 @attrs.frozen
@@ -211,7 +255,7 @@ def _union_factory(conv: cattrs.Converter) -> Callable[[Any], Any]:
                         return conv.structure(value, member)
             best: tuple[tuple[int, int], Any] | None = None
             for member in members:
-                if isinstance(value, dict) and getattr(member, "__kernel_tags__", ()):
+                if isinstance(value, dict) and getattr(member, "__kernel_tags__", None):
                     continue  # its tags did not match
                 try:
                     decoded = conv.structure(value, member)
@@ -224,8 +268,8 @@ def _union_factory(conv: cattrs.Converter) -> Callable[[Any], Any]:
                 if best is None or score > best[0]:
                     best = (score, decoded)
             if best is None:
-                names = [getattr(m, "__name__", str(m)) for m in members]
-                raise TypeError(f"matches none of {names}")
+                shown = [getattr(m, "__name__", str(m)) for m in members]
+                raise TypeError(f"matches none of {shown}")
             return best[1]
 
         return hook
@@ -248,6 +292,22 @@ def converter() -> cattrs.Converter:
     importing the SDK does not import cattrs. Unknown fields are ignored."""
     import cattrs
     from cattrs.cols import is_sequence, list_structure_factory
+
+    from ._gen.models import _shared
+
+    # Browser's nested fields name generated models: give their names to this module
+    # now (cattrs resolves the annotations on the first decode), not at import.
+    for name in (
+        "BrowserLocation",
+        "BrowserNetworkConfig",
+        "BrowserPoolRef",
+        "BrowserProxy",
+        "BrowserTelemetryConfig",
+        "BrowserUsage",
+        "Profile",
+        "VaultReference",
+    ):
+        globals()[name] = getattr(_shared, name)
     from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
 
     conv = cattrs.Converter(forbid_extra_keys=False)

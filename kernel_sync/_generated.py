@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import builtins
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from kernel_async import (
     NOT_GIVEN,
@@ -38,6 +38,22 @@ from ._gen.browsers import BrowsersBase
 from ._gen.browsers_replays import BrowsersReplaysBase
 from ._runner import Runner
 
+if TYPE_CHECKING:
+    from kernel_async._gen.models._shared import (
+        BrowserExtension,
+        BrowserNetworkConfigParam,
+        BrowserProfile,
+        BrowserProxyConfigParam,
+    )
+    from kernel_async._gen.models.browsers import (
+        BrowserCreateParamsTelemetry,
+        BrowserLocationRequestParam,
+        BrowserLocationUpdateRequestParam,
+        BrowserNetworkUpdateParam,
+        BrowserUpdateParamsTelemetry,
+        VaultReferenceParam,
+    )
+
 
 class Replays(BrowsersReplaysBase):
     """Browser replay recordings: ``client.browsers.replays``."""
@@ -50,8 +66,9 @@ class Replays(BrowsersReplaysBase):
 
     def start(
         self,
-        id: str,
+        id_or_name: str | None = None,
         *,
+        id: str | None = None,
         framerate: int | None = None,
         max_duration_in_seconds: int | None = None,
         record_audio: bool | None = None,
@@ -64,7 +81,8 @@ class Replays(BrowsersReplaysBase):
         so a retry cannot create a second recording.
 
         Args:
-            id: Browser session ID.
+            id_or_name: Browser session ID or name (the official SDK's keyword).
+            id: The same, under the name this SDK's first release used; pass one of them.
             framerate: Recording framerate in fps (>= 1; above 20 needs a GPU browser).
             max_duration_in_seconds: Maximum recording duration (>= 1).
             record_audio: Record audio as well as video.
@@ -77,7 +95,8 @@ class Replays(BrowsersReplaysBase):
         """
         return self._runner.call(
             self._async.start,
-            id,
+            id_or_name,
+            id=id,
             framerate=framerate,
             max_duration_in_seconds=max_duration_in_seconds,
             record_audio=record_audio,
@@ -87,25 +106,34 @@ class Replays(BrowsersReplaysBase):
 
     def list(
         self,
-        id: str,
+        id_or_name: str | None = None,
         *,
+        id: str | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
     ) -> builtins.list[Replay]:
         """List the replays of a browser session, oldest first.
 
         Args:
-            id: Browser session ID.
+            id_or_name: Browser session ID or name (the official SDK's keyword).
+            id: The same, under the name this SDK's first release used; pass one of them.
             timeout: Overrides the client's timeout for this call.
             extra_headers: Headers added to this request.
         """
-        return self._runner.call(self._async.list, id, timeout=timeout, extra_headers=extra_headers)
+        return self._runner.call(
+            self._async.list,
+            id_or_name,
+            id=id,
+            timeout=timeout,
+            extra_headers=extra_headers,
+        )
 
     def stop(
         self,
         replay_id: str,
         *,
-        id: str,
+        id_or_name: str | None = None,
+        id: str | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
     ) -> None:
@@ -116,13 +144,15 @@ class Replays(BrowsersReplaysBase):
 
         Args:
             replay_id: Replay recording identifier.
-            id: Browser session ID.
+            id_or_name: Browser session ID or name (the official SDK's keyword).
+            id: The same, under the name this SDK's first release used; pass one of them.
             timeout: Overrides the client's timeout for this call.
             extra_headers: Headers added to this request.
         """
         return self._runner.call(
             self._async.stop,
             replay_id,
+            id_or_name=id_or_name,
             id=id,
             timeout=timeout,
             extra_headers=extra_headers,
@@ -132,7 +162,8 @@ class Replays(BrowsersReplaysBase):
         self,
         replay_id: str,
         *,
-        id: str,
+        id_or_name: str | None = None,
+        id: str | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
     ) -> bytes:
@@ -144,13 +175,15 @@ class Replays(BrowsersReplaysBase):
 
         Args:
             replay_id: Replay recording identifier.
-            id: Browser session ID.
+            id_or_name: Browser session ID or name (the official SDK's keyword).
+            id: The same, under the name this SDK's first release used; pass one of them.
             timeout: Overrides the client's timeout for this call.
             extra_headers: Headers added to this request.
         """
         return self._runner.call(
             self._async.download,
             replay_id,
+            id_or_name=id_or_name,
             id=id,
             timeout=timeout,
             extra_headers=extra_headers,
@@ -161,7 +194,8 @@ class Replays(BrowsersReplaysBase):
         path: str | os.PathLike[str],
         replay_id: str,
         *,
-        id: str,
+        id_or_name: str | None = None,
+        id: str | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         progress: Callable[[int], object] | None = None,
@@ -179,7 +213,8 @@ class Replays(BrowsersReplaysBase):
                 is sent if no file can be created in its directory; errors name `path`,
                 never the temporary file.
             replay_id: Replay recording identifier.
-            id: Browser session ID.
+            id_or_name: Browser session ID or name (the official SDK's keyword).
+            id: The same, under the name this SDK's first release used; pass one of them.
             timeout: Overrides the client's timeout for this call.
             extra_headers: Headers added to this request.
             progress: Called with the bytes received so far after each chunk (and with
@@ -193,6 +228,7 @@ class Replays(BrowsersReplaysBase):
             self._async.download_to,
             path,
             replay_id,
+            id_or_name=id_or_name,
             id=id,
             timeout=timeout,
             extra_headers=extra_headers,
@@ -314,12 +350,26 @@ class Browsers(BrowsersBase):
         tags: Mapping[str, str] | None = None,
         start_url: str | None = None,
         kiosk_mode: bool | None = None,
-        profile: Mapping[str, str | bool] | None = None,
+        profile: BrowserProfile | Mapping[str, object] | None = None,
         proxy_id: str | None = None,
         region: Region | None = None,
+        chrome_policy: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+        extensions: Sequence[BrowserExtension | Mapping[str, object]] | NotGiven = NOT_GIVEN,
+        invocation_id: str | NotGiven = NOT_GIVEN,
+        location: BrowserLocationRequestParam | Mapping[str, object] | NotGiven = NOT_GIVEN,
+        memory: Literal["1GiB", "2GiB", "4GiB", "8GiB", "16GiB"] | NotGiven = NOT_GIVEN,
+        network: BrowserNetworkConfigParam | Mapping[str, object] | NotGiven = NOT_GIVEN,
+        proxy: BrowserProxyConfigParam | Mapping[str, object] | NotGiven = NOT_GIVEN,
+        telemetry: BrowserCreateParamsTelemetry
+        | Mapping[str, object]
+        | NotGiven
+        | None = NOT_GIVEN,
+        vaults: Sequence[VaultReferenceParam | Mapping[str, object]] | NotGiven = NOT_GIVEN,
+        video_memory: Literal["2GiB", "4GiB"] | NotGiven = NOT_GIVEN,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, object] | None = None,
     ) -> Browser:
         """Create a browser session.
 
@@ -341,9 +391,23 @@ class Browsers(BrowsersBase):
                 with ``"save_changes": True``.
             proxy_id: ID of a proxy of your organisation.
             region: ``us-east``, ``us-west``, ``eu-west`` or ``ap-southeast``.
+            chrome_policy: Chrome enterprise policies to apply.
+            extensions: Uploaded extensions to load, each ``{"id": ...}`` or ``{"name": ...}``.
+            invocation_id: The app invocation this browser belongs to.
+            location: Locale and timezone overrides.
+            memory: Memory size of the browser's machine.
+            network: Network rules (allowed and private hosts, proxy routes).
+            proxy: An inline proxy configuration.
+            telemetry: Telemetry collection and export settings.
+            vaults: Vaults whose items the browser may use.
+            video_memory: Video memory size (GPU browsers).
             extra_body: More JSON fields (they win over the keywords above).
             timeout: Overrides the client's timeout for this call.
             extra_headers: Headers added to this request.
+            extra_query: Query parameters added to this request.
+
+        The keywords after `region` follow the official SDK (not given: not sent); see
+        the API reference for their shapes. Dicts and the generated models both work.
         """
         return self._runner.call(
             self._async.create,
@@ -359,9 +423,20 @@ class Browsers(BrowsersBase):
             profile=profile,
             proxy_id=proxy_id,
             region=region,
+            chrome_policy=chrome_policy,
+            extensions=extensions,
+            invocation_id=invocation_id,
+            location=location,
+            memory=memory,
+            network=network,
+            proxy=proxy,
+            telemetry=telemetry,
+            vaults=vaults,
+            video_memory=video_memory,
             extra_body=extra_body,
             timeout=timeout,
             extra_headers=extra_headers,
+            extra_query=extra_query,
         )
 
     def retrieve(
@@ -371,6 +446,7 @@ class Browsers(BrowsersBase):
         include_deleted: bool = False,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, object] | None = None,
     ) -> Browser:
         """Get a browser session by ID or name.
 
@@ -379,6 +455,7 @@ class Browsers(BrowsersBase):
             include_deleted: Also find deleted sessions (otherwise they are 404).
             timeout: Overrides the client's timeout for this call.
             extra_headers: Headers added to this request.
+            extra_query: Query parameters added to this request.
         """
         return self._runner.call(
             self._async.retrieve,
@@ -386,29 +463,54 @@ class Browsers(BrowsersBase):
             include_deleted=include_deleted,
             timeout=timeout,
             extra_headers=extra_headers,
+            extra_query=extra_query,
         )
 
     def update(
         self,
         id_or_name: str,
         *,
-        name: str | None = None,
-        tags: Mapping[str, str] | None = None,
-        viewport: Viewport | None = None,
+        name: str | NotGiven | None = NOT_GIVEN,
+        tags: Mapping[str, str] | NotGiven | None = NOT_GIVEN,
+        viewport: Viewport | Mapping[str, object] | NotGiven = NOT_GIVEN,
+        disable_default_proxy: bool | NotGiven = NOT_GIVEN,
+        location: BrowserLocationUpdateRequestParam | Mapping[str, object] | NotGiven = NOT_GIVEN,
+        network: BrowserNetworkUpdateParam | Mapping[str, object] | NotGiven = NOT_GIVEN,
+        profile: BrowserProfile | Mapping[str, object] | NotGiven = NOT_GIVEN,
+        proxy: BrowserProxyConfigParam | Mapping[str, object] | NotGiven = NOT_GIVEN,
+        proxy_id: str | NotGiven | None = NOT_GIVEN,
+        start_url: str | NotGiven = NOT_GIVEN,
+        telemetry: BrowserUpdateParamsTelemetry
+        | Mapping[str, object]
+        | NotGiven
+        | None = NOT_GIVEN,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, object] | None = None,
     ) -> Browser:
         """Change a browser session (``PATCH``) and return it as it now is.
 
         Args:
             id_or_name: Browser session ID or name.
-            name: New name (``""`` clears it); `None` leaves it unchanged.
-            tags: New tag set, replacing the old one (``{}`` clears them).
-            viewport: New window size and refresh rate.
+            name: New name; `None` or ``""`` clears it; not given leaves it unchanged.
+            tags: New tag set, replacing the old one (`None` or ``{}`` clears them).
+            viewport: New window size and refresh rate; ``{"force": True}`` in a dict
+                applies it even while the browser is in use.
+            disable_default_proxy: Stop using the default proxy.
+            location: New locale and timezone.
+            network: Changes to the network rules.
+            profile: Load this profile (``{"id": ...}`` or ``{"name": ...}``).
+            proxy: An inline proxy configuration.
+            proxy_id: Switch to this proxy (`None` removes it).
+            start_url: Open this URL.
+            telemetry: New telemetry settings (`None` turns them off).
             extra_body: More JSON fields (they win over the keywords above).
             timeout: Overrides the client's timeout for this call.
             extra_headers: Headers added to this request.
+            extra_query: Query parameters added to this request.
+
+        The keywords after `viewport` follow the official SDK (not given: not sent).
         """
         return self._runner.call(
             self._async.update,
@@ -416,9 +518,18 @@ class Browsers(BrowsersBase):
             name=name,
             tags=tags,
             viewport=viewport,
+            disable_default_proxy=disable_default_proxy,
+            location=location,
+            network=network,
+            profile=profile,
+            proxy=proxy,
+            proxy_id=proxy_id,
+            start_url=start_url,
+            telemetry=telemetry,
             extra_body=extra_body,
             timeout=timeout,
             extra_headers=extra_headers,
+            extra_query=extra_query,
         )
 
     def delete(
@@ -454,8 +565,10 @@ class Browsers(BrowsersBase):
         region: Region | None = None,
         limit: int | None = None,
         offset: int | None = None,
+        include_deleted: bool | NotGiven = NOT_GIVEN,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, object] | None = None,
     ) -> BrowserPager:
         """List browser sessions, a page at a time or all of them.
 
@@ -471,8 +584,10 @@ class Browsers(BrowsersBase):
             region: Only sessions in this region.
             limit: Page size, 1 to 100 (the API's default is 20).
             offset: Where the first page starts.
+            include_deleted: Include deleted sessions (as ``status="all"`` does).
             timeout: Overrides the client's timeout for each page's call.
             extra_headers: Headers added to each page's request.
+            extra_query: Query parameters added to each page's request.
         """
         inner = self._async.list(
             status=status,
@@ -481,8 +596,10 @@ class Browsers(BrowsersBase):
             region=region,
             limit=limit,
             offset=offset,
+            include_deleted=include_deleted,
             timeout=timeout,
             extra_headers=extra_headers,
+            extra_query=extra_query,
         )
         return BrowserPager(inner, self._runner)
 

@@ -297,8 +297,8 @@ class Sampler:
             return [] if isinstance(item, _Skip) else [item]
         if kind == "string":
             return self._string(schema, name)
-        if kind == "integer":
-            return 3
+        if kind == "integer":  # a small value the documented bounds allow
+            return min(max(3, schema.get("minimum", 3)), schema.get("maximum", 3))
         if kind == "number":
             return 1.5
         if kind == "boolean":

@@ -36,7 +36,7 @@ async def test_non_str_ids_rejected(client: AsyncKernel) -> None:
     with pytest.raises(TypeError, match="replay_id must be a str"):
         await client.browsers.replays.stop(123, id="b")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="id must be a str"):
-        await client.browsers.replays.list(None)  # type: ignore[arg-type]
+        await client.browsers.replays.list(None)
 
 
 def test_lone_surrogate_is_value_error() -> None:

@@ -36,6 +36,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+
+from gen_api import _format  # noqa: E402  (one formatting step for every generator)
+
 TARGET = ROOT / "kernel_sync" / "_generated.py"
 SOURCES = {
     "AsyncKernel": ROOT / "kernel_async" / "_client.py",
@@ -53,6 +57,20 @@ CLASSES = {
     "AsyncKernel": "Kernel",
 }
 ROOT_CLASS = "AsyncKernel"
+
+
+def _model_homes() -> dict[str, str]:
+    """Generated model name -> its module under kernel_async/_gen/models (from the index)."""
+    import re
+
+    index = ROOT / "kernel_async" / "_gen" / "models" / "__init__.py"
+    if not index.exists():
+        return {}
+    found = re.findall(r'^    "([A-Za-z0-9_]+)": "([A-Za-z0-9_]+)",$', index.read_text(), re.M)
+    return dict(found)
+
+
+_MODEL_HOMES = _model_homes()
 # Twins that extend the blocking twins of generated classes (tools/gen_sync_api.py).
 BASES = {
     "Replays": ("._gen.browsers_replays", "BrowsersReplaysBase"),
@@ -64,6 +82,9 @@ SKIP_METHODS = {"close"}  # lifecycle: written by the template below
 
 # Where names used in signatures come from.
 IMPORTS = {
+    "Any": "typing",
+    "Literal": "typing",
+    "Sequence": "collections.abc",
     "Callable": "collections.abc",
     "Iterator": "collections.abc",
     "Mapping": "collections.abc",
@@ -408,6 +429,7 @@ def generate() -> str:
         body += _gen_class(async_name, used)
         body.append("")
     imports: dict[str, set[str]] = {}
+    lazy: dict[str, set[str]] = {}
     plain: set[str] = set()
     for name in sorted(used):
         if name in CLASSES.values() or name in {"None", "self", "property"}:
@@ -427,6 +449,8 @@ def generate() -> str:
             imports.setdefault("kernel_async.resources", set()).add(name)
         elif name == "check_blocking_client":
             imports.setdefault("kernel_async._hosted", set()).add(name)
+        elif name in _MODEL_HOMES:  # a generated model: for type checkers only
+            lazy.setdefault(f"kernel_async._gen.models.{_MODEL_HOMES[name]}", set()).add(name)
         elif name in IMPORTS:
             module = IMPORTS[name]
             if module is None:
@@ -450,7 +474,16 @@ def generate() -> str:
     stdlib += [line(m, n) for m, n in sorted(imports.items()) if m in IMPORTS.values()]
     first = [line(m, n) for m, n in sorted(imports.items()) if m.startswith("kernel_async")]
     local = [line(m, n) for m, n in sorted(imports.items()) if m.startswith(".")]
+    if lazy:
+        imports.setdefault("typing", set()).add("TYPE_CHECKING")
+        stdlib = [f"import {m}" for m in sorted(plain)]
+        stdlib += [line(m, n) for m, n in sorted(imports.items()) if m in IMPORTS.values()]
     groups = "\n\n".join("\n".join(g) for g in (stdlib, first, local) if g)
+    if lazy:
+        checking = [line(m, n) for m, n in sorted(lazy.items())]
+        groups += "\n\nif TYPE_CHECKING:\n" + "\n".join(
+            "    " + row for text in checking for row in text.split("\n")
+        )
     files = dict.fromkeys(SOURCES.values())  # in order, each once
     sources = "\n".join(f"#   {p.relative_to(ROOT)}" for p in files)
     text = HEADER.format(sources=sources)
@@ -463,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="fail if the file is stale")
     args = parser.parse_args(argv)
-    new = generate()
+    new = _format(generate(), TARGET)
     if args.check:
         old = TARGET.read_text() if TARGET.exists() else ""
         if old != new:

@@ -7,8 +7,10 @@ from collections.abc import Mapping
 from typing import get_args
 from urllib.parse import quote, urlencode
 
+import attrs
+
 from .._models import BrowserPage, Viewport
-from .._types import BrowserStatus, Region, check_int
+from .._types import NOT_GIVEN, BrowserStatus, Region, check_int
 
 __all__ = [
     "MAX_PAGE",
@@ -68,14 +70,23 @@ def check_tags(value: object, name: str = "tags") -> dict[str, str]:
     return out
 
 
-def viewport_json(value: object, name: str = "viewport") -> dict[str, int]:
-    """A `Viewport` (or a mapping with width, height, refresh_rate) as JSON."""
+def viewport_json(
+    value: object, name: str = "viewport", *, force: bool = False
+) -> dict[str, int | bool]:
+    """A `Viewport` (or a mapping with width, height, refresh_rate; and, when `force`
+    is allowed, the update's ``force`` flag) as JSON."""
     if isinstance(value, Viewport):
         fields = {"width": value.width, "height": value.height}
         if value.refresh_rate is not None:
             fields["refresh_rate"] = value.refresh_rate
-    elif isinstance(value, Mapping):
-        unknown = set(value) - {"width", "height", "refresh_rate"}
+    elif isinstance(value, Mapping) or attrs.has(type(value)):
+        if not isinstance(value, Mapping):  # a generated viewport model
+            from .._operation import plain
+
+            value = plain(value)
+        assert isinstance(value, Mapping)
+        allowed = {"width", "height", "refresh_rate", *(("force",) if force else ())}
+        unknown = set(value) - allowed
         if unknown:
             raise ValueError(f"{name} has unknown keys: {sorted(unknown)}")
         if "width" not in value or "height" not in value:
@@ -83,11 +94,21 @@ def viewport_json(value: object, name: str = "viewport") -> dict[str, int]:
         fields = dict(value)
     else:
         raise TypeError(f"{name} must be a Viewport, got {type(value).__name__}")
-    return {key: check_int(item, f"{name}.{key}", 1) for key, item in fields.items()}
+    flag = fields.pop("force", None)
+    out: dict[str, int | bool] = {
+        key: check_int(item, f"{name}.{key}", 1) for key, item in fields.items()
+    }
+    if flag is not None:
+        out["force"] = check_bool(flag, f"{name}.force")
+    return out
 
 
 def profile_json(value: object) -> dict[str, object]:
     """A profile selection: ``{"id": ...}`` or ``{"name": ...}``, optionally ``save_changes``."""
+    if attrs.has(type(value)):  # a generated BrowserProfile
+        from .._operation import plain
+
+        value = plain(value)
     if not isinstance(value, Mapping):
         raise TypeError(f"profile must be a mapping, got {type(value).__name__}")
     out: dict[str, object] = {}
@@ -143,7 +164,7 @@ def create_body(
     tags: Mapping[str, str] | None = None,
     start_url: str | None = None,
     kiosk_mode: bool | None = None,
-    profile: Mapping[str, object] | None = None,
+    profile: object = None,
     proxy_id: str | None = None,
     region: str | None = None,
     extra_body: Mapping[str, object] | None = None,
@@ -176,20 +197,21 @@ def create_body(
 
 def update_body(
     *,
-    name: str | None = None,
-    tags: Mapping[str, str] | None = None,
-    viewport: object = None,
+    name: object = NOT_GIVEN,
+    tags: object = NOT_GIVEN,
+    viewport: object = NOT_GIVEN,
     extra_body: Mapping[str, object] | None = None,
 ) -> dict[str, object]:
-    """The JSON body of ``PATCH /browsers/{id_or_name}``: an empty `name` or `tags`
-    clears it; `None` leaves it unchanged."""
+    """The JSON body of ``PATCH /browsers/{id_or_name}``: only what was given is sent;
+    `None` sends null (clears it, as with the official SDK), as does an empty `name`
+    or `tags`. The viewport may carry ``force``."""
     body: dict[str, object] = {}
-    if name is not None:
-        body["name"] = check_str(name, "name", empty=True)
-    if tags is not None:
-        body["tags"] = check_tags(tags)
-    if viewport is not None:
-        body["viewport"] = viewport_json(viewport)
+    if name is not NOT_GIVEN:
+        body["name"] = None if name is None else check_str(name, "name", empty=True)
+    if tags is not NOT_GIVEN:
+        body["tags"] = None if tags is None else check_tags(tags)
+    if viewport is not NOT_GIVEN and viewport is not None:
+        body["viewport"] = viewport_json(viewport, force=True)
     return merge_extra(body, extra_body)
 
 
@@ -218,6 +240,15 @@ def list_query(
     if offset is not None:
         params.append(("offset", str(check_int(offset, "offset"))))
     return params
+
+
+def extra_query_string(extra: Mapping[str, object] | None, joiner: str = "?") -> str:
+    """A caller's `extra_query` as a query string (encoded as generated calls encode it)."""
+    if not extra:
+        return ""
+    from .._operation import encode_query, plain, query_string
+
+    return joiner + query_string(encode_query(plain(dict(extra))))
 
 
 def encode_query(params: list[tuple[str, str]]) -> str:

@@ -6,11 +6,12 @@ import builtins
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .._errors import decode_json
 from .._gen.browsers import AsyncBrowsersBase
 from .._models import Browser, BrowserPage, Viewport, decode_browser, decode_browsers
+from .._operation import given
 from .._paths import segment
 from .._retry import Timeout
 from .._types import NOT_GIVEN, BrowserStatus, NotGiven, Region, check_int
@@ -22,6 +23,20 @@ if TYPE_CHECKING:
     from yarl import URL
 
     from .._client import AsyncKernel
+    from .._gen.models._shared import (
+        BrowserExtension,
+        BrowserNetworkConfigParam,
+        BrowserProfile,
+        BrowserProxyConfigParam,
+    )
+    from .._gen.models.browsers import (
+        BrowserCreateParamsTelemetry,
+        BrowserLocationRequestParam,
+        BrowserLocationUpdateRequestParam,
+        BrowserNetworkUpdateParam,
+        BrowserUpdateParamsTelemetry,
+        VaultReferenceParam,
+    )
     from .._transport import Response
 
 __all__ = ["AsyncBrowserPager", "AsyncBrowsers"]
@@ -48,12 +63,26 @@ class AsyncBrowsers(AsyncBrowsersBase):
         tags: Mapping[str, str] | None = None,
         start_url: str | None = None,
         kiosk_mode: bool | None = None,
-        profile: Mapping[str, str | bool] | None = None,
+        profile: BrowserProfile | Mapping[str, object] | None = None,
         proxy_id: str | None = None,
         region: Region | None = None,
+        chrome_policy: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+        extensions: Sequence[BrowserExtension | Mapping[str, object]] | NotGiven = NOT_GIVEN,
+        invocation_id: str | NotGiven = NOT_GIVEN,
+        location: BrowserLocationRequestParam | Mapping[str, object] | NotGiven = NOT_GIVEN,
+        memory: Literal["1GiB", "2GiB", "4GiB", "8GiB", "16GiB"] | NotGiven = NOT_GIVEN,
+        network: BrowserNetworkConfigParam | Mapping[str, object] | NotGiven = NOT_GIVEN,
+        proxy: BrowserProxyConfigParam | Mapping[str, object] | NotGiven = NOT_GIVEN,
+        telemetry: BrowserCreateParamsTelemetry
+        | Mapping[str, object]
+        | NotGiven
+        | None = NOT_GIVEN,
+        vaults: Sequence[VaultReferenceParam | Mapping[str, object]] | NotGiven = NOT_GIVEN,
+        video_memory: Literal["2GiB", "4GiB"] | NotGiven = NOT_GIVEN,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, object] | None = None,
     ) -> Browser:
         """Create a browser session.
 
@@ -75,10 +104,38 @@ class AsyncBrowsers(AsyncBrowsersBase):
                 with ``"save_changes": True``.
             proxy_id: ID of a proxy of your organisation.
             region: ``us-east``, ``us-west``, ``eu-west`` or ``ap-southeast``.
+            chrome_policy: Chrome enterprise policies to apply.
+            extensions: Uploaded extensions to load, each ``{"id": ...}`` or ``{"name": ...}``.
+            invocation_id: The app invocation this browser belongs to.
+            location: Locale and timezone overrides.
+            memory: Memory size of the browser's machine.
+            network: Network rules (allowed and private hosts, proxy routes).
+            proxy: An inline proxy configuration.
+            telemetry: Telemetry collection and export settings.
+            vaults: Vaults whose items the browser may use.
+            video_memory: Video memory size (GPU browsers).
             extra_body: More JSON fields (they win over the keywords above).
             timeout: Overrides the client's timeout for this call.
             extra_headers: Headers added to this request.
+            extra_query: Query parameters added to this request.
+
+        The keywords after `region` follow the official SDK (not given: not sent); see
+        the API reference for their shapes. Dicts and the generated models both work.
         """
+        more = given(
+            {
+                "chrome_policy": chrome_policy,
+                "extensions": extensions,
+                "invocation_id": invocation_id,
+                "location": location,
+                "memory": memory,
+                "network": network,
+                "proxy": proxy,
+                "telemetry": telemetry,
+                "vaults": vaults,
+                "video_memory": video_memory,
+            }
+        )
         body = _params.create_body(
             headless=headless,
             stealth=stealth,
@@ -92,19 +149,20 @@ class AsyncBrowsers(AsyncBrowsersBase):
             profile=profile,
             proxy_id=proxy_id,
             region=region,
-            extra_body=extra_body,
+            extra_body={**more, **extra_body} if extra_body else more,
         )
-        return await self._create(body, timeout, extra_headers)
+        return await self._create(body, timeout, extra_headers, extra_query)
 
     async def _create(
         self,
         body: Mapping[str, object],
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, object] | None = None,
     ) -> Browser:
         return await self._client._request_json(
             "POST",
-            "/browsers",
+            "/browsers" + _params.extra_query_string(extra_query),
             decode_browser,
             idempotent=False,  # a retried create could start a second, billed browser
             body=json.dumps(body).encode(),
@@ -119,6 +177,7 @@ class AsyncBrowsers(AsyncBrowsersBase):
         include_deleted: bool = False,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, object] | None = None,
     ) -> Browser:
         """Get a browser session by ID or name.
 
@@ -127,10 +186,12 @@ class AsyncBrowsers(AsyncBrowsersBase):
             include_deleted: Also find deleted sessions (otherwise they are 404).
             timeout: Overrides the client's timeout for this call.
             extra_headers: Headers added to this request.
+            extra_query: Query parameters added to this request.
         """
         path = f"/browsers/{segment(id_or_name, 'id_or_name')}"
         if _params.check_bool(include_deleted, "include_deleted"):
             path += "?include_deleted=true"
+        path += _params.extra_query_string(extra_query, "&" if "?" in path else "?")
         return await self._client._request_json(
             "GET",
             path,
@@ -144,26 +205,66 @@ class AsyncBrowsers(AsyncBrowsersBase):
         self,
         id_or_name: str,
         *,
-        name: str | None = None,
-        tags: Mapping[str, str] | None = None,
-        viewport: Viewport | None = None,
+        name: str | NotGiven | None = NOT_GIVEN,
+        tags: Mapping[str, str] | NotGiven | None = NOT_GIVEN,
+        viewport: Viewport | Mapping[str, object] | NotGiven = NOT_GIVEN,
+        disable_default_proxy: bool | NotGiven = NOT_GIVEN,
+        location: BrowserLocationUpdateRequestParam | Mapping[str, object] | NotGiven = NOT_GIVEN,
+        network: BrowserNetworkUpdateParam | Mapping[str, object] | NotGiven = NOT_GIVEN,
+        profile: BrowserProfile | Mapping[str, object] | NotGiven = NOT_GIVEN,
+        proxy: BrowserProxyConfigParam | Mapping[str, object] | NotGiven = NOT_GIVEN,
+        proxy_id: str | NotGiven | None = NOT_GIVEN,
+        start_url: str | NotGiven = NOT_GIVEN,
+        telemetry: BrowserUpdateParamsTelemetry
+        | Mapping[str, object]
+        | NotGiven
+        | None = NOT_GIVEN,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, object] | None = None,
     ) -> Browser:
         """Change a browser session (``PATCH``) and return it as it now is.
 
         Args:
             id_or_name: Browser session ID or name.
-            name: New name (``""`` clears it); `None` leaves it unchanged.
-            tags: New tag set, replacing the old one (``{}`` clears them).
-            viewport: New window size and refresh rate.
+            name: New name; `None` or ``""`` clears it; not given leaves it unchanged.
+            tags: New tag set, replacing the old one (`None` or ``{}`` clears them).
+            viewport: New window size and refresh rate; ``{"force": True}`` in a dict
+                applies it even while the browser is in use.
+            disable_default_proxy: Stop using the default proxy.
+            location: New locale and timezone.
+            network: Changes to the network rules.
+            profile: Load this profile (``{"id": ...}`` or ``{"name": ...}``).
+            proxy: An inline proxy configuration.
+            proxy_id: Switch to this proxy (`None` removes it).
+            start_url: Open this URL.
+            telemetry: New telemetry settings (`None` turns them off).
             extra_body: More JSON fields (they win over the keywords above).
             timeout: Overrides the client's timeout for this call.
             extra_headers: Headers added to this request.
+            extra_query: Query parameters added to this request.
+
+        The keywords after `viewport` follow the official SDK (not given: not sent).
         """
         path = f"/browsers/{segment(id_or_name, 'id_or_name')}"
-        body = _params.update_body(name=name, tags=tags, viewport=viewport, extra_body=extra_body)
+        path += _params.extra_query_string(extra_query)
+        more = given(
+            {
+                "disable_default_proxy": disable_default_proxy,
+                "location": location,
+                "network": network,
+                "profile": NOT_GIVEN
+                if isinstance(profile, NotGiven)
+                else _params.profile_json(profile),
+                "proxy": proxy,
+                "proxy_id": proxy_id,
+                "start_url": start_url,
+                "telemetry": telemetry,
+            }
+        )
+        extra = {**more, **extra_body} if extra_body else more
+        body = _params.update_body(name=name, tags=tags, viewport=viewport, extra_body=extra)
         return await self._client._request_json(
             "PATCH",
             path,
@@ -210,8 +311,10 @@ class AsyncBrowsers(AsyncBrowsersBase):
         region: Region | None = None,
         limit: int | None = None,
         offset: int | None = None,
+        include_deleted: bool | NotGiven = NOT_GIVEN,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, object] | None = None,
     ) -> AsyncBrowserPager:
         """List browser sessions, a page at a time or all of them.
 
@@ -227,10 +330,19 @@ class AsyncBrowsers(AsyncBrowsersBase):
             region: Only sessions in this region.
             limit: Page size, 1 to 100 (the API's default is 20).
             offset: Where the first page starts.
+            include_deleted: Include deleted sessions (as ``status="all"`` does).
             timeout: Overrides the client's timeout for each page's call.
             extra_headers: Headers added to each page's request.
+            extra_query: Query parameters added to each page's request.
         """
         base = _params.list_query(status=status, query=query, tags=tags, region=region, limit=limit)
+        if not isinstance(include_deleted, NotGiven):
+            flag = _params.check_bool(include_deleted, "include_deleted")
+            base.insert(0, ("include_deleted", "true" if flag else "false"))
+        if extra_query:
+            from .._operation import encode_query, plain
+
+            base += encode_query(plain(dict(extra_query)))
         start = 0 if offset is None else check_int(offset, "offset")
         client = self._client
 

@@ -31,8 +31,9 @@ class AsyncReplays(AsyncBrowsersReplaysBase):
 
     async def start(
         self,
-        id: str,
+        id_or_name: str | None = None,
         *,
+        id: str | None = None,
         framerate: int | None = None,
         max_duration_in_seconds: int | None = None,
         record_audio: bool | None = None,
@@ -45,7 +46,8 @@ class AsyncReplays(AsyncBrowsersReplaysBase):
         so a retry cannot create a second recording.
 
         Args:
-            id: Browser session ID.
+            id_or_name: Browser session ID or name (the official SDK's keyword).
+            id: The same, under the name this SDK's first release used; pass one of them.
             framerate: Recording framerate in fps (>= 1; above 20 needs a GPU browser).
             max_duration_in_seconds: Maximum recording duration (>= 1).
             record_audio: Record audio as well as video.
@@ -56,7 +58,7 @@ class AsyncReplays(AsyncBrowsersReplaysBase):
             ConflictError: A recording is already in progress on this browser.
             NotFoundError: No such browser session.
         """
-        path = f"/browsers/{segment(id, 'id')}/replays"
+        path = f"/browsers/{_browser(id_or_name, id)}/replays"
         params = replay_params(framerate, max_duration_in_seconds, record_audio)
         return await self._client._request_json(
             "POST",
@@ -70,21 +72,23 @@ class AsyncReplays(AsyncBrowsersReplaysBase):
 
     async def list(
         self,
-        id: str,
+        id_or_name: str | None = None,
         *,
+        id: str | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
     ) -> builtins.list[Replay]:
         """List the replays of a browser session, oldest first.
 
         Args:
-            id: Browser session ID.
+            id_or_name: Browser session ID or name (the official SDK's keyword).
+            id: The same, under the name this SDK's first release used; pass one of them.
             timeout: Overrides the client's timeout for this call.
             extra_headers: Headers added to this request.
         """
         return await self._client._request_json(
             "GET",
-            f"/browsers/{segment(id, 'id')}/replays",
+            f"/browsers/{_browser(id_or_name, id)}/replays",
             decode_replays,
             idempotent=True,
             timeout=timeout,
@@ -95,7 +99,8 @@ class AsyncReplays(AsyncBrowsersReplaysBase):
         self,
         replay_id: str,
         *,
-        id: str,
+        id_or_name: str | None = None,
+        id: str | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
     ) -> None:
@@ -106,17 +111,20 @@ class AsyncReplays(AsyncBrowsersReplaysBase):
 
         Args:
             replay_id: Replay recording identifier.
-            id: Browser session ID.
+            id_or_name: Browser session ID or name (the official SDK's keyword).
+            id: The same, under the name this SDK's first release used; pass one of them.
             timeout: Overrides the client's timeout for this call.
             extra_headers: Headers added to this request.
         """
-        path = f"/browsers/{segment(id, 'id')}/replays/{segment(replay_id, 'replay_id')}/stop"
+        path = (
+            f"/browsers/{_browser(id_or_name, id)}/replays/{segment(replay_id, 'replay_id')}/stop"
+        )
         await self._client._request(
             "POST",
             path,
             idempotent=True,
             timeout=timeout,
-            extra_headers=extra_headers,
+            extra_headers={**_NO_RESULT, **extra_headers} if extra_headers else _NO_RESULT,
             read_limit=64 * 1024,  # stop's body is ignored: read little of it
         )
 
@@ -124,7 +132,8 @@ class AsyncReplays(AsyncBrowsersReplaysBase):
         self,
         replay_id: str,
         *,
-        id: str,
+        id_or_name: str | None = None,
+        id: str | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
     ) -> bytes:
@@ -136,13 +145,14 @@ class AsyncReplays(AsyncBrowsersReplaysBase):
 
         Args:
             replay_id: Replay recording identifier.
-            id: Browser session ID.
+            id_or_name: Browser session ID or name (the official SDK's keyword).
+            id: The same, under the name this SDK's first release used; pass one of them.
             timeout: Overrides the client's timeout for this call.
             extra_headers: Headers added to this request.
         """
         resp, _, _ = await self._client._request(
             "GET",
-            _video_path(id, replay_id),
+            _video_path(_browser(id_or_name, id), replay_id),
             idempotent=True,
             timeout=timeout,
             extra_headers=_accept_video(extra_headers),
@@ -156,7 +166,8 @@ class AsyncReplays(AsyncBrowsersReplaysBase):
         path: str | os.PathLike[str],
         replay_id: str,
         *,
-        id: str,
+        id_or_name: str | None = None,
+        id: str | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         progress: Callable[[int], object] | None = None,
@@ -174,7 +185,8 @@ class AsyncReplays(AsyncBrowsersReplaysBase):
                 is sent if no file can be created in its directory; errors name `path`,
                 never the temporary file.
             replay_id: Replay recording identifier.
-            id: Browser session ID.
+            id_or_name: Browser session ID or name (the official SDK's keyword).
+            id: The same, under the name this SDK's first release used; pass one of them.
             timeout: Overrides the client's timeout for this call.
             extra_headers: Headers added to this request.
             progress: Called with the bytes received so far after each chunk (and with
@@ -184,7 +196,7 @@ class AsyncReplays(AsyncBrowsersReplaysBase):
                 "still finalising" is over) with its size in bytes, or `None` when the
                 server does not say; called again if a retry starts over.
         """
-        url_path = _video_path(id, replay_id)
+        url_path = _video_path(_browser(id_or_name, id), replay_id)
         out = AtomicFile(path)
         sink = _FileSink(out.file, progress, on_start)
         try:
@@ -239,8 +251,20 @@ class _FileSink:
             self._report(self._size)
 
 
-def _video_path(browser_id: str, replay_id: str) -> str:
-    return f"/browsers/{segment(browser_id, 'id')}/replays/{segment(replay_id, 'replay_id')}"
+def _browser(id_or_name: str | None, id: str | None) -> str:
+    """The browser a replay call addresses (`id_or_name`, or its older spelling `id`)
+    as one encoded path segment."""
+    if id_or_name is None:
+        if id is None:
+            raise TypeError("the browser id must be a str (pass id_or_name= or id=), got NoneType")
+        return segment(id, "id")
+    if id is not None and id != id_or_name:
+        raise TypeError("pass the browser once: id_or_name= or id=, not both")
+    return segment(id_or_name, "id_or_name")
+
+
+def _video_path(browser: str, replay_id: str) -> str:
+    return f"/browsers/{browser}/replays/{segment(replay_id, 'replay_id')}"
 
 
 def _accept_video(extra: Mapping[str, str] | None) -> Mapping[str, str]:
@@ -248,3 +272,5 @@ def _accept_video(extra: Mapping[str, str] | None) -> Mapping[str, str]:
 
 
 _VIDEO_ACCEPT: Mapping[str, str] = {"Accept": "video/mp4"}
+# What the official SDK sends with a bodiless call whose result it ignores.
+_NO_RESULT: Mapping[str, str] = {"Accept": "*/*", "Content-Type": "application/json"}
