@@ -83,7 +83,7 @@ def tests_all(session: nox.Session) -> None:
 
 @nox.session
 def soak(session: nox.Session) -> None:
-    """The ~2 minute soak: 50,000 async + 10,000 sync stops with 5% injected faults."""
+    """The soak (about 30 s): 50,000 async + 10,000 sync stops with 5% injected faults."""
     session.install("-e", ".", *TEST_DEPS)
     session.run("pytest", "-m", "slow", "-s", "tests/soak", *session.posargs)
 

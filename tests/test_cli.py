@@ -496,17 +496,19 @@ def test_version() -> None:
 
 
 def _download_on_a_pty(
-    fake: FakeKernel, out: Path, *python_args: str, ready: bool = False, **env: str
+    fake: FakeKernel, out: Path, *python_args: str, finalising: bool = True, **env: str
 ) -> tuple[int, str, str]:
     """Run a download whose stderr is a terminal; returns (exit code, stdout, terminal).
-    The replay is still finalising (202s for the fake's `finalise_seconds`) unless `ready`."""
+    With `finalising`, the API first answers two 202s (injected: however slowly the
+    process starts, they come), else at once with the video."""
     import pty
 
     b = fake.create_browser()
     rid = call(fake, "start", b).out.strip()
     assert call(fake, "stop", b, rid).code == 0
-    if ready:  # a download that waits through the 202s: the next one gets a 200 at once
-        assert call(fake, "download", b, rid, "-o", str(out)).code == 0
+    assert call(fake, "download", b, rid, "-o", str(out)).code == 0  # waits until it is ready
+    if finalising:
+        fake.fail("download", status=202, retry_after=0.2, times=2)
     polls = fake.count("download")
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
@@ -530,7 +532,7 @@ def _download_on_a_pty(
     proc.stdout.close()
     proc.wait(timeout=60)
     os.close(leader)
-    assert (fake.count("download") - polls > 1) is not ready  # 202s, then the 200
+    assert fake.count("download") - polls == (3 if finalising else 1)  # 202, 202, 200
     return proc.returncode, stdout, b"".join(chunks).decode()
 
 
@@ -542,7 +544,7 @@ RICH, PLAIN = ("-m", "kernel_sync"), ("-c", BLOCK_RICH)
 
 
 def test_download_progress_bar_on_a_terminal(tmp_path: Path) -> None:
-    with FakeKernel.in_thread(finalise_seconds=1.0) as fake:
+    with FakeKernel.in_thread(finalise_seconds=0.05) as fake:
         out = tmp_path / "v.mp4"
         code, stdout, screen = _download_on_a_pty(fake, out, *RICH)
         size = size_text(len(fake.video))
@@ -555,7 +557,7 @@ def test_download_progress_bar_on_a_terminal(tmp_path: Path) -> None:
 
 
 def test_download_progress_plain_without_rich(tmp_path: Path) -> None:
-    with FakeKernel.in_thread(finalise_seconds=1.0) as fake:
+    with FakeKernel.in_thread(finalise_seconds=0.05) as fake:
         out = tmp_path / "v.mp4"
         code, stdout, screen = _download_on_a_pty(fake, out, *PLAIN)
         size = size_text(len(fake.video))
@@ -573,7 +575,7 @@ def test_download_of_a_ready_video_never_says_finalising(
     with FakeKernel.in_thread(finalise_seconds=0.05) as fake:
         # KERNEL_LOG=info: the 202 watch must not let the SDK's debug lines through.
         code, _, screen = _download_on_a_pty(
-            fake, tmp_path / "v.mp4", *display, ready=True, KERNEL_LOG="info"
+            fake, tmp_path / "v.mp4", *display, finalising=False, KERNEL_LOG="info"
         )
     assert code == 0, screen
     assert "requesting the video…" in screen and "downloaded" in screen
