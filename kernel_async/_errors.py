@@ -324,3 +324,21 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, (ClassValidationError, IterableValidationError)):
         return "; ".join(transform_error(exc))
     return f"{type(exc).__name__}: {exc}"
+
+
+class SSEEventTooLargeError(KernelError):
+    """One server-sent event grew past the stream's bound (`max_event_bytes`); raised
+    before the event is buffered whole.
+
+    Attributes:
+        limit: The bound, in bytes.
+    """
+
+    limit: int
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"a server-sent event exceeds {limit} bytes (max_event_bytes)")
+        self.limit = limit
+
+
+__all__ += ["SSEEventTooLargeError"]
