@@ -272,7 +272,8 @@ class SSEParser:
                     if b"\0" not in value:
                         id_buffer = value.decode("utf-8", "replace") or None
                 elif name == b"retry" and value.isdigit():  # bytes: ASCII digits only
-                    with contextlib.suppress(ValueError):  # more digits than int() takes
+                    # More digits than int() takes (4300) is no sane wait: ignored.
+                    with contextlib.suppress(ValueError):
                         event_retry = self._retry = int(value)
         finally:
             self._data = data

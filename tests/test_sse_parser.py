@@ -339,17 +339,25 @@ def endless_line(chunk: int) -> Iterator[bytes]:
         yield b"x" * chunk
 
 
+def feed_until_refused(parser: SSEParser, chunks: Iterable[bytes]) -> int:
+    """Feed until the parser refuses; return the bytes fed. Checks the bound after each."""
+    fed = 0
+    for chunk in chunks:
+        fed += len(chunk)
+        try:
+            parser.feed(chunk)
+        except SSEEventTooLargeError:
+            return fed
+        assert parser.buffered <= parser.max_event_bytes
+    raise AssertionError("never refused")
+
+
 def test_a_huge_line_is_refused_before_it_is_buffered() -> None:
     limit, chunk = 1 << 20, 64 << 10
     parser = SSEParser(max_event_bytes=limit)
-    fed = 0
     tracemalloc.start()
     try:
-        with pytest.raises(SSEEventTooLargeError):
-            for piece in endless_line(chunk):
-                fed += len(piece)
-                parser.feed(piece)
-                assert parser.buffered <= limit
+        fed = feed_until_refused(parser, endless_line(chunk))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -359,12 +367,10 @@ def test_a_huge_line_is_refused_before_it_is_buffered() -> None:
 
 
 def test_many_data_lines_are_refused_before_they_add_up() -> None:
-    limit = 10_000
-    parser = SSEParser(max_event_bytes=limit)
-    with pytest.raises(SSEEventTooLargeError):
-        for _ in range(10_000):
-            parser.feed(b"data: " + b"y" * 94 + b"\n")
-            assert parser.buffered <= limit
+    line = b"data: " + b"y" * 94 + b"\n"
+    fed = feed_until_refused(SSEParser(max_event_bytes=10_000), itertools.repeat(line, 1000))
+    # 95 of each line's 101 bytes are held (its value and an LF): refused at the 106th line.
+    assert fed == 106 * len(line)
 
 
 def test_a_huge_line_ending_in_one_chunk_is_refused_too() -> None:
@@ -432,14 +438,37 @@ TOKENS = [
     b"\x0b",
 ]
 
-streams = st.lists(st.sampled_from(TOKENS), max_size=80).map(b"".join)
+# Lines the way servers write them (mostly) or any token soup, each with any line end; so
+# that events do form, yet every odd byte sequence comes up too.
+FIELDS = [b"data", b"data:", b"data: ", b"event: ", b"id: ", b"id:", b"retry: ", b":", b""]
+EOLS = [b"\n", b"\r", b"\r\n"]
+soup = st.lists(st.sampled_from(TOKENS), max_size=6).map(b"".join)
+value = st.lists(st.sampled_from([t for t in TOKENS if not {13, 10} & set(t)]), max_size=4).map(
+    b"".join
+) | st.integers(0, 10**6).map(lambda n: str(n).encode())
+line = st.tuples(st.sampled_from(FIELDS), value, st.sampled_from(EOLS))
+block = st.tuples(st.lists(line.map(b"".join), max_size=4), st.sampled_from(EOLS)).map(
+    lambda b: b"".join(b[0]) + b[1]
+)
+streams = st.tuples(
+    st.sampled_from([b"", BOM]),
+    st.lists(block | soup, min_size=1, max_size=10),
+    soup,
+).map(lambda parts: parts[0] + b"".join(parts[1]) + parts[2])
+
+
+def cuts_for(stream: bytes) -> st.SearchStrategy[list[int]]:
+    """Cut anywhere, and often right after a CR or inside a multi-byte character."""
+    tricky = [i + 1 for i, b in enumerate(stream) if b == 13 or b >= 0x80] or [0]
+    return st.lists(st.integers(0, len(stream)) | st.sampled_from(tricky), max_size=12)
 
 
 @PROPERTIES
-@given(stream=streams, cuts=st.lists(st.integers(0, 400), max_size=12))
+@given(stream=streams, data=st.data())
 def test_any_chunking_parses_as_the_whole_stream_and_as_the_spec(
-    stream: bytes, cuts: list[int]
+    stream: bytes, data: st.DataObject
 ) -> None:
+    cuts = data.draw(cuts_for(stream))
     whole, whole_parser = parse(stream)
     chunked, chunked_parser = parse(*split_at(stream, cuts))
     assert observed(chunked_parser, chunked) == observed(whole_parser, whole)
@@ -474,7 +503,8 @@ sent_events = st.builds(
 
 
 def serialize(events: list[Sent], draw: Any) -> tuple[bytes, int]:
-    """Lines in any order within a block, any line ending per line, comments anywhere."""
+    """Other fields anywhere among the data lines (which keep their order), any line
+    ending per line, comments anywhere."""
     lines: list[str] = []
     comments = 0
     for sent in events:
@@ -483,13 +513,15 @@ def serialize(events: list[Sent], draw: Any) -> tuple[bytes, int]:
             "data:" + (" " if part.startswith(" ") else draw(st.sampled_from(["", " "]))) + part
             for part in sent.data.split("\n")
         ]
+        others = []
         if sent.event is not None:
-            block.append(f"event: {sent.event}")
+            others.append(f"event: {sent.event}")
         if sent.id is not None:
-            block.append(f"id: {sent.id}" if sent.id else draw(st.sampled_from(["id", "id:"])))
+            others.append(f"id: {sent.id}" if sent.id else draw(st.sampled_from(["id", "id:"])))
         if sent.retry is not None:
-            block.append(f"retry: {sent.retry}")
-        block = draw(st.permutations(block))
+            others.append(f"retry: {sent.retry}")
+        for other in others:
+            block.insert(draw(st.integers(0, len(block))), other)
         for line in [*block, ""]:
             for _ in range(draw(st.integers(0, 1))):
                 lines.append(":" + draw(_one_line(LINE)))
@@ -506,18 +538,13 @@ def serialize(events: list[Sent], draw: Any) -> tuple[bytes, int]:
     return bytes(out), comments
 
 
-@pytest.mark.xfail(
-    reason="known parser bug left open: an empty-data event followed by data ending in a newline "
-    "comes back with the newline moved (found by this property; see the closing note)",
-    strict=False,
-)
 @PROPERTIES
 @given(events=st.lists(sent_events, max_size=8), data=st.data())
 def test_serialized_events_parse_back(events: list[Sent], data: st.DataObject) -> None:
     stream, comments = serialize(events, data.draw)
     if data.draw(st.booleans()):
         stream = BOM + stream
-    cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=10))
+    cuts = data.draw(cuts_for(stream))
     parsed, parser = parse(*split_at(stream, cuts))
     expected = []
     last_id: str | None = None
