@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     import aiohttp
     from yarl import URL
 
-    from ._transport import Bound, Deadlines, Response, Sink, Transport, TransportError
+    from ._transport import Body, Bound, Deadlines, Response, Sink, Transport, TransportError
 
 # aiohttp, yarl, anyio and asyncio are imported on the first request, not at import time:
 # `import kernel_sync` stays cheap for CLIs, notebooks and short scripts.
@@ -391,7 +391,7 @@ class AsyncKernel(AsyncResources):
         path: str,
         *,
         idempotent: bool,
-        body: bytes | None = None,
+        body: Body = None,
         content_type: str | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
@@ -553,7 +553,7 @@ class AsyncKernel(AsyncResources):
         decode: Callable[[bytes], T],
         *,
         idempotent: bool,
-        body: bytes | None = None,
+        body: Body = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
     ) -> T:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -125,3 +126,35 @@ class AtomicFile:
             self.file.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._tmp)
+
+
+class FileSink:
+    """Where a streamed download goes: the temporary file, reporting to the callbacks."""
+
+    __slots__ = ("_file", "_on_start", "_report", "_size")
+
+    def __init__(
+        self,
+        file: IO[bytes],
+        report: Callable[[int], object] | None,
+        on_start: Callable[[int | None], object] | None,
+    ) -> None:
+        self._file = file
+        self._report = report
+        self._on_start = on_start
+        self._size = 0
+
+    def restart(self, total: int | None) -> None:
+        self._file.seek(0)
+        self._file.truncate()
+        self._size = 0
+        if self._on_start is not None:
+            self._on_start(total)
+        if self._report is not None:
+            self._report(0)
+
+    def write(self, data: bytes, /) -> None:
+        self._file.write(data)
+        if self._report is not None:
+            self._size += len(data)
+            self._report(self._size)

@@ -12,9 +12,10 @@ import io
 import json
 import os
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
@@ -38,6 +39,7 @@ __all__ = [
     "file_bytes",
     "pager",
     "plain",
+    "save",
     "stream",
 ]
 
@@ -160,9 +162,25 @@ def encode_json(values: Mapping[str, Any]) -> bytes:
     return json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def file_bytes(value: Any) -> tuple[str | None, bytes, str | None]:
-    """(filename, content, content type) of a file argument (bytes, a path, a binary
-    file object, or an official-SDK style tuple)."""
+@attrs.frozen
+class FilePart:
+    """A file sent from disk (or a seekable file object) in chunks, never read whole.
+
+    Attributes:
+        source: A path, or a binary file object.
+        start: Where the file object stood when the call was made (sent from there).
+        size: How many bytes are sent.
+    """
+
+    source: str | IO[bytes]
+    start: int
+    size: int
+
+
+def file_source(value: Any) -> tuple[str | None, bytes | FilePart, str | None]:
+    """(filename, content, content type) of a file argument: bytes, a path, a binary file
+    object, or an official-SDK style ``(filename, content[, content type])`` tuple.
+    Paths and seekable file objects are not read here: they are streamed when sent."""
     name: str | None = None
     ctype: str | None = None
     if isinstance(value, tuple):
@@ -173,19 +191,109 @@ def file_bytes(value: Any) -> tuple[str | None, bytes, str | None]:
         return name, bytes(value), ctype
     if isinstance(value, os.PathLike):
         path = os.fspath(value)
-        with open(path, "rb") as f:
-            return name or os.path.basename(path), f.read(), ctype
+        if not isinstance(path, str):
+            raise TypeError("file paths must be text (str or a PathLike of str)")
+        size = os.stat(path).st_size  # a missing file fails here, before anything is sent
+        return name or os.path.basename(path), FilePart(path, 0, size), ctype
     if isinstance(value, io.IOBase) or hasattr(value, "read"):
-        data = value.read()
-        if not isinstance(data, bytes):
-            raise TypeError("file objects must be opened in binary mode")
         filename = getattr(value, "name", None)
-        return (
-            name or (os.path.basename(filename) if isinstance(filename, str) else None),
-            data,
-            ctype,
-        )
+        name = name or (os.path.basename(filename) if isinstance(filename, str) else None)
+        if isinstance(value, io.TextIOBase):
+            raise TypeError("file objects must be opened in binary mode ('rb')")
+        seekable = getattr(value, "seekable", None)
+        if seekable is not None and seekable():
+            start = value.tell()
+            size = value.seek(0, os.SEEK_END) - start
+            value.seek(start)
+            return name, FilePart(value, start, size), ctype
+        data = value.read()  # a pipe or socket: its size is only known once read
+        if not isinstance(data, bytes):
+            raise TypeError("file objects must be opened in binary mode ('rb')")
+        return name, data, ctype
     raise TypeError(f"expected bytes, a path or a binary file object, got {type(value).__name__}")
+
+
+def file_bytes(value: Any) -> tuple[str | None, bytes, str | None]:
+    """`file_source`, with files read into memory (for small bodies and tests)."""
+    name, content, ctype = file_source(value)
+    if isinstance(content, FilePart):
+        content = _read_whole(content)
+    return name, content, ctype
+
+
+def _read_whole(part: FilePart) -> bytes:
+    if isinstance(part.source, str):
+        with open(part.source, "rb") as f:
+            return f.read(part.size)
+    part.source.seek(part.start)
+    return part.source.read(part.size)
+
+
+Piece = bytes | FilePart
+
+
+class Upload:
+    """A request body of bytes and files, streamed chunk by chunk: calling it gives a
+    fresh stream for each attempt (paths are reopened, file objects rewound)."""
+
+    CHUNK = 256 * 1024
+
+    def __init__(self, pieces: Sequence[Piece]) -> None:
+        self.pieces = tuple(pieces)
+        self.length = sum(len(p) if isinstance(p, bytes) else p.size for p in self.pieces)
+
+    def __call__(self) -> AsyncIterator[bytes]:
+        return self._stream()
+
+    async def _stream(self) -> AsyncIterator[bytes]:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        for piece in self.pieces:
+            if isinstance(piece, bytes):
+                yield piece
+                continue
+            source = piece.source
+            own = isinstance(source, str)
+            f: IO[bytes] = (
+                await loop.run_in_executor(None, _open, source)
+                if isinstance(source, str)
+                else source
+            )
+            try:
+                if not own:
+                    f.seek(piece.start)
+                left = piece.size
+                while left > 0:
+                    # Off the loop: a read from disk must not stall other calls.
+                    chunk: bytes = await loop.run_in_executor(None, f.read, min(self.CHUNK, left))
+                    if not chunk:
+                        shown = _shown(piece)
+                        raise OSError(f"{shown} ended {left} bytes early (changed while sent?)")
+                    left -= len(chunk)
+                    yield chunk
+            finally:
+                if own:
+                    f.close()
+
+
+def _open(path: str) -> IO[bytes]:
+    return open(path, "rb")
+
+
+def _shown(part: FilePart) -> str:
+    return (
+        part.source
+        if isinstance(part.source, str)
+        else repr(getattr(part.source, "name", part.source))
+    )
+
+
+def _body(pieces: list[Piece]) -> bytes | Upload:
+    """Bytes when everything is in memory, else an `Upload` that streams the files."""
+    if all(isinstance(p, bytes) for p in pieces):
+        return b"".join(pieces)  # type: ignore[arg-type]
+    return Upload(pieces)
 
 
 def _is_file(value: Any) -> bool:
@@ -212,26 +320,34 @@ def _form_fields(key: str, value: Any, indices: bool) -> Iterator[tuple[str, Any
         yield key, value
 
 
-def encode_multipart(
-    values: Mapping[str, Any], array_format: str, boundary: str | None = None
-) -> tuple[bytes, str]:
-    """A multipart/form-data body and its content type. Lists and objects are flattened
-    into bracketed names; files carry a filename and a content type."""
-    boundary = boundary or uuid.uuid4().hex
-    parts: list[bytes] = []
+def multipart_pieces(values: Mapping[str, Any], array_format: str, boundary: str) -> list[Piece]:
+    """The pieces of a multipart/form-data body: bytes, and files to stream. Lists and
+    objects are flattened into bracketed names; files carry a filename and a type."""
+    pieces: list[Piece] = []
     indices = array_format == "indices"
     for key, value in values.items():
         for name, item in _form_fields(key, value, indices):
             head = f'--{boundary}\r\nContent-Disposition: form-data; name="{_q(name)}"'
             if _is_file(item):
-                filename, data, ctype = file_bytes(item)
+                filename, data, ctype = file_source(item)
                 head += f'; filename="{_q(filename or "upload")}"'
                 head += f"\r\nContent-Type: {ctype or 'application/octet-stream'}"
+                pieces += [head.encode() + b"\r\n\r\n", data, b"\r\n"]
             else:
-                data = _scalar(plain(item)).encode()
-            parts.append(head.encode() + b"\r\n\r\n" + data + b"\r\n")
-    parts.append(f"--{boundary}--\r\n".encode())
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+                text = _scalar(plain(item)).encode()
+                pieces.append(head.encode() + b"\r\n\r\n" + text + b"\r\n")
+    pieces.append(f"--{boundary}--\r\n".encode())
+    return pieces
+
+
+def encode_multipart(
+    values: Mapping[str, Any], array_format: str, boundary: str | None = None
+) -> tuple[bytes, str]:
+    """A multipart/form-data body (files read into memory) and its content type."""
+    boundary = boundary or uuid.uuid4().hex
+    pieces = multipart_pieces(values, array_format, boundary)
+    data = b"".join(p if isinstance(p, bytes) else _read_whole(p) for p in pieces)
+    return data, f"multipart/form-data; boundary={boundary}"
 
 
 def _q(text: str) -> str:
@@ -258,7 +374,7 @@ class Request:
     path: str
     query: dict[str, Any]
     headers: dict[str, str]
-    body: bytes | None
+    body: bytes | Upload | None
     content_type: str | None
     timeout: float | Timeout | NotGiven | None
 
@@ -286,24 +402,38 @@ def prepare(
         headers[key] = _scalar(value)
     if extra_headers:
         headers.update(extra_headers)
-    data: bytes | None = None
-    ctype: str | None = None
+    data, ctype = encode_body(op, body, content, extra_body)
+    if isinstance(data, Upload):
+        headers["Content-Length"] = str(data.length)  # streamed, but not chunked
+    return Request(op, url_path, params, headers, data, ctype, timeout)
+
+
+def encode_body(
+    op: Operation,
+    body: Mapping[str, Any] | None,
+    content: Any,
+    extra_body: Mapping[str, object] | None,
+) -> tuple[bytes | Upload | None, str | None]:
+    """The request body as the operation's spec says (JSON, multipart or raw bytes) and
+    its content type. Files given as paths or file objects are streamed when sent."""
     if op.body == "json":
         fields = given(body)
         if extra_body:
             fields.update(plain(dict(extra_body)))
         if fields or (body is None and extra_body):
-            data, ctype = encode_json(fields), "application/json"
+            return encode_json(fields), "application/json"
     elif op.body == "multipart":
-        fields = {k: v for k, v in (body or {}).items() if v is not NOT_GIVEN}
+        values = {k: v for k, v in (body or {}).items() if v is not NOT_GIVEN}
         if extra_body:
-            fields.update(extra_body)
-        data, ctype = encode_multipart(fields, op.array_format)
+            values.update(extra_body)
+        boundary = uuid.uuid4().hex
+        pieces = multipart_pieces(values, op.array_format, boundary)
+        return _body(pieces), f"multipart/form-data; boundary={boundary}"
     elif op.body == "raw":
-        data, ctype = file_bytes(content)[1], "application/octet-stream"
-    if ctype is None and op.method != "GET":
-        ctype = "application/json"  # as the official SDK labels every bodiless non-GET
-    return Request(op, url_path, params, headers, data, ctype, timeout)
+        return _body([file_source(content)[1]]), "application/octet-stream"
+    if op.method != "GET":
+        return None, "application/json"  # as the official SDK labels every bodiless non-GET
+    return None, None
 
 
 def target(req: Request, query: Mapping[str, Any] | None = None) -> str:
@@ -349,6 +479,42 @@ async def send(client: AsyncKernel, req: Request, query: Mapping[str, Any] | Non
 
 
 _READ_LIMITS = {"binary": BINARY_LIMIT, "none": 64 * 1024}  # a result-less body is ignored
+
+
+async def save(
+    save_to: str | os.PathLike[str],
+    client: AsyncKernel,
+    op: Operation,
+    path: Sequence[str],
+    *,
+    progress: Callable[[int], object] | None = None,
+    **kwargs: Any,
+) -> Path:
+    """Run a binary operation, streaming its result to `save_to` atomically: a temporary
+    file beside it, renamed into place once complete (nothing left behind otherwise)."""
+    from anyio.to_thread import run_sync
+
+    from ._files import AtomicFile, FileSink
+
+    req = prepare(op, path, **kwargs)
+    out = AtomicFile(save_to)  # refuses a target no file can be created beside, naming it
+    try:
+        resp, _, _ = await client._request(
+            op.method,
+            target(req),
+            idempotent=op.replay,
+            body=req.body,
+            content_type=req.content_type,
+            timeout=req.timeout,
+            extra_headers=req.headers,
+            read_limit=None,
+            sink=FileSink(out.file, progress, None),
+        )
+        if resp.body:  # a 2xx that was not streamed
+            out.file.write(resp.body)
+        return await run_sync(out.commit)  # fsync and rename off the event loop
+    finally:
+        out.discard()
 
 
 async def call(client: AsyncKernel, op: Operation, path: Sequence[str], **kwargs: Any) -> Any:

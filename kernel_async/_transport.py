@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -311,6 +311,11 @@ _NEVER = float("inf")
 _COUNTS_CANCELS = hasattr(asyncio.Task, "uncancel")
 
 
+Body = bytes | Callable[[], AsyncIterator[bytes]] | None
+"""A request body: bytes, or (uploads streamed from files) a factory of a fresh stream
+for each attempt."""
+
+
 class Sink(Protocol):
     """Where a streamed body goes; restarted (emptied) before each attempt's body."""
 
@@ -421,7 +426,7 @@ async def send(
     method: str,
     url: URL,
     headers: Mapping[str, str],
-    body: bytes | None,
+    body: Body,
     limits: Bound,
     deadlines: Deadlines,
     *,
@@ -452,7 +457,7 @@ async def send(
             method,
             url,
             headers=headers,
-            data=body,
+            data=body() if callable(body) else body,  # a streamed upload starts afresh
             timeout=limits.aiohttp,
             allow_redirects=False,
             raise_for_status=False,  # a user's session may say True: statuses are ours

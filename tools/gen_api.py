@@ -440,9 +440,11 @@ class Generator:
         used = _names(text) | {"TYPE_CHECKING"}
         head = [HEADER + f'"""{_module_doc(mod)}"""', "", "from __future__ import annotations", ""]
         head += _std_imports(used)
+        if "save" in used:
+            head += ["import os", "from pathlib import Path"]
         head.append("")
         for module, names in (
-            ("_operation", ("Operation", "call", "pager", "stream")),
+            ("_operation", ("Operation", "call", "pager", "save", "stream")),
             ("_retry", ("Timeout",)),
             ("_types", ("NOT_GIVEN", "NotGiven")),
         ):
@@ -546,20 +548,30 @@ class Generator:
     def method(self, op: Operation) -> list[str]:
         if op.sdk_name in OVERRIDDEN:
             return []
+        lines = self._method(op)
+        if op.result_kind == "binary":
+            lines += self.save_method(op)
+        return lines
+
+    def save_method(self, op: Operation) -> list[str]:
+        """``<name>_to(save_to, ...)``: the binary result streamed to a file atomically."""
         positional, keywords, places = self._signature(op)
-        returns = self._returns(op)
-        params = ["self", *positional, "*", *keywords, *OPTIONS]
-        sync = op.result_kind == "page"
-        head = f"    {'def' if sync else 'async def'} {op.name}("
-        lines = [""]
-        one = head + ", ".join(params) + f") -> {returns}:"
-        if len(one) <= 100:
-            lines.append(one)
-        else:
-            lines.append(head)
-            lines += [f"        {p}," for p in params]
-            lines.append(f"    ) -> {returns}:")
-        lines += _docstring(self._doc(op, places), "        ")
+        params = ["self", "save_to: str | os.PathLike[str]", *positional, "*", *keywords]
+        params += [*OPTIONS, "progress: Callable[[int], object] | None = None"]
+        lines = ["", f"    async def {op.name}_to(", *[f"        {p}," for p in params]]
+        lines.append("    ) -> Path:")
+        doc = (
+            f"`{op.name}`, with the result streamed to `save_to` instead of memory.\n\n"
+            "The bytes go to a temporary file beside `save_to`, renamed into place once "
+            "complete: `save_to` is the whole result or untouched, and nothing is left "
+            "behind. `progress` is called with the bytes received so far. Returns the path."
+        )
+        lines += _docstring(doc, "        ")
+        args = ["save_to", "self._client", *self._call_args(op, places), "progress=progress"]
+        lines.append(f"        return await save({', '.join(args)})")
+        return lines
+
+    def _call_args(self, op: Operation, places: list[tuple[str, str, str]]) -> list[str]:
         path_args = [p for p in places if p[2] == "path"]
         order = re.findall(r"{([^}]+)}", op.path)
         by_wire = {wire: pname for pname, wire, _ in path_args}
@@ -580,6 +592,24 @@ class Generator:
             "extra_body=extra_body",
             "timeout=timeout",
         ]
+        return args
+
+    def _method(self, op: Operation) -> list[str]:
+        positional, keywords, places = self._signature(op)
+        returns = self._returns(op)
+        params = ["self", *positional, "*", *keywords, *OPTIONS]
+        sync = op.result_kind == "page"
+        head = f"    {'def' if sync else 'async def'} {op.name}("
+        lines = [""]
+        one = head + ", ".join(params) + f") -> {returns}:"
+        if len(one) <= 100:
+            lines.append(one)
+        else:
+            lines.append(head)
+            lines += [f"        {p}," for p in params]
+            lines.append(f"    ) -> {returns}:")
+        lines += _docstring(self._doc(op, places), "        ")
+        args = self._call_args(op, places)
         if op.result_kind == "page":
             call = "pager"
         elif op.result_kind == "sse":
@@ -644,7 +674,7 @@ def _names(text: str) -> set[str]:
 
 def _std_imports(used: set[str]) -> list[str]:
     std = []
-    abc = [n for n in ("Mapping", "Sequence") if n in used]
+    abc = [n for n in ("Callable", "Mapping", "Sequence") if n in used]
     if abc:
         std.append("from collections.abc import " + ", ".join(abc))
     dt = [n for n in ("date", "datetime") if n in used]

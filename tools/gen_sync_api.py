@@ -100,7 +100,8 @@ def generate_module(path: Path) -> str:
     used = "\n".join(lines)
     head = [HEADER.format(name=path.name) + f'"""{doc} (blocking twin)"""', ""]
     head += ["from __future__ import annotations", ""]
-    std = ["from collections.abc import Mapping, Sequence", "from datetime import date, datetime"]
+    std = ["import os", "from collections.abc import Callable, Mapping, Sequence"]
+    std += ["from datetime import date, datetime", "from pathlib import Path"]
     std += ["from functools import cached_property"]
     std += ["from typing import TYPE_CHECKING, Any, Literal"]
     head += [*std, ""]

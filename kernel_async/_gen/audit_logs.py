@@ -5,12 +5,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from .._operation import Operation, call, pager
+from .._operation import Operation, call, pager, save
 from .._retry import Timeout
 from .._types import NOT_GIVEN, NotGiven
 
@@ -87,6 +89,58 @@ class AsyncAuditLogs:
             timeout=timeout,
         )
         return result
+
+    async def export_chunk_to(
+        self,
+        save_to: str | os.PathLike[str],
+        *,
+        end: str | datetime,
+        start: str | datetime,
+        auth_strategy: str | NotGiven = NOT_GIVEN,
+        cursor: str | NotGiven = NOT_GIVEN,
+        exclude_method: Sequence[str] | NotGiven = NOT_GIVEN,
+        format: Literal["jsonl", "jsonl.gz"] | NotGiven = NOT_GIVEN,
+        limit: int | NotGiven = NOT_GIVEN,
+        method: str | NotGiven = NOT_GIVEN,
+        search: str | NotGiven = NOT_GIVEN,
+        search_user_id: Sequence[str] | NotGiven = NOT_GIVEN,
+        service: str | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, object] | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
+        progress: Callable[[int], object] | None = None,
+    ) -> Path:
+        """`export_chunk`, with the result streamed to `save_to` instead of memory.
+
+        The bytes go to a temporary file beside `save_to`, renamed into place once complete:
+        `save_to` is the whole result or untouched, and nothing is left behind. `progress`
+        is called with the bytes received so far. Returns the path.
+        """
+        return await save(
+            save_to,
+            self._client,
+            _AUDIT_LOGS_EXPORT_CHUNK,
+            (),
+            query={
+                "end": end,
+                "start": start,
+                "auth_strategy": auth_strategy,
+                "cursor": cursor,
+                "exclude_method": exclude_method,
+                "format": format,
+                "limit": limit,
+                "method": method,
+                "search": search,
+                "search_user_id": search_user_id,
+                "service": service,
+            },
+            extra_headers=extra_headers,
+            extra_query=extra_query,
+            extra_body=extra_body,
+            timeout=timeout,
+            progress=progress,
+        )
 
     def list(
         self,

@@ -5,11 +5,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .._operation import Operation, call
+from .._operation import Operation, call, save
 from .._retry import Timeout
 from .._types import NOT_GIVEN, NotGiven
 
@@ -147,6 +149,37 @@ class AsyncBrowsersFs:
         )
         return result
 
+    async def download_dir_zip_to(
+        self,
+        save_to: str | os.PathLike[str],
+        id_or_name: str,
+        *,
+        path: str,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, object] | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
+        progress: Callable[[int], object] | None = None,
+    ) -> Path:
+        """`download_dir_zip`, with the result streamed to `save_to` instead of memory.
+
+        The bytes go to a temporary file beside `save_to`, renamed into place once complete:
+        `save_to` is the whole result or untouched, and nothing is left behind. `progress`
+        is called with the bytes received so far. Returns the path.
+        """
+        return await save(
+            save_to,
+            self._client,
+            _BROWSERS_FS_DOWNLOAD_DIR_ZIP,
+            (id_or_name,),
+            query={"path": path},
+            extra_headers=extra_headers,
+            extra_query=extra_query,
+            extra_body=extra_body,
+            timeout=timeout,
+            progress=progress,
+        )
+
     async def file_info(
         self,
         id_or_name: str,
@@ -259,6 +292,37 @@ class AsyncBrowsersFs:
             timeout=timeout,
         )
         return result
+
+    async def read_file_to(
+        self,
+        save_to: str | os.PathLike[str],
+        id_or_name: str,
+        *,
+        path: str,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, object] | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
+        progress: Callable[[int], object] | None = None,
+    ) -> Path:
+        """`read_file`, with the result streamed to `save_to` instead of memory.
+
+        The bytes go to a temporary file beside `save_to`, renamed into place once complete:
+        `save_to` is the whole result or untouched, and nothing is left behind. `progress`
+        is called with the bytes received so far. Returns the path.
+        """
+        return await save(
+            save_to,
+            self._client,
+            _BROWSERS_FS_READ_FILE,
+            (id_or_name,),
+            query={"path": path},
+            extra_headers=extra_headers,
+            extra_query=extra_query,
+            extra_body=extra_body,
+            timeout=timeout,
+            progress=progress,
+        )
 
     async def set_file_permissions(
         self,

@@ -5,10 +5,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from .._operation import Operation, call, pager
+from .._operation import Operation, call, pager, save
 from .._retry import Timeout
 from .._types import NOT_GIVEN, NotGiven
 
@@ -104,6 +106,37 @@ class AsyncProfiles:
             timeout=timeout,
         )
         return result
+
+    async def download_to(
+        self,
+        save_to: str | os.PathLike[str],
+        id_or_name: str,
+        *,
+        format: Literal["tar.zst", "tar"] | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, object] | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
+        progress: Callable[[int], object] | None = None,
+    ) -> Path:
+        """`download`, with the result streamed to `save_to` instead of memory.
+
+        The bytes go to a temporary file beside `save_to`, renamed into place once complete:
+        `save_to` is the whole result or untouched, and nothing is left behind. `progress`
+        is called with the bytes received so far. Returns the path.
+        """
+        return await save(
+            save_to,
+            self._client,
+            _PROFILES_DOWNLOAD,
+            (id_or_name,),
+            query={"format": format},
+            extra_headers=extra_headers,
+            extra_query=extra_query,
+            extra_body=extra_body,
+            timeout=timeout,
+            progress=progress,
+        )
 
     def list(
         self,

@@ -7,9 +7,9 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
-from .._files import AtomicFile
+from .._files import AtomicFile, FileSink
 from .._gen.browsers_replays import AsyncBrowsersReplaysBase
 from .._models import Replay, decode_replay, decode_replays
 from .._paths import segment
@@ -198,7 +198,7 @@ class AsyncReplays(AsyncBrowsersReplaysBase):
         """
         url_path = _video_path(_browser(id_or_name, id), replay_id)
         out = AtomicFile(path)
-        sink = _FileSink(out.file, progress, on_start)
+        sink = FileSink(out.file, progress, on_start)
         try:
             resp, _, _ = await self._client._request(
                 "GET",
@@ -217,38 +217,6 @@ class AsyncReplays(AsyncBrowsersReplaysBase):
             return await run_sync(out.commit)
         finally:
             out.discard()
-
-
-class _FileSink:
-    """Where a streamed video goes: the temporary file, reporting to the callbacks."""
-
-    __slots__ = ("_file", "_on_start", "_report", "_size")
-
-    def __init__(
-        self,
-        file: IO[bytes],
-        report: Callable[[int], object] | None,
-        on_start: Callable[[int | None], object] | None,
-    ) -> None:
-        self._file = file
-        self._report = report
-        self._on_start = on_start
-        self._size = 0
-
-    def restart(self, total: int | None) -> None:
-        self._file.seek(0)
-        self._file.truncate()
-        self._size = 0
-        if self._on_start is not None:
-            self._on_start(total)
-        if self._report is not None:
-            self._report(0)
-
-    def write(self, data: bytes, /) -> None:
-        self._file.write(data)
-        if self._report is not None:
-            self._size += len(data)
-            self._report(self._size)
 
 
 def _browser(id_or_name: str | None, id: str | None) -> str:

@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kernel_async._retry import Timeout
@@ -144,6 +146,36 @@ class BrowsersFs:
             timeout=timeout,
         )
 
+    def download_dir_zip_to(
+        self,
+        save_to: str | os.PathLike[str],
+        id_or_name: str,
+        *,
+        path: str,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, object] | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
+        progress: Callable[[int], object] | None = None,
+    ) -> Path:
+        """`download_dir_zip`, with the result streamed to `save_to` instead of memory.
+
+        The bytes go to a temporary file beside `save_to`, renamed into place once complete:
+        `save_to` is the whole result or untouched, and nothing is left behind. `progress`
+        is called with the bytes received so far. Returns the path.
+        """
+        return self._runner.call(
+            self._async.download_dir_zip_to,
+            save_to,
+            id_or_name,
+            path=path,
+            extra_headers=extra_headers,
+            extra_query=extra_query,
+            extra_body=extra_body,
+            timeout=timeout,
+            progress=progress,
+        )
+
     def file_info(
         self,
         id_or_name: str,
@@ -249,6 +281,36 @@ class BrowsersFs:
             extra_query=extra_query,
             extra_body=extra_body,
             timeout=timeout,
+        )
+
+    def read_file_to(
+        self,
+        save_to: str | os.PathLike[str],
+        id_or_name: str,
+        *,
+        path: str,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, object] | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
+        progress: Callable[[int], object] | None = None,
+    ) -> Path:
+        """`read_file`, with the result streamed to `save_to` instead of memory.
+
+        The bytes go to a temporary file beside `save_to`, renamed into place once complete:
+        `save_to` is the whole result or untouched, and nothing is left behind. `progress`
+        is called with the bytes received so far. Returns the path.
+        """
+        return self._runner.call(
+            self._async.read_file_to,
+            save_to,
+            id_or_name,
+            path=path,
+            extra_headers=extra_headers,
+            extra_query=extra_query,
+            extra_body=extra_body,
+            timeout=timeout,
+            progress=progress,
         )
 
     def set_file_permissions(
