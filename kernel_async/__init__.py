@@ -20,6 +20,8 @@ from ._errors import (
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
+    SSEEventTooLargeError,
+    StreamInterruptedError,
     UnprocessableEntityError,
 )
 from ._models import Browser, BrowserPage, Error, ErrorDetail, Replay, Viewport
@@ -56,6 +58,8 @@ __all__ = [
     "NotGiven",
     "PermissionDeniedError",
     "RateLimitError",
+    "SSEEventTooLargeError",
+    "StreamInterruptedError",
     "Region",
     "Replay",
     "RetryEvent",

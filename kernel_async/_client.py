@@ -399,6 +399,7 @@ class AsyncKernel(AsyncResources):
         sink: Sink | None = None,
         poll_accepted: bool = False,
         missing_ok_after_retry: bool = False,
+        event_stream: bool = False,
     ) -> tuple[Response, URL, int]:
         """Run one call: attempts, retries, waits. Returns the 2xx response, the URL
         and the number of wire attempts; raises the typed error otherwise.
@@ -406,6 +407,9 @@ class AsyncKernel(AsyncResources):
         `poll_accepted`: a 202 means "not ready yet": poll again (downloads).
         `missing_ok_after_retry`: a 404 on a retry counts as success (an idempotent
         delete whose earlier, ambiguous attempt already took effect).
+        `event_stream` (with `sink`): the attempt bound covers the wait for the response
+        head only; the body may then be silent up to `Timeout.idle` between reads
+        (`None`: for ever), within the call's total deadline.
         """
         tp = _transport or _load_transport()
         shared = self._shared
@@ -421,7 +425,7 @@ class AsyncKernel(AsyncResources):
         now = time.monotonic()
         state = CallState(now, now + limits.total if limits.total is not None else None)
         while True:
-            bound = _attempt_bound(limits, state, sink is not None)
+            bound = _attempt_bound(limits, state, sink is not None, event_stream)
             if bound is None:
                 raise APITimeoutError(
                     f"total deadline of {limits.total:g}s exceeded",
@@ -447,6 +451,13 @@ class AsyncKernel(AsyncResources):
                     return resp, url, 1
                 failure = None
                 outcome = Outcome(resp.status, resp.headers)
+            if failure is not None and getattr(sink, "started", False):
+                # An event stream broke after its head came: not re-sent as it was; the
+                # stream resumes it (Last-Event-ID) or says it cannot.
+                broke = Fail("interrupted")
+                state = state.after(outcome, broke)
+                error = _error_for(broke, resp, failure, bound, method, str(url), state)
+                raise error from failure.cause
             decision, state = self._decide(outcome, state, rules)
             if isinstance(decision, Done):
                 assert resp is not None
@@ -578,7 +589,12 @@ def _choose_proxy(option: str | None, trust_env: bool, base_url: str) -> str | N
     return env_proxy(base_url) if trust_env else None
 
 
-def _attempt_bound(limits: Timeout, state: CallState, streaming: bool) -> Bound | None:
+def _attempt_bound(
+    limits: Timeout,
+    state: CallState,
+    streaming: bool,
+    event_stream: bool = False,
+) -> Bound | None:
     """The limits of the next attempt; `None` when the deadline has passed.
 
     The attempt's total is kept by the loop's `Deadlines`, which also ends a stalled
@@ -591,6 +607,11 @@ def _attempt_bound(limits: Timeout, state: CallState, streaming: bool) -> Bound 
     remaining = None if state.deadline is None else state.remaining(time.monotonic())
     if remaining is not None and remaining <= 0:
         return None
+    if streaming and event_stream:
+        head = limits.attempt
+        if remaining is not None and (head is None or remaining < head):
+            head = remaining
+        return tp.bound(head, limits.connect, limits.idle, False, remaining)
     if streaming:
         return tp.bound(remaining, limits.connect or limits.attempt, limits.attempt)
     total = limits.attempt

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from ._models import Error, decode_error
 
@@ -33,6 +33,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "StreamInterruptedError",
     "UnprocessableEntityError",
 ]
 
@@ -148,6 +149,26 @@ class InternalServerError(APIStatusError):
 
 class APIConnectionError(APIError):
     """No usable response: the connection failed or broke."""
+
+
+class StreamInterruptedError(APIConnectionError):
+    """An event stream broke after delivering events, and could not be resumed: it had
+    carried no event ``id:`` to resume from (or resuming was refused).
+
+    Attributes:
+        events: How many events were delivered before it broke.
+        last_event_id: The last event id seen, if any.
+    """
+
+    events: int
+    last_event_id: str | None
+
+    def __init__(
+        self, message: str, *, events: int, last_event_id: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.events = events
+        self.last_event_id = last_event_id
 
 
 class APITimeoutError(APIConnectionError):

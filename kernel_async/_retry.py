@@ -29,6 +29,7 @@ __all__ = [
     "Timeout",
     "decide",
     "is_testing",
+    "resume",
     "may_replay",
     "parse_http_date",
     "parse_retry_after",
@@ -70,6 +71,9 @@ class Timeout:
         connect: Bound on taking a pooled connection or opening a new one.
         total: Deadline across all attempts *and* the waits between them. No wait
             starts that cannot end before it.
+        idle: Bound on the silence between reads of an event stream, once it has
+            begun (`None`, the default: a quiet ``follow`` stream is never cut; the
+            wait for its response head is bounded by `attempt`).
     """
 
     attempt: float | None = attrs.field(default=60.0, validator=_positive_or_none("attempt"))
@@ -78,6 +82,9 @@ class Timeout:
     )
     total: float | None = attrs.field(
         default=None, kw_only=True, validator=_positive_or_none("total")
+    )
+    idle: float | None = attrs.field(
+        default=None, kw_only=True, validator=_positive_or_none("idle")
     )
 
     @classmethod
@@ -409,6 +416,42 @@ class Fail:
 
 
 Decision: TypeAlias = "Done | Retry | Fail"
+
+
+MAX_RECONNECTS = 10
+"""Reconnects of one event stream before a server that keeps dropping it is an error."""
+
+
+def resume(
+    reconnects: int,
+    policy: RetryPolicy,
+    *,
+    server_retry_ms: int | None,
+    free: int | None,
+    remaining: float | None,
+    jitter: float,
+    limit: int = MAX_RECONNECTS,
+) -> Retry | Fail:
+    """Whether (and after how long) a broken event stream reconnects.
+
+    Pure. At most `limit` reconnects; each costs the policy's `retry_cost` from the
+    client's budget (`free` tokens left; `None`: no budget); the wait is at least the
+    server's ``retry:`` field, with the usual full-jitter backoff on top; no wait starts
+    that cannot end before the call's deadline (`remaining` seconds; `None`: none).
+    """
+    if reconnects >= limit:
+        return Fail("exhausted")
+    cost = policy.retry_cost
+    if free is not None and free < cost:
+        return Fail("budget")
+    floor = max(server_retry_ms or 0, 0) / 1000
+    wait = floor + policy.backoff(reconnects, jitter)
+    if remaining is not None and wait >= remaining:
+        return Fail("deadline")
+    planned = wait
+    if _testing:  # the testing switch: no real waits (the floor included)
+        wait = 0.0
+    return Retry(wait=wait, planned=planned, take=cost, reason="stream interrupted")
 
 
 @attrs.define

@@ -1,25 +1,42 @@
-"""Server-sent event streams: ``stream = await client.browsers.logs.stream(...)``,
-then ``async for event in stream``; ``async with stream`` or ``await stream.close()``.
+"""Server-sent event streams that survive dropped connections.
 
-The body is read by the client's request loop in a task of the stream's own; each
-chunk is parsed (`kernel_async._sse`) and every complete event waits in a small
-bounded queue, so a slow consumer slows the reads. Errors before the first byte are
-those of any call (retries, budget, deadline).
+``stream = await client.browsers.logs.stream(...)``, then ``async for event in stream``;
+``async with stream`` or ``await stream.close()`` ends it at once.
+
+The body is read by the client's one request loop, in a task of the stream's own: each
+chunk goes through the SSE parser (`kernel_async._sse`) and each complete event waits
+in a small bounded queue, so a slow consumer slows the reads. Before the first event,
+errors and retries are those of any call. Once events were delivered, a connection that
+breaks (reset, a body cut short, a read failure: not a clean end) is resumed with
+``Last-Event-ID`` when the stream has carried an event id, after at least the server's
+``retry:`` wait (`_retry.resume` decides: budget, deadline, a bounded number of
+reconnects); without an id it raises `StreamInterruptedError`. A half-received event is
+never delivered, and none twice.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
+import random
+import time
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ._errors import APIConnectionError, APIResponseValidationError
+from ._errors import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APITimeoutError,
+    StreamInterruptedError,
+)
 from ._models import converter
+from ._retry import Fail, Timeout, resume
+from ._types import NotGiven
 
 if TYPE_CHECKING:
+    import asyncio
+
     from ._client import AsyncKernel
     from ._operation import Request
     from ._sse import SSEParser
@@ -32,89 +49,190 @@ _QUEUE = 16  # events parsed ahead of the consumer
 
 
 class _Sink:
-    """Feeds each chunk of the body to the parser and queues the decoded events."""
+    """One connection's body: chunks into the parser, events into the stream's queue."""
 
     def __init__(self, stream: AsyncStream[Any]) -> None:
         self._stream = stream
         self.parser: SSEParser | None = None
+        self.started = False  # the head came: a failure now is the stream's to resume
+        self.delivered = 0  # events queued from this connection
 
     def restart(self, total: int | None, /) -> None:
         from ._sse import SSEParser
 
-        if self._stream.received:
-            # A retry after events were delivered would deliver them again.
-            raise APIConnectionError(
-                f"the {self._stream.operation} stream broke after "
-                f"{self._stream.received} events and cannot be resumed",
-                method="GET",
-                url=self._stream.operation,
-                attempts=1,
-            )
-        self.parser = SSEParser()
+        self.parser = SSEParser(self._stream.max_event_bytes)
+        self.started = True
+        self.delivered = 0
+        self._stream._opened.set()
 
     async def write(self, data: bytes, /) -> None:
         assert self.parser is not None
+        stream = self._stream
         for event in self.parser.feed(data):
+            if event.id is not None:
+                stream.last_event_id = event.id or None  # an empty id resets it
+            if event.retry is not None:
+                stream.server_retry_ms = event.retry
             if not event.data:
-                continue
-            await self._stream._queue.put(self._stream._decode(event.data))
-            self._stream._opened.set()
+                continue  # an id- or retry-only block: nothing to deliver
+            await stream._queue.put(stream._decode(event.data))
+            self.delivered += 1
 
 
 class AsyncStream(Generic[T]):
-    """A stream of typed events. Iterate it once; closing ends the connection."""
+    """A stream of typed events; iterate it once. Closing ends the connection at once.
 
-    def __init__(self, client: AsyncKernel, req: Request) -> None:
+    Attributes:
+        operation: The operation's official name (``browsers.logs.stream``).
+        received: Events delivered to the consumer so far.
+        last_event_id: The last event id the server sent (resumes start after it).
+        reconnects: How many times the stream was resumed.
+    """
+
+    def __init__(
+        self,
+        client: AsyncKernel,
+        req: Request,
+        *,
+        max_event_bytes: int | None = None,
+    ) -> None:
+        import asyncio
+
+        from ._sse import MAX_EVENT_BYTES
+
         self._client = client
         self._req = req
         self.operation = req.op.name
         self.received = 0
+        self.reconnects = 0
+        self.last_event_id: str | None = None
+        self.server_retry_ms: int | None = None
+        self.max_event_bytes = max_event_bytes or MAX_EVENT_BYTES
         self._queue: asyncio.Queue[Any] = asyncio.Queue(_QUEUE)
         self._opened = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
-        self._sink = _Sink(self)
+        self._started_at = time.monotonic()
 
     @classmethod
-    async def open(cls, client: AsyncKernel, req: Request) -> AsyncStream[Any]:
+    async def open(cls, client: AsyncKernel, req: Request, **options: Any) -> AsyncStream[Any]:
         """Send the request; return once the response has begun (or raise its error)."""
-        stream: AsyncStream[Any] = cls(client, req)
+        import asyncio
+
+        stream: AsyncStream[Any] = cls(client, req, **options)
         stream._task = asyncio.ensure_future(stream._run())
         waiter = asyncio.ensure_future(stream._opened.wait())
         try:
             await asyncio.wait({stream._task, waiter}, return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
-            waiter.cancel()
             await stream.close()
             raise
-        waiter.cancel()
-        if stream._task.done() and stream._error is not None and stream._queue.empty():
-            raise stream._error
+        finally:
+            waiter.cancel()
+        if not stream._opened.is_set() and stream._error is not None:
+            raise stream._error  # the call failed before the stream began: as any call
         return stream
 
+    # -- the reading task -------------------------------------------------------------
+
     async def _run(self) -> None:
+        import asyncio
+
         try:
-            await self._client._request(
-                self._req.op.method,
-                _target(self._req),
-                idempotent=self._req.op.replay,
-                body=self._req.body,
-                content_type=self._req.content_type,
-                timeout=self._req.timeout,
-                extra_headers=self._req.headers,
-                read_limit=None,
-                sink=self._sink,
-            )
-        except BaseException as exc:  # delivered to the consumer, in order
+            while True:
+                sink = _Sink(self)
+                try:
+                    await self._connect(sink)
+                except APIConnectionError as exc:
+                    if not sink.started:
+                        raise  # no stream yet (or the client closed): the call's error
+                    if isinstance(exc, APITimeoutError):
+                        raise  # quiet past Timeout.idle (or the deadline): the caller's bound
+                    await self._before_resuming(exc, sink)
+                    continue
+                break  # a clean end of the body ends the stream
+        except asyncio.CancelledError:
+            raise  # closed: nobody is reading any more
+        except BaseException as exc:
             self._error = exc
-            self._opened.set()
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-        finally:
-            self._opened.set()
-            await self._queue.put(_END)
+        await self._queue.put(_END)  # after every event already queued
+
+    async def _connect(self, sink: _Sink) -> None:
+        req = self._req
+        headers = req.headers
+        if self.last_event_id is not None:
+            headers = {**headers, "Last-Event-ID": self.last_event_id}
+        from ._operation import target
+
+        await self._client._request(
+            req.op.method,
+            target(req),
+            idempotent=req.op.replay,
+            body=req.body,
+            content_type=req.content_type,
+            timeout=req.timeout,
+            extra_headers=headers,
+            read_limit=None,
+            sink=sink,
+            event_stream=True,
+        )
+
+    async def _before_resuming(self, exc: APIConnectionError, sink: _Sink) -> None:
+        """After a break: raise if the stream cannot resume, else wait and count."""
+        delivered = self.received + self._queue.qsize() + sink.delivered > 0
+        if delivered and self.last_event_id is None:
+            raise StreamInterruptedError(
+                f"the {self.operation} stream broke after {self._events_so_far()} events "
+                "and carried no event id to resume from",
+                events=self._events_so_far(),
+                method=exc.method,
+                url=exc.url,
+                attempts=exc.attempts,
+            ) from exc
+        client = self._client
+        remaining = self._remaining()
+        decision = resume(
+            self.reconnects,
+            client._policy,
+            server_retry_ms=self.server_retry_ms,
+            free=client._budget.free,
+            remaining=remaining,
+            jitter=random.random(),
+        )
+        if isinstance(decision, Fail):
+            why = {"exhausted": "reconnected too often", "budget": "retry budget spent"}
+            raise StreamInterruptedError(
+                f"the {self.operation} stream broke after {self._events_so_far()} events "
+                f"and was not resumed: {why.get(decision.why, 'the deadline would pass')} "
+                f"(last break: {exc.message})",
+                events=self._events_so_far(),
+                last_event_id=self.last_event_id,
+                method=exc.method,
+                url=exc.url,
+                attempts=exc.attempts,
+            ) from exc
+        if decision.take:
+            client._budget.acquire(decision.take)
+        self.reconnects += 1
+        if decision.wait > 0:
+            import asyncio
+
+            await asyncio.sleep(decision.wait)
+
+    def _events_so_far(self) -> int:
+        return self.received + self._queue.qsize()
+
+    def _remaining(self) -> float | None:
+        """What is left of the call's total deadline (`None`: no deadline)."""
+        timeout = self._req.timeout
+        limits = self._client._timeout if isinstance(timeout, NotGiven) else Timeout.coerce(timeout)
+        if limits.total is None:
+            return None
+        return limits.total - (time.monotonic() - self._started_at)
 
     def _decode(self, data: str) -> Any:
+        from ._operation import result_type
+
         try:
             return converter().structure(json.loads(data), result_type(self._req.op))
         except Exception as exc:
@@ -126,6 +244,8 @@ class AsyncStream(Generic[T]):
                 attempts=1,
                 body=data[:2000],
             ) from exc
+
+    # -- the consumer's side -----------------------------------------------------------
 
     def __aiter__(self) -> AsyncIterator[T]:
         return self._events()
@@ -163,16 +283,7 @@ class AsyncStream(Generic[T]):
         await self.close()
 
     def __repr__(self) -> str:
-        return f"<AsyncStream {self.operation}: {self.received} events received>"
-
-
-def _target(req: Request) -> str:
-    from ._operation import target
-
-    return target(req)
-
-
-def result_type(op: Any) -> Any:
-    from ._operation import result_type as resolve
-
-    return resolve(op)
+        return (
+            f"<AsyncStream {self.operation}: {self.received} events received, "
+            f"last id {self.last_event_id!r}, {self.reconnects} reconnects>"
+        )

@@ -197,7 +197,7 @@ class Bound:
     what is left of the call's total deadline (shorter than an attempt's own bound); never
     said of a stream, whose timeouts mostly come from its per-read bound."""
 
-    __slots__ = ("aiohttp", "connect", "deadline", "sock_read", "total")
+    __slots__ = ("aiohttp", "body", "connect", "deadline", "sock_read", "total")
 
     def __init__(
         self,
@@ -205,20 +205,29 @@ class Bound:
         connect: float | None,
         sock_read: float | None,
         deadline: bool = False,
+        body: float | bool | None = False,
     ) -> None:
         self.total = total
         self.connect = connect
         self.sock_read = sock_read
         self.deadline = deadline
+        # An event stream's `total` bounds the wait for the response head only; once it
+        # has begun, `body` (what is left of the call's deadline, or None) bounds the rest.
+        # False: `total` bounds the whole attempt.
+        self.body = body
         self.aiohttp = aiohttp.ClientTimeout(total=None, connect=connect, sock_read=sock_read)
 
 
 @lru_cache(maxsize=64)
 def bound(
-    total: float | None, connect: float | None, sock_read: float | None, deadline: bool = False
+    total: float | None,
+    connect: float | None,
+    sock_read: float | None,
+    deadline: bool = False,
+    body: float | bool | None = False,
 ) -> Bound:
     """An attempt's limits (cached: calls reuse a few fixed combinations)."""
-    return Bound(total, connect, sock_read, deadline)
+    return Bound(total, connect, sock_read, deadline, body)
 
 
 class Deadlines:
@@ -466,6 +475,9 @@ async def send(
         ) as resp:
             status = resp.status
             if sink is not None and 200 <= status < 300 and status != 202:
+                if limits.body is not False:  # a stream: the head came; the rest may be long
+                    deadlines.disarm(armed)
+                    armed = deadlines.arm(limits.body)
                 # The announced size; not with a Content-Encoding (that is the wire size).
                 encoded = hdrs.CONTENT_ENCODING in resp.headers
                 try:
