@@ -150,6 +150,8 @@ class AsyncStream(Generic[T]):
                         raise  # quiet past Timeout.idle (or the deadline): the caller's bound
                     await self._before_resuming(exc, sink)
                     continue
+                if sink.parser is not None:
+                    sink.parser.end()  # an event refused for its size raises here at the latest
                 break  # a clean end of the body ends the stream
         except asyncio.CancelledError:
             raise  # closed: nobody is reading any more
