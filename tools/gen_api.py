@@ -769,24 +769,29 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="fail when a file is stale")
     args = parser.parse_args(argv)
-    files = generate()
+    return write_or_check("gen_api", generate(), OUT, check=args.check)
+
+
+def write_or_check(tool: str, files: dict[Path, str], out: Path, *, check: bool) -> int:
+    """Write the generated `files` (and remove Python files under `out` that are no
+    longer generated), or with `check` only say which are stale: exit status 1."""
     stale = sorted(p for p, text in files.items() if not p.exists() or p.read_text() != text)
-    extra = sorted(set(OUT.glob("*.py")) - set(files)) if OUT.exists() else []
-    if args.check:
+    extra = sorted(set(out.rglob("*.py")) - set(files)) if out.exists() else []
+    if check:
         for path in stale:
-            print(f"gen_api: {path.relative_to(ROOT)} is stale", file=sys.stderr)
+            print(f"{tool}: {path.relative_to(ROOT)} is stale", file=sys.stderr)
         for path in extra:
-            print(f"gen_api: {path.relative_to(ROOT)} is not generated any more", file=sys.stderr)
+            print(f"{tool}: {path.relative_to(ROOT)} is not generated any more", file=sys.stderr)
         if stale or extra:
-            print("run: python tools/gen_api.py", file=sys.stderr)
+            print(f"run: python tools/{tool}.py", file=sys.stderr)
             return 1
         return 0
-    OUT.mkdir(exist_ok=True)
     for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(files[path])
     for path in extra:
         path.unlink()
-    print(f"gen_api: {len(stale)} written, {len(files) - len(stale)} unchanged")
+    print(f"{tool}: {len(stale)} written, {len(files) - len(stale)} unchanged")
     return 0
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gen_api import HANDWRITTEN, _format
+from gen_api import HANDWRITTEN, _format, write_or_check
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "kernel_async" / "_gen"
@@ -242,23 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="fail when a file is stale")
     args = parser.parse_args(argv)
-    files = generate()
-    stale = sorted(p for p, text in files.items() if not p.exists() or p.read_text() != text)
-    extra = sorted(set(OUT.glob("*.py")) - set(files)) if OUT.exists() else []
-    if args.check:
-        for path in [*stale, *extra]:
-            print(f"gen_sync_api: {path.relative_to(ROOT)} is stale", file=sys.stderr)
-        if stale or extra:
-            print("run: python tools/gen_sync_api.py", file=sys.stderr)
-            return 1
-        return 0
-    OUT.mkdir(exist_ok=True)
-    for path in stale:
-        path.write_text(files[path])
-    for path in extra:
-        path.unlink()
-    print(f"gen_sync_api: {len(stale)} written, {len(files) - len(stale)} unchanged")
-    return 0
+    return write_or_check("gen_sync_api", generate(), OUT, check=args.check)
 
 
 if __name__ == "__main__":
