@@ -380,7 +380,12 @@ class Page:
         if text == "None":
             return "nothing (`None`)."
         if text == "bytes":
-            return f"`bytes`, the whole body (`{op.accept}`)."
+            saved = f"{op.name}_to"
+            also = ""
+            if hasattr(resource_class(resource_of(op.sdk_name)), saved):
+                target = next(iter(read_method(resource_of(op.sdk_name), saved).params))
+                also = f" `{saved}({target}, ...)` streams it to a file instead."
+            return f"`bytes`, the whole body (`{op.accept}`).{also}"
         if outer == "AsyncPager" or text in HAND_PAGERS:
             assert op.result_kind == "page", op.sdk_name
             first = "`await` gives the first page (`.items`, `has_next_page()`, `get_next_page()`)"
@@ -482,7 +487,7 @@ class Page:
         if not names:
             return
         lines += ["", f"### Also on `client.{'.'.join(resource)}`", ""]
-        lines.append("Written by hand; no operation of the official SDK has these names.")
+        lines.append("Added by this SDK; the official SDK has no methods of these names.")
         for name in names:
             method = read_method(resource, name)
             summary = (doc_paragraphs(method.doc) or [""])[0]
