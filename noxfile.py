@@ -106,12 +106,14 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def codegen(session: nox.Session) -> None:
     """Fail when generated code is stale: the API surface from the spec
-    (tools/gen_api.py), its blocking twins (tools/gen_sync_api.py) and the hand-written
-    classes' twins (tools/gen_sync.py). Regenerate by running each without --check."""
+    (tools/gen_api.py), its blocking twins (tools/gen_sync_api.py), the hand-written
+    classes' twins (tools/gen_sync.py) and the API reference pages (tools/gen_docs.py).
+    Regenerate by running each without --check."""
     session.install("-e", ".", "pyyaml>=6", *LINT_DEPS)  # the generators format with ruff
     session.run("python", "tools/gen_api.py", "--check")
     session.run("python", "tools/gen_sync_api.py", "--check")
     session.run("python", "tools/gen_sync.py", "--check")
+    session.run("python", "tools/gen_docs.py", "--check")
 
 
 @nox.session
