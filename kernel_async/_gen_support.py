@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import IO, Union
 
-__all__ = ["FileInput", "_hide_query", "_redacted"]
+__all__ = ["BinaryContent", "FileInput", "_hide_query", "_redacted"]
 
 FileInput = Union[
     bytes,
@@ -16,6 +17,29 @@ FileInput = Union[
 ]
 """A file to send: its bytes, a path, a binary file object, or the official SDK's
 ``(filename, content)`` / ``(filename, content, content_type)`` tuples."""
+
+
+class BinaryContent(bytes):
+    """A binary result (a screenshot, a file, an archive): the bytes themselves, with the
+    response's `headers` (e.g. a next-chunk cursor) and `content_type` beside them."""
+
+    headers: Mapping[str, str]
+
+    def __new__(cls, data: bytes, headers: Mapping[str, str] | None = None) -> BinaryContent:
+        made = super().__new__(cls, data)
+        made.headers = dict(headers or {})
+        return made
+
+    @property
+    def content_type(self) -> str | None:
+        """The response's Content-Type, if it had one."""
+        for key, value in self.headers.items():
+            if key.lower() == "content-type":
+                return value
+        return None
+
+    def __repr__(self) -> str:
+        return f"<BinaryContent {len(self)} bytes, {self.content_type or 'no type'}>"
 
 
 def _hide_query(url: str | None) -> str:

@@ -20,6 +20,7 @@ from typing import IO, TYPE_CHECKING, Any
 import attrs
 
 from ._errors import JSON_LIMIT, decode_json
+from ._gen_support import BinaryContent
 from ._models import converter
 from ._paths import segment
 from ._retry import Timeout
@@ -462,7 +463,7 @@ async def send(client: AsyncKernel, req: Request, query: Mapping[str, Any] | Non
     if op.kind == "none" or (resp.status == 204 and op.kind == "json"):
         return None  # e.g. browser_pools.acquire: 204 when no browser came in time
     if binary:
-        return resp.body
+        return BinaryContent(resp.body, resp.headers)
     kind = result_type(op)
     if op.kind == "page":
         kind = list[kind]  # type: ignore[valid-type]

@@ -453,7 +453,9 @@ class Generator:
         head = [HEADER + f'"""{doc}"""', "", "from __future__ import annotations", ""]
         head += _std_imports(used)
         head += ["", "import attrs", ""]
-        helpers = [n for n in ("FileInput", "_hide_query", "_redacted") if n in used]
+        helpers = [
+            n for n in ("BinaryContent", "FileInput", "_hide_query", "_redacted") if n in used
+        ]
         if helpers:
             head.append("from ..._gen_support import " + ", ".join(helpers))
         if mod != "_shared":
@@ -490,8 +492,9 @@ class Generator:
             if found:
                 head.append(f"from ..{module} import " + ", ".join(found))
         lazy = ["    from .._client import AsyncKernel"]
-        if "FileInput" in used:
-            lazy.append("    from .._gen_support import FileInput")
+        for name in ("BinaryContent", "FileInput"):
+            if name in used:
+                lazy.append(f"    from .._gen_support import {name}")
         if "AsyncPager" in used:
             lazy.append("    from .._pagination import AsyncPager")
         if "AsyncStream" in used:
@@ -574,7 +577,7 @@ class Generator:
         if op.result_kind == "none":
             return "None"
         if op.result_kind == "binary":
-            return "bytes"
+            return "BinaryContent"
         assert op.result_schema is not None
         inner = self.models.annotation(op.result_schema)
         if op.result_kind == "sse":

@@ -379,13 +379,16 @@ class Page:
         outer, inner = (match.group(1), match.group(2)) if match else (text, "")
         if text == "None":
             return "nothing (`None`)."
-        if text == "bytes":
+        if text in ("bytes", "BinaryContent"):
             saved = f"{op.name}_to"
             also = ""
             if hasattr(resource_class(resource_of(op.sdk_name)), saved):
                 target = next(iter(read_method(resource_of(op.sdk_name), saved).params))
                 also = f" `{saved}({target}, ...)` streams it to a file instead."
-            return f"`bytes`, the whole body (`{op.accept}`).{also}"
+            return (
+                f"`BinaryContent`: the whole body as `bytes` (`{op.accept}`), with the "
+                f"response's `.headers` and `.content_type`.{also}"
+            )
         if outer == "AsyncPager" or text in HAND_PAGERS:
             assert op.result_kind == "page", op.sdk_name
             first = "`await` gives the first page (`.items`, `has_next_page()`, `get_next_page()`)"

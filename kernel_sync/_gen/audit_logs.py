@@ -21,6 +21,7 @@ from .._runner import Runner
 if TYPE_CHECKING:
     from kernel_async._gen.audit_logs import AsyncAuditLogs
     from kernel_async._gen.models.audit_logs import AuditLogEntry
+    from kernel_async._gen_support import BinaryContent
     from kernel_sync._gen.audit_logs_export_destinations import AuditLogsExportDestinations
 
 
@@ -56,7 +57,7 @@ class AuditLogs:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> bytes:
+    ) -> BinaryContent:
         """Download one chunk of audit log records as a file.
 
         Intended for archiving or offline analysis of a start/end window, with the same

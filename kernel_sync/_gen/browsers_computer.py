@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         ComputerSetCursorVisibilityResponse,
         Region,
     )
+    from kernel_async._gen_support import BinaryContent
 
 
 class BrowsersComputer:
@@ -70,7 +71,7 @@ class BrowsersComputer:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> bytes:
+    ) -> BinaryContent:
         """Grab a PNG image of the browser's screen.
 
         Answers PNG image bytes. Pass a region (x, y, width, height) to capture only that

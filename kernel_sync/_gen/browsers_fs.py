@@ -19,7 +19,7 @@ from .._runner import Runner
 if TYPE_CHECKING:
     from kernel_async._gen.browsers_fs import AsyncBrowsersFs
     from kernel_async._gen.models.browsers_fs import FFileInfoResponse, File, FListFilesResponseItem
-    from kernel_async._gen_support import FileInput
+    from kernel_async._gen_support import BinaryContent, FileInput
     from kernel_sync._gen.browsers_fs_watch import BrowsersFsWatch
 
 
@@ -128,7 +128,7 @@ class BrowsersFs:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> bytes:
+    ) -> BinaryContent:
         """Download a directory from the browser machine as a ZIP.
 
         Answers the ZIP archive bytes for the directory at the given absolute path.
@@ -266,7 +266,7 @@ class BrowsersFs:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> bytes:
+    ) -> BinaryContent:
         """Read a file from the browser machine.
 
         Answers the raw file bytes.

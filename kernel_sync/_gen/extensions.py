@@ -23,7 +23,7 @@ if TYPE_CHECKING:
         ExtensionListResponse,
         ExtensionUploadResponse,
     )
-    from kernel_async._gen_support import FileInput
+    from kernel_async._gen_support import BinaryContent, FileInput
 
 
 class Extensions:
@@ -63,7 +63,7 @@ class Extensions:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> bytes:
+    ) -> BinaryContent:
         """Download an uploaded extension.
 
         Answers the ZIP archive bytes.
@@ -116,7 +116,7 @@ class Extensions:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> bytes:
+    ) -> BinaryContent:
         """Fetch an extension from the Chrome Web Store as a ZIP.
 
         Give the store URL; answers the unpacked extension zipped, packaged for linux unless

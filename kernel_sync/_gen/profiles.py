@@ -19,6 +19,7 @@ from .._runner import Runner
 if TYPE_CHECKING:
     from kernel_async._gen.models._shared import Profile
     from kernel_async._gen.profiles import AsyncProfiles
+    from kernel_async._gen_support import BinaryContent
 
 
 class Profiles:
@@ -85,7 +86,7 @@ class Profiles:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> bytes:
+    ) -> BinaryContent:
         """Download a profile's stored data.
 
         By default the archive comes back zstd-compressed; ask for format tar to get it
