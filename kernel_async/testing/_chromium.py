@@ -267,10 +267,13 @@ async def _answering(browser: ChromiumProcess, timeout: float) -> None:
 
 
 def _log_tail(workdir: Path, limit: int = 2000) -> str:
+    """Why Chromium stopped: its FATAL line if it logged one, else the end of its log."""
     try:
-        return (workdir / "chromium.log").read_text(errors="replace")[-limit:]
+        log = (workdir / "chromium.log").read_text(errors="replace")
     except OSError:
         return "(no log)"
+    fatal = [line for line in log.splitlines() if ":FATAL:" in line]
+    return fatal[-1][-limit:] if fatal else log[-limit:]
 
 
 def _reap(process: subprocess.Popen[bytes], grace: float) -> int | None:
