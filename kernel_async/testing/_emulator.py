@@ -607,13 +607,17 @@ class FakeKernel:
         session_id = request.match_info["session_id"]
         with self._lock:
             session = self._sessions.sessions.get(session_id)
+        if session is not None and session.active and self._bridge.drives(session_id):
+            return await self._bridge.proxy(request)
+        headers = dict(request.headers)
+        self.requests.append(
+            RecordedRequest(None, request.method, request.raw_path, headers, b"", False)
+        )
         if session is None:
             return _refusal(browser_not_found(session_id))
         if not session.active:
             return _refusal(session.gone())
-        if not self._bridge.drives(session_id):
-            return _error(501, "not_implemented", _not_drivable(self.backend))
-        return await self._bridge.proxy(request)
+        return _error(501, "not_implemented", _not_drivable(self.backend))
 
     async def _expire(self, ref: str, why: str | None = None) -> None:
         """Delete a session (the API's delete, or ``why`` it ended, e.g. idle)."""
