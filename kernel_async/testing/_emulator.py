@@ -135,9 +135,14 @@ class FakeKernel:
     browser a real headless Chromium whose ``cdp_ws_url`` Playwright's
     ``connect_over_cdp`` accepts, and every replay a real H.264 MP4 of its page; at most
     ``max_browsers`` run at once (429 past that), idle ones end after their
-    ``timeout_seconds``, and all end with the emulator. The default, ``"memory"``
-    (an `InMemoryBackend`), runs nothing and serves the sample video. Both sit behind the
-    same `Backend` interface; an instance of one may be passed as ``backend`` too.
+    ``timeout_seconds`` (their 404s then say so), and all end with the emulator. A missing
+    Chromium or PyAV raises `LocalSetupError` here, at construction. The default,
+    ``"memory"`` (an `InMemoryBackend`), runs nothing (a ``cdp_ws_url`` answers 501 saying
+    so) and serves the sample video. Both sit behind the same `Backend` interface; an
+    instance of one may be passed as ``backend`` too.
+
+    IDs have one shape however they were made (``br_`` or ``rp_`` and 16 hex digits), and
+    404s one wording on every path.
     """
 
     def __init__(
