@@ -103,8 +103,7 @@ FIRST_BROWSER_TIMEOUT = 259_200
 
 
 def _serve(ctx: Context) -> None:
-    from kernel_async.testing import FakeKernel
-    from kernel_async.testing._chromium import LocalSetupError
+    from kernel_async.testing import FakeKernel, LocalSetupError
 
     a = ctx.args
     try:
