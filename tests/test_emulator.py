@@ -351,9 +351,10 @@ async def test_the_default_backend_is_in_memory_and_finalises_through_it() -> No
                 st, h, body = await call(s, fake, "GET", f"/browsers/{b}/replays/{rid}")
             assert asyncio.get_running_loop().time() - stopped >= 1.1
             assert (st, h["Content-Type"], body) == (200, "video/mp4", video)
-            # Nothing to drive in memory: its DevTools URL is the API's 404, recorded.
+            # Nothing to drive in memory: its DevTools URL is a 501 saying why, recorded.
             st, _, body = await call(s, fake, "GET", f"/cdp/{b}?jwt=x")
-            assert st == 404 and json.loads(body)["code"] == "not_found"
+            assert st == 501 and json.loads(body)["code"] == "not_implemented"
+            assert "--chromium" in json.loads(body)["message"]
             assert fake.requests[-1].raw_path == f"/cdp/{b}?jwt=x"
             # Any positive viewport is accepted (a local Chromium bounds its own).
             st, _, _ = await call(

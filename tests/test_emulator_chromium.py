@@ -114,7 +114,8 @@ async def test_idle_sessions_end_after_their_timeout() -> None:
     idle = Session("idle", datetime.now(timezone.utc), timeout_seconds=0)
     sessions = {"idle": idle}
 
-    async def expire(session_id: str) -> None:
+    async def expire(session_id: str, why: str) -> None:
+        assert why.startswith("after 0 s of inactivity")
         sessions.pop(session_id)
         await bridge.deleted(session_id)
         expired.append(session_id)

@@ -2,8 +2,8 @@
 the testing switch that removes retry waits, and pytest fixtures (auto-registered).
 
 `Backend` is what runs the emulator's browsers and makes its videos: `InMemoryBackend` (the
-default) or the local Chromium one (``FakeKernel(backend="chromium")``). Viewports are the
-SDK's own `kernel_async.Viewport`."""
+default) or the local Chromium one (``FakeKernel(backend="chromium")``; `LocalSetupError`
+when Chromium or PyAV is missing). Viewports are the SDK's own `kernel_async.Viewport`."""
 
 from .._retry import is_testing, set_testing
 from ._backend import (
@@ -16,6 +16,7 @@ from ._backend import (
     UnsupportedValueError,
     sample_video,
 )
+from ._chromium import LocalSetupError
 from ._emulator import FakeKernel, Fault, RecordedRequest
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "FakeKernel",
     "Fault",
     "InMemoryBackend",
+    "LocalSetupError",
     "RecordedRequest",
     "UnknownBrowserError",
     "UnsupportedValueError",

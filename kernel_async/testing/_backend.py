@@ -21,6 +21,8 @@ from typing import Protocol, runtime_checkable
 import attrs
 
 from .._models import Viewport
+from ._cdp import DevToolsChannel, WebSocketChannel
+from ._cdp_proxy import ChannelOpener
 
 __all__ = [
     "Backend",
@@ -44,14 +46,31 @@ def sample_video() -> bytes:
 class BrowserHandle:
     """A browser a backend runs for the emulator.
 
-    ``cdp_url`` is the backend's own DevTools websocket URL (``None`` when nothing can be
-    driven: such a browser is never idle, and the emulator proxies nothing to it); the
-    emulator publishes a proxied, token-checked URL instead of this one.
+    How the emulator reaches its DevTools, if it can be driven: ``devtools`` opens a channel
+    for one connection (the local Chromium backend: a session on the browser's DevTools
+    pipe), or ``cdp_url`` is a DevTools websocket URL to relay to. Both ``None``: nothing can
+    be driven (such a browser is never idle, and the emulator proxies nothing to it). The
+    emulator publishes a proxied, token-checked URL instead of either.
     """
 
     browser_id: str
     viewport: Viewport
     cdp_url: str | None
+    devtools: ChannelOpener | None = attrs.field(default=None, repr=False)
+
+    def opener(self) -> ChannelOpener | None:
+        """How to open one DevTools connection to this browser (``None``: it cannot be
+        driven)."""
+        if self.devtools is not None:
+            return self.devtools
+        url = self.cdp_url
+        if url is None:
+            return None
+
+        async def connect() -> DevToolsChannel:
+            return await WebSocketChannel.connect(url)
+
+        return connect
 
 
 class BackendError(Exception):

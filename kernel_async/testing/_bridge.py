@@ -27,11 +27,20 @@ from ._backend import (
     UnsupportedValueError,
 )
 from ._cdp_proxy import ProxyTarget, cdp_proxy_handler
+from ._chromium import LocalSetupError
 from ._sessions import Refused, Session
 
-__all__ = ["DEFAULT_VIEWPORT", "BackendBridge", "viewport_of"]
+__all__ = ["DEFAULT_VIEWPORT", "BackendBridge", "inactivity", "viewport_of"]
 
 DEFAULT_VIEWPORT = Viewport(1280, 720)
+
+
+def inactivity(timeout_seconds: int) -> str:
+    """Why the reaper ended a browser, as its 404s then say."""
+    return (
+        f"after {timeout_seconds} s of inactivity (no DevTools connection or message for "
+        "its timeout_seconds)"
+    )
 
 
 def viewport_of(session: Session) -> Viewport:
@@ -49,13 +58,13 @@ class BackendBridge:
         self,
         backend: Backend,
         find: Callable[[str], Session | None],
-        expire: Callable[[str], Awaitable[None]],
+        expire: Callable[[str, str], Awaitable[None]],
         *,
         reap_every: float = 1.0,
     ) -> None:
         self.backend = backend
         self._find = find  # an active session by ID, or None
-        self._expire = expire  # deletes a session as the API's delete would
+        self._expire = expire  # deletes a session as the API's delete would, saying why
         self._handles: dict[str, BrowserHandle] = {}
         self._finalising: dict[tuple[str, str], asyncio.Task[Path | bytes]] = {}
         self._last_activity: dict[str, float] = {}
@@ -74,10 +83,13 @@ class BackendBridge:
             raise Refused(429, "rate_limited", str(exc)) from None
         except UnsupportedValueError as exc:
             raise Refused(400, "bad_request", str(exc)) from None
+        except LocalSetupError as exc:  # this machine lacks something: retrying cannot help
+            message = f"the local browser cannot start: {exc}"
+            raise Refused(500, "internal_error", message, retry=False) from None
         except (BackendError, RuntimeError, OSError) as exc:
             raise Refused(500, "internal_error", f"the local browser failed: {exc}") from None
         self._handles[session.session_id] = handle
-        if handle.cdp_url is not None:  # idle means no DevTools traffic: only these can be
+        if handle.opener() is not None:  # idle means no DevTools traffic: only these can be
             self._last_activity[session.session_id] = time.monotonic()
             if self._reaper is None:
                 self._reaper = asyncio.ensure_future(self._reap())
@@ -85,7 +97,7 @@ class BackendBridge:
     def drives(self, session_id: str) -> bool:
         """Whether the session's browser can be driven over DevTools (the proxy serves it)."""
         handle = self._handles.get(session_id)
-        return handle is not None and handle.cdp_url is not None
+        return handle is not None and handle.opener() is not None
 
     async def updated(self, session: Session) -> None:
         """Apply a changed viewport to the running browser."""
@@ -156,10 +168,11 @@ class BackendBridge:
     def _target(self, request: web.Request) -> ProxyTarget | None:
         session_id = request.match_info["session_id"]
         handle = self._handles.get(session_id)
+        opener = handle.opener() if handle is not None else None
         session = self._find(session_id)
-        if handle is None or handle.cdp_url is None or session is None:
+        if opener is None or session is None:
             return None
-        return ProxyTarget(handle.cdp_url, session.token)
+        return ProxyTarget(opener, session.token)
 
     def _touch(self, request: web.Request) -> None:
         session_id = request.match_info["session_id"]
@@ -176,5 +189,6 @@ class BackendBridge:
                 if session is None or self._connections.get(session_id, 0) > 0:
                     continue
                 if idle >= session.timeout_seconds:
+                    reason = inactivity(session.timeout_seconds)
                     with contextlib.suppress(Exception):  # one failure must not stop reaping
-                        await self._expire(session_id)
+                        await self._expire(session_id, reason)

@@ -1,8 +1,10 @@
-"""A tiny Chrome DevTools Protocol client over an aiohttp websocket.
+"""A tiny Chrome DevTools Protocol client over any message channel.
 
 Just what the local Chromium backend needs: send a command and await its result, and
 subscribe to events (optionally of one flattened target session). No CDP library: the
-protocol is JSON messages with an ``id`` (replies) or a ``method`` (events).
+protocol is JSON messages with an ``id`` (replies) or a ``method`` (events). A channel
+carries those messages: a websocket (`WebSocketChannel`, for a ``ws://`` DevTools URL) or
+one session of a browser's DevTools pipe (``_devtools_pipe``).
 """
 
 from __future__ import annotations
@@ -12,17 +14,33 @@ import contextlib
 import itertools
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
-__all__ = ["CDPClient", "CDPError", "EventHandler"]
+__all__ = ["CDPClient", "CDPError", "DevToolsChannel", "EventHandler", "WebSocketChannel"]
 
 # Screencast frames and screenshots are large base64 strings; bounded, but generously.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 EventHandler = Callable[[dict[str, Any], "str | None"], None]
 """Called with an event's ``params`` and its ``sessionId`` (``None`` for the browser)."""
+
+
+class DevToolsChannel(Protocol):
+    """One DevTools connection's messages, both ways, as parsed JSON objects."""
+
+    async def send(self, message: dict[str, Any]) -> None:
+        """Send one message; raise `CDPError` once the channel is closed."""
+        ...
+
+    async def receive(self) -> dict[str, Any] | None:
+        """The next message, or ``None`` once the channel has ended."""
+        ...
+
+    async def close(self) -> None:
+        """End the channel (idempotent)."""
+        ...
 
 
 class CDPError(Exception):
@@ -33,12 +51,51 @@ class CDPError(Exception):
         self.code = code
 
 
-class CDPClient:
-    """One DevTools websocket connection; use `connect` (an async context manager too)."""
+class WebSocketChannel:
+    """A DevTools websocket (``ws://...``) as a `DevToolsChannel`; use `connect`."""
 
     def __init__(self, ws: aiohttp.ClientWebSocketResponse, session: aiohttp.ClientSession):
         self._ws = ws
         self._session = session
+
+    @classmethod
+    async def connect(cls, url: str) -> WebSocketChannel:
+        """Open a websocket to ``url``."""
+        session = aiohttp.ClientSession()
+        try:
+            ws = await session.ws_connect(url, max_msg_size=MAX_MESSAGE_BYTES, autoping=True)
+        except BaseException:
+            await session.close()
+            raise
+        return cls(ws, session)
+
+    async def send(self, message: dict[str, Any]) -> None:
+        """Send one message as a text frame."""
+        if self._ws.closed:
+            raise CDPError("the DevTools connection is closed")
+        await self._ws.send_str(json.dumps(message))
+
+    async def receive(self) -> dict[str, Any] | None:
+        """The next JSON object received (other frames are skipped), ``None`` at the end."""
+        async for msg in self._ws:
+            if msg.type is aiohttp.WSMsgType.TEXT:
+                with contextlib.suppress(ValueError):
+                    data = json.loads(msg.data)
+                    if isinstance(data, dict):
+                        return data
+        return None
+
+    async def close(self) -> None:
+        """Close the websocket and its session."""
+        await self._ws.close()
+        await self._session.close()
+
+
+class CDPClient:
+    """One DevTools connection over a `DevToolsChannel`; `connect` opens one to a URL."""
+
+    def __init__(self, channel: DevToolsChannel) -> None:
+        self._channel = channel
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._handlers: dict[str, list[EventHandler]] = {}
@@ -47,13 +104,7 @@ class CDPClient:
     @classmethod
     async def connect(cls, url: str) -> CDPClient:
         """Open a websocket to ``url`` (a ``ws://`` DevTools or proxied URL)."""
-        session = aiohttp.ClientSession()
-        try:
-            ws = await session.ws_connect(url, max_msg_size=MAX_MESSAGE_BYTES, autoping=True)
-        except BaseException:
-            await session.close()
-            raise
-        return cls(ws, session)
+        return cls(await WebSocketChannel.connect(url))
 
     @property
     def closed(self) -> bool:
@@ -78,7 +129,7 @@ class CDPClient:
         future = asyncio.get_running_loop().create_future()
         self._pending[msg_id] = future
         try:
-            await self._ws.send_str(json.dumps(message))
+            await self._channel.send(message)
             return await asyncio.wait_for(future, timeout)
         finally:
             self._pending.pop(msg_id, None)
@@ -94,12 +145,11 @@ class CDPClient:
         return unsubscribe
 
     async def close(self) -> None:
-        """Close the websocket and the reader; pending commands fail with `CDPError`."""
-        await self._ws.close()
+        """Close the channel and the reader; pending commands fail with `CDPError`."""
+        await self._channel.close()
         self._reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._reader
-        await self._session.close()
 
     async def __aenter__(self) -> CDPClient:
         return self
@@ -109,9 +159,8 @@ class CDPClient:
 
     async def _read(self) -> None:
         try:
-            async for msg in self._ws:
-                if msg.type is aiohttp.WSMsgType.TEXT:
-                    self._dispatch(json.loads(msg.data))
+            while (message := await self._channel.receive()) is not None:
+                self._dispatch(message)
         finally:
             for future in self._pending.values():
                 if not future.done():

@@ -2,33 +2,48 @@
 
 The browser's published ``cdp_ws_url`` points here, with a per-browser token in the query
 (``?jwt=...``, as Kernel's URLs carry one). The proxy checks the token before upgrading, then
-relays messages both ways unchanged, reporting activity so the emulator can apply the
-browser's inactivity timeout. Chromium's own DevTools port stays private to the backend.
+relays messages both ways over a DevTools channel the backend opens for this connection
+(for local Chromium, a session of its own on the browser's DevTools pipe: Chromium has no
+port anyone else could reach), reporting activity so the emulator can apply the browser's
+inactivity timeout. Refusals are the API's Error bodies, and never echo the token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import secrets
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
 import attrs
 from aiohttp import web
 
-__all__ = ["ProxyTarget", "cdp_proxy_handler", "new_token", "proxied_cdp_url"]
+from ._cdp import MAX_MESSAGE_BYTES, CDPError, DevToolsChannel
 
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # screenshots and screencast frames are large
+__all__ = [
+    "ChannelOpener",
+    "ProxyTarget",
+    "cdp_proxy_handler",
+    "error_response",
+    "new_token",
+    "proxied_cdp_url",
+]
+
 TOKEN_PARAM = "jwt"  # the query parameter Kernel's cdp_ws_url carries its credential in
+
+ChannelOpener = Callable[[], Awaitable[DevToolsChannel]]
+"""Opens one connection's DevTools channel to the browser."""
 
 
 @attrs.frozen
 class ProxyTarget:
-    """Where one browser's DevTools websocket really is, and the token that opens it."""
+    """How to reach one browser's DevTools, and the token that opens it."""
 
-    upstream_url: str
+    open: ChannelOpener
     token: str = attrs.field(repr=False)
 
 
@@ -42,6 +57,11 @@ def proxied_cdp_url(base_url: str, path: str, token: str, param: str = TOKEN_PAR
     parts = urlsplit(base_url)
     scheme = "wss" if parts.scheme == "https" else "ws"
     return urlunsplit((scheme, parts.netloc, path, f"{param}={quote(token)}", ""))
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    """The API's documented Error body (``{"code", "message"}``) with ``status``."""
+    return web.json_response({"code": code, "message": message}, status=status)
 
 
 def cdp_proxy_handler(
@@ -59,22 +79,22 @@ def cdp_proxy_handler(
     async def handler(request: web.Request) -> web.StreamResponse:
         target = lookup(request)
         if target is None:
-            raise web.HTTPNotFound(text="no such browser")
+            return error_response(404, "not_found", "no such browser")
         token = request.query.get(param, "")
         if not secrets.compare_digest(token.encode(), target.token.encode()):
-            raise web.HTTPForbidden(text="a valid token is required")
+            return error_response(403, "forbidden", "a valid token (?jwt=) is required")
         downstream = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES)
         if not downstream.can_prepare(request).ok:
-            raise web.HTTPBadRequest(text="a websocket upgrade is expected")
-        async with aiohttp.ClientSession() as session:
-            try:
-                upstream = await session.ws_connect(
-                    target.upstream_url, max_msg_size=MAX_MESSAGE_BYTES
-                )
-            except (aiohttp.ClientError, OSError) as exc:
-                raise web.HTTPBadGateway(text=f"the browser is unreachable: {exc}") from None
+            return error_response(400, "bad_request", "a websocket upgrade is expected")
+        try:
+            upstream = await target.open()
+        except (aiohttp.ClientError, OSError, CDPError, asyncio.TimeoutError) as exc:
+            return error_response(502, "bad_gateway", f"the browser is unreachable: {exc}")
+        try:
             await downstream.prepare(request)
             await _relay(downstream, upstream, lambda: on_activity(request))
+        finally:
+            await upstream.close()
         return downstream
 
     return handler
@@ -82,12 +102,12 @@ def cdp_proxy_handler(
 
 async def _relay(
     downstream: web.WebSocketResponse,
-    upstream: aiohttp.ClientWebSocketResponse,
+    upstream: DevToolsChannel,
     activity: Callable[[], None],
 ) -> None:
     pumps = [
-        asyncio.ensure_future(_pump(downstream, upstream, activity)),
-        asyncio.ensure_future(_pump(upstream, downstream, activity)),
+        asyncio.ensure_future(_commands(downstream, upstream, activity)),
+        asyncio.ensure_future(_answers(upstream, downstream, activity)),
     ]
     try:
         await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
@@ -97,18 +117,35 @@ async def _relay(
         for pump in pumps:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await pump
-        await upstream.close()
         await downstream.close()
 
 
-async def _pump(
-    source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-    sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-    activity: Callable[[], None],
+async def _commands(
+    downstream: web.WebSocketResponse, upstream: DevToolsChannel, activity: Callable[[], None]
 ) -> None:
-    async for msg in source:
+    async for msg in downstream:
         activity()
-        if msg.type is aiohttp.WSMsgType.TEXT:
-            await sink.send_str(msg.data)
-        elif msg.type is aiohttp.WSMsgType.BINARY:
-            await sink.send_bytes(msg.data)
+        if msg.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+            continue
+        message = _object(msg.data)
+        if message is None:  # as Chromium answers a message it cannot parse
+            error = {"code": -32700, "message": "Message must be a JSON object"}
+            await downstream.send_str(json.dumps({"error": error}))
+            continue
+        await upstream.send(message)
+
+
+async def _answers(
+    upstream: DevToolsChannel, downstream: web.WebSocketResponse, activity: Callable[[], None]
+) -> None:
+    while (message := await upstream.receive()) is not None:
+        activity()
+        await downstream.send_str(json.dumps(message))
+
+
+def _object(data: str | bytes) -> dict[str, Any] | None:
+    try:
+        message = json.loads(data)
+    except ValueError:
+        return None
+    return message if isinstance(message, dict) else None

@@ -1,12 +1,13 @@
 """Launch and end local headless Chromium processes (the local backend's browsers).
 
-Each browser gets its own temporary directory (profile + log), a DevTools port chosen by
-Chromium itself (``--remote-debugging-port=0``, read back from ``DevToolsActivePort``), its
-own process group, and — on Linux — the parent-death signal, so that no Chromium outlives
-the process that launched it, even after a ``kill -9``. Chromium's own children (zygotes,
-renderers, GPU, crashpad handlers) exit by themselves when the browser process dies;
-every process is marked (environment or command line) so that what is left can be found and
-killed (`marked_processes`).
+Each browser gets its own temporary directory (profile, log and Chromium's own ``TMPDIR``,
+all removed when it ends), DevTools over a pipe (``--remote-debugging-pipe``: no port is
+opened, so no other local process can drive it; see ``_devtools_pipe``), its own process
+group, and — on Linux — the parent-death signal, so that no Chromium outlives the process
+that launched it, even after a ``kill -9``. Chromium's own children (zygotes, renderers,
+GPU, crashpad handlers) exit by themselves when the browser process dies; every process is
+marked (environment or command line) so that what is left can be found and killed
+(`marked_processes`).
 """
 
 from __future__ import annotations
@@ -25,30 +26,53 @@ from pathlib import Path
 
 import attrs
 
+from ._cdp import CDPError
+from ._devtools_pipe import DevToolsPipe
+
 __all__ = [
     "ChromiumNotFoundError",
     "ChromiumProcess",
     "ChromiumStartError",
+    "LocalSetupError",
     "chromium_args",
     "find_chromium",
     "launch_chromium",
     "marked_processes",
     "tree_memory_bytes",
+    "workdir_root",
 ]
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
 MARKER_ENV = "KERNEL_ASYNC_CHROMIUM"
 WORKDIR_PREFIX = "kernel-chromium-"
-# Runs between fork and Chromium's exec, in a fresh interpreter: ask Linux to SIGKILL this
-# process when the thread that launched it dies, then become Chromium (exec keeps the
-# setting). Not a preexec_fn: Python code after fork in a threaded process can deadlock.
-PDEATHSIG_SHIM = (
-    "import ctypes, os, signal, sys\n"
-    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)\n"
-    "if os.getppid() != int(sys.argv[1]):\n"
-    "    os._exit(70)  # the launcher died before prctl: nobody would end this browser\n"
-    "os.execv(sys.argv[2], sys.argv[2:])\n"
+# Runs between fork and Chromium's exec, in a fresh interpreter: put the DevTools pipe's
+# ends where Chromium looks for them (it reads fd 3, writes fd 4); on Linux, ask to be
+# SIGKILLed when the thread that launched it dies; then become Chromium (exec keeps both).
+# Not a preexec_fn: Python code after fork in a threaded process can deadlock.
+LAUNCH_SHIM = (
+    "import fcntl, os, signal, sys\n"
+    "given = [int(fd) for fd in sys.argv[2:4]]\n"
+    "high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in given]  # clear of 3 and 4\n"
+    "for fd in given:\n"
+    "    os.close(fd)\n"
+    "os.dup2(high[0], 3)\n"
+    "os.dup2(high[1], 4)\n"
+    "for fd in high:\n"
+    "    os.close(fd)\n"
+    "if sys.platform.startswith('linux'):\n"
+    "    import ctypes\n"
+    "    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)\n"
+    "    if os.getppid() != int(sys.argv[1]):\n"
+    "        os._exit(70)  # the launcher died before prctl: nobody would end this browser\n"
+    "os.execv(sys.argv[4], sys.argv[4:])\n"
 )
+# Chromium binds a Unix socket at $TMPDIR/org.chromium.Chromium.XXXXXX/SingletonSocket and
+# aborts if that path is longer than a socket address holds (108 bytes on Linux, 104 on
+# macOS): its TMPDIR (inside the workdir) must stay short.
+SOCKET_PATH_MAX = 103
+SOCKET_SUFFIX = len("/org.chromium.Chromium.XXXXXX/SingletonSocket")
+WORKDIR_NAME = len(WORKDIR_PREFIX) + len("12345678") + len("/t")
+SHORT_ROOTS = ("/tmp", "/var/tmp", "/dev/shm")
 
 # Flags that work on a closed network and as root (see the design's emulator section).
 BASE_FLAGS = (
@@ -63,12 +87,16 @@ BASE_FLAGS = (
     "--disable-breakpad",
     "--disable-dev-shm-usage",
     "--mute-audio",
-    "--remote-debugging-port=0",
-    "--remote-debugging-address=127.0.0.1",
+    "--remote-debugging-pipe",
 )
 
 
-class ChromiumNotFoundError(RuntimeError):
+class LocalSetupError(RuntimeError):
+    """The local Chromium backend cannot run here (no Chromium, or the ``local`` extra is
+    not installed); the message says what to do."""
+
+
+class ChromiumNotFoundError(LocalSetupError):
     """No Chromium binary was found; the message says how to get one."""
 
 
@@ -101,7 +129,7 @@ def find_chromium(
 def chromium_args(
     binary: str, profile_dir: Path, *, width: int, height: int, headless: bool = True
 ) -> list[str]:
-    """The command line of one browser: isolated profile, loopback DevTools, blank page."""
+    """The command line of one browser: isolated profile, DevTools on a pipe, blank page."""
     args = [binary, *BASE_FLAGS, f"--user-data-dir={profile_dir}"]
     args.append(f"--window-size={width},{height}")
     if headless:
@@ -110,14 +138,33 @@ def chromium_args(
     return args
 
 
+def workdir_root(
+    tempdir: str,
+    candidates: Sequence[str] = SHORT_ROOTS,
+    usable: Callable[[str], bool] = lambda path: os.access(path, os.W_OK | os.X_OK),
+) -> str:
+    """Where browsers' workdirs go: the temporary directory, unless its path is too long
+    for Chromium's socket (see `SOCKET_PATH_MAX`); then the first short, usable one of
+    ``candidates`` (each workdir is private, 0700, and removed when its browser ends)."""
+    longest = SOCKET_PATH_MAX - 1 - WORKDIR_NAME - SOCKET_SUFFIX
+    for root in (tempdir, *candidates):
+        root = root.rstrip(os.sep) or os.sep
+        if len(root) <= longest and usable(root):
+            return root
+    raise LocalSetupError(
+        f"the temporary directory {tempdir!r} is too long a path for Chromium (its sockets "
+        f"need a directory of at most {longest} characters) and none of "
+        f"{', '.join(candidates)} is writable: set TMPDIR to a short directory"
+    )
+
+
 @attrs.define(eq=False)
 class ChromiumProcess:
-    """One running browser: its process, DevTools endpoint and temporary directory."""
+    """One running browser: its process, DevTools pipe and temporary directory."""
 
     process: subprocess.Popen[bytes]
     workdir: Path
-    devtools_port: int
-    browser_ws_url: str
+    pipe: DevToolsPipe
     started_seconds: float
 
     @property
@@ -126,11 +173,13 @@ class ChromiumProcess:
         return self.process.pid
 
     async def terminate(self, grace: float = 5.0) -> None:
-        """Kill the browser's process group and every marked leftover; remove its files."""
+        """Kill the browser's process group and every marked leftover; remove its files
+        (its profile, its log and everything it made in its TMPDIR)."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         await asyncio.to_thread(_reap, self.process, grace)
         await _kill_marked(str(self.workdir), grace)
+        await self.pipe.close()
         await asyncio.to_thread(shutil.rmtree, self.workdir, True)
 
 
@@ -142,75 +191,95 @@ async def launch_chromium(
     headless: bool = True,
     startup_timeout: float = 30.0,
 ) -> ChromiumProcess:
-    """Start a browser and wait until its DevTools endpoint is known.
+    """Start a browser and wait until it answers over its DevTools pipe.
 
     Call from the event loop's own thread: the parent-death signal fires when the *thread*
     that forked exits, and the loop thread lives exactly as long as the emulator.
     """
     started = time.monotonic()
-    workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
+    root = workdir_root(tempfile.gettempdir())
+    workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX, dir=root))
     profile = workdir / "profile"
     profile.mkdir()
+    (workdir / "t").mkdir()  # Chromium's TMPDIR: its temporary files go with the workdir
     args = chromium_args(binary, profile, width=width, height=height, headless=headless)
-    # Forked here, on the loop thread, on purpose (see above): fork+exec does not block.
-    process = _spawn(args, workdir)
+    ours_read, theirs_write = os.pipe()
+    theirs_read, ours_write = os.pipe()
     try:
-        port, path = await _devtools_endpoint(process, profile, startup_timeout)
+        # Forked here, on the loop thread, on purpose (see above): fork+exec does not block.
+        process = _spawn(args, workdir, theirs_read, theirs_write)
     except BaseException:
-        await ChromiumProcess(process, workdir, 0, "", 0.0).terminate()
+        for fd in (ours_read, ours_write):
+            os.close(fd)
+        shutil.rmtree(workdir, ignore_errors=True)
         raise
-    url = f"ws://127.0.0.1:{port}{path}"
-    return ChromiumProcess(process, workdir, port, url, time.monotonic() - started)
+    finally:
+        os.close(theirs_read)
+        os.close(theirs_write)
+    pipe = await DevToolsPipe.open(ours_read, ours_write)
+    browser = ChromiumProcess(process, workdir, pipe, 0.0)
+    try:
+        await _answering(browser, startup_timeout)
+    except BaseException:
+        await browser.terminate()
+        raise
+    browser.started_seconds = time.monotonic() - started
+    return browser
 
 
-def _spawn(args: list[str], workdir: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, MARKER_ENV: str(workdir)}
+def _spawn(args: list[str], workdir: Path, reads: int, writes: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, MARKER_ENV: str(workdir), "TMPDIR": str(workdir / "t")}
     with open(workdir / "chromium.log", "wb") as log:
         return subprocess.Popen(
-            with_parent_death_signal(args),
+            [*_shim(reads, writes), *args],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
             env=env,
+            pass_fds=(reads, writes),
             start_new_session=True,  # its own process group: one killpg ends the tree
         )
 
 
-async def _devtools_endpoint(
-    process: subprocess.Popen[bytes], profile: Path, timeout: float
-) -> tuple[int, str]:
-    active = profile / "DevToolsActivePort"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise ChromiumStartError(
-                f"Chromium exited with status {process.returncode}: {_log_tail(profile)}"
-            )
-        with contextlib.suppress(FileNotFoundError, ValueError):
-            lines = active.read_text().split()
-            if len(lines) >= 2:  # Chromium writes port then path; both or nothing yet
-                return int(lines[0]), lines[1]
-        await asyncio.sleep(0.02)
-    raise ChromiumStartError(f"no DevTools port after {timeout:.0f} s: {_log_tail(profile)}")
+def _shim(reads: int, writes: int) -> list[str]:
+    """The command that runs `LAUNCH_SHIM` before Chromium's own command line."""
+    return [
+        sys.executable,
+        "-I",
+        "-S",
+        "-c",
+        LAUNCH_SHIM,
+        str(os.getpid()),
+        str(reads),
+        str(writes),
+    ]
 
 
-def _log_tail(profile: Path, limit: int = 2000) -> str:
+async def _answering(browser: ChromiumProcess, timeout: float) -> None:
     try:
-        return (profile.parent / "chromium.log").read_text(errors="replace")[-limit:]
+        await browser.pipe.command("Browser.getVersion", timeout=timeout)
+    except (CDPError, asyncio.TimeoutError):
+        status = await asyncio.to_thread(_reap, browser.process, 2.0)
+        log = _log_tail(browser.workdir)
+        if status is not None:
+            raise ChromiumStartError(f"Chromium exited with status {status}: {log}") from None
+        raise ChromiumStartError(f"no DevTools answer after {timeout:.0f} s: {log}") from None
+
+
+def _log_tail(workdir: Path, limit: int = 2000) -> str:
+    """Why Chromium stopped: its FATAL line if it logged one, else the end of its log."""
+    try:
+        log = (workdir / "chromium.log").read_text(errors="replace")
     except OSError:
         return "(no log)"
+    fatal = [line for line in log.splitlines() if ":FATAL:" in line]
+    return fatal[-1][-limit:] if fatal else log[-limit:]
 
 
-def with_parent_death_signal(args: list[str]) -> list[str]:
-    """``args`` run through `PDEATHSIG_SHIM` on Linux (unchanged elsewhere)."""
-    if not sys.platform.startswith("linux") or not sys.executable:
-        return args
-    return [sys.executable, "-I", "-S", "-c", PDEATHSIG_SHIM, str(os.getpid()), *args]
-
-
-def _reap(process: subprocess.Popen[bytes], grace: float) -> None:
+def _reap(process: subprocess.Popen[bytes], grace: float) -> int | None:
     with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(grace)
+        return process.wait(grace)
+    return None
 
 
 def marked_processes(marker: str | None = None) -> list[int]:

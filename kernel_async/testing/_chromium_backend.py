@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,28 @@ from ._backend import (
     UnsupportedValueError,
 )
 from ._cdp import CDPClient, CDPError
-from ._chromium import ChromiumProcess, find_chromium, launch_chromium, tree_memory_bytes
+from ._chromium import (
+    ChromiumProcess,
+    LocalSetupError,
+    find_chromium,
+    launch_chromium,
+    tree_memory_bytes,
+)
 from ._screencast import ScreencastRecorder
 
-__all__ = ["ChromiumBackend", "PageTracker", "RecordingStats"]
+__all__ = ["ChromiumBackend", "PageTracker", "RecordingStats", "require_local_extra"]
+
+INSTALL_LOCAL = 'pip install "kernel-async[local]"'
+
+
+def require_local_extra() -> None:
+    """Raise `LocalSetupError` unless the ``local`` extra (PyAV, the video encoder) imports."""
+    try:
+        importlib.import_module("av")
+    except ImportError as exc:
+        raise LocalSetupError(
+            f"recording local Chromium needs PyAV, the `local` extra: {INSTALL_LOCAL} ({exc})"
+        ) from None
 
 
 class PageTracker:
@@ -142,13 +161,16 @@ class ChromiumBackend:
     ``max_browsers`` bounds how many run at once (each takes a few hundred MiB).
     ``binary`` overrides the search (``KERNEL_CHROMIUM``, then PATH). ``preset`` is the
     x264 speed preset: faster presets cost less CPU per frame and make larger files.
+    What it needs is checked here, not at the first browser or recording: no Chromium, or
+    no PyAV, raises `LocalSetupError` saying what to install.
     """
 
     def __init__(
         self, *, max_browsers: int = 4, binary: str | None = None, preset: str = "veryfast"
     ) -> None:
+        require_local_extra()
         self.max_browsers = max_browsers
-        self._binary = binary
+        self._binary = binary or find_chromium()
         self._preset = preset
         self._browsers: dict[str, _Browser] = {}
         self._launching = 0
@@ -162,10 +184,11 @@ class ChromiumBackend:
         _checked(viewport)
         if len(self._browsers) + self._launching >= self.max_browsers:
             raise BrowserLimitError(f"at most {self.max_browsers} local browsers at once")
-        binary = self._binary or find_chromium()
         self._launching += 1
         try:
-            process = await launch_chromium(binary, width=viewport.width, height=viewport.height)
+            process = await launch_chromium(
+                self._binary, width=viewport.width, height=viewport.height
+            )
             try:
                 browser = await self._connect(process, viewport, start_url)
             except BaseException:
@@ -174,12 +197,14 @@ class ChromiumBackend:
         finally:
             self._launching -= 1
         self._browsers[browser_id] = browser
-        return BrowserHandle(browser_id, viewport, process.browser_ws_url)
+        # No URL: Chromium has no DevTools port; each proxied connection gets a session
+        # of its own on the browser's pipe.
+        return BrowserHandle(browser_id, viewport, None, devtools=process.pipe.session)
 
     async def _connect(
         self, process: ChromiumProcess, viewport: Viewport, start_url: str | None
     ) -> _Browser:
-        cdp = await CDPClient.connect(process.browser_ws_url)
+        cdp = CDPClient(process.pipe.root)
         try:
             pages = PageTracker(cdp, viewport)
             session = await pages.start()

@@ -22,7 +22,16 @@ from aiohttp import web
 from .. import _hosted
 from ._backend import Backend, InMemoryBackend, sample_video
 from ._bridge import BackendBridge
-from ._sessions import Refused, ReplayState, Session, SessionTable, parse_create
+from ._sessions import (
+    Refused,
+    ReplayState,
+    Session,
+    SessionTable,
+    browser_not_found,
+    new_id,
+    parse_create,
+    replay_not_found,
+)
 
 if TYPE_CHECKING:
     from .._client import AsyncKernel
@@ -56,6 +65,7 @@ _CODES = {
     401: "unauthorized",
     403: "forbidden",
     404: "not_found",
+    501: "not_implemented",
     408: "request_timeout",
     409: "conflict",
     422: "unprocessable_entity",
@@ -125,9 +135,14 @@ class FakeKernel:
     browser a real headless Chromium whose ``cdp_ws_url`` Playwright's
     ``connect_over_cdp`` accepts, and every replay a real H.264 MP4 of its page; at most
     ``max_browsers`` run at once (429 past that), idle ones end after their
-    ``timeout_seconds``, and all end with the emulator. The default, ``"memory"``
-    (an `InMemoryBackend`), runs nothing and serves the sample video. Both sit behind the
-    same `Backend` interface; an instance of one may be passed as ``backend`` too.
+    ``timeout_seconds`` (their 404s then say so), and all end with the emulator. A missing
+    Chromium or PyAV raises `LocalSetupError` here, at construction. The default,
+    ``"memory"`` (an `InMemoryBackend`), runs nothing (a ``cdp_ws_url`` answers 501 saying
+    so) and serves the sample video. Both sit behind the same `Backend` interface; an
+    instance of one may be passed as ``backend`` too.
+
+    IDs have one shape however they were made (``br_`` or ``rp_`` and 16 hex digits), and
+    404s one wording on every path.
     """
 
     def __init__(
@@ -220,15 +235,13 @@ class FakeKernel:
         # itself, as a real server does, so any percent-encoded ID reaches it intact.
         @web.middleware
         async def dispatch(request: web.Request, handler: Any) -> web.StreamResponse:
-            if request.match_info.route.name == "cdp" and self._bridge.drives(
-                request.match_info["session_id"]
-            ):
+            if request.match_info.route.name == "cdp":
                 return await handler(request)  # type: ignore[no-any-return]
             return await self._handle(request)
 
         app = web.Application(client_max_size=1024 * 1024, middlewares=[dispatch])
         # The DevTools websockets (token-checked) of the browsers that can be driven.
-        app.router.add_get("/cdp/{session_id}", self._bridge.proxy, name="cdp")
+        app.router.add_get("/cdp/{session_id}", self._cdp, name="cdp")
         # In-flight handlers (e.g. an injected delay) must not hold up shutdown.
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.25)
         await runner.setup()
@@ -317,11 +330,11 @@ class FakeKernel:
     def create_browser(self, browser_id: str | None = None, **fields: Any) -> str:
         """Create a browser session (as ``POST /browsers`` would, with `fields` such as
         ``headless=True`` or ``name=...``) and return its ID."""
-        bid = browser_id if browser_id is not None else "br_" + secrets.token_hex(8)
         with self._lock:
-            if bid in self._sessions.sessions:
-                return bid
-            session = self._sessions.add(parse_create(fields), session_id=bid)
+            if browser_id is not None and browser_id in self._sessions.sessions:
+                return browser_id
+            session = self._sessions.add(parse_create(fields), session_id=browser_id)
+            bid = session.session_id
             self._browsers.setdefault(bid, [])
         try:
             self._from_outside(self._bridge.created(session))
@@ -424,8 +437,9 @@ class FakeKernel:
 
     def replays(self, browser_id: str) -> list[dict[str, Any]]:
         """The replays of a browser as the API would list them."""
+        base = self.base_url if self._runner is not None else ""
         with self._lock:
-            return [r.as_json("") for r in self._browsers.get(browser_id, [])]
+            return [r.as_json(base) for r in self._browsers.get(browser_id, [])]
 
     def count(self, operation: str | None = None) -> int:
         """How many requests (of one operation) were received."""
@@ -456,7 +470,8 @@ class FakeKernel:
         if op is None:
             if args is not None:
                 return _error(405, "method_not_allowed", f"{method} is not allowed here")
-            return _error(404, "not_found", f"no route for {request.raw_path}")
+            path = request.raw_path.split("?", 1)[0]  # a query may hold a token: never echo it
+            return _error(404, "not_found", f"no route for {path}")
         if fault is not None:
             if fault.delay:
                 await asyncio.sleep(fault.delay)
@@ -473,8 +488,7 @@ class FakeKernel:
         try:
             resp: web.StreamResponse = await handler(request, body, *args)
         except Refused as refused:
-            details = [{"code": "invalid_input", "message": d} for d in refused.details]
-            resp = _error(refused.status, refused.code, refused.message, details=details)
+            resp = _refusal(refused)
         if fault is not None and fault.truncate:
             return await _truncated(request, resp)
         return resp
@@ -498,12 +512,9 @@ class FakeKernel:
             return await _truncated(request, resp)
         return resp
 
-    def _settled(self, bid: str) -> list[ReplayState] | web.Response:
+    def _settled(self, bid: str) -> list[ReplayState]:
         """The browser's replays brought up to date (call with the lock held), or a 404."""
-        try:
-            bid = self._sessions.find(bid, include_deleted=True).session_id
-        except Refused:
-            return _error(404, "not_found", f"browser {bid!r} not found")
+        bid = self._sessions.find(bid, include_deleted=True).session_id
         replays = self._browsers[bid]
         now = time.monotonic()
         for r in replays:
@@ -513,10 +524,7 @@ class FakeKernel:
 
     async def _op_list(self, request: web.Request, body: bytes, bid: str) -> web.StreamResponse:
         with self._lock:
-            replays = self._settled(bid)
-            if isinstance(replays, web.Response):
-                return replays
-            data = [r.as_json(self.base_url) for r in replays]
+            data = [r.as_json(self.base_url) for r in self._settled(bid)]
         return web.json_response(data)
 
     async def _op_start(self, request: web.Request, body: bytes, bid: str) -> web.StreamResponse:
@@ -542,14 +550,12 @@ class FakeKernel:
             return _error(400, "bad_request", "invalid parameters", details=details)
         with self._lock:
             replays = self._settled(bid)
-            if isinstance(replays, web.Response):
-                return replays
             _may_record(self._sessions.find(bid, include_deleted=True), params)
             if any(r.stopped_mono is None for r in replays):
                 return _error(409, "conflict", "a recording is already in progress")
             now = time.monotonic()
             replay = ReplayState(
-                replay_id="rp_" + secrets.token_hex(8),
+                replay_id=new_id("rp"),
                 browser_id=self._sessions.find(bid, include_deleted=True).session_id,
                 started_at=datetime.now(timezone.utc),
                 max_duration=params.get("max_duration_in_seconds"),
@@ -566,7 +572,9 @@ class FakeKernel:
         except Exception as exc:
             with self._lock:  # a recording that never began was never started
                 self._browsers[replay.browser_id].remove(replay)
-            raise Refused(500, "internal_error", f"the recording failed to start: {exc}") from None
+            # Asking again would fail the same way: say so, rather than have clients retry.
+            message = f"the recording could not start: {exc}"
+            raise Refused(500, "internal_error", message, retry=False) from None
 
     # -- browsers (the rules are in _sessions) -----------------------------------------
 
@@ -598,10 +606,28 @@ class FakeKernel:
         await self._expire(ref)
         return web.Response(status=204)
 
-    async def _expire(self, ref: str) -> None:
-        """Delete a session (the API's delete, and the end of an idle one)."""
+    async def _cdp(self, request: web.Request) -> web.StreamResponse:
+        """``GET /cdp/{id}?jwt=...``: the token-checked DevTools websocket of a browser that
+        can be driven; otherwise an Error body saying why (it never echoes the token)."""
+        session_id = request.match_info["session_id"]
         with self._lock:
-            session = self._sessions.delete(ref)
+            session = self._sessions.sessions.get(session_id)
+        if session is not None and session.active and self._bridge.drives(session_id):
+            return await self._bridge.proxy(request)
+        headers = dict(request.headers)
+        self.requests.append(
+            RecordedRequest(None, request.method, request.raw_path, headers, b"", False)
+        )
+        if session is None:
+            return _refusal(browser_not_found(session_id))
+        if not session.active:
+            return _refusal(session.gone())
+        return _error(501, "not_implemented", _not_drivable(self.backend))
+
+    async def _expire(self, ref: str, why: str | None = None) -> None:
+        """Delete a session (the API's delete, or ``why`` it ended, e.g. idle)."""
+        with self._lock:
+            session = self._sessions.delete(ref, why)
             now = time.monotonic()
             stopped = []
             for replay in self._browsers[session.session_id]:  # a deleted browser stops recording
@@ -630,22 +656,17 @@ class FakeKernel:
         headers = {"X-Has-More": "true" if more else "false", "X-Next-Offset": str(following)}
         return web.json_response(data, headers=headers)
 
-    def _find(self, bid: str, rid: str) -> ReplayState | web.Response:
-        replays = self._settled(bid)
-        if isinstance(replays, web.Response):
-            return replays
-        for r in replays:
+    def _find(self, bid: str, rid: str) -> ReplayState:
+        for r in self._settled(bid):
             if r.replay_id == rid:
                 return r
-        return _error(404, "not_found", f"replay {rid!r} not found")
+        raise replay_not_found(rid)
 
     async def _op_stop(
         self, request: web.Request, body: bytes, bid: str, rid: str
     ) -> web.StreamResponse:
         with self._lock:
             found = self._find(bid, rid)
-            if isinstance(found, web.Response):
-                return found
             if found.stopped_mono is None:  # idempotent: a second stop changes nothing
                 found.stopped_mono = time.monotonic()
                 found.finished_at = datetime.now(timezone.utc)
@@ -657,15 +678,14 @@ class FakeKernel:
     ) -> web.StreamResponse:
         with self._lock:
             found = self._find(bid, rid)
-            if isinstance(found, web.Response):
-                return found
             stopped = found.stopped_mono
         if stopped is None:
             return _error(400, "bad_request", "the replay is still recording; stop it first")
         try:
             video = await self._bridge.finished(found.browser_id, found.replay_id)
-        except Exception as exc:
-            return _error(500, "internal_error", f"the recording failed: {exc}")
+        except Exception as exc:  # finished for good: asking again gives the same answer
+            message = f"the recording failed: {exc}"
+            return _refusal(Refused(500, "internal_error", message, retry=False))
         if isinstance(video, int):  # still finalising: poll again then
             return web.Response(status=202, headers={"Retry-After": str(video)})
         if isinstance(video, bytes):
@@ -713,15 +733,34 @@ def _json_object(body: bytes) -> dict[str, Any]:
     return data
 
 
+def _not_drivable(backend: Backend) -> str:
+    if isinstance(backend, InMemoryBackend):
+        return (
+            "this emulator runs the in-memory backend: its browsers are stand-ins, with no "
+            "real CDP to drive. For a real browser behind cdp_ws_url, run the local "
+            "Chromium backend: `kernel-replays emulator --chromium`, or "
+            'FakeKernel(backend="chromium")'
+        )
+    return f"the {type(backend).__name__} backend cannot drive this browser over CDP"
+
+
 def _may_record(session: Any, params: dict[str, Any]) -> None:
     """Refuse a replay the API would refuse on this browser."""
     if not session.active:
-        raise Refused(404, "not_found", f"browser session {session.session_id!r} was deleted")
+        raise session.gone()
     if session.headless:
         raise Refused(400, "bad_request", "replays are not available on headless browsers")
     framerate = params.get("framerate")
     if framerate is not None and framerate > 20 and not session.gpu:
         raise Refused(400, "bad_request", "framerate above 20 requires a GPU browser (gpu=true)")
+
+
+def _refusal(refused: Refused) -> web.Response:
+    details = [{"code": "invalid_input", "message": d} for d in refused.details]
+    headers = {}
+    if refused.retry is not None:
+        headers["x-should-retry"] = "true" if refused.retry else "false"
+    return _error(refused.status, refused.code, refused.message, headers, details)
 
 
 def _error(

@@ -15,7 +15,7 @@ try:
     from av.video.frame import VideoFrame
 except ImportError as exc:  # pragma: no cover - the message is the point
     raise ImportError(
-        "recording local Chromium needs PyAV: pip install 'kernel-async[local]'"
+        'recording local Chromium needs PyAV: pip install "kernel-async[local]"'
     ) from exc
 
 __all__ = ["H264Writer", "VideoFrame", "even_size"]

@@ -14,7 +14,18 @@ from typing import Any
 
 import attrs
 
-__all__ = ["Refused", "ReplayState", "Session", "SessionTable"]
+from ._cdp_proxy import new_token
+
+__all__ = [
+    "Refused",
+    "ReplayState",
+    "Session",
+    "SessionTable",
+    "browser_not_found",
+    "new_id",
+    "parse_whole_number",
+    "replay_not_found",
+]
 
 REGIONS = ("us-east", "us-west", "eu-west", "ap-southeast")
 STATUSES = ("active", "deleted", "all")
@@ -24,14 +35,43 @@ MAX_TAGS = 50
 
 
 class Refused(Exception):
-    """An API refusal: the handler answers it as a documented Error body."""
+    """An API refusal: the handler answers it as a documented Error body.
 
-    def __init__(self, status: int, code: str, message: str, details: Sequence[str] = ()) -> None:
+    ``retry=False`` adds ``x-should-retry: false``: a failure that asking again cannot mend
+    (clients honouring the header, this SDK and the official one, then fail at once).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: Sequence[str] = (),
+        *,
+        retry: bool | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = list(details)
+        self.retry = retry
+
+
+def new_id(kind: str) -> str:
+    """A fresh ID of a ``kind`` (``br`` browser session, ``rp`` replay), the one shape every
+    path of the emulator uses: ``br_`` and 16 hex digits."""
+    return f"{kind}_{secrets.token_hex(8)}"
+
+
+def browser_not_found(id_or_name: str) -> Refused:
+    """The 404 for a browser session the emulator never had (every path words it so)."""
+    return Refused(404, "not_found", f"browser session {id_or_name!r} not found")
+
+
+def replay_not_found(replay_id: str) -> Refused:
+    """The 404 for a replay the browser session does not have."""
+    return Refused(404, "not_found", f"replay {replay_id!r} not found")
 
 
 def _stamp(when: datetime | None) -> str | None:
@@ -54,11 +94,21 @@ class Session:
     kiosk_mode: bool | None = None
     proxy_id: str | None = None
     deleted_at: datetime | None = None
-    token: str = attrs.field(factory=lambda: secrets.token_urlsafe(12))
+    deleted_why: str | None = None  # e.g. after its inactivity timeout; None: by the API
+    token: str = attrs.field(factory=new_token, repr=False)
 
     @property
     def active(self) -> bool:
         return self.deleted_at is None
+
+    def gone(self) -> Refused:
+        """The 404 for using this deleted session: when it was deleted, and why."""
+        assert self.deleted_at is not None
+        when = _stamp(self.deleted_at)
+        why = f" {self.deleted_why}" if self.deleted_why else ""
+        return Refused(
+            404, "not_found", f"browser session {self.session_id!r} was deleted at {when}{why}"
+        )
 
     def as_json(self, base: str) -> dict[str, Any]:
         host = base.split("://", 1)[-1]
@@ -187,7 +237,7 @@ class SessionTable:
         name = fields.get("name")
         if name is not None and self._by_name(name) is not None:
             raise Refused(409, "conflict", f"a browser session named {name!r} is already active")
-        sid = session_id if session_id is not None else secrets.token_hex(10)
+        sid = session_id if session_id is not None else new_id("br")
         session = Session(sid, datetime.now(timezone.utc), **fields)
         self.sessions[sid] = session
         return session
@@ -202,8 +252,10 @@ class SessionTable:
         found = self.sessions.get(id_or_name) or self._by_name(id_or_name)
         if found is None and include_deleted:
             found = next((s for s in self.sessions.values() if s.name == id_or_name), None)
-        if found is None or (not found.active and not include_deleted):
-            raise Refused(404, "not_found", f"browser session {id_or_name!r} not found")
+        if found is None:
+            raise browser_not_found(id_or_name)
+        if not found.active and not include_deleted:
+            raise found.gone()
         return found
 
     def update(self, id_or_name: str, body: Mapping[str, Any]) -> Session:
@@ -226,9 +278,10 @@ class SessionTable:
             session.viewport = viewport
         return session
 
-    def delete(self, id_or_name: str) -> Session:
+    def delete(self, id_or_name: str, why: str | None = None) -> Session:
         session = self.find(id_or_name)
         session.deleted_at = datetime.now(timezone.utc)
+        session.deleted_why = why
         return session
 
     def page(self, query: Mapping[str, str]) -> tuple[list[Session], int, bool]:
@@ -256,9 +309,19 @@ def _int_param(
     text = query.get(name)
     if text is None:
         return default
-    if not text.isdigit() or int(text) < low or (high is not None and int(text) > high):
+    value = parse_whole_number(text)
+    if value is None or value < low or (high is not None and value > high):
         problems.append(f"{name} must be an integer from {low}" + (f" to {high}" if high else ""))
         return default
+    return value
+
+
+def parse_whole_number(text: str) -> int | None:
+    """``text`` as a whole number if it is only ASCII digits (at most 18 of them), else
+    ``None``. Not `str.isdigit` (true for ``²``, which `int` refuses) nor `int` (which
+    takes ``+1``, `` 1``, ``1_0`` and other scripts' digits)."""
+    if not (0 < len(text) <= 18 and text.isascii() and text.isdigit()):
+        return None
     return int(text)
 
 
