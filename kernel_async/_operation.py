@@ -482,6 +482,7 @@ async def send(client: AsyncKernel, req: Request, query: Mapping[str, Any] | Non
         method=op.method,
         url=url,
         attempts=attempts,
+        operation=op.name,
     )
     if op.kind == "page":
         return result, resp.headers
