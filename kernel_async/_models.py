@@ -261,7 +261,9 @@ def _union_factory(conv: cattrs.Converter) -> Callable[[Any], Any]:
                 if len(matched) == 1:
                     return conv.structure(value, matched[0])
                 # Tags that matched no member leave the untagged ones to choose from.
-                candidates = matched or [m for m in members if not getattr(m, "__kernel_tags__", ())]
+                candidates = matched or [
+                    m for m in members if not getattr(m, "__kernel_tags__", ())
+                ]
             best: tuple[tuple[int, int], Any] | None = None
             for member in candidates:
                 try:
