@@ -174,7 +174,7 @@ def test_every_model_round_trips_its_minimal_and_full_objects() -> None:
             obj = sampleable(cls, full)
             if obj is None:
                 continue
-            value = converter().structure(obj, cls)
+            value: Any = converter().structure(obj, cls)
             assert converter().unstructure(value) == obj, cls.__name__
             decoded += 1
     assert decoded > 600
@@ -214,7 +214,7 @@ def test_every_timestamp_field_of_every_model_is_aware() -> None:
         obj = sampleable(cls, full=True)
         if not stamps or obj is None:
             continue
-        value = converter().structure(
+        value: Any = converter().structure(
             {**obj, **{wire(f): "2024-01-02T03:04:05" for f in stamps}}, cls
         )
         for f in stamps:
@@ -229,7 +229,7 @@ def test_wire_names_that_are_not_python_names() -> None:
     for cls, f in renamed:
         obj = sampleable(cls, full=True)
         assert obj is not None and wire(f) in obj
-        value = converter().structure(obj, cls)
+        value: Any = converter().structure(obj, cls)
         assert getattr(value, f.name) is not None, (cls.__name__, f.name)
         out = converter().unstructure(value)
         assert wire(f) in out and f.name not in out
