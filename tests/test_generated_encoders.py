@@ -17,8 +17,8 @@ from urllib.parse import parse_qsl, unquote
 
 import attrs
 import pytest
+from hypothesis import HealthCheck, settings
 from hypothesis import given as for_all
-from hypothesis import settings
 from hypothesis import strategies as st
 from yarl import URL
 
@@ -38,6 +38,9 @@ from kernel_async._operation import (
 )
 from kernel_async._pagination import next_page_query
 from kernel_async._types import NOT_GIVEN
+
+# No per-example deadline or generation-speed check: the machine running the suite is shared.
+ROBUST = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 text = st.text(st.characters(exclude_categories=["Cs"]), max_size=12)
 scalars = st.none() | st.booleans() | st.integers() | text
@@ -97,7 +100,7 @@ query_values = st.recursive(
 )
 
 
-@settings(max_examples=300)
+@settings(ROBUST, max_examples=300)
 @for_all(st.dictionaries(text, query_values, max_size=4))
 def test_query_string_decodes_to_the_encoded_pairs(values: dict[str, Any]) -> None:
     pairs = encode_query(values)
@@ -108,7 +111,7 @@ def test_query_string_decodes_to_the_encoded_pairs(values: dict[str, Any]) -> No
     assert list(URL("http://h/p?" + qs).query.items()) == expected
 
 
-@settings(max_examples=500)
+@settings(ROBUST, max_examples=500)
 @for_all(st.lists(st.tuples(text, text), max_size=5))
 def test_any_text_round_trips_through_query_string(pairs: list[tuple[str, str]]) -> None:
     qs = query_string(pairs)
@@ -219,7 +222,7 @@ def parse_form(body: bytes, content_type: str) -> list[tuple[str, Any]]:
     return fields
 
 
-@settings(max_examples=300)
+@settings(ROBUST, max_examples=300)
 @for_all(
     st.dictionaries(names.filter(bool), form_values, max_size=4),
     st.sampled_from(["brackets", "indices"]),
@@ -271,7 +274,7 @@ ids = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=30)
 )
 
 
-@settings(max_examples=500)
+@settings(ROBUST, max_examples=500)
 @for_all(ids, ids)
 def test_any_id_is_exactly_one_segment(first: str, second: str) -> None:
     path = build_path(TWO, [first, second])
@@ -341,6 +344,7 @@ def _has_not_given(value: Any) -> bool:
     return False
 
 
+@settings(ROBUST)
 @for_all(
     st.dictionaries(
         text,
@@ -379,7 +383,7 @@ def page_headers(draw: st.DrawFn) -> dict[str, str]:
 sent_offsets = st.one_of(st.none(), st.integers(0, 10**6), st.integers(0, 10**6).map(str))
 
 
-@settings(max_examples=1000)
+@settings(ROBUST, max_examples=1000)
 @for_all(page_headers(), sent_offsets)
 def test_offset_always_moves_forward(headers: dict[str, str], sent: int | str | None) -> None:
     query = {} if sent is None else {"offset": sent}
@@ -391,7 +395,7 @@ def test_offset_always_moves_forward(headers: dict[str, str], sent: int | str | 
     assert following["offset"] > int(sent or 0)
 
 
-@settings(max_examples=500)
+@settings(ROBUST, max_examples=500)
 @for_all(page_headers(), st.none() | text)
 def test_page_token_never_repeats_the_sent_one(headers: dict[str, str], sent: str | None) -> None:
     query = {} if sent is None else {"page_token": sent}
@@ -403,6 +407,7 @@ def test_page_token_never_repeats_the_sent_one(headers: dict[str, str], sent: st
     assert following["page_token"] and following["page_token"] != sent
 
 
+@settings(ROBUST)
 @for_all(page_headers(), st.sampled_from(["offset", "page_token", None]))
 def test_missing_or_false_has_more_ends(headers: dict[str, str], kind: str | None) -> None:
     if headers.get("X-Has-More", "").strip().lower() != "true":
