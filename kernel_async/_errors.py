@@ -346,12 +346,20 @@ def redirect_error(
 
 
 def decode_json(
-    resp: Response, decode: Callable[[bytes], T], *, method: str, url: URL, attempts: int
+    resp: Response,
+    decode: Callable[[bytes], T],
+    *,
+    method: str,
+    url: URL,
+    attempts: int,
+    operation: str = "",
 ) -> T:
-    """Decode a read body, or raise `APIResponseValidationError` saying why not."""
+    """Decode a read body, or raise `APIResponseValidationError` saying why not (and
+    naming `operation`, the official SDK's name of the call, when given)."""
+    named = f"{operation}: " if operation else ""
     if resp.truncated:
         raise APIResponseValidationError(
-            f"response body exceeds {JSON_LIMIT} bytes",
+            f"{named}response body exceeds {JSON_LIMIT} bytes",
             status_code=resp.status,
             method=method,
             url=str(url),
@@ -361,7 +369,7 @@ def decode_json(
         return decode(resp.body)
     except Exception as exc:
         raise APIResponseValidationError(
-            f"response does not match the schema: {_describe(exc)}",
+            f"{named}response does not match the schema: {_describe(exc)}",
             status_code=resp.status,
             method=method,
             url=str(url),

@@ -31,6 +31,14 @@ __all__ = ["Browser", "BrowserPage", "Error", "ErrorDetail", "Replay", "Viewport
 T = TypeVar("T")
 
 
+# URLs whose query string carries a session token: shown without it in reprs.
+def _hide_query(url: str | None) -> str:
+    if url is None:
+        return "None"
+    base, sep, _ = url.partition("?")
+    return repr(base + "?<redacted>" if sep else base)
+
+
 @attrs.frozen
 class Replay:
     """A browser replay recording.
@@ -39,13 +47,14 @@ class Replay:
         replay_id: Unique identifier for the replay recording.
         started_at: When recording started (timezone-aware), if known.
         finished_at: When recording finished (timezone-aware), if it has.
-        replay_view_url: URL for viewing the replay recording, if any.
+        replay_view_url: URL for viewing the replay recording, if any (the repr hides
+            its query string).
     """
 
     replay_id: str
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    replay_view_url: str | None = None
+    replay_view_url: str | None = attrs.field(default=None, repr=_hide_query)
 
 
 @attrs.frozen
@@ -58,14 +67,6 @@ class Viewport:
     width: int
     height: int
     refresh_rate: int | None = None
-
-
-# URLs whose query string carries a session token: shown without it in reprs.
-def _hide_query(url: str | None) -> str:
-    if url is None:
-        return "None"
-    base, sep, _ = url.partition("?")
-    return repr(base + "?<redacted>" if sep else base)
 
 
 @attrs.frozen
@@ -127,7 +128,7 @@ class Browser:
     name: str | None = None
     tags: dict[str, str] | None = None
     viewport: Viewport | None = None
-    start_url: str | None = None
+    start_url: str | None = attrs.field(default=None, repr=_hide_query)
     kiosk_mode: bool | None = None
     memory: str | None = None
     video_memory: str | None = None
@@ -235,10 +236,11 @@ def _wire_names(cls: type[Any]) -> frozenset[str]:
 
 
 def _union_factory(conv: cattrs.Converter) -> Callable[[Any], Any]:
-    """Unions of models (the API's one-of shapes). A member whose tag field
-    (``__kernel_tags__``, e.g. ``type: "card"``) all match wins; otherwise, of the members
-    that decode, the one whose fields cover most of the object's keys (then the one
-    declaring fewest fields the object lacks); for other values, the first that decodes."""
+    """Unions of models (the API's one-of shapes). A member whose tag fields
+    (``__kernel_tags__``, e.g. ``type: "card"``) all match wins; otherwise (or when several
+    members carry the same tags), of the candidates that decode, the one whose fields cover
+    most of the object's keys (then the one declaring fewest fields the object lacks);
+    for other values, the first that decodes."""
     import typing
 
     def factory(tp: Any) -> Any:
@@ -248,15 +250,22 @@ def _union_factory(conv: cattrs.Converter) -> Callable[[Any], Any]:
         def hook(value: Any, _: Any) -> Any:
             if value is None and optional:
                 return None
+            candidates = members
             if isinstance(value, dict):
-                for member in members:
-                    tags = getattr(member, "__kernel_tags__", ())
-                    if tags and all(value.get(k) == v for k, v in tags):
-                        return conv.structure(value, member)
+                matched = [
+                    m
+                    for m in members
+                    if (tags := getattr(m, "__kernel_tags__", ()))
+                    and all(value.get(k) == v for k, v in tags)
+                ]
+                if len(matched) == 1:
+                    return conv.structure(value, matched[0])
+                # Tags that matched no member leave the untagged ones to choose from.
+                candidates = matched or [
+                    m for m in members if not getattr(m, "__kernel_tags__", ())
+                ]
             best: tuple[tuple[int, int], Any] | None = None
-            for member in members:
-                if isinstance(value, dict) and getattr(member, "__kernel_tags__", None):
-                    continue  # its tags did not match
+            for member in candidates:
                 try:
                     decoded = conv.structure(value, member)
                 except Exception:

@@ -147,7 +147,7 @@ def _query_pairs(key: str, value: Any, out: list[tuple[str, str]]) -> None:
         for sub, item in value.items():
             _query_pairs(f"{key}[{sub}]", item, out)
     elif isinstance(value, list | tuple):
-        out.append((key, ",".join(_scalar(v) for v in value)))
+        out.append((key, ",".join(_scalar(v) for v in value if v is not None)))
     else:
         out.append((key, _scalar(value)))
 
@@ -304,6 +304,8 @@ def _is_file(value: Any) -> bool:
 
 
 def _form_fields(key: str, value: Any, indices: bool) -> Iterator[tuple[str, Any]]:
+    if value is None:  # no form value means null: left out, as the official SDK does
+        return
     if attrs.has(type(value)):
         value = {
             f.metadata.get("wire", f.name): getattr(value, f.name)
@@ -351,8 +353,16 @@ def encode_multipart(
     return data, f"multipart/form-data; boundary={boundary}"
 
 
+# Form names and filenames as the official SDK (httpx, after WHATWG) writes them: '"' and
+# control characters but ESC percent-escaped, '\\' doubled; no raw control character
+# reaches a part header.
+_FORM_ESCAPES = str.maketrans(
+    {'"': "%22", "\\": "\\\\"} | {chr(c): f"%{c:02X}" for c in range(0x20) if c != 0x1B}
+)
+
+
 def _q(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+    return text.translate(_FORM_ESCAPES)
 
 
 def build_path(op: Operation, values: Sequence[str]) -> str:
@@ -473,6 +483,7 @@ async def send(client: AsyncKernel, req: Request, query: Mapping[str, Any] | Non
         method=op.method,
         url=url,
         attempts=attempts,
+        operation=op.name,
     )
     if op.kind == "page":
         return result, resp.headers

@@ -38,8 +38,8 @@ def next_page_query(
     if not raw.isascii() or not raw.isdigit():
         return None
     offset = int(raw)
-    before = sent.get("offset", 0)
-    if offset <= 0 or (isinstance(before, int) and offset <= before):
+    before = str(sent.get("offset", 0)).strip()  # an int, or text from extra_query
+    if offset <= 0 or (before.isascii() and before.isdigit() and offset <= int(before)):
         return None
     return {"offset": offset}
 
