@@ -43,11 +43,17 @@ class BinaryContent(bytes):
 
 
 def _hide_query(url: str | None) -> str:
-    # URLs whose query string carries a session token are shown without it.
+    # URLs whose query string or fragment carries a session token, or whose authority
+    # carries credentials (user:pass@), are shown without them.
     if url is None:
         return "None"
     base, sep, _ = url.partition("?")
-    return repr(base + "?<redacted>" if sep else base)
+    base, hash_, _ = base.partition("#")
+    scheme, slashes, rest = base.partition("://")
+    authority, slash, path = rest.partition("/")
+    if slashes and "@" in authority:
+        base = f"{scheme}://<redacted>@{authority.rpartition('@')[2]}{slash}{path}"
+    return repr(base + ("?<redacted>" if sep or hash_ else ""))
 
 
 def _redacted(value: object) -> str:

@@ -276,7 +276,8 @@ def _union_factory(conv: cattrs.Converter) -> Callable[[Any], Any]:
                 score = (len(names & value.keys()), -len(names - value.keys()))
                 if best is None or score > best[0]:
                     best = (score, decoded)
-            if best is None:
+            if best is None or (isinstance(value, dict) and value and best[0][0] == 0):
+                # Nothing decoded, or only by ignoring every key the object has.
                 shown = [getattr(m, "__name__", str(m)) for m in members]
                 raise TypeError(f"matches none of {shown}")
             return best[1]

@@ -141,8 +141,8 @@ def encode_query(values: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def _query_pairs(key: str, value: Any, out: list[tuple[str, str]]) -> None:
-    if value is None:
-        return
+    if value is None or value == "":
+        return  # as the official SDK: an empty value is no parameter at all
     if isinstance(value, Mapping):
         for sub, item in value.items():
             _query_pairs(f"{key}[{sub}]", item, out)

@@ -84,7 +84,7 @@ def _scalar_text(value: Any) -> str:
 
 
 def _query_reference(key: str, value: Any) -> list[tuple[str, str]]:
-    if value is None:
+    if value is None or value == "":  # as the official SDK: an empty value is left out
         return []
     if isinstance(value, dict):
         return [p for k, v in value.items() for p in _query_reference(f"{key}[{k}]", v)]

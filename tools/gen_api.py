@@ -60,6 +60,8 @@ OVERRIDDEN = {
     "browsers.replays.download",
 }
 SECRET_FIELDS = re.compile(r"(^|_)(token|secret|password|api_key|private_key)(_|$)|^key$")
+# Secrets whose field name alone does not say so: (schema, wire name).
+SECRET_BY_SCHEMA = {("CredentialTotpCodeResponse", "code")}
 OPTIONS = (
     "extra_headers: Mapping[str, str] | None = None",
     "extra_query: Mapping[str, object] | None = None",
@@ -228,7 +230,7 @@ class Models:
                 args.append("default=None")
             if wire != pname:
                 args.append(f"metadata={{'wire': {wire!r}}}")
-            if SECRET_FIELDS.search(wire):
+            if SECRET_FIELDS.search(wire) or (name, wire) in SECRET_BY_SCHEMA:
                 args.append("repr=_redacted")
             elif wire.endswith("_url"):
                 args.append("repr=_hide_query")

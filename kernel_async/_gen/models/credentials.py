@@ -36,5 +36,5 @@ class CredentialCredential:
 class CredentialTotpCodeResponse:
     """The `CredentialTotpCodeResponse` object of the Kernel API."""
 
-    code: str
+    code: str = attrs.field(repr=_redacted)
     expires_at: datetime
