@@ -141,9 +141,9 @@ NOT_IMPLEMENTED: Mapping[str, str] = {
 }
 
 # kind -> the fields whose values are unique among its records (409 on a duplicate).
+# Proxies are absent: the spec says several may share one name.
 UNIQUE_NAMES: Mapping[str, tuple[str, ...]] = {
     "profiles": ("name",),
-    "proxies": ("name",),
     "credentials": ("name",),
     "browser_pools": ("name",),
     "projects": ("name",),
@@ -319,7 +319,7 @@ def derive_families(
         role: str | None = _ROLE_OVERRIDES.get(op.sdk_name)
         if role is None and collection is not None:
             if op.template == collection:
-                role = {"POST": "create", "GET": "list"}.get(op.method)
+                role = {"POST": "create", "GET": "list" if _is_array(op) else None}.get(op.method)
                 if role == "create" and op.verb == "upsert":
                     role = "upsert_by_name"
             elif op.template == f"{collection}/{{{keys.get(op.kind)}}}":
@@ -541,6 +541,7 @@ class GenericAPI:
             "vaults.items.events": self._empty_list,
             "auth.connections.timeline": self._empty_list,
             "config_registry.analyses.cancel": self._unreachable,
+            "browsers.playwright.executors.list": self._nothing_yet,
         }
 
     # -- mounting ---------------------------------------------------------------------
@@ -711,6 +712,11 @@ class GenericAPI:
     def _answer(self, schema: Schema | None, record: Record) -> Any:
         """A record in a response schema's shape; what was built to fill it is kept."""
         assert schema is not None
+        pool = self._pools.get(record.data.get("id", ""))
+        if pool is not None:  # a pool's counts are live
+            size = int(record.data["browser_pool_config"].get("size", 0))
+            record.data["acquired_count"] = len(pool.leased)
+            record.data["available_count"] = max(0, size - len(pool.leased))
         out = synthesize(schema, known=record.data, seed=record.seed)
         if isinstance(out, dict):
             with self._lock:
@@ -1002,7 +1008,8 @@ class GenericAPI:
         create = operation("browsers.create").body
         assert create is not None
         wanted = set(resolve(create.schema).get("properties", {}))
-        params = {k: v for k, v in config.items() if k in wanted and v is not None}
+        # The pool's name is not its browsers' (their names are unique among sessions).
+        params = {k: v for k, v in config.items() if k in wanted and k != "name" and v is not None}
         if self._make_browser is not None:
             return await self._make_browser(params)
         schema = operation("browser_pools.acquire").response_schema
@@ -1112,6 +1119,13 @@ class GenericAPI:
         # The item exists (checked as its parent); nothing has happened to it here.
         page, headers = page_of([], op.pagination, query)
         return web.json_response(page, headers=headers)
+
+    async def _nothing_yet(
+        self, op: Operation, path: Mapping[str, str], query: Any, body: Any, parent: str
+    ) -> web.StreamResponse:
+        # Only the required fields, each empty: e.g. no executors (nothing could start one).
+        assert op.response_schema is not None
+        return web.json_response(synthesize(op.response_schema, seed=0))
 
     async def _unreachable(
         self, op: Operation, path: Mapping[str, str], query: Any, body: Any, parent: str

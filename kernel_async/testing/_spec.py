@@ -212,7 +212,8 @@ def _split(raw_path: str) -> list[str] | None:
     """A raw path's decoded segments, or None when one cannot be decoded (e.g. ``%FF``)."""
     path = raw_path.split("?", 1)[0].split("#", 1)[0]
     try:
-        return [unquote(s, errors="strict") for s in path.strip("/").split("/")]
+        # Strict: an empty segment ("//", a trailing "/") matches no placeholder.
+        return [unquote(s, errors="strict") for s in path.removeprefix("/").split("/")]
     except UnicodeDecodeError:
         return None
 

@@ -109,6 +109,9 @@ def _format_problem(schema: Schema, value: str) -> str | None:
 
 
 def _describe(schema: Schema) -> str:
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and resolve(schema).get("type", "object") == "object":
+        return ref.rpartition("/")[2]  # e.g. an object shape: its component's name
     schema = resolve(schema)
     if "enum" in schema:
         return "one of " + ", ".join(_show(v) for v in schema["enum"])
