@@ -35,6 +35,8 @@ def create_schema() -> dict[str, Any]:
 
 
 async def test_create_sends_the_typed_keywords(client: AsyncKernel, fake: FakeKernel) -> None:
+    await client.profiles.create(name="p")  # the emulator checks references, as the API does
+    await client.proxies.create(type="custom", name="px")
     b = await client.browsers.create(
         headless=False,
         stealth=True,

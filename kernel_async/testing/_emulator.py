@@ -143,6 +143,16 @@ class FakeKernel:
 
     IDs have one shape however they were made (``br_`` or ``rp_`` and 16 hex digits), and
     404s one wording on every path.
+
+    Every other family of the API (profiles, proxies, extensions, pools, credentials,
+    vaults, projects, deployments...) is served from the spec with generic state: create,
+    retrieve (by ID or name), update, list (the spec's pagination) and delete, 404s and
+    409s for duplicate names; requests are validated against the spec (400 naming the
+    field). A browser created with ``profile=``, ``proxy_id=``, ``extensions=`` or
+    ``vaults=`` must refer to existing ones (404 otherwise; ``check_references=False``
+    turns that off). Pools hand out browsers and wait (then 204) when empty. What cannot
+    run here answers 501 naming the operation. `fail` takes those operations' official
+    names too (``fake.fail("profiles.create", status=503)``).
     """
 
     def __init__(
@@ -155,6 +165,7 @@ class FakeKernel:
         video: bytes | None = None,
         backend: str | Backend = "memory",
         max_browsers: int = 4,
+        check_references: bool = True,
     ) -> None:
         self.api_key = api_key if api_key is not None else "fake-" + secrets.token_hex(12)
         self.host = host
@@ -168,6 +179,16 @@ class FakeKernel:
         self._runner: web.AppRunner | None = None
         self._thread_loop: asyncio.AbstractEventLoop | None = None
         self._bridge = self._bridge_for(backend, max_browsers, video, finalise_seconds)
+        self._check_references = check_references
+        from ._generic import GenericAPI
+
+        # Every other family of the API, from the spec (generic state, a few real rules,
+        # 501 naming what cannot run here).
+        self._generic = GenericAPI(
+            make_browser=self._pool_browser,
+            end_browser=self._expire,
+            browser_exists=self._browser_id,
+        )
 
     def _bridge_for(
         self,
@@ -239,7 +260,8 @@ class FakeKernel:
                 return await handler(request)  # type: ignore[no-any-return]
             return await self._handle(request)
 
-        app = web.Application(client_max_size=1024 * 1024, middlewares=[dispatch])
+        # Uploads (extensions, deployments, files) may be large: 1 GiB.
+        app = web.Application(client_max_size=1 << 30, middlewares=[dispatch])
         # The DevTools websockets (token-checked) of the browsers that can be driven.
         app.router.add_get("/cdp/{session_id}", self._cdp, name="cdp")
         # In-flight handlers (e.g. an injected delay) must not hold up shutdown.
@@ -411,8 +433,13 @@ class FakeKernel:
             should_retry: Send ``x-should-retry: true|false``.
         """
         op = OPERATIONS.get(operation, operation)
-        if op not in set(OPERATIONS.values()) | {"*"}:
-            raise ValueError(f"unknown operation {operation!r}")
+        known = set(OPERATIONS.values()) | {"*"} | self._generic.operation_names()
+        if op not in known:
+            short = ", ".join(sorted(set(OPERATIONS.values())))
+            raise ValueError(
+                f"unknown operation {operation!r}: use a short name ({short}), "
+                "an official SDK name such as 'profiles.create', or '*'"
+            )
         fault = Fault(
             op,
             status=status,
@@ -463,12 +490,16 @@ class FakeKernel:
         parts = request.raw_path.split("?", 1)[0].split("/")[1:]
         method = request.method
         op, args = _route(method, parts)
-        fault = self._take_fault(op) if op is not None else None
+        generic = self._generic.match(method, request.raw_path) if op is None else None
+        name = op if op is not None else generic
+        fault = self._take_fault(name) if name is not None else None
         self.requests.append(
-            RecordedRequest(op, method, request.raw_path, dict(request.headers), body, bool(fault))
+            RecordedRequest(
+                name, method, request.raw_path, dict(request.headers), body, bool(fault)
+            )
         )
-        if op is None:
-            if args is not None:
+        if name is None:
+            if args is not None or self._generic.index.allowed(request.raw_path):
                 return _error(405, "method_not_allowed", f"{method} is not allowed here")
             path = request.raw_path.split("?", 1)[0]  # a query may hold a token: never echo it
             return _error(404, "not_found", f"no route for {path}")
@@ -483,10 +514,14 @@ class FakeKernel:
                 return await self._fault_response(request, fault)
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return _error(401, "unauthorized", "missing or invalid API key")
-        assert args is not None
-        handler = getattr(self, f"_op_{op}")
         try:
-            resp: web.StreamResponse = await handler(request, body, *args)
+            if op is None:
+                answer = await self._generic.dispatch(request, body)
+                assert answer is not None  # match() found its operation
+                resp: web.StreamResponse = answer
+            else:
+                assert args is not None
+                resp = await getattr(self, f"_op_{op}")(request, body, *args)
         except Refused as refused:
             resp = _refusal(refused)
         if fault is not None and fault.truncate:
@@ -579,7 +614,15 @@ class FakeKernel:
     # -- browsers (the rules are in _sessions) -----------------------------------------
 
     async def _op_create(self, request: web.Request, body: bytes) -> web.StreamResponse:
-        fields = parse_create(_json_object(body))
+        raw = _json_object(body)
+        missing = self._generic.check_references(raw) if self._check_references else None
+        if missing is not None:  # a profile, proxy, extension or vault that does not exist
+            return missing.response()
+        session = await self._create_session(raw)
+        return web.json_response(session.as_json(self.base_url))
+
+    async def _create_session(self, raw: Mapping[str, Any]) -> Session:
+        fields = parse_create(dict(raw))
         with self._lock:
             session = self._sessions.add(fields)
             self._browsers[session.session_id] = []
@@ -588,7 +631,7 @@ class FakeKernel:
         except BaseException:
             self._forget(session.session_id)
             raise
-        return web.json_response(session.as_json(self.base_url))
+        return session
 
     async def _op_retrieve(self, request: web.Request, body: bytes, ref: str) -> web.StreamResponse:
         deleted = request.rel_url.query.get("include_deleted", "false") == "true"
@@ -638,6 +681,20 @@ class FakeKernel:
         await self._bridge.deleted(session.session_id)
         for replay_id in stopped:
             self._bridge.stopped(session.session_id, replay_id)
+
+    async def _pool_browser(self, create: Mapping[str, Any]) -> Mapping[str, Any]:
+        """A browser for a pool's lease, made as ``browsers.create`` makes one."""
+        session = await self._create_session(create)
+        return session.as_json(self.base_url)
+
+    def _browser_id(self, id_or_name: str) -> str | None:
+        """The session ID of an active browser (by ID or name), for the families under
+        ``/browsers/{id_or_name}/`` (computer, fs, process...)."""
+        with self._lock:
+            try:
+                return self._sessions.find(id_or_name).session_id
+            except Refused:
+                return None
 
     def _active_session(self, session_id: str) -> Session | None:
         session = self._sessions.sessions.get(session_id)

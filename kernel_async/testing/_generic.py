@@ -554,6 +554,10 @@ class GenericAPI:
         """Add `routes` to an aiohttp application."""
         app.add_routes(self.routes())
 
+    def operation_names(self) -> frozenset[str]:
+        """The sdk names of every operation answered here (served or 501)."""
+        return frozenset(op.sdk_name for op in self.index)
+
     def match(self, method: str, raw_path: str) -> str | None:
         """The sdk name of the operation a request hits, if this serves it (for recording
         and fault injection before `dispatch`)."""
@@ -619,7 +623,14 @@ class GenericAPI:
             if not wanted:
                 continue
             if all(self._find(kind, "", w) is None for w in wanted):
-                return not_found(kind, wanted[0])
+                missing = not_found(kind, wanted[0])
+                return ApiError(
+                    missing.status,
+                    missing.code,
+                    f"{missing.message}: create it first (client.{kind}.create(...)); "
+                    "the emulator checks references as the API does "
+                    "(FakeKernel(check_references=False) turns that off)",
+                )
         return None
 
     def records(self, kind: str, parent: str = "") -> list[dict[str, Any]]:
