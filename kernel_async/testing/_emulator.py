@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import secrets
 import threading
 import time
-from collections.abc import Coroutine, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -22,6 +23,7 @@ from aiohttp import web
 from .. import _hosted
 from ._backend import Backend, InMemoryBackend, sample_video
 from ._bridge import BackendBridge
+from ._families import FAMILY_MODULES
 from ._sessions import (
     Refused,
     ReplayState,
@@ -32,6 +34,7 @@ from ._sessions import (
     parse_create,
     replay_not_found,
 )
+from ._spec import SERVED_BY_EMULATOR
 
 if TYPE_CHECKING:
     from .._client import AsyncKernel
@@ -112,6 +115,31 @@ class Fault:
     hits: int = 0
 
 
+@attrs.frozen
+class FamilyCall:
+    """One browser-family request, checked against the spec.
+
+    Attributes:
+        browser_id: The active browser's session ID (names resolved).
+        params: The other path parameters (e.g. ``process_id``), decoded.
+        query: The query parameters, typed by the spec.
+        body: The JSON body (a dict) or form fields, typed by the spec; None without one.
+        raw: The request body's bytes (raw uploads).
+        request: The aiohttp request (for streaming answers).
+    """
+
+    browser_id: str
+    params: Mapping[str, str]
+    query: Mapping[str, Any]
+    body: Any
+    raw: bytes
+    request: web.Request
+
+
+BrowserOp = Callable[[FamilyCall], Awaitable[web.StreamResponse]]
+"""A handler of one operation of a browser's own families."""
+
+
 class FakeKernel:
     """A real HTTP server on loopback that behaves like the Kernel browsers and replays API.
 
@@ -184,10 +212,16 @@ class FakeKernel:
 
         # Every other family of the API, from the spec (generic state, a few real rules,
         # 501 naming what cannot run here).
+        # The browser's own families (computer, fs, process, logs...): handlers by the
+        # official operation name, each registered by its module (see `BrowserOps`).
+        self._browser_ops: dict[str, BrowserOp] = {}
+        for module in FAMILY_MODULES:
+            self._browser_ops.update(importlib.import_module(module).register(self))
         self._generic = GenericAPI(
             make_browser=self._pool_browser,
             end_browser=self._expire,
             browser_exists=self._browser_id,
+            exclude=SERVED_BY_EMULATOR | frozenset(self._browser_ops),
         )
 
     def _bridge_for(
@@ -515,10 +549,13 @@ class FakeKernel:
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return _error(401, "unauthorized", "missing or invalid API key")
         try:
-            if op is None:
+            family = self._browser_ops.get(generic) if generic is not None else None
+            if family is not None:
+                resp: web.StreamResponse = await self._family(family, request, body)
+            elif op is None:
                 answer = await self._generic.dispatch(request, body)
                 assert answer is not None  # match() found its operation
-                resp: web.StreamResponse = answer
+                resp = answer
             else:
                 assert args is not None
                 resp = await getattr(self, f"_op_{op}")(request, body, *args)
@@ -681,6 +718,27 @@ class FakeKernel:
         await self._bridge.deleted(session.session_id)
         for replay_id in stopped:
             self._bridge.stopped(session.session_id, replay_id)
+
+    async def _family(
+        self, handler: BrowserOp, request: web.Request, body: bytes
+    ) -> web.StreamResponse:
+        """Run a browser-family operation: validated against the spec, on an active
+        browser (404 otherwise), with the backend's handle for it."""
+        from ._validate import error_body, validate_request
+
+        found = self._generic.index.match(request.method, request.raw_path)
+        assert found is not None
+        query = list(request.rel_url.query.items())
+        ctype = request.headers.get("Content-Type", "")
+        checked = validate_request(found.operation, found.path_params, query, ctype, body)
+        if checked.problems:
+            status, payload = error_body(checked.problems)
+            return web.json_response(payload, status=status)
+        params = dict(found.path_params)
+        with self._lock:
+            session = self._sessions.find(params.pop("id_or_name"))
+        call = FamilyCall(session.session_id, params, checked.query, checked.body, body, request)
+        return await handler(call)
 
     async def _pool_browser(self, create: Mapping[str, Any]) -> Mapping[str, Any]:
         """A browser for a pool's lease, made as ``browsers.create`` makes one."""
