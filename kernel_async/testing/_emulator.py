@@ -35,6 +35,7 @@ from ._sessions import (
     replay_not_found,
 )
 from ._spec import SERVED_BY_EMULATOR
+from ._spec import index as spec_index
 
 if TYPE_CHECKING:
     from .._client import AsyncKernel
@@ -112,6 +113,7 @@ class Fault:
     body: bytes | None = None
     headers: Mapping[str, str] = attrs.field(factory=dict)
     should_retry: bool | None = None
+    drop_after: int | None = None
     hits: int = 0
 
 
@@ -214,9 +216,14 @@ class FakeKernel:
         # 501 naming what cannot run here).
         # The browser's own families (computer, fs, process, logs...): handlers by the
         # official operation name, each registered by its module (see `BrowserOps`).
+        from ._observe import BrowserLogs
+
+        self.logs = BrowserLogs()
         self._browser_ops: dict[str, BrowserOp] = {}
         for module in FAMILY_MODULES:
             self._browser_ops.update(importlib.import_module(module).register(self))
+        # Every operation the emulator's own routes do not answer (by the spec).
+        self._index = spec_index(exclude_served=True)
         self._generic = GenericAPI(
             make_browser=self._pool_browser,
             end_browser=self._expire,
@@ -447,6 +454,7 @@ class FakeKernel:
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         should_retry: bool | None = None,
+        drop_after: int | None = None,
     ) -> Fault:
         """Make the next `times` calls of `operation` fail (`None`: every call).
 
@@ -465,9 +473,11 @@ class FakeKernel:
             body: Raw body bytes instead of the Error JSON.
             headers: Extra response headers.
             should_retry: Send ``x-should-retry: true|false``.
+            drop_after: Event streams (with ``status=None``): cut the connection, with no
+                proper end, after this many events (clients with an event id resume).
         """
         op = OPERATIONS.get(operation, operation)
-        known = set(OPERATIONS.values()) | {"*"} | self._generic.operation_names()
+        known = set(OPERATIONS.values()) | {"*"} | {op.sdk_name for op in self._index}
         if op not in known:
             short = ", ".join(sorted(set(OPERATIONS.values())))
             raise ValueError(
@@ -486,6 +496,7 @@ class FakeKernel:
             body=body,
             headers=dict(headers or {}),
             should_retry=should_retry,
+            drop_after=drop_after,
         )
         with self._lock:
             self._faults.append(fault)
@@ -501,6 +512,13 @@ class FakeKernel:
         base = self.base_url if self._runner is not None else ""
         with self._lock:
             return [r.as_json(base) for r in self._browsers.get(browser_id, [])]
+
+    def log(self, browser_id: str, message: str, *, path: str | None = None) -> None:
+        """Add a line to a browser's log (``browsers.logs.stream`` serves it; with `path`,
+        to the log of that file, for ``source="path"``). Any thread."""
+        from ._observe import SUPERVISOR
+
+        self.logs.add(browser_id, message, source=path or SUPERVISOR)
 
     def count(self, operation: str | None = None) -> int:
         """How many requests (of one operation) were received."""
@@ -524,7 +542,8 @@ class FakeKernel:
         parts = request.raw_path.split("?", 1)[0].split("/")[1:]
         method = request.method
         op, args = _route(method, parts)
-        generic = self._generic.match(method, request.raw_path) if op is None else None
+        found = self._index.match(method, request.raw_path) if op is None else None
+        generic = found.operation.sdk_name if found is not None else None
         name = op if op is not None else generic
         fault = self._take_fault(name) if name is not None else None
         self.requests.append(
@@ -533,7 +552,7 @@ class FakeKernel:
             )
         )
         if name is None:
-            if args is not None or self._generic.index.allowed(request.raw_path):
+            if args is not None or self._index.allowed(request.raw_path):
                 return _error(405, "method_not_allowed", f"{method} is not allowed here")
             path = request.raw_path.split("?", 1)[0]  # a query may hold a token: never echo it
             return _error(404, "not_found", f"no route for {path}")
@@ -548,6 +567,7 @@ class FakeKernel:
                 return await self._fault_response(request, fault)
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return _error(401, "unauthorized", "missing or invalid API key")
+        request["kernel_fault"] = fault  # for faults a handler carries out (drop_after)
         try:
             family = self._browser_ops.get(generic) if generic is not None else None
             if family is not None:
@@ -636,6 +656,7 @@ class FakeKernel:
             replays.append(replay)
             data = replay.as_json(self.base_url)
         await self._start_recording(replay, params)
+        self.log(replay.browser_id, f"replay {replay.replay_id} recording")
         return web.json_response(data)
 
     async def _start_recording(self, replay: ReplayState, params: dict[str, Any]) -> None:
@@ -656,6 +677,7 @@ class FakeKernel:
         if missing is not None:  # a profile, proxy, extension or vault that does not exist
             return missing.response()
         session = await self._create_session(raw)
+        self.log(session.session_id, f"browser {session.session_id} created")
         return web.json_response(session.as_json(self.base_url))
 
     async def _create_session(self, raw: Mapping[str, Any]) -> Session:
@@ -715,6 +737,10 @@ class FakeKernel:
                     replay.stopped_mono = now
                     replay.finished_at = datetime.now(timezone.utc)
                     stopped.append(replay.replay_id)
+        self.log(
+            session.session_id, f"browser {session.session_id} ended" + (f": {why}" if why else "")
+        )
+        self.logs.end(session.session_id)
         await self._bridge.deleted(session.session_id)
         for replay_id in stopped:
             self._bridge.stopped(session.session_id, replay_id)
@@ -726,7 +752,7 @@ class FakeKernel:
         browser (404 otherwise), with the backend's handle for it."""
         from ._validate import error_body, validate_request
 
-        found = self._generic.index.match(request.method, request.raw_path)
+        found = self._index.match(request.method, request.raw_path)
         assert found is not None
         query = list(request.rel_url.query.items())
         ctype = request.headers.get("Content-Type", "")
@@ -786,6 +812,7 @@ class FakeKernel:
                 found.stopped_mono = time.monotonic()
                 found.finished_at = datetime.now(timezone.utc)
         self._bridge.stopped(found.browser_id, found.replay_id)
+        self.log(found.browser_id, f"replay {found.replay_id} stopped")
         return web.Response(status=200)
 
     async def _op_download(

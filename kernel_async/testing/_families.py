@@ -6,4 +6,6 @@ naming it. One line per module; the emulator imports them when it is made."""
 
 from __future__ import annotations
 
-FAMILY_MODULES: tuple[str, ...] = ()
+FAMILY_MODULES: tuple[str, ...] = (
+    "kernel_async.testing._observe",  # browsers.logs.stream
+)
