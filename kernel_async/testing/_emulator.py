@@ -128,6 +128,8 @@ class FamilyCall:
         body: The JSON body (a dict) or form fields, typed by the spec; None without one.
         raw: The request body's bytes (raw uploads).
         request: The aiohttp request (for streaming answers).
+        fault: The injected fault this request drew, for those a handler carries out
+            (``drop_after``); None without one.
     """
 
     browser_id: str
@@ -136,6 +138,7 @@ class FamilyCall:
     body: Any
     raw: bytes
     request: web.Request
+    fault: Fault | None = None
 
 
 BrowserOp = Callable[[FamilyCall], Awaitable[web.StreamResponse]]
@@ -567,11 +570,10 @@ class FakeKernel:
                 return await self._fault_response(request, fault)
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return _error(401, "unauthorized", "missing or invalid API key")
-        request["kernel_fault"] = fault  # for faults a handler carries out (drop_after)
         try:
             family = self._browser_ops.get(generic) if generic is not None else None
             if family is not None:
-                resp: web.StreamResponse = await self._family(family, request, body)
+                resp: web.StreamResponse = await self._family(family, request, body, fault)
             elif op is None:
                 answer = await self._generic.dispatch(request, body)
                 assert answer is not None  # match() found its operation
@@ -746,7 +748,7 @@ class FakeKernel:
             self._bridge.stopped(session.session_id, replay_id)
 
     async def _family(
-        self, handler: BrowserOp, request: web.Request, body: bytes
+        self, handler: BrowserOp, request: web.Request, body: bytes, fault: Fault | None
     ) -> web.StreamResponse:
         """Run a browser-family operation: validated against the spec, on an active
         browser (404 otherwise), with the backend's handle for it."""
@@ -763,7 +765,9 @@ class FakeKernel:
         params = dict(found.path_params)
         with self._lock:
             session = self._sessions.find(params.pop("id_or_name"))
-        call = FamilyCall(session.session_id, params, checked.query, checked.body, body, request)
+        call = FamilyCall(
+            session.session_id, params, checked.query, checked.body, body, request, fault
+        )
         return await handler(call)
 
     async def _pool_browser(self, create: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -105,8 +105,7 @@ async def _stream(fake: FakeKernel, call: FamilyCall) -> web.StreamResponse:
     logs = fake.logs
     browser = call.browser_id
     position = _start(call.request.headers.get("Last-Event-ID"))
-    fault = call.request.get("kernel_fault")
-    drop_after = getattr(fault, "drop_after", None)
+    drop_after = call.fault.drop_after if call.fault is not None else None
     resp = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
