@@ -185,7 +185,7 @@ def test_modes_are_octal_strings() -> None:
     assert parse_mode("644", 0) == 0o644
     assert parse_mode("0755", 0) == 0o755
     assert parse_mode(None, 0o600) == 0o600
-    for bad in ("", "9", "rwx", "-1", "777777", "0x1"):
+    for bad in ("", "9", "rwx", "-1", "777777", "77777", "0x1"):
         refused(400, parse_mode, bad, 0)
 
 
@@ -512,6 +512,20 @@ async def test_zip_slip_is_refused_whole(fs: FileSystem, tmp_path: Path, archive
     refused(403, fs.upload_zip, "/dest/inner", archive)
     refused(404, fs.file_info, "/dest")  # nothing written, not even the destination
     assert host_tree(tmp_path) == before
+
+
+async def test_zip_modes_never_setuid(fs: FileSystem) -> None:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        info = zipfile.ZipInfo("tool")
+        info.external_attr = (stat.S_IFREG | 0o4755) << 16
+        archive.writestr(info, b"#!/bin/sh\n")
+        plain = zipfile.ZipInfo("plain")
+        plain.external_attr = stat.S_IFREG << 16  # a type and no permission bits: 644
+        archive.writestr(plain, b"")
+    fs.upload_zip("/z", out.getvalue())
+    assert fs.file_info("/z/tool")["mode"] == "-rwxr-xr-x"
+    assert fs.file_info("/z/plain")["mode"] == "-rw-r--r--"
 
 
 async def test_bad_and_oversized_zips(tmp_path: Path) -> None:

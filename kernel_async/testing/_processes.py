@@ -33,7 +33,9 @@ gets ``SIGKILL``); ``timeout_sec`` of ``None`` or ``0`` means no limit. ``kill``
 whole process group; signalling an ended process answers ``ok: true`` and changes nothing.
 ``resize`` of a process without a terminal is 400; of an ended one ``ok: false``. ``stdin``
 to an ended process is 409. An unknown process id is 404; a command that cannot be started
-is 400. `aclose` (the browser is deleted) kills every process group the browser started.
+is 400. `aclose` (the browser is deleted) kills every process group the browser started
+with ``SIGKILL`` and waits for the leaders; a program that leaves its group on purpose
+(``setsid``, a daemon) is beyond that reach, as it would be for any process supervisor.
 """
 
 from __future__ import annotations

@@ -206,6 +206,8 @@ def parse_mode(mode: str | None, default: int) -> int:
     text = mode.strip()
     if not text or len(text) > 5 or any(c not in "01234567" for c in text):
         raise _bad(f"mode must be an octal string such as 644: {mode!r}")
+    if int(text, 8) > 0o7777:
+        raise _bad(f"mode must be at most 7777: {mode!r}")
     return int(text, 8)
 
 
@@ -395,7 +397,7 @@ def _zip_stamp(mtime: float) -> tuple[int, int, int, int, int, int]:
 
 
 def _zip_mode(info: zipfile.ZipInfo, default: int) -> int:
-    mode = (info.external_attr >> 16) & 0o7777
+    mode = (info.external_attr >> 16) & 0o777  # never setuid/setgid/sticky from an archive
     return mode or default
 
 
