@@ -12,7 +12,7 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -222,6 +222,9 @@ class FakeKernel:
         from ._observe import BrowserLogs
 
         self.logs = BrowserLogs()
+        from ._machine import Machines
+
+        self.machines = Machines(lambda: not isinstance(self._bridge.backend, InMemoryBackend))
         self._browser_ops: dict[str, BrowserOp] = {}
         for module in FAMILY_MODULES:
             self._browser_ops.update(importlib.import_module(module).register(self))
@@ -331,6 +334,7 @@ class FakeKernel:
         _hosted.unserved(self.base_url)
         await runner.cleanup()  # handlers still in flight may read base_url meanwhile
         self._runner = None
+        await self.machines.aclose()  # every browser's processes and sandbox go too
         await self._bridge.aclose()
 
     async def __aenter__(self) -> FakeKernel:
@@ -522,6 +526,25 @@ class FakeKernel:
         from ._observe import SUPERVISOR
 
         self.logs.add(browser_id, message, source=path or SUPERVISOR)
+
+    def on_exec(
+        self,
+        command: str | Callable[[str, Sequence[str]], bool],
+        *,
+        stdout: bytes = b"",
+        stderr: bytes = b"",
+        exit_code: int = 0,
+        hold: bool = False,
+    ) -> None:
+        """Script what ``browsers.process.exec``/``spawn`` answer in memory (the default
+        backend runs nothing): commands named `command` (or for which the callable
+        ``(command, args) -> bool`` is true) print this and exit with `exit_code`; a
+        spawned one with `hold` runs until killed. The newest matching script wins; an
+        unscripted command is a 400 naming it. On the local Chromium backend commands run
+        for real, in the browser's sandbox directory."""
+        from ._processes import _Script
+
+        self.machines.scripts.append(_Script(command, stdout, stderr, exit_code, hold))
 
     def count(self, operation: str | None = None) -> int:
         """How many requests (of one operation) were received."""
@@ -743,6 +766,7 @@ class FakeKernel:
             session.session_id, f"browser {session.session_id} ended" + (f": {why}" if why else "")
         )
         self.logs.end(session.session_id)
+        await self.machines.end(session.session_id)
         await self._bridge.deleted(session.session_id)
         for replay_id in stopped:
             self._bridge.stopped(session.session_id, replay_id)
