@@ -53,6 +53,7 @@ async def test_a_spawned_process_streams_and_resumes(fake: FakeKernel, client: A
     b = (await client.browsers.create()).session_id
     fake.on_exec("tail", stdout=b"one\ntwo\n", exit_code=0)
     spawned = await client.browsers.process.spawn(b, command="tail")
+    assert spawned.process_id is not None
     fake.fail("browsers.process.stdout_stream", status=None, drop_after=1)
     stream = await client.browsers.process.stdout_stream(spawned.process_id, id_or_name=b)
     events = [e async for e in stream]
@@ -81,7 +82,7 @@ async def local() -> AsyncIterator[tuple[FakeKernel, AsyncKernel, str]]:
 async def test_a_local_browsers_machine_is_real_and_sandboxed(
     local: tuple[FakeKernel, AsyncKernel, str],
 ) -> None:
-    fake, client, b = local
+    _, client, b = local
     await client.browsers.fs.write_file(b, b"secret-free", path="/tmp/x.txt")
     ran = await client.browsers.process.exec(b, command="cat", args=["tmp/x.txt"])
     assert base64.b64decode(ran.stdout_b64 or "") == b"secret-free"  # cwd: the sandbox root
@@ -105,10 +106,11 @@ async def test_a_local_browsers_machine_is_real_and_sandboxed(
 async def test_a_deleted_browser_takes_its_processes_and_files(
     local: tuple[FakeKernel, AsyncKernel, str],
 ) -> None:
-    fake, client, b = local
+    _, client, b = local
     before = set(glob.glob("/tmp/kernel-machine-*"))
     spawned = await client.browsers.process.spawn(b, command="sleep", args=["60"])
     roots = set(glob.glob("/tmp/kernel-machine-*")) - before
+    assert spawned.process_id is not None
     status = await client.browsers.process.status(spawned.process_id, id_or_name=b)
     assert status.state == "running"
     await client.browsers.delete(b)
