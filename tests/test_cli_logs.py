@@ -1,0 +1,283 @@
+"""`kernel-replays browsers logs`: real subprocesses against a small threaded aiohttp server
+that serves the logs' event stream (numbered events with ids, resuming after
+Last-Event-ID, cutting connections on request, following until the client leaves)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from kernel_async.types import LogEvent
+from kernel_sync.__main__ import main
+from kernel_sync._cli_browsers import log_json, log_line, log_source
+from tests.interrupt import read_line, sigint_default
+
+KEY = "sk-logs-test-key"
+
+
+def stamp(n: int) -> str:
+    return f"2026-01-01T00:{n // 60 % 60:02d}:{n % 60:02d}Z"
+
+
+def line(n: int) -> str:
+    """What the CLI prints for event `n` (the server's timestamp, in ISO 8601)."""
+    return datetime.fromisoformat(stamp(n).replace("Z", "+00:00")).isoformat() + f" line {n}"
+
+
+class LogFeed:
+    """The API's logs stream: events 1..`total` (ids 1..`total`), after Last-Event-ID on
+    a reconnect; the connections listed in `drops` are cut after that many events (an
+    incomplete chunked body, half an event left behind); `quiet` seconds before each
+    event. Read from the test thread: `requests`, `ended` (connections the client left)."""
+
+    def __init__(self) -> None:
+        self.total = 10
+        self.drops: list[int] = []
+        self.quiet = 0.0
+        self.status = 200
+        self.requests: list[tuple[dict[str, str], str | None, str | None]] = []
+        self.ended = threading.Event()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        last = request.headers.get("Last-Event-ID")
+        self.requests.append((dict(request.query), last, request.headers.get("Authorization")))
+        if self.status != 200:
+            body = {"code": "not_found", "message": "browser 'nope' not found"}
+            return web.json_response(body, status=self.status)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        cut = self.drops.pop(0) if self.drops else None
+        sent = 0
+        try:
+            for n in range(int(last) + 1 if last else 1, self.total + 1):
+                if sent == cut:
+                    await resp.write(b'id: 999\ndata: {"event": "log", "mess')
+                    assert request.transport is not None
+                    request.transport.abort()
+                    return resp
+                if self.quiet:
+                    await asyncio.sleep(self.quiet)
+                data = {"event": "log", "message": f"line {n}", "timestamp": stamp(n)}
+                await resp.write(f": ka\nid: {n}\ndata: {json.dumps(data)}\n\n".encode())
+                sent += 1
+            await resp.write_eof()
+        except (OSError, aiohttp.ClientError, asyncio.CancelledError):
+            self.ended.set()  # the client closed the connection
+            raise
+        return resp
+
+
+@pytest.fixture
+def feed() -> Iterator[tuple[LogFeed, str]]:
+    ready = threading.Event()
+    box: dict[str, Any] = {}
+
+    def serve() -> None:
+        loop = asyncio.new_event_loop()
+        state = LogFeed()
+        app = web.Application()
+        app.router.add_get("/browsers/{id}/logs/stream", state.handle)
+        runner = web.AppRunner(app, shutdown_timeout=0.1)
+        loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        loop.run_until_complete(site.start())
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        box.update(state=state, url=f"http://127.0.0.1:{port}", loop=loop)
+        ready.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        yield box["state"], box["url"]
+    finally:
+        box["loop"].call_soon_threadsafe(box["loop"].stop)
+        thread.join(10)
+
+
+def env_for(url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KERNEL_")}
+    return env | {"KERNEL_BASE_URL": url, "KERNEL_API_KEY": KEY}
+
+
+def logs(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kernel_sync", "browsers", "logs", *args],
+        capture_output=True,
+        text=True,
+        env=env_for(url),
+        timeout=60,
+    )
+
+
+def following(url: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "kernel_sync", "browsers", "logs", "b1", "--follow", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env_for(url),
+        preexec_fn=sigint_default,  # Ctrl-C reaches it even when the tests run in background
+    )
+
+
+def ended(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
+# -- pure parts ----------------------------------------------------------------------
+
+
+def test_one_line_per_event_whatever_the_message_holds() -> None:
+    at = datetime(2026, 1, 1, 12, 30, 5, 250000, tzinfo=timezone.utc)
+    event = LogEvent(event="log", message="first\nsecond\r\n", timestamp=at)
+    assert log_line(event) == "2026-01-01T12:30:05.250000+00:00 first\\nsecond"
+    assert log_json(event) == {
+        "event": "log",
+        "message": "first\nsecond\r\n",  # JSON keeps the message exactly
+        "timestamp": "2026-01-01T12:30:05.250000+00:00",
+    }
+
+
+def test_the_source_follows_from_the_flags() -> None:
+    assert log_source(None, None) == "supervisor"
+    assert log_source(None, "/var/log/x.log") == "path"
+    assert log_source("supervisor", "/var/log/x.log") == "supervisor"
+    with pytest.raises(ValueError, match="--path"):
+        log_source("path", None)
+
+
+def test_source_path_without_a_path_is_a_usage_error() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["browsers", "logs", "b1", "--source", "path"], out, err) == 2
+    assert out.getvalue() == "" and "--source path needs --path" in err.getvalue()
+
+
+# -- over a socket ---------------------------------------------------------------------
+
+
+def test_logs_print_one_line_per_event(feed: tuple[LogFeed, str]) -> None:
+    state, url = feed
+    done = logs(url, "b1", "--supervisor-process", "chromium")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.splitlines() == [line(n) for n in range(1, 11)]
+    ((query, last, auth),) = state.requests
+    assert query == {"source": "supervisor", "supervisor_process": "chromium"}
+    assert last is None and auth == f"Bearer {KEY}"
+    assert KEY not in done.stdout + done.stderr
+
+
+def test_logs_json_prints_each_event_as_a_json_line(feed: tuple[LogFeed, str]) -> None:
+    state, url = feed
+    state.total = 3
+    done = logs(url, "b1", "--path", "/var/log/app.log", "--json")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert [json.loads(text) for text in done.stdout.splitlines()] == [
+        {
+            "event": "log",
+            "message": f"line {n}",
+            "timestamp": datetime.fromisoformat(stamp(n).replace("Z", "+00:00")).isoformat(),
+        }
+        for n in (1, 2, 3)
+    ]
+    assert state.requests[0][0] == {"source": "path", "path": "/var/log/app.log"}
+
+
+def test_a_dropped_stream_is_resumed_and_every_line_printed_once(
+    feed: tuple[LogFeed, str],
+) -> None:
+    state, url = feed
+    state.drops = [3]  # the first connection is cut after 3 events, inside the 4th
+    done = logs(url, "b1", "--follow")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.splitlines() == [line(n) for n in range(1, 11)]
+    assert [(q.get("follow"), last) for q, last, _ in state.requests] == [
+        ("true", None),
+        ("true", "3"),  # the same query, resumed after the last event printed
+    ]
+
+
+def test_an_unknown_browser_is_one_error_line(feed: tuple[LogFeed, str]) -> None:
+    state, url = feed
+    state.status = 404
+    done = logs(url, "nope")
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "error: 404 not_found: browser 'nope' not found (1 attempt)"
+    ]
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_ctrl_c_while_following_exits_130_cleanly(feed: tuple[LogFeed, str], as_json: bool) -> None:
+    state, url = feed
+    state.total, state.quiet = 100_000, 0.05  # a follow that never ends by itself
+    proc = following(url, *(["--json"] if as_json else []))
+    try:
+        first = read_line(proc)
+        assert first == (json.dumps(log_json(_event(1))) if as_json else line(1)) + "\n"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        ended(proc)
+    assert proc.returncode == 130
+    assert "Traceback" not in err
+    if as_json:
+        assert json.loads(err) == {"error": {"type": "interrupted", "message": "interrupted"}}
+    else:
+        assert err == "interrupted\n"
+    assert all(text.strip() for text in out.splitlines())  # whole lines only
+    assert state.ended.wait(5)  # the connection was closed, not left to the OS
+    assert len(state.requests) == 1
+
+
+def test_a_closed_output_ends_a_follow_quietly(feed: tuple[LogFeed, str]) -> None:
+    # `kernel-replays browsers logs B --follow | head -1`.
+    state, url = feed
+    state.total, state.quiet = 100_000, 0.02
+    proc = following(url)
+    with proc:  # closes the pipes too
+        assert proc.stdout is not None and proc.stderr is not None
+        assert read_line(proc) == line(1) + "\n"
+        proc.stdout.close()  # the reader leaves: the next line written fails
+        try:
+            err = proc.stderr.read()
+            proc.wait(timeout=30)
+        finally:
+            ended(proc)
+    assert (proc.returncode, err) == (141, "")
+    assert state.ended.wait(5)
+
+
+def _event(n: int) -> LogEvent:
+    at = datetime.fromisoformat(stamp(n).replace("Z", "+00:00"))
+    return LogEvent(event="log", message=f"line {n}", timestamp=at)
+
+
+def test_the_follow_really_waits_for_new_lines(feed: tuple[LogFeed, str]) -> None:
+    # Quiet longer than --timeout (per attempt) between lines: the follow is not cut.
+    state, url = feed
+    state.total, state.quiet = 3, 1.2
+    started = time.monotonic()
+    done = logs(url, "b1", "--follow", "--timeout", "0.5")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.splitlines() == [line(n) for n in (1, 2, 3)]
+    assert time.monotonic() - started >= 3.0
