@@ -25,6 +25,7 @@ MAX_EVENT_BYTES: Final = 8 * 1024 * 1024
 
 _BOM: Final = b"\xef\xbb\xbf"
 _SHORT: Final = 32  # lines looked for one by one before assuming short lines
+_VIEW: Final = 4096  # a data line longer than this is decoded through a view, not a copy
 
 
 def _split_lf(chunk: bytes, pos: int) -> list[bytes]:
@@ -123,8 +124,9 @@ class SSEParser:
         self._pending: list[bytes] = []
         self._pending_size = 0
         # The current event: data lines joined by LF (raw bytes, decoded at dispatch); the
-        # first line's bytes as they are, a bytearray once a second one comes.
-        self._data: bytes | bytearray = b""
+        # first line's bytes as they are (a view of a long line), a bytearray once a
+        # second one comes.
+        self._data: bytes | bytearray | memoryview = b""
         self._has_data = False  # a `data` field was seen (an empty one still dispatches)
         self._event = b""
         self._event_retry: int | None = None
@@ -279,7 +281,7 @@ class SSEParser:
                         events.append(
                             ServerSentEvent(
                                 event.decode("utf-8", "replace") if event else "message",
-                                data.decode("utf-8", "replace"),
+                                str(data, "utf-8", "replace"),
                                 last_id,
                                 event_retry,
                             )
@@ -299,7 +301,12 @@ class SSEParser:
                     continue
                 in_event = True
                 if line.startswith(b"data:"):
-                    value = line[6:] if line[5:6] == b" " else line[5:]
+                    start = 6 if line[5:6] == b" " else 5
+                    if not has_data and len(line) > _VIEW:
+                        data = memoryview(line)[start:]  # a long line: decoded uncopied
+                        has_data = True
+                        continue
+                    value = line[start:]
                     name = b"data"
                 else:
                     name, _, value = line.partition(b":")
@@ -310,7 +317,7 @@ class SSEParser:
                         data = value  # one line (the usual): no copy
                         has_data = True
                     else:
-                        if type(data) is bytes:
+                        if type(data) is not bytearray:
                             data = bytearray(data)
                         data += b"\n"
                         data += value

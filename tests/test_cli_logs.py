@@ -1,36 +1,28 @@
 """`kernel-replays browsers logs`: real subprocesses against a small threaded aiohttp server
-that serves the logs' event stream (numbered events with ids, resuming after
-Last-Event-ID, cutting connections on request, following until the client leaves)."""
+that serves the logs' event stream (tests/sse_server.py: numbered events with ids, resumed
+after Last-Event-ID, connections cut on request, a follow until the client leaves)."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from typing import Any
 
-import aiohttp
 import pytest
-from aiohttp import web
 
 from kernel_async.types import LogEvent
 from kernel_sync.__main__ import main
 from kernel_sync._cli_browsers import log_json, log_line, log_source
 from tests.interrupt import read_line, sigint_default
+from tests.sse_server import LogFeed, serving, stamp
 
 KEY = "sk-logs-test-key"
-
-
-def stamp(n: int) -> str:
-    return f"2026-01-01T00:{n // 60 % 60:02d}:{n % 60:02d}Z"
 
 
 def line(n: int) -> str:
@@ -38,78 +30,11 @@ def line(n: int) -> str:
     return datetime.fromisoformat(stamp(n).replace("Z", "+00:00")).isoformat() + f" line {n}"
 
 
-class LogFeed:
-    """The API's logs stream: events 1..`total` (ids 1..`total`), after Last-Event-ID on
-    a reconnect; the connections listed in `drops` are cut after that many events (an
-    incomplete chunked body, half an event left behind); `quiet` seconds before each
-    event. Read from the test thread: `requests`, `ended` (connections the client left)."""
-
-    def __init__(self) -> None:
-        self.total = 10
-        self.drops: list[int] = []
-        self.quiet = 0.0
-        self.status = 200
-        self.requests: list[tuple[dict[str, str], str | None, str | None]] = []
-        self.ended = threading.Event()
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        last = request.headers.get("Last-Event-ID")
-        self.requests.append((dict(request.query), last, request.headers.get("Authorization")))
-        if self.status != 200:
-            body = {"code": "not_found", "message": "browser 'nope' not found"}
-            return web.json_response(body, status=self.status)
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        cut = self.drops.pop(0) if self.drops else None
-        sent = 0
-        try:
-            for n in range(int(last) + 1 if last else 1, self.total + 1):
-                if sent == cut:
-                    await resp.write(b'id: 999\ndata: {"event": "log", "mess')
-                    assert request.transport is not None
-                    request.transport.abort()
-                    return resp
-                if self.quiet:
-                    await asyncio.sleep(self.quiet)
-                data = {"event": "log", "message": f"line {n}", "timestamp": stamp(n)}
-                await resp.write(f": ka\nid: {n}\ndata: {json.dumps(data)}\n\n".encode())
-                sent += 1
-            await resp.write_eof()
-        except (OSError, aiohttp.ClientError, asyncio.CancelledError):
-            self.ended.set()  # the client closed the connection
-            raise
-        return resp
-
-
 @pytest.fixture
 def feed() -> Iterator[tuple[LogFeed, str]]:
-    ready = threading.Event()
-    box: dict[str, Any] = {}
-
-    def serve() -> None:
-        loop = asyncio.new_event_loop()
-        state = LogFeed()
-        app = web.Application()
-        app.router.add_get("/browsers/{id}/logs/stream", state.handle)
-        runner = web.AppRunner(app, shutdown_timeout=0.1)
-        loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        loop.run_until_complete(site.start())
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        box.update(state=state, url=f"http://127.0.0.1:{port}", loop=loop)
-        ready.set()
-        loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
-        loop.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    try:
-        yield box["state"], box["url"]
-    finally:
-        box["loop"].call_soon_threadsafe(box["loop"].stop)
-        thread.join(10)
+    state = LogFeed()
+    with serving(state) as url:
+        yield state, url
 
 
 def env_for(url: str) -> dict[str, str]:
