@@ -16,7 +16,9 @@ from datetime import datetime, timezone
 
 import pytest
 
+from kernel_async.testing import FakeKernel
 from kernel_async.types import LogEvent
+from kernel_sync import Kernel
 from kernel_sync.__main__ import main
 from kernel_sync._cli_browsers import log_json, log_line, log_source
 from tests.interrupt import read_line, sigint_default
@@ -206,3 +208,40 @@ def test_the_follow_really_waits_for_new_lines(feed: tuple[LogFeed, str]) -> Non
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout.splitlines() == [line(n) for n in (1, 2, 3)]
     assert time.monotonic() - started >= 3.0
+
+
+# The emulator keeps its fault on the request under a str key: aiohttp warns once per
+# process, and under "warnings are errors" that first faulted request would answer 500.
+@pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
+def test_a_follow_against_the_emulator_resumes_and_ends_with_the_browser() -> None:
+    with FakeKernel.in_thread(finalise_seconds=0.05) as fake:
+        b = fake.create_browser()
+        for n in range(4):
+            fake.log(b, f"step {n}")
+        fake.fail("browsers.logs.stream", status=None, drop_after=3)  # cut after 3 events
+        env = env_for(fake.base_url) | {"KERNEL_API_KEY": fake.api_key}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kernel_sync", "browsers", "logs", b, "--follow", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        try:
+            seen = [json.loads(read_line(proc))["message"] for _ in range(4)]
+            fake.log(b, "late step")  # a follow prints what comes later too
+            assert json.loads(read_line(proc))["message"] == "late step"
+            with Kernel(api_key=fake.api_key, base_url=fake.base_url) as client:
+                client.browsers.delete(b)  # the browser ends: so does the follow
+            out, err = proc.communicate(timeout=30)
+        finally:
+            ended(proc)
+        resumed = [
+            r.headers.get("Last-Event-ID")
+            for r in fake.requests
+            if r.operation == "browsers.logs.stream"
+        ]
+    assert seen == [f"step {n}" for n in range(4)]
+    assert [json.loads(text)["message"] for text in out.splitlines()] == [f"browser {b} ended"]
+    assert (proc.returncode, err) == (0, "")
+    assert resumed == [None, "3"]  # every line printed once across the drop
