@@ -75,7 +75,12 @@ class _Sink:
                 stream.server_retry_ms = event.retry
             if not event.data:
                 continue  # an id- or retry-only block: nothing to deliver
-            await stream._queue.put(stream._decode(event.data))
+            item = stream._decode(event.data)
+            queue = stream._queue
+            if queue.full():
+                await queue.put(item)  # the consumer is behind: wait for room
+            else:
+                queue.put_nowait(item)  # (no coroutine per event)
             self.delivered += 1
 
 
@@ -113,6 +118,8 @@ class AsyncStream(Generic[T]):
         self._task: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
         self._started_at = time.monotonic()
+        self._structure: Any = None  # the converter's hook for the event type (first event)
+        self._type: Any = None
 
     @classmethod
     async def open(cls, client: AsyncKernel, req: Request, **options: Any) -> AsyncStream[Any]:
@@ -233,10 +240,11 @@ class AsyncStream(Generic[T]):
         return limits.total - (time.monotonic() - self._started_at)
 
     def _decode(self, data: str) -> Any:
-        from ._operation import result_type
-
+        structure = self._structure
+        if structure is None:
+            structure = self._structure = self._structure_hook()
         try:
-            return converter().structure(json.loads(data), result_type(self._req.op))
+            return structure(json.loads(data), self._type)
         except Exception as exc:
             raise APIResponseValidationError(
                 f"an event of {self.operation} does not match its schema: {exc}",
@@ -247,6 +255,16 @@ class AsyncStream(Generic[T]):
                 body=data[:2000],
             ) from exc
 
+    def _structure_hook(self) -> Any:
+        """The converter's function for this stream's event type, looked up once (not per
+        event); cattrs before 24.1 has no `get_structure_hook`: its `structure` then."""
+        from ._operation import result_type
+
+        self._type = result_type(self._req.op)
+        conv = converter()
+        get = getattr(conv, "get_structure_hook", None)
+        return get(self._type) if get is not None else conv.structure
+
     # -- the consumer's side -----------------------------------------------------------
 
     def __aiter__(self) -> AsyncIterator[T]:
@@ -254,8 +272,12 @@ class AsyncStream(Generic[T]):
 
     async def _events(self) -> AsyncIterator[T]:
         try:
+            queue = self._queue
             while True:
-                item = await self._queue.get()
+                if queue.empty():
+                    item = await queue.get()
+                else:
+                    item = queue.get_nowait()  # (no coroutine per event)
                 if item is _END:
                     if self._error is not None:
                         raise self._error

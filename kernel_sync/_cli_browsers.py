@@ -1,12 +1,12 @@
-"""CLI commands for browsers: ``browsers create|get|list|delete`` and ``record`` (create a
-browser, record it until Ctrl-C or ``--seconds``, save the MP4, delete the browser)."""
+"""CLI commands for browsers: ``browsers create|get|list|delete|logs`` and ``record`` (create
+a browser, record it until Ctrl-C or ``--seconds``, save the MP4, delete the browser)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import time
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from kernel_async import Browser, Viewport
 
@@ -15,6 +15,8 @@ from ._cli import Commands, Context, identifier, local_time, seconds, whole_numb
 from ._progress import size_text
 
 if TYPE_CHECKING:
+    from kernel_async.types import LogEvent
+
     from ._generated import Recording
 
 __all__ = ["register"]
@@ -57,7 +59,9 @@ def _create_options(p: argparse.ArgumentParser) -> None:
 
 def register(commands: Commands) -> None:
     """Add ``browsers`` (with its actions) and ``record``."""
-    p = commands.add("browsers", help="create, get, list and delete browsers", run=_browsers)
+    p = commands.add(
+        "browsers", help="create, get, list and delete browsers; follow their logs", run=_browsers
+    )
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     def action(name: str, help: str) -> argparse.ArgumentParser:
@@ -83,6 +87,21 @@ def register(commands: Commands) -> None:
     )
     s = action("delete", "delete a browser")
     s.add_argument("browser", metavar="ID_OR_NAME", type=identifier, help=ID_OR_NAME_HELP)
+    s = action("logs", "print a browser's logs, one line per event (--follow: until Ctrl-C)")
+    s.add_argument("browser", metavar="ID_OR_NAME", type=identifier, help=ID_OR_NAME_HELP)
+    s.add_argument(
+        "-f", "--follow", action="store_true", help="keep printing new lines as they come"
+    )
+    s.add_argument(
+        "--source",
+        choices=["supervisor", "path"],
+        help="a supervised process's log, or a file (default: path with --path, else supervisor)",
+    )
+    s.add_argument("--path", metavar="P", help="the log file on the browser machine")
+    s.add_argument(
+        "--supervisor-process", metavar="NAME", help="the supervised process whose log to print"
+    )
+    s.set_defaults(logs_parser=s)  # for a usage error found after parsing
 
     s = commands.add(
         "record",
@@ -154,6 +173,9 @@ def _create_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 def _browsers(ctx: Context) -> None:
     a = ctx.args
+    if a.action == "logs":
+        _logs(ctx)
+        return
     with ctx.client() as k:
         if a.action == "create":
             b = k.browsers.create(headless=a.headless, **_create_kwargs(a))
@@ -174,6 +196,50 @@ def _browsers(ctx: Context) -> None:
         else:
             k.browsers.delete(a.browser)
             ctx.emit({"deleted": a.browser}, f"deleted {a.browser}")
+
+
+def log_source(source: str | None, path: str | None) -> Literal["path", "supervisor"]:
+    """The ``source`` to ask for: the one given, else ``path`` when a path is given, else
+    ``supervisor``. Raises `ValueError` for ``--source path`` without ``--path``."""
+    if source == "path" or (source is None and path is not None):
+        if path is None:
+            raise ValueError("--source path needs --path P (the log file to print)")
+        return "path"
+    return "supervisor"
+
+
+def log_line(event: LogEvent) -> str:
+    """One event as one line: its timestamp (ISO 8601, as the server gave it) and its
+    message, line breaks inside it escaped so every event stays one line."""
+    message = event.message.rstrip("\r\n").replace("\r", "\\r").replace("\n", "\\n")
+    return f"{event.timestamp.isoformat()} {message}"
+
+
+def log_json(event: LogEvent) -> dict[str, Any]:
+    """One event as JSON (``--json``): its fields by their API names."""
+    return {
+        "event": event.event,
+        "message": event.message,
+        "timestamp": event.timestamp.isoformat(),
+    }
+
+
+def _logs(ctx: Context) -> None:
+    a = ctx.args
+    try:
+        source = log_source(a.source, a.path)
+    except ValueError as exc:
+        p: argparse.ArgumentParser = a.logs_parser
+        raise _cli.UsageError(str(exc), p.prog, p.format_usage()) from None
+    options: dict[str, Any] = {"follow": a.follow} if a.follow else {}
+    if a.path is not None:
+        options["path"] = a.path
+    if a.supervisor_process is not None:
+        options["supervisor_process"] = a.supervisor_process
+    # `with`: Ctrl-C, a closed pipe or an error closes the connection before exiting.
+    with ctx.client() as k, k.browsers.logs.stream(a.browser, source=source, **options) as stream:
+        for event in stream:
+            ctx.emit(log_json(event), log_line(event))
 
 
 def _describe(b: Browser) -> str:
