@@ -110,6 +110,7 @@ class AsyncStream(Generic[T]):
         self.operation = req.op.name
         self.received = 0
         self.reconnects = 0
+        self._failing = 0  # reconnects in a row that delivered nothing (bounded; backoff)
         self.last_event_id: str | None = None
         self.server_retry_ms: int | None = None
         self.max_event_bytes = max_event_bytes or MAX_EVENT_BYTES
@@ -154,7 +155,7 @@ class AsyncStream(Generic[T]):
                     if not sink.started:
                         raise  # no stream yet (or the client closed): the call's error
                     if isinstance(exc, APITimeoutError):
-                        raise  # quiet past Timeout.idle (or the deadline): the caller's bound
+                        raise self._silent(exc) from exc  # the caller's bound: not resumed
                     await self._before_resuming(exc, sink)
                     continue
                 if sink.parser is not None:
@@ -198,10 +199,12 @@ class AsyncStream(Generic[T]):
                 url=exc.url,
                 attempts=exc.attempts,
             ) from exc
+        if sink.delivered:
+            self._failing = 0  # the connection worked for a while: a fresh run of tries
         client = self._client
         remaining = self._remaining()
         decision = resume(
-            self.reconnects,
+            self._failing,
             client._policy,
             server_retry_ms=self.server_retry_ms,
             free=client._budget.free,
@@ -223,10 +226,27 @@ class AsyncStream(Generic[T]):
         if decision.take:
             client._budget.acquire(decision.take)
         self.reconnects += 1
+        self._failing += 1
         if decision.wait > 0:
             import asyncio
 
             await asyncio.sleep(decision.wait)
+
+    def _silent(self, exc: APITimeoutError) -> APITimeoutError:
+        """The timeout of a stream that had begun: its idle bound, or the call's deadline."""
+        timeout = self._req.timeout
+        limits = self._client._timeout if isinstance(timeout, NotGiven) else Timeout.coerce(timeout)
+        remaining = self._remaining()
+        if limits.idle is not None and (remaining is None or remaining > 0):
+            why = f"no event for {limits.idle:g}s (its idle bound, Timeout(idle=...))"
+        else:
+            why = "the call's total deadline passed"
+        return APITimeoutError(
+            f"the {self.operation} stream timed out after {self._events_so_far()} events: {why}",
+            method=exc.method,
+            url=exc.url,
+            attempts=exc.attempts,
+        )
 
     def _events_so_far(self) -> int:
         return self.received + self._queue.qsize()

@@ -210,9 +210,6 @@ def test_the_follow_really_waits_for_new_lines(feed: tuple[LogFeed, str]) -> Non
     assert time.monotonic() - started >= 3.0
 
 
-# The emulator keeps its fault on the request under a str key: aiohttp warns once per
-# process, and under "warnings are errors" that first faulted request would answer 500.
-@pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
 def test_a_follow_against_the_emulator_resumes_and_ends_with_the_browser() -> None:
     with FakeKernel.in_thread(finalise_seconds=0.05) as fake:
         b = fake.create_browser()

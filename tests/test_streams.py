@@ -155,11 +155,20 @@ async def test_a_server_that_keeps_dropping_ends_in_an_error(
     served: tuple[LogServer, str],
 ) -> None:
     state, url = served
-    state.drops = [1] * 100  # one event per connection, then a cut, for ever
+    state.drops = [2] + [0] * 100  # two events, then cuts that deliver nothing, for ever
     state.total = 1000
     with pytest.raises(StreamInterruptedError, match="reconnected too often"):
         await messages(url)
-    assert len(state.connections) == 11  # the first and 10 reconnects
+    assert len(state.connections) == 11  # the first, then 10 reconnects in a row that fail
+
+
+async def test_a_long_stream_cut_now_and_then_is_never_given_up(
+    served: tuple[LogServer, str],
+) -> None:
+    state, url = served
+    state.total = 30
+    state.drops = [1] * 40  # a cut after every event: each reconnect still makes progress
+    assert await messages(url) == [f"line {n}" for n in range(1, 31)]
 
 
 async def test_the_servers_retry_field_is_the_least_wait(
@@ -194,7 +203,7 @@ async def test_a_quiet_stream_outlives_the_attempt_timeout(
 async def test_an_explicit_idle_bound_cuts_a_quiet_stream(served: tuple[LogServer, str]) -> None:
     state, url = served
     state.total, state.quiet, state.ids = 3, 1.0, False
-    with pytest.raises(APITimeoutError):
+    with pytest.raises(APITimeoutError, match=r"no event for 0\.3s \(its idle bound"):
         await messages(url, timeout=Timeout(5.0, idle=0.3))
 
 
