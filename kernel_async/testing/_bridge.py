@@ -26,7 +26,7 @@ from ._backend import (
     BrowserLimitError,
     UnsupportedValueError,
 )
-from ._cdp_proxy import ProxyTarget, cdp_proxy_handler
+from ._cdp_proxy import ChannelOpener, ProxyTarget, cdp_proxy_handler
 from ._chromium import LocalSetupError
 from ._sessions import Refused, Session
 
@@ -98,6 +98,15 @@ class BackendBridge:
         """Whether the session's browser can be driven over DevTools (the proxy serves it)."""
         handle = self._handles.get(session_id)
         return handle is not None and handle.opener() is not None
+
+    def devtools_for(self, session_id: str) -> ChannelOpener | None:
+        """How the emulator itself opens a DevTools connection to the session's browser
+        (computer use), or ``None`` when it cannot be driven. Asking counts as activity
+        (the browser is in use through the API), like a proxied message."""
+        if session_id in self._last_activity:
+            self._last_activity[session_id] = time.monotonic()
+        handle = self._handles.get(session_id)
+        return handle.opener() if handle is not None else None
 
     async def updated(self, session: Session) -> None:
         """Apply a changed viewport to the running browser."""

@@ -39,6 +39,7 @@ from ._spec import index as spec_index
 
 if TYPE_CHECKING:
     from .._client import AsyncKernel
+    from ._computer import ComputerState
 
 __all__ = ["Fault", "FakeKernel", "RecordedRequest"]
 
@@ -545,6 +546,16 @@ class FakeKernel:
         from ._processes import _Script
 
         self.machines.scripts.append(_Script(command, stdout, stderr, exit_code, hold))
+
+    def computer(self, browser_id: str) -> ComputerState:
+        """What the emulator keeps of a browser's computer use (by ID, or by name while it
+        is active; still there after it ends): ``log`` (every ``browsers.computer`` action
+        received, a batch's one by one), ``mouse``, ``clipboard``, ``cursor_hidden`` and
+        ``screen_colour`` (the in-memory screenshots' colour). `KeyError` for a browser
+        the emulator never had."""
+        from ._computer import state_of
+
+        return state_of(self, browser_id)
 
     def count(self, operation: str | None = None) -> int:
         """How many requests (of one operation) were received."""
