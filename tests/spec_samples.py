@@ -654,7 +654,8 @@ def mismatch(expected: Any, actual: Any, where: str = "$") -> str | None:
                 return found
         return None
     if isinstance(expected, str) and isinstance(actual, dt.datetime):
-        ok = dt.datetime.fromisoformat(expected) == actual
+        # Python 3.10's fromisoformat does not read a "Z" suffix.
+        ok = dt.datetime.fromisoformat(expected.replace("Z", "+00:00")) == actual
     elif isinstance(expected, str) and isinstance(actual, dt.date):
         ok = dt.date.fromisoformat(expected) == actual
     else:

@@ -90,8 +90,10 @@ def parse_datetime(text: str) -> datetime | None:
     """An RFC 3339 date-time (``Z`` or an offset; Python 3.10 lacks ``Z``), or None."""
     if not re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|z|[+-]\d\d:\d\d)$", text):
         return None
+    from .._models import _datetime  # the SDK's one reading: 1-9 fraction digits on 3.10
+
     try:
-        return datetime.fromisoformat(re.sub(r"[Zz]$", "+00:00", text))
+        return _datetime(text, datetime)
     except ValueError:
         return None
 
