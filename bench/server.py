@@ -1,10 +1,11 @@
 """The benchmark server, run as its own process: ``python bench/server.py PORT_FILE [KIND]``.
 
-KIND ``aiohttp`` (default): an aiohttp.web app answering ``POST .../stop`` with 200 and an
-empty body, as Kernel does; and the browsers endpoints: 1,000 browsers listed by offset
+KIND ``aiohttp`` (default): an aiohttp.web app answering ``POST .../stop`` and
+``POST .../computer/click_mouse`` (its JSON body read) with 200 and an empty body, as Kernel
+does; and the browsers endpoints: 1,000 browsers listed by offset
 pages (``X-Has-More``, ``X-Next-Offset``), create (200 + a browser), delete (204).
 KIND ``raw``: a minimal asyncio protocol answering every request the same way, cheaper,
-to see the clients' ceiling (stop only). Writes its port to PORT_FILE.
+to see the clients' ceiling (stop and click_mouse only). Writes its port to PORT_FILE.
 """
 
 from __future__ import annotations
@@ -111,8 +112,13 @@ async def main(port_file: str, kind: str) -> None:
         async def stop(request: web.Request) -> web.Response:
             return web.Response()
 
+        async def click_mouse(request: web.Request) -> web.Response:
+            await request.read()
+            return web.Response()
+
         app = web.Application()
         app.router.add_post("/browsers/{id}/replays/{replay_id}/stop", stop)
+        app.router.add_post("/browsers/{id}/computer/click_mouse", click_mouse)
         app.router.add_get("/browsers", list_browsers)
         app.router.add_post("/browsers", create_browser)
         app.router.add_delete("/browsers/{id}", delete_browser)

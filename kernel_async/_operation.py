@@ -103,9 +103,15 @@ def result_type(op: Operation) -> Any:
 # -- pure encoders --------------------------------------------------------------------
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+"""Types `plain` returns as they are (the usual argument: checked first, by identity)."""
+
+
 def plain(value: Any) -> Any:
     """A parameter value as JSON-shaped data: models by their wire names, datetimes
     and dates as ISO 8601 text; mappings and sequences item by item."""
+    if type(value) in _SCALARS:
+        return value
     if attrs.has(type(value)):
         return converter().unstructure(value)
     if isinstance(value, datetime | date):
@@ -158,9 +164,13 @@ def query_string(pairs: list[tuple[str, str]]) -> str:
     return "&".join(f"{quote(k, safe='[]')}={quote(v, safe='')}" for k, v in pairs)
 
 
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+"""`json.dumps` with these options builds an encoder per call: build it once."""
+
+
 def encode_json(values: Mapping[str, Any]) -> bytes:
     """A JSON request body."""
-    return json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode()
+    return _JSON.encode(values).encode()
 
 
 @attrs.frozen
@@ -448,6 +458,8 @@ def encode_body(
 
 
 def target(req: Request, query: Mapping[str, Any] | None = None) -> str:
+    if not req.query and not query:  # the usual call: no query at all
+        return req.path
     params = dict(req.query)
     if query:
         params.update(query)
