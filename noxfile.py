@@ -134,7 +134,8 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Side-by-side `stop` benchmark: raw aiohttp, kernel_async, the official SDK.
+    """Side-by-side benchmarks (`stop`, a generated `click_mouse`, the import): raw
+    aiohttp, kernel_async, the official SDK.
 
     The official SDK is installed here only (a benchmark peer, never a dependency).
     Writes bench/results/latest.json; pass `-- --quick` for a smoke run.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -116,20 +117,30 @@ def check_headers(headers: Mapping[str, str] | None, name: str) -> dict[str, str
     for key, value in headers.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError(f"{name} must map str to str; got {key!r}: {type(value).__name__}")
-        if not key or not key.isascii() or any(c in key for c in '()<>@,;:\\"/[]?={} \t'):
-            raise ValueError(f"{name}: invalid header name {key!r}")
-        if _bad_char(key) is not None:
-            raise ValueError(f"{name}: invalid header name {key!r}")
-        bad = _bad_char(value)
-        if bad is not None:
-            # CR/LF would let the value start a new header or request; other controls
-            # and lone surrogates cannot be encoded at all.
-            raise ValueError(
-                f"{name}: the value of header {key!r} contains the control or unencodable "
-                f"character U+{ord(bad):04X}"
-            )
+        problem = _header_problem(key, value)
+        if problem is not None:
+            raise ValueError(f"{name}: {problem}")
         out[key] = value
     return out
+
+
+@lru_cache(maxsize=1024)
+def _header_problem(key: str, value: str) -> str | None:
+    """What is wrong with one header, or None (each distinct pair is checked once: calls
+    send the same few headers again and again)."""
+    if not key or not key.isascii() or any(c in key for c in '()<>@,;:\\"/[]?={} \t'):
+        return f"invalid header name {key!r}"
+    if _bad_char(key) is not None:
+        return f"invalid header name {key!r}"
+    bad = _bad_char(value)
+    if bad is not None:
+        # CR/LF would let the value start a new header or request; other controls and
+        # lone surrogates cannot be encoded at all.
+        return (
+            f"the value of header {key!r} contains the control or unencodable "
+            f"character U+{ord(bad):04X}"
+        )
+    return None
 
 
 def is_loopback(host: str) -> bool:
