@@ -134,8 +134,8 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Side-by-side benchmarks (`stop`, a generated `click_mouse`, the import): raw
-    aiohttp, kernel_async, the official SDK.
+    """Side-by-side benchmarks (`stop`, a generated `click_mouse`, the import, event
+    streams): raw aiohttp, kernel_async, the official SDK.
 
     The official SDK is installed here only (a benchmark peer, never a dependency).
     Writes bench/results/latest.json; pass `-- --quick` for a smoke run.
@@ -144,3 +144,6 @@ def bench(session: nox.Session) -> None:
     out = "bench/results/latest.json"
     session.run("python", "-c", "import os; os.makedirs('bench/results', exist_ok=True)")
     session.run("python", "bench/run.py", "--json", out, *session.posargs)
+    # Event streams: events/s against the official AsyncStream, backpressure, idle streams.
+    streams = "bench/results/streams.json"
+    session.run("python", "bench/streams.py", "--json", streams, *session.posargs)
