@@ -9,5 +9,6 @@ from __future__ import annotations
 FAMILY_MODULES: tuple[str, ...] = (
     "kernel_async.testing._observe",  # browsers.logs.stream
     "kernel_async.testing._machine",  # browsers.fs, browsers.process
+    "kernel_async.testing._curl",  # browsers.curl
     "kernel_async.testing._computer",  # browsers.computer
 )
