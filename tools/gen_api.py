@@ -22,6 +22,7 @@ import argparse
 import json
 import keyword
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -29,8 +30,6 @@ from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "spec" / "kernel.openapi.yaml"
@@ -742,6 +741,8 @@ def _module_doc(mod: str) -> str:
 
 
 def generate() -> dict[Path, str]:
+    import yaml
+
     doc = yaml.safe_load(SPEC.read_text())
     files = {path: _format(text, path) for path, text in Generator(Spec(doc)).files().items()}
     # The spec as JSON inside the package: the emulator validates and answers by it at run
@@ -750,10 +751,19 @@ def generate() -> dict[Path, str]:
     return files
 
 
+def _ruff() -> str | None:
+    """The ruff to format with: beside this Python's executable, else on PATH."""
+    beside = Path(sys.executable).with_name("ruff")
+    return str(beside) if beside.exists() else shutil.which("ruff")
+
+
 def _format(text: str, target: Path) -> str:
-    """ruff format (the project's pinned version), so the output is what lint expects."""
-    ruff = Path(sys.executable).with_name("ruff")
-    exe = str(ruff) if ruff.exists() else "ruff"
+    """ruff (the project's pinned version): the fixes lint would ask for, then the format,
+    so the output is what lint expects. Without ruff the text is left as generated:
+    `--check` then compares by meaning (`same_code`), and writing refuses."""
+    exe = _ruff()
+    if exe is None:
+        return text
     name = str(target)  # so the project's per-file rules apply
     for args in (["check", "--fix-only", "--exit-zero"], ["format"]):
         done = subprocess.run(
@@ -770,6 +780,71 @@ def _format(text: str, target: Path) -> str:
     return text
 
 
+def same_code(path: Path, generated: str, existing: str) -> bool:
+    """Whether a checked-in file is what the generator makes. With ruff at hand, to the
+    letter; without it (the generator's output is then unformatted), by meaning: the same
+    statements, names, values and comments, whatever ruff's layout, import order and
+    union order."""
+    if generated == existing:
+        return True
+    if _ruff() is not None or path.suffix != ".py":
+        return False
+    return _meaning(generated) == _meaning(existing)
+
+
+def _meaning(text: str) -> tuple[list[str], str]:
+    import ast
+    import inspect
+    import io
+    import tokenize
+
+    tree = ast.parse(text)
+
+    class Normal(ast.NodeTransformer):
+        def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
+            self.generic_visit(node)
+            if not isinstance(node.op, ast.BitOr):
+                return node
+            parts: list[ast.expr] = []
+
+            def flat(n: ast.expr) -> None:
+                if isinstance(n, ast.BinOp) and isinstance(n.op, ast.BitOr):
+                    flat(n.left)
+                    flat(n.right)
+                else:
+                    parts.append(n)
+
+            flat(node)
+            none = [p for p in parts if isinstance(p, ast.Constant) and p.value is None]
+            rest = [p for p in parts if p not in none]
+            joined = (rest + none)[0]
+            for p in (rest + none)[1:]:
+                joined = ast.BinOp(joined, ast.BitOr(), p)
+            return joined
+
+        def visit_Constant(self, node: ast.Constant) -> ast.AST:
+            if isinstance(node.value, str) and "\n" in node.value:  # docstrings' layout
+                return ast.Constant(inspect.cleandoc(node.value))
+            return node
+
+    def body(stmts: list[ast.stmt]) -> list[ast.stmt]:
+        kept: list[ast.stmt] = []
+        for stmt in stmts:
+            if isinstance(stmt, ast.Import | ast.ImportFrom):
+                continue
+            if isinstance(stmt, ast.If):
+                stmt.body = body(stmt.body)
+                if not stmt.body:
+                    continue
+            kept.append(stmt)
+        return kept
+
+    tree.body = body(tree.body)
+    lines = io.StringIO(text).readline
+    comments = [t.string for t in tokenize.generate_tokens(lines) if t.type == tokenize.COMMENT]
+    return comments, ast.dump(Normal().visit(tree))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="fail when a file is stale")
@@ -780,8 +855,16 @@ def main(argv: list[str] | None = None) -> int:
 def write_or_check(tool: str, files: dict[Path, str], out: Path, *, check: bool) -> int:
     """Write the generated `files` (and remove Python files under `out` that are no
     longer generated), or with `check` only say which are stale: exit status 1."""
-    stale = sorted(p for p, text in files.items() if not p.exists() or p.read_text() != text)
+    stale = sorted(
+        p for p, text in files.items() if not p.exists() or not same_code(p, text, p.read_text())
+    )
     extra = sorted(set(out.rglob("*.py")) - set(files)) if out.exists() else []
+    if not check and _ruff() is None:
+        print(
+            f"{tool}: writing needs ruff (pip install ruff==0.17.6): its output is formatted by it",
+            file=sys.stderr,
+        )
+        return 1
     if check:
         for path in stale:
             print(f"{tool}: {path.relative_to(ROOT)} is stale", file=sys.stderr)

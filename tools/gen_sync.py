@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 
-from gen_api import _format  # noqa: E402  (one formatting step for every generator)
+from gen_api import _format, _ruff, same_code  # noqa: E402  (one formatting step for every generator)
 
 TARGET = ROOT / "kernel_sync" / "_generated.py"
 SOURCES = {
@@ -499,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
     new = _format(generate(), TARGET)
     if args.check:
         old = TARGET.read_text() if TARGET.exists() else ""
-        if old != new:
+        if not same_code(TARGET, new, old):
             diff = difflib.unified_diff(
                 old.splitlines(True), new.splitlines(True), str(TARGET), "generated"
             )
@@ -508,6 +508,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"{TARGET.relative_to(ROOT)} is up to date")
         return 0
+    if _ruff() is None:
+        print("gen_sync: writing needs ruff (pip install ruff==0.17.6)", file=sys.stderr)
+        return 1
     TARGET.write_text(new)
     print(f"wrote {TARGET.relative_to(ROOT)}")
     return 0

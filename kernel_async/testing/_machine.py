@@ -85,16 +85,20 @@ class Machines:
 
 def register(fake: FakeKernel) -> Mapping[str, BrowserOp]:
     """The fs and process families for one emulator."""
-    machines = fake.machines
+    return {**_file_ops(fake.machines), **_process_ops(fake.machines)}
+
+
+def _body(call: FamilyCall) -> dict[str, Any]:
+    return call.body if isinstance(call.body, dict) else {}
+
+
+def _file_ops(machines: Machines) -> dict[str, BrowserOp]:
+    """``browsers.fs`` (and ``fs.watch``) on each browser's file system."""
 
     def fs(call: FamilyCall) -> FileSystem:
         return machines.of(call.browser_id).fs
 
-    def procs(call: FamilyCall) -> ProcessRunner:
-        return machines.of(call.browser_id).processes
-
-    def body(call: FamilyCall) -> dict[str, Any]:
-        return call.body if isinstance(call.body, dict) else {}
+    body = _body
 
     async def read_file(call: FamilyCall) -> web.StreamResponse:
         data = fs(call).read_file(call.query["path"])
@@ -164,6 +168,33 @@ def register(fake: FakeKernel) -> Mapping[str, BrowserOp]:
         after = _after(call)
         return await _sse(call, fs(call).watch_events(call.params["watch_id"], after=after))
 
+    return {
+        "browsers.fs.read_file": read_file,
+        "browsers.fs.write_file": write_file,
+        "browsers.fs.upload": upload,
+        "browsers.fs.upload_zip": upload_zip,
+        "browsers.fs.download_dir_zip": download_dir_zip,
+        "browsers.fs.list_files": list_files,
+        "browsers.fs.file_info": file_info,
+        "browsers.fs.move": move,
+        "browsers.fs.create_directory": create_directory,
+        "browsers.fs.delete_file": delete_file,
+        "browsers.fs.delete_directory": delete_directory,
+        "browsers.fs.set_file_permissions": set_file_permissions,
+        "browsers.fs.watch.start": watch_start,
+        "browsers.fs.watch.stop": watch_stop,
+        "browsers.fs.watch.events": watch_events,
+    }
+
+
+def _process_ops(machines: Machines) -> dict[str, BrowserOp]:
+    """``browsers.process`` on each browser's processes."""
+
+    def procs(call: FamilyCall) -> ProcessRunner:
+        return machines.of(call.browser_id).processes
+
+    body = _body
+
     async def exec_(call: FamilyCall) -> web.StreamResponse:
         return web.json_response(await procs(call).exec(**_command(body(call))))
 
@@ -191,21 +222,6 @@ def register(fake: FakeKernel) -> Mapping[str, BrowserOp]:
         return await _sse(call, events)
 
     return {
-        "browsers.fs.read_file": read_file,
-        "browsers.fs.write_file": write_file,
-        "browsers.fs.upload": upload,
-        "browsers.fs.upload_zip": upload_zip,
-        "browsers.fs.download_dir_zip": download_dir_zip,
-        "browsers.fs.list_files": list_files,
-        "browsers.fs.file_info": file_info,
-        "browsers.fs.move": move,
-        "browsers.fs.create_directory": create_directory,
-        "browsers.fs.delete_file": delete_file,
-        "browsers.fs.delete_directory": delete_directory,
-        "browsers.fs.set_file_permissions": set_file_permissions,
-        "browsers.fs.watch.start": watch_start,
-        "browsers.fs.watch.stop": watch_stop,
-        "browsers.fs.watch.events": watch_events,
         "browsers.process.exec": exec_,
         "browsers.process.spawn": spawn,
         "browsers.process.status": status,
