@@ -15,8 +15,6 @@ with the browser, and with the emulator.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -25,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from aiohttp import web
 
+from ._events import Event, resume_after, serve_sse
 from ._processes import LocalProcesses, ProcessRunner, ScriptedProcesses, _Script
-from ._sandbox import Event, FileSystem, MemoryFS, SandboxFS
+from ._sandbox import FileSystem, MemoryFS, SandboxFS
 
 if TYPE_CHECKING:
     from ._emulator import BrowserOp, FakeKernel, FamilyCall
@@ -254,26 +253,10 @@ def _command(body: Mapping[str, Any], *, spawn: bool = False) -> dict[str, Any]:
 
 def _after(call: FamilyCall) -> int:
     """Resume after the last event the client saw (``Last-Event-ID``)."""
-    last = call.request.headers.get("Last-Event-ID", "")
-    return int(last) if last.isascii() and last.isdigit() else 0
+    return resume_after(call.request)
 
 
 async def _sse(call: FamilyCall, events: AsyncIterator[Event]) -> web.StreamResponse:
-    """Serve events as server-sent events with ids; a fault's ``drop_after`` cuts it."""
+    """Serve events with ids; a fault's ``drop_after`` cuts the stream."""
     drop_after = call.fault.drop_after if call.fault is not None else None
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-    await resp.prepare(call.request)
-    sent = 0
-    try:
-        async for event in events:
-            if drop_after is not None and sent >= drop_after:
-                assert call.request.transport is not None
-                call.request.transport.abort()
-                return resp
-            await resp.write(f"id: {event.id}\ndata: {json.dumps(event.data)}\n\n".encode())
-            sent += 1
-    finally:
-        with contextlib.suppress(Exception):
-            await events.aclose()  # type: ignore[attr-defined]
-    await resp.write_eof()
-    return resp
+    return await serve_sse(call.request, events, drop_after=drop_after)

@@ -14,13 +14,14 @@ the next stream's connection after 3 events (no final chunk: an abrupt end).
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+
+from ._events import Event, resume_after, serve_sse
 
 if TYPE_CHECKING:
     from ._emulator import BrowserOp, FakeKernel, FamilyCall
@@ -86,13 +87,6 @@ def register(fake: FakeKernel) -> Mapping[str, BrowserOp]:
     return {"browsers.logs.stream": stream}
 
 
-def _start(last_event_id: str | None) -> int:
-    """The line to start from: after the last one the client saw (ids are 1-based)."""
-    if last_event_id and last_event_id.isascii() and last_event_id.isdigit():
-        return int(last_event_id)
-    return 0
-
-
 async def _stream(fake: FakeKernel, call: FamilyCall) -> web.StreamResponse:
     query = call.query
     source = query.get("source", SUPERVISOR)
@@ -101,32 +95,25 @@ async def _stream(fake: FakeKernel, call: FamilyCall) -> web.StreamResponse:
         return web.json_response(
             {"code": "bad_request", "message": "source=path needs a path"}, status=400
         )
-    follow = bool(query.get("follow", False))
-    logs = fake.logs
-    browser = call.browser_id
-    position = _start(call.request.headers.get("Last-Event-ID"))
+    lines = _lines(fake.logs, call.browser_id, str(name), bool(query.get("follow", False)))
     drop_after = call.fault.drop_after if call.fault is not None else None
-    resp = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-    )
-    await resp.prepare(call.request)
-    sent = 0
-    changed = logs.waiter(browser)
-    while True:
-        changed.clear()
-        for line in logs.lines(browser, str(name), position):
-            if drop_after is not None and sent >= drop_after:
-                assert call.request.transport is not None
-                call.request.transport.abort()  # an abrupt end: the client resumes
-                return resp
-            position += 1
-            await resp.write(f"id: {position}\ndata: {json.dumps(line)}\n\n".encode())
-            sent += 1
-        if not follow or logs.ended(browser):
-            break
-        try:
-            await asyncio.wait_for(changed.wait(), 15)
-        except asyncio.TimeoutError:
-            await resp.write(b": keep-alive\n\n")  # a comment: proxies keep the line open
-    await resp.write_eof()
-    return resp
+    return await serve_sse(call.request, lines(resume_after(call.request)), drop_after=drop_after)
+
+
+def _lines(
+    logs: BrowserLogs, browser: str, name: str, follow: bool
+) -> Callable[[int], AsyncIterator[Event]]:
+    """The log's lines after a line number (ids are 1-based line numbers)."""
+
+    async def after(position: int) -> AsyncIterator[Event]:
+        changed = logs.waiter(browser)
+        while True:
+            changed.clear()
+            for line in logs.lines(browser, name, position):
+                position += 1
+                yield Event(position, line)
+            if not follow or logs.ended(browser):
+                return
+            await changed.wait()
+
+    return after

@@ -58,7 +58,8 @@ from typing import Any, Protocol
 
 import attrs
 
-from ._sandbox import Event, FileSystem, SandboxError, SandboxFS, _EventLog, api_parts
+from ._events import Event, EventLog
+from ._sandbox import FileSystem, SandboxError, SandboxFS, api_parts
 
 __all__ = [
     "SIGNALS",
@@ -187,7 +188,7 @@ class _Output:
     """A process's output as events: chunks (the newest `keep` bytes), then the exit."""
 
     def __init__(self, keep: int) -> None:
-        self.log = _EventLog(keep=1 << 20, keep_bytes=keep)
+        self.log = EventLog(keep=1 << 20, keep_bytes=keep)
 
     def add(self, stream: str, data: bytes) -> None:
         self.log.add({"stream": stream, "data_b64": _b64(data)}, len(data))

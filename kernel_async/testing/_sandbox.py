@@ -68,7 +68,6 @@ import contextlib
 import errno
 import grp
 import io
-import itertools
 import os
 import pwd
 import stat
@@ -78,10 +77,11 @@ import zipfile
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from datetime import datetime, timezone
-from typing import IO, Any, NamedTuple, Protocol
+from typing import IO, Any, Protocol
 
 import attrs
 
+from ._events import Event, EventLog
 from ._sessions import Refused
 
 __all__ = [
@@ -101,7 +101,6 @@ __all__ = [
 MAX_SYMLINKS = 40  # links followed in one walk, as Linux's own bound
 MAX_ZIP_BYTES = 1 << 30  # uncompressed bytes one upload_zip may write
 POLL_SECONDS = 0.1
-KEEP_EVENTS = 10_000  # watch events kept for late or resuming readers
 CHUNK = 1 << 16
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -243,57 +242,6 @@ def _info(parts: tuple[str, ...], mode: int, size: int, mtime: float) -> dict[st
         "mod_time": _stamp(mtime),
         "is_dir": is_dir,
     }
-
-
-class Event(NamedTuple):
-    """One streamed event: ``id`` (increasing, from 1; the SSE ``id:``) and its JSON ``data``."""
-
-    id: int
-    data: dict[str, Any]
-
-
-class _EventLog:
-    """Events with increasing ids, kept for readers that come and go (and resume after an
-    id): the newest `keep` events, and at most `keep_bytes` of their weights."""
-
-    def __init__(self, keep: int = KEEP_EVENTS, keep_bytes: int | None = None) -> None:
-        self._events: deque[tuple[Event, int]] = deque(maxlen=keep)
-        self._ids = itertools.count(1)
-        self._wake = asyncio.Event()
-        self._keep_bytes = keep_bytes
-        self._held = 0
-        self.closed = False
-
-    def add(self, data: dict[str, Any], weight: int = 0) -> None:
-        if self._events.maxlen is not None and len(self._events) == self._events.maxlen:
-            self._held -= self._events[0][1]
-        self._events.append((Event(next(self._ids), data), weight))
-        self._held += weight
-        while self._keep_bytes is not None and self._held > self._keep_bytes:
-            self._held -= self._events.popleft()[1]
-        self._poke()
-
-    def close(self) -> None:
-        self.closed = True
-        self._poke()
-
-    def _poke(self) -> None:
-        self._wake.set()
-        self._wake = asyncio.Event()
-
-    async def follow(self, after: int = 0) -> AsyncIterator[Event]:
-        """Events with ids above `after`, waiting for more until the log is closed."""
-        while True:
-            wake = self._wake
-            fresh = [e for e, _ in self._events if e.id > after]
-            for event in fresh:
-                yield event
-                after = event.id
-            if fresh:
-                continue
-            if self.closed:
-                return
-            await wake.wait()
 
 
 # -- the interface both file systems implement ------------------------------------------
@@ -460,7 +408,7 @@ class _Watch:
     def __init__(self, parts: tuple[str, ...], recursive: bool) -> None:
         self.parts = parts
         self.recursive = recursive
-        self.log = _EventLog()
+        self.log = EventLog()
         self.task: asyncio.Task[None] | None = None
 
 
