@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timezone
 from functools import cache
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -160,6 +160,29 @@ class BrowserPage:
     items: list[Browser]
     has_more: bool = False
     next_offset: int | None = None
+    # Fetches the next page with the same filters; set by `list` (not part of equality).
+    _following: Callable[[], Awaitable[BrowserPage]] | None = attrs.field(
+        default=None, eq=False, repr=False, kw_only=True
+    )
+
+    def has_next_page(self) -> bool:
+        """Whether another page follows this one (as the official pages say)."""
+        return self.has_more and self.next_offset is not None
+
+    async def get_next_page(self) -> BrowserPage:
+        """Fetch the page after this one, with the same filters.
+
+        Raises:
+            RuntimeError: There is no next page (check `has_next_page` first), or the
+                page was not made by ``browsers.list`` of the async client.
+        """
+        if not self.has_next_page():
+            raise RuntimeError("no next page: check has_next_page() first")
+        if self._following is None:
+            raise RuntimeError(
+                "this page was not fetched by client.browsers.list(): it cannot fetch the next"
+            )
+        return await self._following()
 
 
 @attrs.frozen

@@ -261,6 +261,18 @@ class BrowserPager:
         """Fetch the first page (once; later calls return the same page)."""
         return self._runner.call(self._async.first_page)
 
+    def has_next_page(self) -> bool:
+        """Whether a page follows the first."""
+        return self._async.has_next_page()
+
+    def get_next_page(self) -> BrowserPager:
+        """The list from the page after the first, with the same filters,
+        its first page fetched now. At the last page this raises `RuntimeError`:
+        check `has_next_page` first.
+        """
+        inner = self._async.get_next_page()
+        return BrowserPager(inner, self._runner)
+
     @property
     def items(self) -> builtins.list[Browser]:
         """The browsers of the first page."""

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import attrs
 import jsonschema
 import pytest
 import yaml
@@ -174,6 +175,37 @@ async def test_list_pages_lazily_by_offset(client: AsyncKernel, fake: FakeKernel
     async for _ in client.browsers.list(limit=10):
         break
     assert len(fake.requests) == before + 1
+
+
+async def test_pages_walk_as_the_official_pages_do(client: AsyncKernel, fake: FakeKernel) -> None:
+    ids = [fake.create_browser(tags={"team": "a"}) for _ in range(25)]
+    fake.create_browser(tags={"team": "b"})
+    before = len(fake.requests)
+    page = await client.browsers.list(tags={"team": "a"}, limit=10)
+    seen = [b.session_id for b in page.items]
+    while page.has_next_page():
+        page = await page.get_next_page()
+        seen += [b.session_id for b in page.items]
+    assert seen == ids
+    assert [r.raw_path for r in fake.requests[before:]] == [
+        "/browsers?tags%5Bteam%5D=a&limit=10",
+        "/browsers?tags%5Bteam%5D=a&limit=10&offset=10",
+        "/browsers?tags%5Bteam%5D=a&limit=10&offset=20",
+    ]
+    with pytest.raises(RuntimeError, match="has_next_page"):
+        await page.get_next_page()
+    # The pager itself walks too: its next page is a pager of the same list.
+    pager = client.browsers.list(tags={"team": "a"}, limit=10)
+    await pager
+    assert pager.has_next_page()
+    second = await pager.get_next_page()
+    assert [b.session_id for b in second.items] == ids[10:20]
+    # A page made by hand has no list behind it: the error says so.
+    with pytest.raises(RuntimeError, match=r"browsers\.list\(\)"):
+        await BrowserPage([], has_more=True, next_offset=5).get_next_page()
+    assert BrowserPage([], has_more=True, next_offset=5) == attrs.evolve(
+        page, items=[], has_more=True, next_offset=5
+    )
 
 
 async def test_list_filters_on_the_wire(client: AsyncKernel, fake: FakeKernel) -> None:

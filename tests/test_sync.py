@@ -402,3 +402,22 @@ print("ok", flush=True)
     assert lines[0].startswith("interrupted after"), (out, err)
     assert float(lines[0].split()[-1]) < 10
     assert lines[-1] == "ok"
+
+
+def test_browser_pages_walk_as_the_official_sync_pages_do(fake: FakeKernel) -> None:
+    ids = [fake.create_browser() for _ in range(7)]
+    with Kernel(api_key=fake.api_key, base_url=fake.base_url) as k:
+        before = len(fake.requests)
+        page = k.browsers.list(limit=3)
+        seen = [b.session_id for b in page.items]
+        while page.has_next_page():
+            page = page.get_next_page()
+            seen += [b.session_id for b in page.items]
+        assert seen == ids
+        assert [r.raw_path for r in fake.requests[before:]] == [
+            "/browsers?limit=3",
+            "/browsers?limit=3&offset=3",
+            "/browsers?limit=3&offset=6",
+        ]
+        with pytest.raises(RuntimeError, match="has_next_page"):
+            page.get_next_page()

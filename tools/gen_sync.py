@@ -116,6 +116,7 @@ SYNC_WORDING = (
     ("``await`` the result for the first page, or", "The result is the first page, fetched now;"),
     ("``await pager`` gives the first page (a `BrowserPage`);", "It holds the first page;"),
     ("(``async with`` / ``with``)", "(``with``)"),
+    ("\n(``await`` it for that page).", ",\nits first page fetched now."),
     ("``async with", "``with"),
     ("``async for", "``for"),
 )

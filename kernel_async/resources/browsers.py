@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import builtins
+import functools
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
+
+import attrs
 
 from .._errors import decode_json
 from .._gen.browsers import AsyncBrowsersBase
@@ -355,7 +358,11 @@ class AsyncBrowsers(AsyncBrowsersBase):
                 timeout=timeout,
                 extra_headers=extra_headers,
             )
-            return _page(resp, url, attempts, at)
+            page = _page(resp, url, attempts, at)
+            following = _params.next_offset(page, at)
+            if following is None:
+                return page
+            return attrs.evolve(page, following=functools.partial(fetch, following))
 
         return AsyncBrowserPager(fetch, start, base)
 
@@ -514,6 +521,20 @@ class AsyncBrowserPager:
                 return
             at = following
             page = await self._fetch(at)
+
+    def has_next_page(self) -> bool:
+        """Whether a page follows the first."""
+        return self._page().has_next_page()
+
+    def get_next_page(self) -> AsyncBrowserPager:
+        """The list from the page after the first, with the same filters
+        (``await`` it for that page). At the last page this raises `RuntimeError`:
+        check `has_next_page` first."""
+        if not self.has_next_page():
+            raise RuntimeError("no next page: check has_next_page() first")
+        following = self._page().next_offset
+        assert following is not None
+        return AsyncBrowserPager(self._fetch, following, self._filters)
 
     def _page(self) -> BrowserPage:
         if self._first is None:
