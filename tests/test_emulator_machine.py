@@ -118,3 +118,24 @@ async def test_a_deleted_browser_takes_its_processes_and_files(
     with pytest.raises(ProcessLookupError):
         os.kill(spawned.pid, 0)  # gone (and reaped)
     assert not any(os.path.exists(r) for r in roots)
+
+
+@pytest.mark.once
+async def test_a_real_processs_output_resumes_exactly_once_after_drops(
+    local: tuple[FakeKernel, AsyncKernel, str],
+) -> None:
+    server, client, b = local
+    script = "for i in $(seq 1 300); do echo line-$i; [ $((i % 50)) -eq 0 ] && sleep 0.05; done"
+    spawned = await client.browsers.process.spawn(b, command="sh", args=["-c", script])
+    assert spawned.process_id is not None
+    # Three cuts, each after a few events: the stream resumes with Last-Event-ID each time.
+    server.fail("browsers.process.stdout_stream", status=None, drop_after=2, times=3)
+    before = len(server.requests)
+    stream = await client.browsers.process.stdout_stream(spawned.process_id, id_or_name=b)
+    events = [e async for e in stream]
+    assert events[-1].event == "exit" and events[-1].exit_code == 0
+    out = b"".join(base64.b64decode(e.data_b64) for e in events if e.data_b64)
+    assert out.decode().split() == [f"line-{i}" for i in range(1, 301)]
+    assert stream.reconnects == 3
+    resumed = [r.headers.get("Last-Event-ID") for r in server.requests[before:]]
+    assert resumed == [None, "2", "4", "6"]
