@@ -167,11 +167,12 @@ def since_cutoff(text: str | None, now: datetime) -> datetime | None:
         return found
     if _NAIVE.fullmatch(text):
         day, _, clock = text.partition("T")
-        if clock.count(".") and len(clock.partition(".")[2]) < 6:  # 3.10 reads 3 or 6 digits
-            head, _, frac = clock.partition(".")
+        head, dot, frac = clock.partition(".")
+        if dot:  # Python 3.10 reads 3 or 6 fraction digits only
             clock = f"{head}.{frac.ljust(6, '0')}"
-        when = datetime.fromisoformat(f"{day}T{clock}" if clock else day)
-        return when.replace(tzinfo=timezone.utc)
+        with contextlib.suppress(ValueError):  # e.g. month 13: refused below
+            when = datetime.fromisoformat(f"{day}T{clock}" if clock else day)
+            return when.replace(tzinfo=timezone.utc)
     parts = _DURATION.findall(text)
     if parts and "".join(n + u for n, u in parts) == text:
         return now - timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in parts))
