@@ -55,8 +55,17 @@ def test_each_follow_carries_the_event_kinds_of_the_spec() -> None:
         "error",
         "sse_heartbeat",
     ]
-    assert event_kinds("invocations.follow") == ["log", "invocation_state", "error", "sse_heartbeat"]
-    assert event_kinds("auth.connections.follow") == ["managed_auth_state", "error", "sse_heartbeat"]
+    assert event_kinds("invocations.follow") == [
+        "log",
+        "invocation_state",
+        "error",
+        "sse_heartbeat",
+    ]
+    assert event_kinds("auth.connections.follow") == [
+        "managed_auth_state",
+        "error",
+        "sse_heartbeat",
+    ]
 
 
 def test_an_event_is_checked_against_its_own_member_naming_the_field() -> None:
@@ -280,7 +289,10 @@ async def test_deleting_a_deployment_stops_it_and_ends_its_followers(
     task = asyncio.ensure_future(delete())
     got = await follow(client, "deployments.follow", dep)
     await task
-    assert [sig(e) for e in got] == [("deployment_state", "queued"), ("deployment_state", "stopped")]
+    assert [sig(e) for e in got] == [
+        ("deployment_state", "queued"),
+        ("deployment_state", "stopped"),
+    ]
     with pytest.raises(NotFoundError):
         await follow(client, "deployments.follow", dep)
 
@@ -346,6 +358,32 @@ async def test_a_connections_flow_streams_until_it_ends_and_the_connection_follo
     after = await client.auth.connections.retrieve(ma)
     assert (after.status, after.flow_status) == ("AUTHENTICATED", "SUCCESS")
     assert after.last_auth_at == got[2].timestamp
+
+
+async def test_a_later_flow_is_followed_again_and_quiet_changes_add_nothing(
+    fake: FakeKernel, client: AsyncKernel
+) -> None:
+    ma = await make(client, "auth.connections.follow")
+    fake.publish("auth.connections.follow", ma, STARTED)
+    fake.publish("auth.connections.follow", ma, FINISH["auth.connections.follow"])
+    await client.auth.connections.update(ma, login_url="https://example.com/login")
+    fake.publish("auth.connections.follow", ma, {**STARTED, "flow_type": "REAUTH"})
+
+    async def kernel_side() -> None:
+        await asyncio.sleep(0.1)
+        failed = {"flow_status": "FAILED", "error_message": "wrong password"}
+        fake.publish("auth.connections.follow", ma, {"event": "managed_auth_state", **failed})
+
+    task = asyncio.ensure_future(kernel_side())
+    got = await follow(client, "auth.connections.follow", ma)  # waits for the new flow
+    await task
+    assert [(e.flow_status, e.flow_type) for e in got] == [
+        ("IN_PROGRESS", "REAUTH"),
+        ("FAILED", "REAUTH"),
+    ]
+    assert got[1].error_message == "wrong password"
+    resumed = await raw_follow(fake, "auth.connections.follow", ma, {"Last-Event-ID": "1"})
+    assert [i for i, _ in resumed] == [2, 3, 4]  # the settings' update changed no state
 
 
 async def test_deleting_a_connection_cancels_its_flow_underway(
