@@ -176,16 +176,18 @@ async def raw_follow(
 
 def sig(event: Any) -> tuple[str, str | None]:
     """What an event says, the same for a parsed model and a raw dict."""
-    get = event.get if isinstance(event, dict) else lambda k: getattr(event, k, None)
-    kind = get("event")
+
+    def get(value: Any, key: str) -> Any:
+        return value.get(key) if isinstance(value, dict) else getattr(value, key, None)
+
+    kind: str = get(event, "event")
     for key in ("deployment", "invocation"):
-        nested = get(key)
+        nested = get(event, key)
         if nested is not None:
-            return kind, nested["status"] if isinstance(nested, dict) else nested.status
+            return kind, get(nested, "status")
     if kind == "error":
-        error = get("error")
-        return kind, error["message"] if isinstance(error, dict) else error.message
-    return kind, get("message") or get("flow_status")
+        return kind, get(get(event, "error"), "message")
+    return kind, get(event, "message") or get(event, "flow_status")
 
 
 def log(message: str) -> dict[str, Any]:
@@ -432,11 +434,12 @@ async def test_a_published_event_the_schema_refuses_names_its_field(
     fake: FakeKernel, client: AsyncKernel, op: str
 ) -> None:
     rid = await make(client, op)
-    bad = {
+    refused: dict[str, dict[str, Any]] = {
         "deployments.follow": {"event": "deployment_state", "deployment": {"status": "done"}},
         "invocations.follow": {"event": "invocation_state", "invocation": {"status": "paused"}},
         "auth.connections.follow": {**STARTED, "flow_step": "WAITING"},
-    }[op]
+    }
+    bad = refused[op]
     field = {
         "deployments.follow": r"event\.deployment\.status",
         "invocations.follow": r"event\.invocation\.status",
@@ -532,7 +535,8 @@ def test_the_sync_twin_follows_and_resumes_while_events_arrive(
     asked = [r.headers.get("Last-Event-ID") for r in fake.requests if r.operation == op]
     assert asked[0] is None and len(asked) >= 4  # three cuts, each resumed after an id
     assert all(a is not None and a.isdigit() for a in asked[1:])
-    assert [int(a) for a in asked[1:]] == sorted({int(a) for a in asked[1:]})
+    ids = [int(a or "") for a in asked[1:]]
+    assert ids == sorted(set(ids))
 
 
 # --- the official SDK parses what the emulator sends --------------------------------------
