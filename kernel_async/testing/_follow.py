@@ -48,6 +48,7 @@ __all__ = [
     "event_kinds",
     "member",
     "opening",
+    "shown",
     "since_cutoff",
     "state_fields",
 ]
