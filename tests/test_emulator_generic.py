@@ -372,6 +372,9 @@ def test_every_operation_is_served_generically_or_listed_as_501() -> None:
         "auth.connections.timeline",
         "config_registry.analyses.cancel",
         "browsers.playwright.executors.list",
+        "deployments.follow",
+        "invocations.follow",
+        "auth.connections.follow",
     }
     for op in served:
         assert op.sdk_name in roles | handled | set(NOT_IMPLEMENTED), op.sdk_name

@@ -528,6 +528,20 @@ class FakeKernel:
 
         self.logs.add(browser_id, message, source=path or SUPERVISOR)
 
+    def publish(self, operation: str, resource_id: str, event: Mapping[str, Any]) -> int:
+        """Add an event to what ``deployments.follow``, ``invocations.follow`` or
+        ``auth.connections.follow`` streams for a resource (by ID), as Kernel's side would
+        send it, and answer its event id. Any thread.
+
+        The event is checked against the operation's event schema (`ValueError` naming the
+        field); ``timestamp`` defaults to now. A state event (``deployment_state``,
+        ``invocation_state``, ``managed_auth_state``) is laid over the resource's current
+        state, which it becomes (``{"event": "deployment_state", "deployment": {"status":
+        "running"}}`` makes the deployment running): a finished state ends the streams.
+        `KeyError` for a resource the emulator does not have.
+        """
+        return self._generic.publish(operation, resource_id, event)
+
     def on_exec(
         self,
         command: str | Callable[[str, Sequence[str]], bool],
@@ -609,7 +623,8 @@ class FakeKernel:
             if family is not None:
                 resp: web.StreamResponse = await self._family(family, request, body, fault)
             elif op is None:
-                answer = await self._generic.dispatch(request, body)
+                drop_after = fault.drop_after if fault is not None else None
+                answer = await self._generic.dispatch(request, body, drop_after=drop_after)
                 assert answer is not None  # match() found its operation
                 resp = answer
             else:

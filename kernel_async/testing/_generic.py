@@ -15,8 +15,10 @@ Rules an agent depends on are real where cheap: pools hand out browsers made by 
 emulator (``make_browser``), bounded by their ``size``, waiting up to
 ``acquire_timeout_seconds`` and answering 204 when none came; ``release`` returns one;
 ``flush`` ends idle ones. API keys rotate; credentials compute their TOTP codes;
-extensions download what was uploaded. Operations with no honest local meaning answer
-501 with an Error body naming the operation: see `NOT_IMPLEMENTED`.
+extensions download what was uploaded. Deployments, invocations and managed auth
+connections can be followed: their state changes and what a test publishes, as
+server-sent events with ids (see `_follow`). Operations with no honest local meaning
+answer 501 with an Error body naming the operation: see `NOT_IMPLEMENTED`.
 """
 
 from __future__ import annotations
@@ -40,9 +42,19 @@ from urllib.parse import parse_qs, parse_qsl, urlparse
 import attrs
 from aiohttp import web
 
+from ._events import resume_after
+from ._follow import (
+    FOLLOWED,
+    STATES,
+    FollowStreams,
+    check_event,
+    member,
+    since_cutoff,
+    state_fields,
+)
 from ._spec import SERVED_BY_EMULATOR, Operation, OperationIndex, Schema, index, operation, resolve
 from ._synth import merge, stamp, synthesize, token
-from ._validate import FormPart, error_body, validate_request
+from ._validate import FormPart, Problem, error_body, validate_request
 
 __all__ = [
     "NOT_IMPLEMENTED",
@@ -72,16 +84,13 @@ NOT_IMPLEMENTED: Mapping[str, str] = {
     "audit_logs.list": "the emulator keeps no audit log",
     "audit_logs.export_chunk": "the emulator keeps no audit log",
     "audit_logs.export_destinations.test": "it would write to a remote bucket",
-    "auth.connections.follow": "managed logins run on Kernel's side",
     "auth.connections.login": "managed logins run on Kernel's side",
     "auth.connections.submit": "managed logins run on Kernel's side",
     "config_registry.lookup": "recommendations come from Kernel's analyses of real sites",
     "config_registry.resolve": "recommendations come from Kernel's analyses of real sites",
     "credential_providers.list_items": "it would read an outside password manager",
     "credential_providers.test": "it would reach an outside password manager",
-    "deployments.follow": "the emulator builds and runs no apps",
     "extensions.download_from_chrome_store": "it would download from the Chrome Web Store",
-    "invocations.follow": "the emulator builds and runs no apps",
     "profiles.download": "emulated browsers save no profile data",
     "proxies.check": "it would test a remote proxy",
     "search.contents.fetch": "the emulator does not fetch web pages",
@@ -530,6 +539,7 @@ class GenericAPI:
         self._lock = threading.Lock()
         self._records: dict[tuple[str, str], dict[str, Record]] = {}
         self._pools: dict[str, _Pool] = {}
+        self.follows = FollowStreams()
         self._actions: dict[str, Callable[..., Awaitable[web.StreamResponse]]] = {
             "browser_pools.acquire": self._acquire,
             "browser_pools.release": self._release,
@@ -571,10 +581,11 @@ class GenericAPI:
         return resp
 
     async def dispatch(
-        self, request: web.Request, body: bytes | None = None
+        self, request: web.Request, body: bytes | None = None, *, drop_after: int | None = None
     ) -> web.StreamResponse | None:
         """Answer a request, or None when it hits none of the operations served here
-        (``body``: the request's bytes if already read)."""
+        (``body``: the request's bytes if already read; ``drop_after``: an injected fault
+        cutting an event stream after that many events)."""
         found = self.index.match(request.method, request.raw_path)
         if found is None:
             allowed = self.index.allowed(request.raw_path)
@@ -602,7 +613,9 @@ class GenericAPI:
             status, payload = error_body(checked.problems)
             return web.json_response(payload, status=status)
         try:
-            return await self._serve(op, found.path_params, checked.query, checked.body)
+            return await self._serve(
+                op, found.path_params, checked.query, checked.body, request, drop_after
+            )
         except ApiError as error:
             return error.response()
 
@@ -641,7 +654,13 @@ class GenericAPI:
     # -- serving ------------------------------------------------------------------------
 
     async def _serve(
-        self, op: Operation, path: Mapping[str, str], query: Mapping[str, Any], body: Any
+        self,
+        op: Operation,
+        path: Mapping[str, str],
+        query: Mapping[str, Any],
+        body: Any,
+        request: web.Request,
+        drop_after: int | None,
     ) -> web.StreamResponse:
         family = self._family_of(op)
         singleton = self.singletons.get(op.kind)
@@ -665,6 +684,8 @@ class GenericAPI:
                 "not_implemented",
                 f"{op.sdk_name} is not available in the emulator: {NOT_IMPLEMENTED[op.sdk_name]}",
             )
+        if op.sdk_name in FOLLOWED:
+            return await self._follow(op, request, parent, query, drop_after)
         action = self._actions.get(op.sdk_name)
         if action is not None:
             return await action(op, path, query, body, parent)
@@ -752,6 +773,7 @@ class GenericAPI:
             return self._list(family, op, query, parent)
         if role in ("create", "upsert_by_name"):
             record = await self._create(family, op, body, parent, path)
+            self._state_changed(family.kind, record)
             return self._json(op, record)
         if role == "upsert":
             return await self._upsert(family, op, path, body, parent)
@@ -762,9 +784,11 @@ class GenericAPI:
             return web.Response(body=record.blob or b"", content_type=op.content_type)
         if role == "update":
             self._update(family, record, _as_object(body))
+            self._state_changed(family.kind, record)
             return self._json(op, record)
         assert role == "delete", role
         await self._delete(family, record, parent, _as_object(body))
+        self._followed_gone(family.kind, record)
         return web.Response(status=204)
 
     def _json(self, op: Operation, record: Record, status: int | None = None) -> web.Response:
@@ -885,8 +909,12 @@ class GenericAPI:
         elif kind == "search":
             data.update(provider="emulator", attempts=[], results=[])
             data["warnings"] = [{"code": "emulated", "message": _NO_SEARCH}]
-        elif kind == "invocations" and data.get("status") in ("succeeded", "failed"):
-            data.setdefault("finished_at", stamp())
+        elif kind == "invocations":
+            data.setdefault("started_at", stamp())  # nothing queues it: it starts at once
+            if data.get("status") in ("succeeded", "failed"):
+                data.setdefault("finished_at", stamp())
+        elif kind == "auth.connections":
+            data.setdefault("status", "NEEDS_AUTH")  # no sign-in has happened yet
 
     def _update(self, family: Family, record: Record, body: Mapping[str, Any]) -> None:
         changes = dict(body)
@@ -967,6 +995,141 @@ class GenericAPI:
             if op.method == "PATCH":
                 record.data.update(_as_object(body))
         return self._json(op, record)
+
+    # -- follow streams (deployments, invocations, managed auth connections) -------------
+
+    def publish(self, operation: str, resource_id: str, event: Mapping[str, Any]) -> int:
+        """Add an event to a followed resource's stream (see `FakeKernel.publish`); its id.
+
+        Any thread: the work is done on the emulator's loop. `ValueError` for another
+        operation or an event its schema refuses (naming the field), `KeyError` for an
+        unknown resource.
+        """
+        kind = FOLLOWED.get(operation)
+        if kind is None or kind not in self.families:
+            raise ValueError(
+                f"{operation!r} is not a follow stream; use one of {', '.join(sorted(FOLLOWED))}"
+            )
+        if not isinstance(event, Mapping):
+            raise TypeError(f"an event is a dict, not {type(event).__name__}")
+        data = dict(event)
+        return self.follows.call(lambda: self._publish(kind, operation, resource_id, data))
+
+    def _publish(self, kind: str, op_name: str, ref: str, data: dict[str, Any]) -> int:
+        record = self._find(kind, "", ref)
+        if record is None:
+            raise KeyError(
+                f"{op_name}: no {_singular(kind)} {ref!r} in the emulator "
+                "(create it through the API first)"
+            )
+        rid = str(record.data["id"])
+        if not self.follows.has(kind, rid):
+            self._state_changed(kind, record)
+        data.setdefault("timestamp", stamp())
+        spec = STATES[kind]
+        if data.get("event") != spec.event:
+            _refuse(op_name, check_event(op_name, data))
+            return self.follows.add(kind, rid, data).id
+        # A state event is laid over the resource's current state, which it then becomes.
+        if spec.field is not None:
+            given = data.get(spec.field)
+            if isinstance(given, Mapping):
+                current = self._state_event(kind, record)
+                assert current is not None
+                data[spec.field] = {**current[spec.field], **given}
+            _refuse(op_name, check_event(op_name, data))
+            changes = dict(data[spec.field])
+            if changes.get("id", rid) != rid:
+                raise ValueError(
+                    f"{op_name}: the event is not valid: event.{spec.field}.id: "
+                    f"this stream follows {rid!r}, got {changes['id']!r}"
+                )
+        else:
+            fields = state_fields(op_name, kind)
+            data = {**{k: v for k, v in record.data.items() if k in fields}, **data}
+            _refuse(op_name, check_event(op_name, data))
+            changes = {k: v for k, v in data.items() if k in fields}
+            if changes.get("flow_status") == "SUCCESS":  # a sign-in that worked
+                changes.update(status="AUTHENTICATED", last_auth_at=data["timestamp"])
+        with self._lock:
+            record.data.update(changes)
+            record.data["updated_at"] = data["timestamp"]
+        self._derive(kind, record.data, changes, record.blob)
+        event = self._state_event(kind, record, data["timestamp"])
+        assert event is not None
+        added = self.follows.state(kind, rid, event, force=True)
+        assert added is not None
+        return added.id
+
+    def _state_event(
+        self, kind: str, record: Record, timestamp: str | None = None
+    ) -> dict[str, Any] | None:
+        """The resource's state as its stream's state event (a connection with no flow
+        underway has none)."""
+        spec = STATES[kind]
+        op_name = next(op for op, followed in FOLLOWED.items() if followed == kind)
+        schema = member(op_name, spec.event)
+        assert schema is not None
+        when = timestamp or stamp()
+        if spec.field is None:
+            if not record.data.get("flow_status") or not record.data.get("flow_step"):
+                return None
+            known = {**record.data, "event": spec.event, "timestamp": when}
+            built: dict[str, Any] = synthesize(schema, known=known, seed=record.seed)
+            return built
+        nested = resolve(schema)["properties"][spec.field]
+        return {"event": spec.event, spec.field: self._answer(nested, record), "timestamp": when}
+
+    def _state_changed(self, kind: str, record: Record) -> None:
+        """A followed resource was made or changed: a state event, when its state moved."""
+        if kind not in STATES:
+            return
+        event = self._state_event(kind, record)
+        rid = str(record.data["id"])
+        if event is None:
+            self.follows.log(kind, rid)  # followable, with nothing to say yet
+        else:
+            self.follows.state(kind, rid, event)
+
+    def _followed_gone(self, kind: str, record: Record) -> None:
+        """A followed resource was deleted: deleting a deployment stops it, deleting a
+        connection cancels its flow underway; then its followers finish."""
+        if kind not in STATES:
+            return
+        data = record.data
+        if kind == "deployments" and data.get("status") not in ("stopped", "failed"):
+            data.update(status="stopped", updated_at=stamp())
+            self._state_changed(kind, record)
+        elif kind == "auth.connections" and data.get("flow_status") == "IN_PROGRESS":
+            data["flow_status"] = "CANCELED"
+            self._state_changed(kind, record)
+        self.follows.end(kind, str(data["id"]))
+
+    async def _follow(
+        self,
+        op: Operation,
+        request: web.Request,
+        rid: str,
+        query: Mapping[str, Any],
+        drop_after: int | None,
+    ) -> web.StreamResponse:
+        kind = FOLLOWED[op.sdk_name]
+        try:
+            cutoff = since_cutoff(query.get("since"), datetime.now(timezone.utc))
+        except ValueError as exc:
+            raise ApiError(400, "bad_request", f"query.since: {exc}") from None
+        if not self.follows.has(kind, rid):
+            record = self._find(kind, "", rid)
+            assert record is not None  # its existence was checked as the parent
+            self._state_changed(kind, record)
+        return await self.follows.serve(
+            request,
+            kind,
+            rid,
+            after=resume_after(request),
+            cutoff=cutoff,
+            drop_after=drop_after,
+        )
 
     # -- actions --------------------------------------------------------------------------
 
@@ -1143,6 +1306,13 @@ class GenericAPI:
     ) -> web.StreamResponse:
         # Analyses come from Kernel's side; the emulator has none, so none can be named.
         raise not_found(op.kind, path.get("id", ""))
+
+
+def _refuse(op_name: str, problems: Sequence[Problem]) -> None:
+    if problems:
+        raise ValueError(
+            f"{op_name}: the event is not valid: " + "; ".join(str(p) for p in problems)
+        )
 
 
 def _as_object(body: Any) -> Mapping[str, Any]:
