@@ -1,7 +1,8 @@
 """Launch and end local headless Chromium processes (the local backend's browsers).
 
 Each browser gets its own temporary directory (profile, log and Chromium's own ``TMPDIR``,
-all removed when it ends), DevTools over a pipe (``--remote-debugging-pipe``: no port is
+all removed when it ends), a download directory set in its profile
+(`download_preferences`), DevTools over a pipe (``--remote-debugging-pipe``: no port is
 opened, so no other local process can drive it; see ``_devtools_pipe``), its own process
 group, and — on Linux — the parent-death signal, so that no Chromium outlives the process
 that launched it, even after a ``kill -9``. Chromium's own children (zygotes, renderers,
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -23,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -35,6 +38,7 @@ __all__ = [
     "ChromiumStartError",
     "LocalSetupError",
     "chromium_args",
+    "download_preferences",
     "find_chromium",
     "launch_chromium",
     "marked_processes",
@@ -138,6 +142,19 @@ def chromium_args(
     return args
 
 
+def download_preferences(directory: str) -> dict[str, Any]:
+    """The profile preferences that make ``directory`` where the browser saves downloads.
+
+    The browser's default download behaviour then holds, as on Kernel: a download the user
+    starts (a click) is saved there under its suggested name (``report (1).pdf`` when the
+    name is taken), written first as a ``.crdownload`` file (``Unconfirmed <n>.crdownload``)
+    and renamed once complete; one a script starts is refused unless a DevTools client allows it
+    (``Browser.setDownloadBehavior``). A client that sets another behaviour and leaves
+    (Playwright does) puts the browser back to this one, never to ``~/Downloads``.
+    """
+    return {"download": {"default_directory": directory, "prompt_for_download": False}}
+
+
 def workdir_root(
     tempdir: str,
     candidates: Sequence[str] = SHORT_ROOTS,
@@ -190,8 +207,10 @@ async def launch_chromium(
     height: int,
     headless: bool = True,
     startup_timeout: float = 30.0,
+    downloads: str | None = None,
 ) -> ChromiumProcess:
-    """Start a browser and wait until it answers over its DevTools pipe.
+    """Start a browser and wait until it answers over its DevTools pipe. It saves downloads
+    in ``downloads`` (default: a directory in its workdir, removed with it).
 
     Call from the event loop's own thread: the parent-death signal fires when the *thread*
     that forked exits, and the loop thread lives exactly as long as the emulator.
@@ -200,7 +219,9 @@ async def launch_chromium(
     root = workdir_root(tempfile.gettempdir())
     workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX, dir=root))
     profile = workdir / "profile"
-    profile.mkdir()
+    (profile / "Default").mkdir(parents=True)
+    preferences = download_preferences(downloads or str(workdir / "downloads"))
+    (profile / "Default" / "Preferences").write_text(json.dumps(preferences))
     (workdir / "t").mkdir()  # Chromium's TMPDIR: its temporary files go with the workdir
     args = chromium_args(binary, profile, width=width, height=height, headless=headless)
     ours_read, theirs_write = os.pipe()

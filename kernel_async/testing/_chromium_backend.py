@@ -4,6 +4,8 @@ The backend keeps one DevTools connection per browser. Through it every page is
 auto-attached and pinned to the requested viewport (``--window-size`` alone gives a
 shorter page: the window frame takes space), and the visible page is screencast into the
 recorder. Users drive the browser over their own connection (the emulator's proxy).
+Each browser saves downloads where `ChromiumBackend.downloads` says (the emulator: the
+browser's sandbox ``/tmp/downloads``, where ``browsers.fs`` sees them).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +166,9 @@ class ChromiumBackend:
     x264 speed preset: faster presets cost less CPU per frame and make larger files.
     What it needs is checked here, not at the first browser or recording: no Chromium, or
     no PyAV, raises `LocalSetupError` saying what to install.
+
+    ``downloads`` (the emulator sets it) gives, by browser ID, the host directory the
+    browser saves downloads in; ``None``: a directory of the browser's own, removed with it.
     """
 
     def __init__(
@@ -176,6 +182,7 @@ class ChromiumBackend:
         self._launching = 0
         self._files = RecordingFiles()
         self._finished: dict[tuple[str, str], ScreencastRecorder] = {}
+        self.downloads: Callable[[str], str] | None = None
 
     async def create_browser(
         self, browser_id: str, *, viewport: Viewport, start_url: str | None = None
@@ -186,8 +193,9 @@ class ChromiumBackend:
             raise BrowserLimitError(f"at most {self.max_browsers} local browsers at once")
         self._launching += 1
         try:
+            downloads = self.downloads(browser_id) if self.downloads is not None else None
             process = await launch_chromium(
-                self._binary, width=viewport.width, height=viewport.height
+                self._binary, width=viewport.width, height=viewport.height, downloads=downloads
             )
             try:
                 browser = await self._connect(process, viewport, start_url)

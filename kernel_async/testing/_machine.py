@@ -9,6 +9,9 @@ for holders of the emulator's key, but with your user's rights. Use it for your 
 tests. In memory (the default backend) nothing runs: files live in a `MemoryFS` and
 ``exec``/``spawn`` answer what a test scripted with ``fake.on_exec(...)``.
 
+Files a local browser downloads land in its sandbox's `DOWNLOADS` (``/tmp/downloads``, as
+on Kernel), under their suggested names once complete (a ``.crdownload`` file meanwhile).
+
 Everything a browser's machine holds (files, processes: their whole process groups) ends
 with the browser, and with the emulator.
 """
@@ -30,7 +33,10 @@ from ._sandbox import FileSystem, MemoryFS, SandboxFS
 if TYPE_CHECKING:
     from ._emulator import BrowserOp, FakeKernel, FamilyCall
 
-__all__ = ["Machines", "register"]
+__all__ = ["DOWNLOADS", "Machines", "register"]
+
+DOWNLOADS = "/tmp/downloads"
+"""Where a browser's downloads land in its file system (as on Kernel)."""
 
 
 @attrs.define
@@ -54,6 +60,7 @@ class Machines:
     def __init__(self, real: Callable[[], bool]) -> None:
         self._real = real
         self._machines: dict[str, Machine] = {}
+        self._roots: list[str] = []  # every sandbox made, swept again at the end
         self.scripts: list[_Script] = []  # fake.on_exec(...), shared by every browser
 
     def of(self, browser_id: str) -> Machine:
@@ -65,12 +72,21 @@ class Machines:
     def _make(self) -> Machine:
         if self._real():
             root = tempfile.mkdtemp(prefix="kernel-machine-")
+            self._roots.append(root)
             sandbox = SandboxFS(root)
             return Machine(sandbox, LocalProcesses(sandbox), root)
         memory = MemoryFS()
         scripted = ScriptedProcesses(memory)
         scripted._scripts = self.scripts  # one script for every browser
         return Machine(memory, scripted, None)
+
+    def downloads(self, browser_id: str) -> str:
+        """The host directory of the browser's `DOWNLOADS` (made now, with its machine)."""
+        fs = self.of(browser_id).fs
+        if not isinstance(fs, SandboxFS):
+            raise TypeError("downloads land in a sandbox: only browsers of a local backend")
+        fs.create_directory(DOWNLOADS)
+        return fs.host_dir(DOWNLOADS)
 
     async def end(self, browser_id: str) -> None:
         machine = self._machines.pop(browser_id, None)
@@ -80,10 +96,20 @@ class Machines:
     async def aclose(self) -> None:
         for browser_id in list(self._machines):
             await self.end(browser_id)
+        # A browser ends after its sandbox: a download it began meanwhile made its
+        # directory again (Chromium makes the download folder when it is missing).
+        for root in self._roots:
+            shutil.rmtree(root, ignore_errors=True)
+        self._roots.clear()
 
 
 def register(fake: FakeKernel) -> Mapping[str, BrowserOp]:
-    """The fs and process families for one emulator."""
+    """The fs and process families for one emulator (a local Chromium saves its browsers'
+    downloads into their sandboxes)."""
+    from ._chromium_backend import ChromiumBackend
+
+    if isinstance(fake.backend, ChromiumBackend):
+        fake.backend.downloads = fake.machines.downloads
     return {**_file_ops(fake.machines), **_process_ops(fake.machines)}
 
 
