@@ -134,8 +134,6 @@ NOT_IMPLEMENTED: Mapping[str, str] = {
             "browsers.process.status",
             "browsers.process.stdin",
             "browsers.process.stdout_stream",
-            "browsers.telemetry.events",
-            "browsers.telemetry.stream",
         )
     },
 }
