@@ -167,39 +167,35 @@ def test_cdp_events_become_the_apis_events() -> None:
     cdp = CdpTelemetry()
     cdp.attached("S1", "T1", "about:blank")
     assert cdp.event("Page.loadEventFired", {}, "other-session", 1) is None  # not a page of ours
-    made = [
-        cdp.event(method, params, "S1", ts)
-        for ts, (method, params) in enumerate(
-            [
-                ("Network.requestWillBeSent", {
-                    "requestId": "R1", "loaderId": "L1", "documentURL": "http://x/",
-                    "request": {"url": "http://x/", "method": "GET", "headers": {"A": "1"}},
-                    "initiator": {"type": "other"}, "type": "Document", "frameId": "F1"}),
-                ("Page.frameNavigated", {"frame": {"id": "F1", "loaderId": "L1",
-                                                   "url": "http://x/"}}),
-                ("Network.responseReceived", {"requestId": "R1", "type": "Document",
-                    "response": {"url": "http://x/", "status": 200, "statusText": "OK",
-                                 "headers": {"B": "2"}, "mimeType": "text/html"}}),
-                ("Network.loadingFinished", {"requestId": "R1"}),
-                ("Runtime.consoleAPICalled", {"type": "log", "args": [
-                    {"type": "string", "value": "hello"}, {"type": "number", "value": 42},
-                    {"type": "object", "description": "Object"}, {"type": "x" * 5000}]}),
-                ("Runtime.consoleAPICalled", {"type": "error", "args": [], "stackTrace": {
-                    "callFrames": [{"functionName": "f", "scriptId": "1", "url": "http://x/",
-                                    "lineNumber": 3, "columnNumber": 4}]}}),
-                ("Runtime.exceptionThrown", {"exceptionDetails": {
-                    "text": "Uncaught", "lineNumber": 1, "columnNumber": 2, "url": "http://x/",
-                    "exception": {"type": "object", "description": "Error: boom\n    at f"}}}),
-                ("Page.domContentEventFired", {"timestamp": 1.5}),
-                ("Network.requestWillBeSent", {"requestId": "R2", "type": "Fetch",
-                    "request": {"url": "http://y/", "method": "POST", "postData": "a=1"},
-                    "frameId": "F1"}),
-                ("Network.loadingFailed", {"requestId": "R2", "errorText": "net::ERR_FAILED",
-                                           "canceled": False, "type": "Fetch"}),
-                ("Network.dataReceived", {"requestId": "R3"}),
-            ]
-        )
+    cdp_events: list[tuple[str, dict[str, Any]]] = [
+        ("Network.requestWillBeSent", {
+            "requestId": "R1", "loaderId": "L1", "documentURL": "http://x/",
+            "request": {"url": "http://x/", "method": "GET", "headers": {"A": "1"}},
+            "initiator": {"type": "other"}, "type": "Document", "frameId": "F1"}),
+        ("Page.frameNavigated", {"frame": {"id": "F1", "loaderId": "L1",
+                                           "url": "http://x/"}}),
+        ("Network.responseReceived", {"requestId": "R1", "type": "Document",
+            "response": {"url": "http://x/", "status": 200, "statusText": "OK",
+                         "headers": {"B": "2"}, "mimeType": "text/html"}}),
+        ("Network.loadingFinished", {"requestId": "R1"}),
+        ("Runtime.consoleAPICalled", {"type": "log", "args": [
+            {"type": "string", "value": "hello"}, {"type": "number", "value": 42},
+            {"type": "object", "description": "Object"}, {"type": "x" * 5000}]}),
+        ("Runtime.consoleAPICalled", {"type": "error", "args": [], "stackTrace": {
+            "callFrames": [{"functionName": "f", "scriptId": "1", "url": "http://x/",
+                            "lineNumber": 3, "columnNumber": 4}]}}),
+        ("Runtime.exceptionThrown", {"exceptionDetails": {
+            "text": "Uncaught", "lineNumber": 1, "columnNumber": 2, "url": "http://x/",
+            "exception": {"type": "object", "description": "Error: boom\n    at f"}}}),
+        ("Page.domContentEventFired", {"timestamp": 1.5}),
+        ("Network.requestWillBeSent", {"requestId": "R2", "type": "Fetch",
+            "request": {"url": "http://y/", "method": "POST", "postData": "a=1"},
+            "frameId": "F1"}),
+        ("Network.loadingFailed", {"requestId": "R2", "errorText": "net::ERR_FAILED",
+                                   "canceled": False, "type": "Fetch"}),
+        ("Network.dataReceived", {"requestId": "R3"}),
     ]  # fmt: skip
+    made = [cdp.event(method, params, "S1", ts) for ts, (method, params) in enumerate(cdp_events)]
     assert made[2] is None and made[-1] is None  # kept for later / not telemetry
     events = [e for e in made if e is not None]
     for seq, event in enumerate(events, 1):

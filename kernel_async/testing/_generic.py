@@ -134,6 +134,8 @@ NOT_IMPLEMENTED: Mapping[str, str] = {
             "browsers.process.status",
             "browsers.process.stdin",
             "browsers.process.stdout_stream",
+            "browsers.telemetry.events",
+            "browsers.telemetry.stream",
         )
     },
 }
