@@ -130,13 +130,6 @@ class Capture:
             return bool(self.categories & CDP_CATEGORIES)
         return category in self.categories
 
-    def as_json(self) -> dict[str, Any]:
-        """The session's active configuration, as the API shows it."""
-        return {
-            "browser": {c: {"enabled": c in self.categories} for c in CATEGORIES},
-            "storage": {"enabled": self.stored},
-        }
-
 
 OFF = Capture()
 
@@ -741,11 +734,6 @@ class Telemetry:
         state.log.close()
         if state.watch is not None:
             await state.watch.cdp.close()
-
-    def configuration(self, browser_id: str) -> dict[str, Any] | None:
-        """The session's active telemetry configuration as the API shows it, if any."""
-        state = self._sessions.get(browser_id)
-        return state.capture.as_json() if state is not None and state.capture.on else None
 
     async def _launched(self, browser_id: str, opener: ChannelOpener) -> None:
         state = self._sessions.get(browser_id)
