@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from ._backend import (
     UnsupportedValueError,
 )
 from ._cdp import CDPClient, CDPError
+from ._cdp_proxy import ChannelOpener
 from ._chromium import (
     ChromiumProcess,
     LocalSetupError,
@@ -37,7 +38,17 @@ from ._chromium import (
 )
 from ._screencast import ScreencastRecorder
 
-__all__ = ["ChromiumBackend", "PageTracker", "RecordingStats", "require_local_extra"]
+__all__ = [
+    "ChromiumBackend",
+    "LaunchHook",
+    "PageTracker",
+    "RecordingStats",
+    "require_local_extra",
+]
+
+LaunchHook = Callable[[str, ChannelOpener], Awaitable[None]]
+"""Called with a new browser's ID and how to open a DevTools session of one's own on it,
+once its first page exists and before its start URL opens."""
 
 INSTALL_LOCAL = 'pip install "kernel-async[local]"'
 
@@ -183,6 +194,8 @@ class ChromiumBackend:
         self._files = RecordingFiles()
         self._finished: dict[tuple[str, str], ScreencastRecorder] = {}
         self.downloads: Callable[[str], str] | None = None
+        # E.g. telemetry, which watches a browser's pages from before its start URL.
+        self.on_launch: list[LaunchHook] = []
 
     async def create_browser(
         self, browser_id: str, *, viewport: Viewport, start_url: str | None = None
@@ -198,7 +211,7 @@ class ChromiumBackend:
                 self._binary, width=viewport.width, height=viewport.height, downloads=downloads
             )
             try:
-                browser = await self._connect(process, viewport, start_url)
+                browser = await self._connect(browser_id, process, viewport, start_url)
             except BaseException:
                 await process.terminate()
                 raise
@@ -210,12 +223,14 @@ class ChromiumBackend:
         return BrowserHandle(browser_id, viewport, None, devtools=process.pipe.session)
 
     async def _connect(
-        self, process: ChromiumProcess, viewport: Viewport, start_url: str | None
+        self, browser_id: str, process: ChromiumProcess, viewport: Viewport, start_url: str | None
     ) -> _Browser:
         cdp = CDPClient(process.pipe.root)
         try:
             pages = PageTracker(cdp, viewport)
             session = await pages.start()
+            for hook in self.on_launch:
+                await hook(browser_id, process.pipe.session)
             if start_url:
                 await _open(cdp, session, start_url)
         except BaseException:

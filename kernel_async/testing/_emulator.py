@@ -226,6 +226,9 @@ class FakeKernel:
         from ._machine import Machines
 
         self.machines = Machines(lambda: not isinstance(self._bridge.backend, InMemoryBackend))
+        from ._telemetry import Telemetry
+
+        self._telemetry = Telemetry(self)
         self._browser_ops: dict[str, BrowserOp] = {}
         for module in FAMILY_MODULES:
             self._browser_ops.update(importlib.import_module(module).register(self))
@@ -404,9 +407,11 @@ class FakeKernel:
         with self._lock:
             if browser_id is not None and browser_id in self._sessions.sessions:
                 return browser_id
+            capture = self._telemetry.requested(fields.get("telemetry"))
             session = self._sessions.add(parse_create(fields), session_id=browser_id)
             bid = session.session_id
             self._browsers.setdefault(bid, [])
+        self._telemetry.begin(bid, capture, session.start_url)
         try:
             self._from_outside(self._bridge.created(session))
         except BaseException:
@@ -541,6 +546,19 @@ class FakeKernel:
         `KeyError` for a resource the emulator does not have.
         """
         return self._generic.publish(operation, resource_id, event)
+
+    def telemetry(self, browser_id: str, event: Mapping[str, Any]) -> dict[str, Any]:
+        """Record a telemetry event of a browser (by ID, or by name while it is active), as
+        ``browsers.telemetry.events`` and ``.stream`` then serve it; any thread.
+
+        ``event`` is one of the API's telemetry events, e.g. ``{"type": "console_log",
+        "data": {"text": "hi"}}``: ``category``, ``ts`` (now, in Unix microseconds) and
+        ``source`` are filled in when missing, and the whole is checked against the spec
+        (`ValueError` naming the field that does not fit). The browser must capture the
+        event's category, as on Kernel (`ValueError` saying which ``telemetry`` setting
+        does); `KeyError` for a browser that is not active. Returns the recorded
+        ``{"seq", "event"}``."""
+        return self._telemetry.add(browser_id, event)
 
     def on_exec(
         self,
@@ -733,9 +751,12 @@ class FakeKernel:
 
     async def _create_session(self, raw: Mapping[str, Any]) -> Session:
         fields = parse_create(dict(raw))
+        capture = self._telemetry.requested(raw.get("telemetry"))
         with self._lock:
             session = self._sessions.add(fields)
             self._browsers[session.session_id] = []
+        # Before the browser launches: a local one is watched from its first page.
+        self._telemetry.begin(session.session_id, capture, session.start_url)
         try:
             await self._bridge.created(session)
         except BaseException:
@@ -750,8 +771,11 @@ class FakeKernel:
             return web.json_response(session.as_json(self.base_url))
 
     async def _op_update(self, request: web.Request, body: bytes, ref: str) -> web.StreamResponse:
+        raw = _json_object(body)
+        capture = self._telemetry.asked(ref, raw.get("telemetry"))  # a 400 changes nothing
         with self._lock:
-            session = self._sessions.update(ref, _json_object(body))
+            session = self._sessions.update(ref, raw)
+        await self._telemetry.update(session.session_id, capture)
         await self._bridge.updated(session)
         return web.json_response(session.as_json(self.base_url))
 
@@ -792,6 +816,7 @@ class FakeKernel:
             session.session_id, f"browser {session.session_id} ended" + (f": {why}" if why else "")
         )
         self.logs.end(session.session_id)
+        await self._telemetry.end(session.session_id)
         await self.machines.end(session.session_id)
         await self._bridge.deleted(session.session_id)
         for replay_id in stopped:

@@ -11,4 +11,5 @@ FAMILY_MODULES: tuple[str, ...] = (
     "kernel_async.testing._machine",  # browsers.fs, browsers.process
     "kernel_async.testing._curl",  # browsers.curl
     "kernel_async.testing._computer",  # browsers.computer
+    "kernel_async.testing._telemetry",  # browsers.telemetry.events, .stream
 )

@@ -1,0 +1,576 @@
+"""``browsers.telemetry.events`` and ``.stream`` in the emulator: the pure rules (what a
+session captures, time windows, pages, CDP events -> the API's events), the in-memory
+stand-ins over real sockets (paging, filters, resuming a dropped stream exactly once, async
+and sync, the official SDK parsing both), and real CDP telemetry of a local Chromium
+(marked ``once``): console, navigation and network events of a page served on loopback.
+
+Every answer is checked with jsonschema against the spec (`tests.spec_shapes`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from kernel_async import AsyncKernel, BadRequestError, NotFoundError
+from kernel_async.testing import FakeKernel
+from kernel_async.testing._cdp import CDPClient
+from kernel_async.testing._events import Event
+from kernel_async.testing._sessions import Refused
+from kernel_async.testing._telemetry import (
+    DEFAULT_CATEGORIES,
+    EVENT_TYPES,
+    Capture,
+    CdpTelemetry,
+    complete_event,
+    page_of,
+    parse_when,
+    resolve_capture,
+)
+from kernel_sync import Kernel
+from tests.spec_shapes import conforms
+
+pytestmark = pytest.mark.anyio
+
+PAGE_AND_CONSOLE = {"browser": {"page": {"enabled": True}, "console": {"enabled": True}}}
+CDP_ALL = {"browser": {c: {"enabled": True} for c in ("page", "console", "network")}}
+
+
+def valid(envelope: Mapping[str, Any]) -> None:
+    """The envelope fits TelemetryEventsResponse, and its event the schema of its type,
+    with no field the spec does not name."""
+    conforms("TelemetryEventsResponse", envelope)
+    event = envelope["event"]
+    conforms(EVENT_TYPES[event["type"]][1]["$ref"].rpartition("/")[2], event)
+
+
+# -- pure rules ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("current", "requested", "expected"),
+    [
+        (None, None, frozenset()),  # omitted: capture not started
+        (None, {}, frozenset()),
+        (None, {"enabled": False}, frozenset()),
+        (None, {"storage": {"enabled": True}}, frozenset()),
+        (None, {"enabled": True}, DEFAULT_CATEGORIES),
+        (None, {"browser": {}}, frozenset()),
+        (None, {"browser": {"console": {"enabled": True}}}, DEFAULT_CATEGORIES | {"console"}),
+        (None, {"enabled": True, "browser": {"system": {"enabled": False}}},
+         DEFAULT_CATEGORIES - {"system"}),
+        # The four operational ones turned off: nothing is captured.
+        (None, {"browser": {c: {"enabled": False} for c in DEFAULT_CATEGORIES}}, frozenset()),
+        # Updates: {} leaves it; browser merges onto the current selection; enabled=true
+        # starts afresh from the default set; enabled=false stops.
+        (frozenset({"page"}), {}, frozenset({"page"})),
+        (frozenset({"page"}), None, frozenset({"page"})),
+        (frozenset({"page"}), {"browser": {"console": {"enabled": True}}},
+         frozenset({"page", "console"})),
+        (frozenset({"page"}), {"enabled": True}, DEFAULT_CATEGORIES),
+        (frozenset({"page"}), {"enabled": False}, frozenset()),
+        (frozenset(), {"browser": {"page": {"enabled": True}}}, DEFAULT_CATEGORIES | {"page"}),
+    ],
+)  # fmt: skip
+def test_what_a_session_captures(
+    current: frozenset[str] | None, requested: Any, expected: frozenset[str]
+) -> None:
+    base = Capture(current) if current is not None else None
+    assert resolve_capture(base, requested).categories == expected
+
+
+def test_refused_capture_settings_name_the_field() -> None:
+    with pytest.raises(Refused, match="enabled=false cannot be combined"):
+        resolve_capture(None, {"enabled": False, "browser": {"page": {"enabled": True}}})
+    with pytest.raises(Refused) as caught:
+        resolve_capture(None, {"enabled": "yes"})
+    assert caught.value.details == ['body.telemetry.enabled: expected boolean, got "yes"']
+
+
+def test_time_window_values() -> None:
+    now = 1_700_000_000_000_000
+    assert parse_when("5m", now, "q") == now - 300_000_000
+    assert parse_when("1h30m", now, "q") == now - 5_400_000_000
+    assert parse_when("250ms", now, "q") == now - 250_000
+    assert parse_when("2023-11-14T22:13:20Z", now, "q") == now
+    assert parse_when("2023-11-14T23:13:20+01:00", now, "q") == now
+    for bad in ("", "5", "m5", "5 m", "yesterday", "5m ago", "2023-11-14"):
+        with pytest.raises(Refused, match=r"query\.since: expected an RFC 3339"):
+            parse_when(bad, now, "query.since")
+
+
+def events_at(*specs: tuple[str, int]) -> list[Event]:
+    """Events with ids from 1, each (type, ts)."""
+    return [
+        Event(i, {"type": kind, "category": EVENT_TYPES[kind][0], "ts": ts})
+        for i, (kind, ts) in enumerate(specs, 1)
+    ]
+
+
+def test_pages_ascending_scan_then_filter() -> None:
+    log = events_at(
+        ("console_log", 10), ("page_load", 20), ("console_log", 30),
+        ("page_load", 40), ("page_load", 50),
+    )  # fmt: skip
+    first = page_of(log, limit=2)
+    assert ([e.id for e in first[0]], first[1:]) == ([1, 2], (3, True))
+    last = page_of(log, limit=2, offset=5)
+    assert ([e.id for e in last[0]], last[1:]) == ([5], (0, False))
+    # The filter applies within the scanned page: a page can be empty while more follow.
+    empty = page_of(log, limit=2, offset=4, categories={"console"})
+    assert empty == ([], 0, False)
+    some = page_of(log, limit=2, offset=3, types={"console_log"})
+    assert ([e.id for e in some[0]], some[1:]) == ([3], (5, True))
+    # since bounds the start unless a cursor is given; until is exclusive.
+    assert [e.id for e in page_of(log, since=30, until=50)[0]] == [3, 4]
+    assert [e.id for e in page_of(log, since=30, offset=2, until=40)[0]] == [2, 3]
+
+
+def test_pages_descending_newest_first() -> None:
+    log = events_at(*((("page_load", n * 10)) for n in range(1, 6)))
+    first = page_of(log, limit=2, order="desc")
+    assert ([e.id for e in first[0]], first[1:]) == ([5, 4], (4, True))
+    second = page_of(log, limit=2, order="desc", offset=first[1])
+    assert ([e.id for e in second[0]], second[1:]) == ([3, 2], (2, True))
+    third = page_of(log, limit=2, order="desc", offset=second[1])
+    assert ([e.id for e in third[0]], third[1:]) == ([1], (0, False))
+    assert [e.id for e in page_of(log, order="desc", until=30)[0]] == [2, 1]
+
+
+def test_a_tests_event_is_completed_and_checked() -> None:
+    made = complete_event({"type": "console_log", "data": {"text": "hi"}}, ts=5)
+    assert made == {
+        "type": "console_log",
+        "data": {"text": "hi"},
+        "category": "console",
+        "ts": 5,
+        "source": {"kind": "cdp"},
+    }
+    oom = {"type": "system_oom_kill", "data": {"pid": 1, "process_name": "chrome", "rss_kb": 9}}
+    assert complete_event(oom)["source"] == {"kind": "kernel_api"}
+    with pytest.raises(ValueError, match=r"event.data.text: required"):
+        complete_event({"type": "console_error", "data": {}})
+    with pytest.raises(ValueError, match=r"event.ts: expected integer"):
+        complete_event({"type": "page_load", "ts": "now"})
+    with pytest.raises(ValueError, match=r"event.type: 'console' is not a telemetry event type"):
+        complete_event({"type": "console"})
+
+
+def test_cdp_events_become_the_apis_events() -> None:
+    cdp = CdpTelemetry()
+    cdp.attached("S1", "T1", "about:blank")
+    assert cdp.event("Page.loadEventFired", {}, "other-session", 1) is None  # not a page of ours
+    cdp_events: list[tuple[str, dict[str, Any]]] = [
+        ("Network.requestWillBeSent", {
+            "requestId": "R1", "loaderId": "L1", "documentURL": "http://x/",
+            "request": {"url": "http://x/", "method": "GET", "headers": {"A": "1"}},
+            "initiator": {"type": "other"}, "type": "Document", "frameId": "F1"}),
+        ("Page.frameNavigated", {"frame": {"id": "F1", "loaderId": "L1",
+                                           "url": "http://x/"}}),
+        ("Network.responseReceived", {"requestId": "R1", "type": "Document",
+            "response": {"url": "http://x/", "status": 200, "statusText": "OK",
+                         "headers": {"B": "2"}, "mimeType": "text/html"}}),
+        ("Network.loadingFinished", {"requestId": "R1"}),
+        ("Runtime.consoleAPICalled", {"type": "log", "args": [
+            {"type": "string", "value": "hello"}, {"type": "number", "value": 42},
+            {"type": "object", "description": "Object"}, {"type": "x" * 5000}]}),
+        ("Runtime.consoleAPICalled", {"type": "error", "args": [], "stackTrace": {
+            "callFrames": [{"functionName": "f", "scriptId": "1", "url": "http://x/",
+                            "lineNumber": 3, "columnNumber": 4}]}}),
+        ("Runtime.exceptionThrown", {"exceptionDetails": {
+            "text": "Uncaught", "lineNumber": 1, "columnNumber": 2, "url": "http://x/",
+            "exception": {"type": "object", "description": "Error: boom\n    at f"}}}),
+        ("Page.domContentEventFired", {"timestamp": 1.5}),
+        ("Network.requestWillBeSent", {"requestId": "R2", "type": "Fetch",
+            "request": {"url": "http://y/", "method": "POST", "postData": "a=1"},
+            "frameId": "F1"}),
+        ("Network.loadingFailed", {"requestId": "R2", "errorText": "net::ERR_FAILED",
+                                   "canceled": False, "type": "Fetch"}),
+        ("Network.dataReceived", {"requestId": "R3"}),
+    ]  # fmt: skip
+    made = [cdp.event(method, params, "S1", ts) for ts, (method, params) in enumerate(cdp_events)]
+    assert made[2] is None and made[-1] is None  # kept for later / not telemetry
+    events = [e for e in made if e is not None]
+    for seq, event in enumerate(events, 1):
+        valid({"seq": seq, "event": event})
+    by_type = [e["type"] for e in events]
+    assert by_type == [
+        "network_request", "page_navigation", "network_response", "console_log",
+        "console_error", "console_error", "page_dom_content_loaded", "network_request",
+        "network_loading_failed",
+    ]  # fmt: skip
+    request, nav, response, log, error, thrown, dcl, post, failed = events
+    assert request["data"]["headers"] == {"A": "1"} and request["data"]["method"] == "GET"
+    assert request["source"] == {
+        "kind": "cdp",
+        "event": "Network.requestWillBeSent",
+        "metadata": {"target_id": "T1", "session_id": "S1"},
+    }
+    assert nav["data"] == {
+        "frame_id": "F1", "loader_id": "L1", "url": "http://x/", "target_id": "T1",
+        "target_type": "page", "session_id": "S1",
+    }  # fmt: skip
+    assert response["data"]["status"] == 200 and response["data"]["mime_type"] == "text/html"
+    assert response["data"]["request_id"] == "R1" and response["data"]["method"] == "GET"
+    assert log["data"]["args"][:3] == ["hello", "42", "Object"] and log["data"]["text"] == "hello"
+    assert log["data"]["nav_seq"] == 1 and log["data"]["url"] == "http://x/"
+    assert len(log["data"]["args"][3]) == 4096 and log["truncated"] is True
+    assert error["data"]["level"] == "error" and error["data"]["stack_trace"]["callFrames"]
+    assert thrown["data"]["text"] == "Uncaught Error: boom" and thrown["data"]["line"] == 1
+    assert dcl["data"]["cdp_timestamp"] == 1.5
+    assert post["data"]["post_data"] == "a=1"
+    assert (
+        failed["data"]["error_text"] == "net::ERR_FAILED" and failed["data"]["url"] == "http://y/"
+    )
+
+
+# -- in memory, over sockets -------------------------------------------------------------
+
+
+async def all_events(client: AsyncKernel, browser: str, **query: Any) -> list[dict[str, Any]]:
+    """Every event through the SDK's pager (pages fetched as it goes)."""
+    return [
+        {"seq": item.seq, "type": item.event.type}
+        async for item in client.browsers.telemetry.events(browser, **query)
+    ]
+
+
+async def http_get(fake: FakeKernel, path: str, **headers: str) -> tuple[int, Any, Any]:
+    """A raw GET (status, headers, JSON body), to check the wire with jsonschema."""
+    auth = {"Authorization": f"Bearer {fake.api_key}", **headers}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(fake.base_url + path, headers=auth) as resp:
+            return resp.status, resp.headers, await resp.json()
+
+
+async def test_a_session_without_telemetry_captures_nothing(
+    fake: FakeKernel, client: AsyncKernel
+) -> None:
+    b = (await client.browsers.create(start_url="https://example.com")).session_id
+    assert (await client.browsers.telemetry.events(b)).items == []
+    with pytest.raises(ValueError, match=r"has telemetry off: .* telemetry=\{'enabled': True\}"):
+        fake.telemetry(b, {"type": "api_call", "data": {
+            "duration_ms": 1, "operation_id": "x", "request_id": "r", "status": 200}})  # fmt: skip
+    stream = await client.browsers.telemetry.stream(b, replay="all")
+
+    async def end_later() -> None:
+        await asyncio.sleep(0.2)
+        await client.browsers.delete(b)
+
+    ending = asyncio.ensure_future(end_later())
+    assert [e async for e in stream] == []  # it opens, delivers nothing, ends with the session
+    await ending
+
+
+async def test_events_page_filter_and_validate(fake: FakeKernel, client: AsyncKernel) -> None:
+    b = (await client.browsers.create(start_url="https://example.com",
+                                      telemetry=PAGE_AND_CONSOLE)).session_id  # fmt: skip
+    for n in range(6):
+        fake.telemetry(b, {"type": "console_log", "data": {"text": f"line {n}", "args": [str(n)]}})
+    fake.telemetry(b, {"type": "page_load", "data": {"url": "https://example.com"}})
+    recorded = fake.telemetry(b, {"type": "console_error", "data": {"text": "oops"}})
+    assert recorded["seq"] == 9  # after the start URL's navigation and 7 more
+
+    status, headers, body = await http_get(fake, f"/browsers/{b}/telemetry/events?limit=4")
+    assert status == 200 and headers["X-Has-More"] == "true" and len(body) == 4
+    for item in body:
+        valid(item)
+    assert body[0]["event"]["type"] == "page_navigation"
+    assert body[0]["event"]["data"]["url"] == "https://example.com"
+
+    got = await all_events(client, b, limit=3)
+    assert [g["seq"] for g in got] == list(range(1, 10))  # every event once, in order
+    consoles = await all_events(client, b, limit=3, category=["console"])
+    assert [g["seq"] for g in consoles] == [2, 3, 4, 5, 6, 7, 9]
+    typed = await all_events(client, b, limit=100, category=["console"], type=["console_error"])
+    assert [g["seq"] for g in typed] == [9]
+    # A filtered page can be empty while more remain (the filter applies within the page).
+    status, headers, body = await http_get(
+        fake, f"/browsers/{b}/telemetry/events?limit=2&type=page_load"
+    )
+    assert body == [] and headers["X-Has-More"] == "true"
+
+    # Newest first; the cursor moves back (our pager stops there, see the report).
+    status, headers, body = await http_get(
+        fake, f"/browsers/{b}/telemetry/events?order=desc&limit=4"
+    )
+    assert [i["seq"] for i in body] == [9, 8, 7, 6] and headers["X-Has-More"] == "true"
+    cursor = headers["X-Next-Offset"]
+    status, headers, body = await http_get(
+        fake, f"/browsers/{b}/telemetry/events?order=desc&limit=4&offset={cursor}"
+    )
+    assert [i["seq"] for i in body] == [5, 4, 3, 2]
+
+    # The time window: until (exclusive) and since.
+    later = (datetime.now(timezone.utc) + timedelta(minutes=1)).isoformat()
+    assert len(await all_events(client, b, until="1h", limit=100)) == 0
+    assert len(await all_events(client, b, since="1m", until=later, limit=100)) == 9
+    assert len(await all_events(client, b, since=later, limit=100)) == 0
+
+
+async def test_refused_queries_and_unknown_browsers(fake: FakeKernel, client: AsyncKernel) -> None:
+    b = (await client.browsers.create(telemetry={"enabled": True})).session_id
+    events = client.browsers.telemetry.events
+    with pytest.raises(BadRequestError, match="since cannot be combined with order=desc"):
+        await events(b, order="desc", since="5m")
+    with pytest.raises(BadRequestError, match=r"query\.order"):
+        await events(b, order="sideways")
+    with pytest.raises(BadRequestError, match=r"query\.since: expected an RFC 3339"):
+        await events(b, since="yesterday")
+    with pytest.raises(BadRequestError, match=r"query\.limit"):
+        await events(b, limit=0)
+    with pytest.raises(BadRequestError, match=r"query.category\[0\]"):
+        await events(b, category=["nonsense"])  # type: ignore[list-item]
+    with pytest.raises(NotFoundError):
+        await events("br_0000000000000000")
+    with pytest.raises(NotFoundError):
+        await client.browsers.telemetry.stream("br_0000000000000000")
+    with pytest.raises(BadRequestError, match="enabled=false cannot be combined"):
+        await client.browsers.create(
+            telemetry={"enabled": False, "browser": {"page": {"enabled": True}}}
+        )
+    with pytest.raises(KeyError):
+        fake.telemetry("br_0000000000000000", {"type": "page_load"})
+
+
+async def read(stream: Any, count: int) -> list[Any]:
+    got = []
+    async for event in stream:
+        got.append(event)
+        if len(got) == count:
+            break
+    return got
+
+
+async def test_stream_from_now_replay_all_and_type_filter(
+    fake: FakeKernel, client: AsyncKernel
+) -> None:
+    b = (await client.browsers.create(telemetry=PAGE_AND_CONSOLE)).session_id
+    fake.telemetry(b, {"type": "console_log", "data": {"text": "before"}})
+    fresh = await client.browsers.telemetry.stream(b)  # only what comes from now on
+    everything = await client.browsers.telemetry.stream(b, replay="all")
+    loads = await client.browsers.telemetry.stream(b, replay="all", type=["page_load"])
+    fake.telemetry(b, {"type": "page_load"})
+    fake.telemetry(b, {"type": "console_log", "data": {"text": "after"}})
+    assert [e.seq for e in await read(fresh, 2)] == [2, 3]
+    assert [e.seq for e in await read(everything, 3)] == [1, 2, 3]
+    assert [(e.seq, e.event.type) for e in await read(loads, 1)] == [(2, "page_load")]
+    for stream in (fresh, everything, loads):
+        await stream.close()
+    wire = [r for r in fake.requests if r.operation == "browsers.telemetry.stream"]
+    assert wire[2].raw_path.endswith("?replay=all&type=page_load")
+
+
+@pytest.mark.parametrize("drop_after", [0, 1, 3, 5])
+async def test_a_dropped_stream_resumes_every_event_once(
+    fake: FakeKernel, client: AsyncKernel, drop_after: int
+) -> None:
+    b = (await client.browsers.create(telemetry=PAGE_AND_CONSOLE)).session_id
+    for n in range(6):
+        fake.telemetry(b, {"type": "console_log", "data": {"text": f"e{n}"}})
+    fake.fail("browsers.telemetry.stream", status=None, drop_after=drop_after, times=2)
+    stream = await client.browsers.telemetry.stream(b, replay="all")
+
+    async def end_later() -> None:
+        for n in range(6, 8):  # more arrive while it is being resumed
+            await asyncio.sleep(0.05)
+            fake.telemetry(b, {"type": "console_log", "data": {"text": f"e{n}"}})
+        await asyncio.sleep(0.1)
+        await client.browsers.delete(b)
+
+    ending = asyncio.ensure_future(end_later())
+    got = [(e.seq, e.event.data.text) async for e in stream]  # type: ignore[union-attr]
+    await ending
+    assert got == [(n + 1, f"e{n}") for n in range(8)]
+    calls = [r for r in fake.requests if r.operation == "browsers.telemetry.stream"]
+    resumed = [r.headers.get("Last-Event-ID") for r in calls]
+    # Each of the two faults cut a connection, unless fewer events than that were left.
+    assert resumed[0] is None and len(calls) == (3 if 2 * drop_after < 8 else 2)
+    if drop_after:
+        assert resumed[1:] == [str(drop_after), str(2 * drop_after)][: len(calls) - 1]
+    assert all(r.raw_path.endswith("?replay=all") for r in calls)
+
+
+async def test_telemetry_turned_on_by_an_update(fake: FakeKernel, client: AsyncKernel) -> None:
+    b = (await client.browsers.create()).session_id
+    with pytest.raises(ValueError, match="has telemetry off"):
+        fake.telemetry(b, {"type": "page_load"})
+    await client.browsers.update(b, telemetry={"browser": {"page": {"enabled": True}}})
+    assert fake.telemetry(b, {"type": "page_load"})["seq"] == 1
+    with pytest.raises(ValueError, match=r"does not capture 'network' events"):
+        fake.telemetry(b, {"type": "network_idle"})
+    with pytest.raises(BadRequestError, match="enabled=false cannot be combined"):
+        await client.browsers.update(
+            b, name="kept?", telemetry={"enabled": False, "browser": {"page": {"enabled": True}}}
+        )
+    assert (await client.browsers.retrieve(b)).name is None  # a refused update changes nothing
+    await client.browsers.update(b, telemetry={"enabled": False})
+    with pytest.raises(ValueError, match="has telemetry off"):
+        fake.telemetry(b, {"type": "page_load"})
+    assert [i.seq for i in (await client.browsers.telemetry.events(b)).items] == [1]
+
+
+def test_the_sync_twin_pages_and_resumes(threaded_fake: FakeKernel) -> None:
+    fake = threaded_fake
+    b = fake.create_browser(start_url="https://example.com", telemetry=PAGE_AND_CONSOLE)
+    fake.fail("browsers.telemetry.stream", status=None, drop_after=2)
+    with Kernel(api_key=fake.api_key, base_url=fake.base_url) as client:
+        with client.browsers.telemetry.stream(b, replay="all") as stream:
+            got = []
+
+            def add_more() -> None:  # from another thread, while the stream follows
+                for n in range(4):
+                    fake.telemetry(b, {"type": "console_log", "data": {"text": f"s{n}"}})
+
+            adder = threading.Thread(target=add_more)
+            adder.start()
+            for event in stream:
+                got.append(event.seq)
+                if len(got) == 5:
+                    break
+            adder.join()
+        assert got == [1, 2, 3, 4, 5]
+        assert [i.seq for i in client.browsers.telemetry.events(b, limit=2)] == [1, 2, 3, 4, 5]
+    calls = [r for r in fake.requests if r.operation == "browsers.telemetry.stream"]
+    assert [r.headers.get("Last-Event-ID") for r in calls] == [None, "2"]
+
+
+@pytest.mark.once
+def test_the_official_sdk_parses_both(threaded_fake: FakeKernel) -> None:
+    kernel = pytest.importorskip("kernel")
+    fake = threaded_fake
+    b = fake.create_browser(start_url="https://example.com", telemetry=CDP_ALL)
+    fake.telemetry(b, {"type": "console_error", "data": {"text": "Uncaught Error: x", "line": 3}})
+    fake.telemetry(b, {"type": "network_response", "data": {"status": 404, "url": "https://e/x"}})
+    with kernel.Kernel(api_key=fake.api_key, base_url=fake.base_url, max_retries=0) as k:
+        page = k.browsers.telemetry.events(b, limit=2)
+        seen = [(e.seq, e.event.type) for e in page]  # every page, walked by the official pager
+        assert seen == [(1, "page_navigation"), (2, "console_error"), (3, "network_response")]
+        fake.fail("browsers.telemetry.stream", status=None, drop_after=2)
+        with k.browsers.telemetry.stream(b, replay="all") as stream:
+            # The official SDK has no resume: the dropped stream raises or just ends.
+            got = []
+            with contextlib.suppress(Exception):
+                for event in stream:
+                    got.append((event.seq, event.event.type))
+            assert got == seen[:2]
+        with k.browsers.telemetry.stream(b, last_event_id="2") as stream:
+            assert next(iter(stream)).event.data.status == 404
+
+
+# -- local Chromium: real CDP events ----------------------------------------------------
+
+PAGE = """<!doctype html><title>t</title><script>
+console.log("hello", 42);
+console.warn("careful");
+fetch("/data.json").then(r => r.json()).then(d => console.info("got", d.n));
+fetch("/missing");
+setTimeout(() => { throw new Error("boom") }, 0);
+</script>"""
+
+
+@pytest.fixture
+async def site() -> AsyncIterator[str]:
+    """A page and its resources on loopback."""
+    app = web.Application()
+
+    async def page(_: web.Request) -> web.Response:
+        return web.Response(text=PAGE, content_type="text/html")
+
+    async def data(_: web.Request) -> web.Response:
+        return web.json_response({"n": 7})
+
+    app.router.add_get("/", page)
+    app.router.add_get("/data.json", data)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    server = web.TCPSite(runner, "127.0.0.1", 0)
+    await server.start()
+    port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.once
+async def test_chromium_console_navigation_and_network(site: str) -> None:
+    async with FakeKernel(backend="chromium") as fake, fake.client(max_retries=0) as client:
+        b = (await client.browsers.create(start_url=site + "/", telemetry=CDP_ALL)).session_id
+        quiet = (await client.browsers.create(start_url=site + "/")).session_id  # no telemetry
+        stream = await client.browsers.telemetry.stream(b, replay="all")
+        wanted = {"page_navigation", "page_load", "console_log", "console_error",
+                  "network_request", "network_response"}  # fmt: skip
+        got: list[Any] = []
+
+        async def until_all() -> None:
+            async for item in stream:
+                got.append(item)
+                kinds = {i.event.type for i in got}
+                fetched = {i.event.data.url for i in got if i.event.type == "network_response"}
+                if (
+                    wanted <= kinds
+                    and {site + p for p in ("/", "/data.json", "/missing")} <= fetched
+                ):
+                    return
+
+        await asyncio.wait_for(until_all(), 20)
+        await stream.close()
+        assert [i.seq for i in got] == list(range(1, len(got) + 1))
+        by_type: dict[str, list[Any]] = {}
+        for item in got:
+            by_type.setdefault(item.event.type, []).append(item.event)
+        assert by_type["page_navigation"][0].data.url == site + "/"
+        logs = [(e.data.level, e.data.args) for e in by_type["console_log"]]
+        assert ("log", ["hello", "42"]) in logs and ("warning", ["careful"]) in logs
+        assert ("info", ["got", "7"]) in logs
+        assert by_type["console_error"][0].data.text == "Uncaught Error: boom"
+        statuses = {e.data.url: e.data.status for e in by_type["network_response"]}
+        assert statuses[site + "/"] == 200 and statuses[site + "/data.json"] == 200
+        assert statuses[site + "/missing"] == 404
+        assert all(e.source.kind == "cdp" for e in by_type["network_request"])
+
+        # The same events through the query, on the wire, each valid for the spec.
+        status, _, body = await http_get(
+            fake, f"/browsers/{b}/telemetry/events?limit=1000&category=network,page"
+        )
+        assert status == 200 and body
+        for item in body:
+            valid(item)
+        assert {i["event"]["category"] for i in body} == {"network", "page"}
+        urls = [i["event"]["data"]["url"] for i in body if i["event"]["type"] == "network_request"]
+        assert urls[:1] == [site + "/"] and site + "/data.json" in urls
+
+        # A page opened later (here over the browser's cdp_ws_url) is watched too, from
+        # when it is attached: its navigations after that are seen.
+        browser = await client.browsers.retrieve(b)
+        stream = await client.browsers.telemetry.stream(b)
+        events = stream.__aiter__()
+
+        async def next_of(kind: str) -> Any:
+            while (item := await events.__anext__()).event.type != kind:
+                pass
+            return item.event
+
+        async with await CDPClient.connect(browser.cdp_ws_url) as cdp:
+            target = await cdp.send("Target.createTarget", {"url": "about:blank"})
+            opened = await asyncio.wait_for(next_of("page_tab_opened"), 10)
+            assert opened.data.target_id == target["targetId"]
+            attach = {"targetId": target["targetId"], "flatten": True}
+            session = (await cdp.send("Target.attachToTarget", attach))["sessionId"]
+            await cdp.send("Page.navigate", {"url": site + "/data.json"}, session_id=session)
+            navigated = await asyncio.wait_for(next_of("page_navigation"), 10)
+        await stream.close()
+        assert navigated.data.url == site + "/data.json"
+        assert navigated.data.target_id == target["targetId"]
+
+        assert (await client.browsers.telemetry.events(quiet)).items == []
+        await client.browsers.delete(b)
+        await client.browsers.delete(quiet)
