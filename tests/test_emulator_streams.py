@@ -81,3 +81,20 @@ def test_the_sync_twin_resumes_against_the_emulator(threaded_fake: FakeKernel) -
             got = [event.message for event in stream]
     assert got[-4:] == [f"line {n}" for n in range(4)]
     assert len(got) == len(set(got))
+
+
+async def test_a_follower_that_leaves_is_not_a_server_error(
+    fake: FakeKernel, client: AsyncKernel, caplog: pytest.LogCaptureFixture
+) -> None:
+    b = (await client.browsers.create()).session_id
+    stream = await client.browsers.logs.stream(b, source="supervisor", follow=True)
+    async with stream:
+        async for _ in stream:
+            break  # closes the connection
+    for n in range(20):  # the emulator writes to the closed connection
+        fake.log(b, f"after {n}")
+        await asyncio.sleep(0.02)
+    await client.browsers.delete(b)  # the handler ends either way
+    await asyncio.sleep(0.1)
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == [], [r.getMessage() for r in errors]

@@ -344,6 +344,7 @@ def model_fields(
     return [
         (f"`{f.name}`", annotation_words(str(f.type)), f.default is attrs.NOTHING)
         for f in attrs.fields(cls)
+        if not f.name.startswith("_")  # private plumbing (e.g. a page's next-page fetch)
     ]
 
 

@@ -131,6 +131,9 @@ async def serve_sse(
                 return resp
             await resp.write(f"id: {event.id}\ndata: {json.dumps(event.data)}\n\n".encode())
             sent += 1
+        await resp.write_eof()
+    except ConnectionResetError:
+        return resp  # the client closed the stream: nothing to report
     finally:
         if pending is not None:
             pending.cancel()
@@ -138,5 +141,4 @@ async def serve_sse(
                 await pending
         with contextlib.suppress(Exception):
             await events.aclose()  # type: ignore[attr-defined]
-    await resp.write_eof()
     return resp
