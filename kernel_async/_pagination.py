@@ -6,7 +6,7 @@ lists) or ``X-Next-Page-Token`` (token lists); the body is the page's JSON array
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Generator, Mapping
+from collections.abc import AsyncIterator, Collection, Generator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
@@ -19,12 +19,18 @@ T = TypeVar("T")
 
 
 def next_page_query(
-    kind: str | None, headers: Mapping[str, str], sent: Mapping[str, Any]
+    kind: str | None,
+    headers: Mapping[str, str],
+    sent: Mapping[str, Any],
+    seen: Collection[int] = (),
 ) -> dict[str, Any] | None:
     """The query of the page after one answered with `headers`, or `None` at the end.
 
-    Pure: a missing or false ``X-Has-More`` ends the list, as does an offset that
-    does not move forward or an empty token (a server bug must not loop forever).
+    Pure: a missing or false ``X-Has-More`` ends the list, as does an empty token or one
+    equal to the sent one. An offset is a cursor that may move either way (newest-first
+    lists page backwards), so only one that cannot lead anywhere new ends the list: zero,
+    the sent one, or any in `seen` (the offsets this walk already fetched) — a server bug
+    must not loop forever.
     """
     more = headers.get("X-Has-More", "").strip().lower() == "true"
     if not more:
@@ -39,7 +45,11 @@ def next_page_query(
         return None
     offset = int(raw)
     before = str(sent.get("offset", 0)).strip()  # an int, or text from extra_query
-    if offset <= 0 or (before.isascii() and before.isdigit() and offset <= int(before)):
+    if (
+        offset <= 0
+        or offset in seen
+        or (before.isascii() and before.isdigit() and offset == int(before))
+    ):
         return None
     return {"offset": offset}
 
@@ -55,11 +65,16 @@ class AsyncPage(Generic[T]):
     """
 
     def __init__(
-        self, pager: AsyncPager[T], items: list[T], following: dict[str, Any] | None
+        self,
+        pager: AsyncPager[T],
+        items: list[T],
+        following: dict[str, Any] | None,
+        seen: frozenset[int] = frozenset(),
     ) -> None:
         self._pager = pager
         self.items = items
         self._following = following
+        self._seen = seen  # the offsets fetched so far in this walk
         self.has_more = following is not None
         self.next_offset: int | None = following.get("offset") if following else None
         self.next_page_token: str | None = following.get("page_token") if following else None
@@ -73,7 +88,7 @@ class AsyncPage(Generic[T]):
         `has_next_page` first; at the end this raises `RuntimeError`)."""
         if self._following is None:
             raise RuntimeError("no next page: check has_next_page() first")
-        return await self._pager._fetch(self._following)
+        return await self._pager._fetch(self._following, self._seen)
 
     async def __aiter__(self) -> AsyncIterator[T]:
         page: AsyncPage[T] = self
@@ -97,12 +112,18 @@ class AsyncPager(Generic[T]):
         self._client = client
         self._req = req
 
-    async def _fetch(self, query: dict[str, Any] | None = None) -> AsyncPage[T]:
+    async def _fetch(
+        self, query: dict[str, Any] | None = None, seen: frozenset[int] = frozenset()
+    ) -> AsyncPage[T]:
         from ._operation import send
 
         items, headers = await send(self._client, self._req, query)
         sent = {**self._req.query, **(query or {})}
-        return AsyncPage(self, items, next_page_query(self._req.op.pagination, headers, sent))
+        at = str(sent.get("offset", "")).strip()
+        if at.isascii() and at.isdigit():
+            seen = seen | {int(at)}
+        following = next_page_query(self._req.op.pagination, headers, sent, seen)
+        return AsyncPage(self, items, following, seen)
 
     def __await__(self) -> Generator[Any, None, AsyncPage[T]]:
         return self._fetch().__await__()

@@ -297,7 +297,9 @@ async def test_events_page_filter_and_validate(fake: FakeKernel, client: AsyncKe
     )
     assert body == [] and headers["X-Has-More"] == "true"
 
-    # Newest first; the cursor moves back (our pager stops there, see the report).
+    # Newest first: the cursor moves back, and the SDK's pager follows it to the oldest.
+    newest_first = await all_events(client, b, limit=4, order="desc")
+    assert [g["seq"] for g in newest_first] == list(range(9, 0, -1))
     status, headers, body = await http_get(
         fake, f"/browsers/{b}/telemetry/events?order=desc&limit=4"
     )

@@ -388,16 +388,37 @@ sent_offsets = st.none() | st.integers(0, 10**6) | st.integers(0, 10**6).map(str
 
 
 @settings(ROBUST, max_examples=400)
-@for_all(st.data(), sent_offsets)
-def test_offset_always_moves_forward(data: st.DataObject, sent: int | str | None) -> None:
+@for_all(st.data(), sent_offsets, st.frozensets(st.integers(0, 20)))
+def test_offset_never_leads_back_to_a_page_seen(
+    data: st.DataObject, sent: int | str | None, seen: frozenset[int]
+) -> None:
     headers = data.draw(page_headers(sent))
     query = {} if sent is None else {"offset": sent}
-    following = next_page_query("offset", headers, query)
+    following = next_page_query("offset", headers, query, seen)
     if following is None:
         return
     assert headers["X-Has-More"].strip().lower() == "true"
     assert set(following) == {"offset"} and type(following["offset"]) is int
-    assert following["offset"] > int(sent or 0)
+    assert following["offset"] > 0 and following["offset"] not in seen
+    assert following["offset"] != int(sent or 0)
+
+
+@settings(ROBUST, max_examples=100)
+@for_all(st.lists(st.integers(0, 12), min_size=1, max_size=40))
+def test_a_walk_ends_whatever_offsets_the_server_answers(answers: list[int]) -> None:
+    """However a server's X-Next-Offset jumps about, a walk fetches each offset once."""
+    seen: frozenset[int] = frozenset({0})
+    sent: dict[str, Any] = {}
+    fetched = [0]
+    for answer in answers:
+        headers = {"X-Has-More": "true", "X-Next-Offset": str(answer)}
+        following = next_page_query("offset", headers, sent, seen)
+        if following is None:
+            break
+        sent = following
+        seen |= {following["offset"]}
+        fetched.append(following["offset"])
+    assert len(fetched) == len(set(fetched)) <= 13
 
 
 @settings(ROBUST, max_examples=250)
@@ -430,8 +451,9 @@ def test_missing_or_false_has_more_ends(headers: dict[str, str], kind: str | Non
         ("offset", {"X-Next-Offset": "20"}, {}, None),
         ("offset", {"X-Has-More": "true"}, {}, None),
         ("offset", {"X-Has-More": "true", "X-Next-Offset": "10"}, {"offset": 10}, None),
-        ("offset", {"X-Has-More": "true", "X-Next-Offset": "5"}, {"offset": 10}, None),
-        ("offset", {"X-Has-More": "true", "X-Next-Offset": "5"}, {"offset": "10"}, None),
+        # Newest-first cursors move backwards: as the official pages, only a repeat ends.
+        ("offset", {"X-Has-More": "true", "X-Next-Offset": "5"}, {"offset": 10}, {"offset": 5}),
+        ("offset", {"X-Has-More": "true", "X-Next-Offset": "10"}, {"offset": "10"}, None),
         ("offset", {"X-Has-More": "true", "X-Next-Offset": "abc"}, {}, None),
         ("offset", {"X-Has-More": "true", "X-Next-Offset": "-1"}, {}, None),
         ("offset", {"X-Has-More": "true", "X-Next-Offset": "0"}, {}, None),
