@@ -134,7 +134,13 @@ async def _open(cdp: CDPClient, session: str, url: str, timeout: float = 10.0) -
     unsubscribe = cdp.on("Page.loadEventFired", on_load)
     try:
         await cdp.send("Page.enable", session_id=session)
-        await cdp.send("Page.navigate", {"url": url}, session_id=session)
+        try:
+            await cdp.send("Page.navigate", {"url": url}, session_id=session)
+        except CDPError as exc:
+            if exc.code is None:  # the connection closed: a failure here, not the URL
+                raise
+            # Chromium refused the URL itself (e.g. no scheme): the caller's value (400).
+            raise UnsupportedValueError(f"start_url {url!r} cannot be opened: {exc}") from None
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(loaded.wait(), timeout)
     finally:

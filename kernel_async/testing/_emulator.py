@@ -239,6 +239,7 @@ class FakeKernel:
             end_browser=self._expire,
             browser_exists=self._browser_id,
             exclude=SERVED_BY_EMULATOR | frozenset(self._browser_ops),
+            check_references=check_references,
         )
 
     def _bridge_for(

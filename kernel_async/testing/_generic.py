@@ -88,6 +88,11 @@ NOT_IMPLEMENTED: Mapping[str, str] = {
     "auth.connections.submit": "managed logins run on Kernel's side",
     "config_registry.lookup": "recommendations come from Kernel's analyses of real sites",
     "config_registry.resolve": "recommendations come from Kernel's analyses of real sites",
+    # Analyses and executors are made only by operations that answer 501 here (lookup,
+    # resolve; playwright.execute): none can exist to be named.
+    "config_registry.analyses.retrieve": "analyses are made by Kernel's analyses of real sites",
+    "config_registry.analyses.cancel": "analyses are made by Kernel's analyses of real sites",
+    "browsers.playwright.executors.delete": "executors start only with browsers.playwright.execute",
     "credential_providers.list_items": "it would read an outside password manager",
     "credential_providers.test": "it would reach an outside password manager",
     "extensions.download_from_chrome_store": "it would download from the Chrome Web Store",
@@ -511,6 +516,8 @@ class GenericAPI:
             there is none (404 for families under ``/browsers/{id_or_name}/``). None: any.
         exclude: sdk names the emulator serves itself (default: browsers and replays).
         seed: Seeds the IDs and placeholders (None: random).
+        check_references: Whether pools' profiles, proxies, extensions and vaults must
+            exist (404 otherwise), as `check_references` checks them.
     """
 
     def __init__(
@@ -522,11 +529,13 @@ class GenericAPI:
         browser_exists: BrowserExists | None = None,
         exclude: Collection[str] = SERVED_BY_EMULATOR,
         seed: int | None = None,
+        check_references: bool = True,
     ) -> None:
         self._authorize = authorize
         self._make_browser = make_browser
         self._end_browser = end_browser
         self._browser_exists = browser_exists
+        self._references = check_references
         excluded = frozenset(exclude)
         self.index = (
             index(exclude_served=True)
@@ -550,7 +559,6 @@ class GenericAPI:
             "invocations.delete_browsers": self._nothing,
             "vaults.items.events": self._empty_list,
             "auth.connections.timeline": self._empty_list,
-            "config_registry.analyses.cancel": self._unreachable,
             "browsers.playwright.executors.list": self._nothing_yet,
         }
 
@@ -646,6 +654,12 @@ class GenericAPI:
                 )
         return None
 
+    def _require_references(self, body: Mapping[str, Any]) -> None:
+        """Raise `check_references`' 404, unless references are not checked."""
+        missing = self.check_references(body) if self._references else None
+        if missing is not None:
+            raise missing
+
     def records(self, kind: str, parent: str = "") -> list[dict[str, Any]]:
         """What is stored of a family (``profiles``; ``vaults.items`` with the vault's ID)."""
         with self._lock:
@@ -672,10 +686,8 @@ class GenericAPI:
             owner_kind = self.actions.get(op.sdk_name) or None
         if op.sdk_name in NOT_IMPLEMENTED:
             # Only owners that can exist here are checked (a browser, a profile), not e.g.
-            # a file watch, which nothing here can have started.
-            while owner_kind in self.families and all(
-                n in NOT_IMPLEMENTED for n in self.families[owner_kind].roles.values()
-            ):
+            # a file watch or an analysis, which nothing here can have made.
+            while owner_kind in self.families and not self._makeable(owner_kind):
                 owner_kind = self.families[owner_kind].parent
         parent = self._parent_key(owner_kind, path, op) if owner_kind else ""
         if op.sdk_name in NOT_IMPLEMENTED:
@@ -697,6 +709,12 @@ class GenericAPI:
         raise ApiError(
             501, "not_implemented", f"{op.sdk_name} is not available in the emulator"
         )  # every operation is covered above; a new one in the spec lands here
+
+    def _makeable(self, kind: str) -> bool:
+        """Whether a family's items can be made here (by a create or upsert not a 501)."""
+        roles = self.families[kind].roles
+        makers = ("create", "upsert", "upsert_by_name")
+        return any(roles[r] not in NOT_IMPLEMENTED for r in makers if r in roles)
 
     def _family_of(self, op: Operation) -> Family | None:
         family = self.families.get(op.kind)
@@ -853,9 +871,8 @@ class GenericAPI:
                 return existing
         self._derive(family.kind, data, data, blob)
         self._unique(family, parent, data, None)
-        reference_error = self.check_references(data) if family.kind == "browser_pools" else None
-        if reference_error is not None:
-            raise reference_error
+        if family.kind == "browser_pools":
+            self._require_references(data)
         if family.kind == "auth.connections":
             self._ensure_profile(data.get("profile_name"))
         record = self._new_record(family, parent, data)
@@ -932,9 +949,7 @@ class GenericAPI:
         if not family.parent:
             self._unique(family, "", proposed, record.data.get("id"))
         if family.kind == "browser_pools":
-            reference_error = self.check_references(changes)
-            if reference_error is not None:
-                raise reference_error
+            self._require_references(changes)
         with self._lock:
             record.data.update(changes)
             record.data["updated_at"] = stamp()
@@ -1141,9 +1156,7 @@ class GenericAPI:
         self, op: Operation, path: Mapping[str, str], query: Any, body: Any, parent: str
     ) -> web.StreamResponse:
         params = _as_object(body)
-        reference_error = self.check_references({"profile": params.get("profile")})
-        if reference_error is not None:
-            raise reference_error
+        self._require_references({"profile": params.get("profile")})
         record, pool = self._pool_of(path)
         timeout = params.get("acquire_timeout_seconds", DEFAULT_ACQUIRE_TIMEOUT)
         deadline = time.monotonic() + max(0.0, float(timeout))
@@ -1300,12 +1313,6 @@ class GenericAPI:
         # Only the required fields, each empty: e.g. no executors (nothing could start one).
         assert op.response_schema is not None
         return web.json_response(synthesize(op.response_schema, seed=0))
-
-    async def _unreachable(
-        self, op: Operation, path: Mapping[str, str], query: Any, body: Any, parent: str
-    ) -> web.StreamResponse:
-        # Analyses come from Kernel's side; the emulator has none, so none can be named.
-        raise not_found(op.kind, path.get("id", ""))
 
 
 def _refuse(op_name: str, problems: Sequence[Problem]) -> None:
