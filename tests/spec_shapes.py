@@ -24,3 +24,12 @@ def conforms(name: str, value: Any) -> None:
     properties = resolve({"$ref": f"#/components/schemas/{name}"}).get("properties", {})
     extra = set(value) - set(properties)
     assert not extra, f"{name} has fields the spec does not name: {sorted(extra)}"
+
+
+def assert_valid(schema: Any, value: Any) -> None:
+    """Raise unless `value` is valid for `schema` (its ``#/components/...`` references
+    resolve against the spec), naming the first problem."""
+    root = {**schema, "components": spec()["components"]}
+    cls = jsonschema.Draft202012Validator
+    errors = sorted(cls(root, format_checker=cls.FORMAT_CHECKER).iter_errors(value), key=str)
+    assert not errors, errors[0]
