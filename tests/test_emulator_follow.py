@@ -518,13 +518,19 @@ def test_the_sync_twin_follows_and_resumes_while_events_arrive(
             fake.publish(op, rid, FINISH[op])
 
         fake.fail(op, status=None, drop_after=1, times=3)
-        timer = threading.Timer(0.2, kernel_side)
-        timer.start()
+        # Kernel's side goes on once the stream has shown its first event (the state when
+        # it opened), whatever the machine's load: no race with the opening.
+        publisher = threading.Thread(target=kernel_side)
+        got: list[Any] = []
         try:
             with resource.follow(rid) as stream:
-                got = [sig(event) for event in stream]
+                for event in stream:
+                    got.append(sig(event))
+                    if len(got) == 1:
+                        publisher.start()
         finally:
-            timer.join()
+            if publisher.is_alive() or got:
+                publisher.join()
     first = {
         "deployments.follow": ("deployment_state", "queued"),
         "invocations.follow": ("invocation_state", "queued"),
