@@ -22,7 +22,7 @@ import attrs
 
 from .._models import Viewport
 from ._cdp import DevToolsChannel, WebSocketChannel
-from ._cdp_proxy import ChannelOpener
+from ._cdp_proxy import ChannelOpener, CommandRule
 
 __all__ = [
     "Backend",
@@ -50,13 +50,15 @@ class BrowserHandle:
     for one connection (the local Chromium backend: a session on the browser's DevTools
     pipe), or ``cdp_url`` is a DevTools websocket URL to relay to. Both ``None``: nothing can
     be driven (such a browser is never idle, and the emulator proxies nothing to it). The
-    emulator publishes a proxied, token-checked URL instead of either.
+    emulator publishes a proxied, token-checked URL instead of either; ``commands`` is the
+    rule its clients' commands pass there first (see ``_cdp_proxy.ProxyTarget``).
     """
 
     browser_id: str
     viewport: Viewport
     cdp_url: str | None
     devtools: ChannelOpener | None = attrs.field(default=None, repr=False)
+    commands: CommandRule | None = attrs.field(default=None, repr=False)
 
     def opener(self) -> ChannelOpener | None:
         """How to open one DevTools connection to this browser (``None``: it cannot be

@@ -181,7 +181,7 @@ class BackendBridge:
         session = self._find(session_id)
         if opener is None or session is None:
             return None
-        return ProxyTarget(opener, session.token)
+        return ProxyTarget(opener, session.token, handle.commands if handle else None)
 
     def _touch(self, request: web.Request) -> None:
         session_id = request.match_info["session_id"]

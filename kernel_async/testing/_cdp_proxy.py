@@ -6,6 +6,12 @@ relays messages both ways over a DevTools channel the backend opens for this con
 (for local Chromium, a session of its own on the browser's DevTools pipe: Chromium has no
 port anyone else could reach), reporting activity so the emulator can apply the browser's
 inactivity timeout. Refusals are the API's Error bodies, and never echo the token.
+
+A browser's commands may pass a rule first (`ProxyTarget.commands`): for local Chromium,
+`downloads_in_sandbox`, so that a client following Kernel's docs (``Browser.setDownloadBehavior``
+with ``downloadPath: "/tmp/downloads"``) gets its downloads in the browser's sandbox, where
+``browsers.fs`` sees them, and never in the host's own ``/tmp/downloads``. A command the
+rule refuses is answered with a DevTools error and never reaches the browser.
 """
 
 from __future__ import annotations
@@ -25,9 +31,13 @@ from aiohttp import web
 from ._cdp import MAX_MESSAGE_BYTES, CDPError, DevToolsChannel
 
 __all__ = [
+    "DOWNLOAD_COMMANDS",
     "ChannelOpener",
+    "CommandRefused",
+    "CommandRule",
     "ProxyTarget",
     "cdp_proxy_handler",
+    "downloads_in_sandbox",
     "error_response",
     "new_token",
     "proxied_cdp_url",
@@ -37,14 +47,56 @@ TOKEN_PARAM = "jwt"  # the query parameter Kernel's cdp_ws_url carries its crede
 
 ChannelOpener = Callable[[], Awaitable[DevToolsChannel]]
 """Opens one connection's DevTools channel to the browser."""
+CommandRule = Callable[[dict[str, Any]], dict[str, Any]]
+"""A client's command as the browser is to get it; raises `CommandRefused` to answer it
+with an error instead."""
+DOWNLOAD_COMMANDS = frozenset({"Browser.setDownloadBehavior", "Page.setDownloadBehavior"})
+REFUSED = -32000  # the code Chromium answers a command it will not do with
+
+
+class CommandRefused(Exception):
+    """A client's command the proxy answers with a DevTools error, never sending it on."""
+
+    def reply(self, command: dict[str, Any]) -> dict[str, Any]:
+        """The error answer to ``command`` (its ``id``, and its ``sessionId`` if any)."""
+        answer: dict[str, Any] = {"error": {"code": REFUSED, "message": str(self)}}
+        for key in ("id", "sessionId"):
+            if key in command:
+                answer[key] = command[key]
+        return answer
+
+
+def downloads_in_sandbox(message: dict[str, Any], resolve: Callable[[str], str]) -> dict[str, Any]:
+    """``message`` with the ``downloadPath`` of a download command (`DOWNLOAD_COMMANDS`), a
+    path of the browser's machine (as on Kernel, e.g. ``/tmp/downloads``), replaced by the
+    host path ``resolve`` gives for it (its sandbox's directory); other messages unchanged.
+
+    A path ``resolve`` refuses (not absolute, climbing out of the root, a link out...: it
+    raises) makes the command a `CommandRefused`: it is never passed on as it was.
+    """
+    params = message.get("params")
+    if message.get("method") not in DOWNLOAD_COMMANDS or not isinstance(params, dict):
+        return message
+    path = params.get("downloadPath")
+    if path is None:
+        return message  # e.g. "default" or "deny": nothing is written
+    if not isinstance(path, str):
+        raise CommandRefused("downloadPath must be a string")
+    try:
+        host = resolve(path)
+    except Exception as exc:  # whatever the reason: an unresolved path never goes on
+        raise CommandRefused(f"downloadPath {path!r} is refused: {exc}") from None
+    return {**message, "params": {**params, "downloadPath": host}}
 
 
 @attrs.frozen
 class ProxyTarget:
-    """How to reach one browser's DevTools, and the token that opens it."""
+    """How to reach one browser's DevTools, the token that opens it, and the rule its
+    clients' commands pass first (``None``: sent as they come)."""
 
     open: ChannelOpener
     token: str = attrs.field(repr=False)
+    commands: CommandRule | None = attrs.field(default=None, repr=False)
 
 
 def new_token() -> str:
@@ -92,7 +144,7 @@ def cdp_proxy_handler(
             return error_response(502, "bad_gateway", f"the browser is unreachable: {exc}")
         try:
             await downstream.prepare(request)
-            await _relay(downstream, upstream, lambda: on_activity(request))
+            await _relay(downstream, upstream, lambda: on_activity(request), target.commands)
         finally:
             await upstream.close()
         return downstream
@@ -104,9 +156,10 @@ async def _relay(
     downstream: web.WebSocketResponse,
     upstream: DevToolsChannel,
     activity: Callable[[], None],
+    rule: CommandRule | None = None,
 ) -> None:
     pumps = [
-        asyncio.ensure_future(_commands(downstream, upstream, activity)),
+        asyncio.ensure_future(_commands(downstream, upstream, activity, rule)),
         asyncio.ensure_future(_answers(upstream, downstream, activity)),
     ]
     try:
@@ -121,7 +174,10 @@ async def _relay(
 
 
 async def _commands(
-    downstream: web.WebSocketResponse, upstream: DevToolsChannel, activity: Callable[[], None]
+    downstream: web.WebSocketResponse,
+    upstream: DevToolsChannel,
+    activity: Callable[[], None],
+    rule: CommandRule | None,
 ) -> None:
     async for msg in downstream:
         activity()
@@ -132,6 +188,12 @@ async def _commands(
             error = {"code": -32700, "message": "Message must be a JSON object"}
             await downstream.send_str(json.dumps({"error": error}))
             continue
+        if rule is not None:
+            try:
+                message = rule(message)
+            except CommandRefused as refused:
+                await downstream.send_str(json.dumps(refused.reply(message)))
+                continue
         await upstream.send(message)
 
 

@@ -1,7 +1,9 @@
 """Launch and end local headless Chromium processes (the local backend's browsers).
 
-Each browser gets its own temporary directory (profile, log and Chromium's own ``TMPDIR``,
-all removed when it ends), a download directory set in its profile
+Each browser gets its own temporary directory (profile, Chromium's own ``TMPDIR``, and its
+``HOME`` and XDG directories, so nothing lands in the user's real home: all removed when it
+ends), its output read line by line as it comes (`OutputLines`: a full pipe never blocks
+it), a download directory set in its profile
 (`download_preferences`), DevTools over a pipe (``--remote-debugging-pipe``: no port is
 opened, so no other local process can drive it; see ``_devtools_pipe``), its own process
 group, and — on Linux — the parent-death signal, so that no Chromium outlives the process
@@ -23,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,7 +40,9 @@ __all__ = [
     "ChromiumProcess",
     "ChromiumStartError",
     "LocalSetupError",
+    "OutputLines",
     "chromium_args",
+    "chromium_env",
     "download_preferences",
     "find_chromium",
     "launch_chromium",
@@ -92,7 +97,15 @@ BASE_FLAGS = (
     "--disable-dev-shm-usage",
     "--mute-audio",
     "--remote-debugging-pipe",
+    # Its log (warnings, errors, and the pages' console messages as INFO:CONSOLE lines) on
+    # stderr, which the emulator reads into the browser's supervisor log.
+    "--enable-logging=stderr",
+    "--password-store=basic",  # never the desktop's keyring
 )
+MAX_LINE_BYTES = 8192
+"""Longer output lines are cut there (the rest of the line is dropped, the cut is marked)."""
+CUT_MARK = " [...]"
+TAIL_LINES = 50  # kept for the error when Chromium fails to start
 
 
 class LocalSetupError(RuntimeError):
@@ -142,6 +155,105 @@ def chromium_args(
     return args
 
 
+def chromium_env(environ: Mapping[str, str], workdir: Path) -> dict[str, str]:
+    """Chromium's environment: ours, with its marker, and every directory it writes to by
+    itself (``TMPDIR``; ``HOME`` and the XDG directories, where it keeps crash reports and
+    dconf its cache) inside its workdir, so that nothing it makes outlives it."""
+    home = workdir / "home"
+    return {
+        **environ,
+        MARKER_ENV: str(workdir),
+        "TMPDIR": str(workdir / "t"),
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+        "XDG_STATE_HOME": str(home / ".local" / "state"),
+        "XDG_RUNTIME_DIR": str(workdir / "run"),
+    }
+
+
+class OutputLines:
+    """Splits a process's output into lines: text (undecodable bytes replaced, no line
+    ending), each at most ``max_bytes`` long (a longer one is cut and marked with
+    `CUT_MARK`; the rest of it is dropped). Pure: bytes in, lines out."""
+
+    def __init__(self, max_bytes: int = MAX_LINE_BYTES) -> None:
+        self._max = max_bytes
+        self._buffer = bytearray()
+        self._cut = False  # inside a line already emitted cut: drop until its end
+
+    def feed(self, data: bytes) -> list[str]:
+        """The lines ``data`` completes."""
+        self._buffer += data
+        lines = []
+        while (end := self._buffer.find(b"\n")) >= 0:
+            line = bytes(self._buffer[:end])
+            del self._buffer[: end + 1]
+            if self._cut:
+                self._cut = False
+            else:
+                lines.append(self._text(line))
+        if len(self._buffer) > self._max:
+            if not self._cut:
+                lines.append(self._text(bytes(self._buffer)))
+            self._cut = True
+            self._buffer.clear()
+        return lines
+
+    def end(self) -> list[str]:
+        """The last line, if the output did not end with a line ending."""
+        line, cut = bytes(self._buffer), self._cut
+        self._buffer.clear()
+        self._cut = False
+        return [self._text(line)] if line and not cut else []
+
+    def _text(self, line: bytes) -> str:
+        if len(line) > self._max:
+            return line[: self._max].decode(errors="replace") + CUT_MARK
+        return line.decode(errors="replace").removesuffix("\r")
+
+
+class _Output(asyncio.Protocol):
+    """The read end of a browser's stdout and stderr, on the loop: each line goes to
+    ``on_line`` as it comes, and the last `TAIL_LINES` are kept (why it failed to start)."""
+
+    def __init__(self, on_line: Callable[[str], None] | None) -> None:
+        self._lines = OutputLines()
+        self._on_line = on_line
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self.ended = asyncio.Event()
+        self.transport: asyncio.ReadTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.ReadTransport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._emit(self._lines.feed(data))
+
+    def eof_received(self) -> bool | None:
+        return None  # close: every writer has exited
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._emit(self._lines.end())
+        self.ended.set()
+
+    def _emit(self, lines: list[str]) -> None:
+        for line in lines:
+            self.tail.append(line)
+            if self._on_line is not None:
+                self._on_line(line)
+
+    async def close(self, grace: float) -> None:
+        """Wait (bounded) for what the last writers wrote, then stop reading."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.ended.wait(), grace)
+        if self.transport is not None:
+            self.transport.close()
+        await self.ended.wait()
+
+
 def download_preferences(directory: str) -> dict[str, Any]:
     """The profile preferences that make ``directory`` where the browser saves downloads.
 
@@ -177,11 +289,12 @@ def workdir_root(
 
 @attrs.define(eq=False)
 class ChromiumProcess:
-    """One running browser: its process, DevTools pipe and temporary directory."""
+    """One running browser: its process, DevTools pipe, output and temporary directory."""
 
     process: subprocess.Popen[bytes]
     workdir: Path
     pipe: DevToolsPipe
+    output: _Output
     started_seconds: float
 
     @property
@@ -191,11 +304,12 @@ class ChromiumProcess:
 
     async def terminate(self, grace: float = 5.0) -> None:
         """Kill the browser's process group and every marked leftover; remove its files
-        (its profile, its log and everything it made in its TMPDIR)."""
+        (its profile, its home and everything it made in its TMPDIR)."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         await asyncio.to_thread(_reap, self.process, grace)
         await _kill_marked(str(self.workdir), grace)
+        await self.output.close(1.0)  # its writers are gone: the last lines are in
         await self.pipe.close()
         await asyncio.to_thread(shutil.rmtree, self.workdir, True)
 
@@ -208,9 +322,11 @@ async def launch_chromium(
     headless: bool = True,
     startup_timeout: float = 30.0,
     downloads: str | None = None,
+    on_output: Callable[[str], None] | None = None,
 ) -> ChromiumProcess:
     """Start a browser and wait until it answers over its DevTools pipe. It saves downloads
-    in ``downloads`` (default: a directory in its workdir, removed with it).
+    in ``downloads`` (default: a directory in its workdir, removed with it); each line it
+    writes on stdout or stderr goes to ``on_output`` as it comes (on the loop).
 
     Call from the event loop's own thread: the parent-death signal fires when the *thread*
     that forked exits, and the loop thread lives exactly as long as the emulator.
@@ -222,23 +338,35 @@ async def launch_chromium(
     (profile / "Default").mkdir(parents=True)
     preferences = download_preferences(downloads or str(workdir / "downloads"))
     (profile / "Default" / "Preferences").write_text(json.dumps(preferences))
-    (workdir / "t").mkdir()  # Chromium's TMPDIR: its temporary files go with the workdir
+    for private in ("t", "home", "run"):  # its TMPDIR, HOME, XDG_RUNTIME_DIR (see chromium_env)
+        (workdir / private).mkdir(mode=0o700)
     args = chromium_args(binary, profile, width=width, height=height, headless=headless)
+    output = _Output(on_output)
+    out_read, out_write = os.pipe()
+    try:
+        await asyncio.get_running_loop().connect_read_pipe(
+            lambda: output, os.fdopen(out_read, "rb", buffering=0)
+        )
+    except BaseException:
+        os.close(out_write)
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
     ours_read, theirs_write = os.pipe()
     theirs_read, ours_write = os.pipe()
     try:
         # Forked here, on the loop thread, on purpose (see above): fork+exec does not block.
-        process = _spawn(args, workdir, theirs_read, theirs_write)
+        process = _spawn(args, workdir, theirs_read, theirs_write, out_write)
     except BaseException:
         for fd in (ours_read, ours_write):
             os.close(fd)
+        await output.close(0)
         shutil.rmtree(workdir, ignore_errors=True)
         raise
     finally:
-        os.close(theirs_read)
-        os.close(theirs_write)
+        for fd in (theirs_read, theirs_write, out_write):
+            os.close(fd)
     pipe = await DevToolsPipe.open(ours_read, ours_write)
-    browser = ChromiumProcess(process, workdir, pipe, 0.0)
+    browser = ChromiumProcess(process, workdir, pipe, output, 0.0)
     try:
         await _answering(browser, startup_timeout)
     except BaseException:
@@ -248,18 +376,18 @@ async def launch_chromium(
     return browser
 
 
-def _spawn(args: list[str], workdir: Path, reads: int, writes: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, MARKER_ENV: str(workdir), "TMPDIR": str(workdir / "t")}
-    with open(workdir / "chromium.log", "wb") as log:
-        return subprocess.Popen(
-            [*_shim(reads, writes), *args],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            env=env,
-            pass_fds=(reads, writes),
-            start_new_session=True,  # its own process group: one killpg ends the tree
-        )
+def _spawn(
+    args: list[str], workdir: Path, reads: int, writes: int, output: int
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [*_shim(reads, writes), *args],
+        stdin=subprocess.DEVNULL,
+        stdout=output,
+        stderr=output,
+        env=chromium_env(os.environ, workdir),
+        pass_fds=(reads, writes),
+        start_new_session=True,  # its own process group: one killpg ends the tree
+    )
 
 
 def _shim(reads: int, writes: int) -> list[str]:
@@ -281,20 +409,21 @@ async def _answering(browser: ChromiumProcess, timeout: float) -> None:
         await browser.pipe.command("Browser.getVersion", timeout=timeout)
     except (CDPError, asyncio.TimeoutError):
         status = await asyncio.to_thread(_reap, browser.process, 2.0)
-        log = _log_tail(browser.workdir)
+        if status is not None:  # its output is complete once its last writer is gone
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(browser.output.ended.wait(), 1.0)
+        log = _log_tail(list(browser.output.tail))
         if status is not None:
             raise ChromiumStartError(f"Chromium exited with status {status}: {log}") from None
         raise ChromiumStartError(f"no DevTools answer after {timeout:.0f} s: {log}") from None
 
 
-def _log_tail(workdir: Path, limit: int = 2000) -> str:
-    """Why Chromium stopped: its FATAL line if it logged one, else the end of its log."""
-    try:
-        log = (workdir / "chromium.log").read_text(errors="replace")
-    except OSError:
-        return "(no log)"
-    fatal = [line for line in log.splitlines() if ":FATAL:" in line]
-    return fatal[-1][-limit:] if fatal else log[-limit:]
+def _log_tail(lines: Sequence[str], limit: int = 2000) -> str:
+    """Why Chromium stopped: its FATAL line if it logged one, else the end of its output."""
+    if not lines:
+        return "(no output)"
+    fatal = [line for line in lines if ":FATAL:" in line]
+    return fatal[-1][-limit:] if fatal else "\n".join(lines)[-limit:]
 
 
 def _reap(process: subprocess.Popen[bytes], grace: float) -> int | None:

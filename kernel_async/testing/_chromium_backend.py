@@ -4,14 +4,18 @@ The backend keeps one DevTools connection per browser. Through it every page is
 auto-attached and pinned to the requested viewport (``--window-size`` alone gives a
 shorter page: the window frame takes space), and the visible page is screencast into the
 recorder. Users drive the browser over their own connection (the emulator's proxy).
-Each browser saves downloads where `ChromiumBackend.downloads` says (the emulator: the
-browser's sandbox ``/tmp/downloads``, where ``browsers.fs`` sees them).
+Each browser saves downloads in its machine's ``/tmp/downloads`` (`ChromiumBackend.machine_dir`
+says where a machine's directory is: the emulator's browser sandbox, where ``browsers.fs``
+sees them), including those a DevTools client directs to a path of the machine, and each line
+Chromium writes (stdout and stderr) goes to `ChromiumBackend.on_output` (the emulator: the
+browser's supervisor log).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -28,7 +32,7 @@ from ._backend import (
     UnsupportedValueError,
 )
 from ._cdp import CDPClient, CDPError
-from ._cdp_proxy import ChannelOpener
+from ._cdp_proxy import ChannelOpener, CommandRule, downloads_in_sandbox
 from ._chromium import (
     ChromiumProcess,
     LocalSetupError,
@@ -36,6 +40,7 @@ from ._chromium import (
     launch_chromium,
     tree_memory_bytes,
 )
+from ._machine import DOWNLOADS
 from ._screencast import ScreencastRecorder
 
 __all__ = [
@@ -184,8 +189,14 @@ class ChromiumBackend:
     What it needs is checked here, not at the first browser or recording: no Chromium, or
     no PyAV, raises `LocalSetupError` saying what to install.
 
-    ``downloads`` (the emulator sets it) gives, by browser ID, the host directory the
-    browser saves downloads in; ``None``: a directory of the browser's own, removed with it.
+    ``machine_dir`` (the emulator sets it) gives, by browser ID and a path of the browser's
+    machine, the host directory it is (made if missing; raises for a path leading out):
+    the browser saves downloads in its ``/tmp/downloads``, and a ``downloadPath`` a DevTools
+    client sends through the proxy is taken as such a path (`downloads_in_sandbox`).
+    ``None``: downloads go to a directory of the browser's own, removed with it, and
+    DevTools clients' paths are the host's.
+    ``on_output`` (the emulator sets it) is called on the loop with a browser's ID and each
+    line Chromium writes, as it comes.
     """
 
     def __init__(
@@ -199,7 +210,8 @@ class ChromiumBackend:
         self._launching = 0
         self._files = RecordingFiles()
         self._finished: dict[tuple[str, str], ScreencastRecorder] = {}
-        self.downloads: Callable[[str], str] | None = None
+        self.machine_dir: Callable[[str, str], str] | None = None
+        self.on_output: Callable[[str, str], None] | None = None
         # E.g. telemetry, which watches a browser's pages from before its start URL.
         self.on_launch: list[LaunchHook] = []
 
@@ -212,9 +224,14 @@ class ChromiumBackend:
             raise BrowserLimitError(f"at most {self.max_browsers} local browsers at once")
         self._launching += 1
         try:
-            downloads = self.downloads(browser_id) if self.downloads is not None else None
+            folder = self.machine_dir
+            downloads = folder(browser_id, DOWNLOADS) if folder is not None else None
             process = await launch_chromium(
-                self._binary, width=viewport.width, height=viewport.height, downloads=downloads
+                self._binary,
+                width=viewport.width,
+                height=viewport.height,
+                downloads=downloads,
+                on_output=self._output_of(browser_id),
             )
             try:
                 browser = await self._connect(browser_id, process, viewport, start_url)
@@ -226,7 +243,29 @@ class ChromiumBackend:
         self._browsers[browser_id] = browser
         # No URL: Chromium has no DevTools port; each proxied connection gets a session
         # of its own on the browser's pipe.
-        return BrowserHandle(browser_id, viewport, None, devtools=process.pipe.session)
+        return BrowserHandle(
+            browser_id,
+            viewport,
+            None,
+            devtools=process.pipe.session,
+            commands=self._commands_of(browser_id),
+        )
+
+    def _commands_of(self, browser_id: str) -> CommandRule | None:
+        """Clients' download paths are paths of the browser's machine (see the class)."""
+        folder = self.machine_dir
+        if folder is None:
+            return None
+        return functools.partial(
+            downloads_in_sandbox, resolve=functools.partial(folder, browser_id)
+        )
+
+    def _output_of(self, browser_id: str) -> Callable[[str], None]:
+        def on_line(line: str) -> None:
+            if self.on_output is not None:
+                self.on_output(browser_id, line)
+
+        return on_line
 
     async def _connect(
         self, browser_id: str, process: ChromiumProcess, viewport: Viewport, start_url: str | None

@@ -82,11 +82,16 @@ class Machines:
 
     def downloads(self, browser_id: str) -> str:
         """The host directory of the browser's `DOWNLOADS` (made now, with its machine)."""
+        return self.directory(browser_id, DOWNLOADS)
+
+    def directory(self, browser_id: str, path: str) -> str:
+        """The host directory a directory of the browser's machine is (made if missing;
+        a path leading out of its sandbox is refused, as by ``browsers.fs``)."""
         fs = self.of(browser_id).fs
         if not isinstance(fs, SandboxFS):
             raise TypeError("downloads land in a sandbox: only browsers of a local backend")
-        fs.create_directory(DOWNLOADS)
-        return fs.host_dir(DOWNLOADS)
+        fs.create_directory(path)
+        return fs.host_dir(path)
 
     async def end(self, browser_id: str) -> None:
         machine = self._machines.pop(browser_id, None)
@@ -109,7 +114,7 @@ def register(fake: FakeKernel) -> Mapping[str, BrowserOp]:
     from ._chromium_backend import ChromiumBackend
 
     if isinstance(fake.backend, ChromiumBackend):
-        fake.backend.downloads = fake.machines.downloads
+        fake.backend.machine_dir = fake.machines.directory
     return {**_file_ops(fake.machines), **_process_ops(fake.machines)}
 
 
