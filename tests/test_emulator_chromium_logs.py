@@ -11,6 +11,7 @@ import json
 import os
 import re
 import secrets
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -31,7 +32,14 @@ from kernel_async.testing._cdp_proxy import (
     CommandRefused,
     downloads_in_sandbox,
 )
-from kernel_async.testing._chromium import CUT_MARK, OutputLines, chromium_env
+from kernel_async.testing._chromium import (
+    CUT_MARK,
+    MAX_LINE_BYTES,
+    ChromiumStartError,
+    OutputLines,
+    chromium_env,
+    launch_chromium,
+)
 from kernel_async.testing._machine import Machines
 from kernel_async.testing._observe import SUPERVISOR, BrowserLogs
 from kernel_async.testing._sandbox import resolve
@@ -170,6 +178,35 @@ async def test_a_link_leading_out_of_the_sandbox_is_refused(tmp_path: Path) -> N
         assert list(outside.iterdir()) == []
     finally:
         await machines.aclose()
+
+
+CHATTY = """#!/bin/sh
+head -c 1048576 /dev/zero | tr '\\0' x >&2
+echo >&2
+i=0
+while [ $i -lt 3000 ]; do echo "line $i"; i=$((i + 1)); done
+echo "[1:1:FATAL:thing.cc(1)] it broke" >&2
+exit 1
+"""
+
+
+async def test_a_launched_browsers_output_is_read_as_it_comes_and_explains_its_exit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Far more than a pipe holds before its first answer: unread, it would block forever.
+    chatty = tmp_path / "chatty"
+    chatty.write_text(CHATTY)
+    chatty.chmod(0o755)
+    workdirs = tmp_path / "w"
+    workdirs.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(workdirs))
+    said: list[str] = []
+    with anyio.fail_after(30), pytest.raises(ChromiumStartError, match="it broke"):
+        await launch_chromium(str(chatty), width=320, height=240, on_output=said.append)
+    assert said[0] == "x" * MAX_LINE_BYTES + CUT_MARK
+    assert said[1:-1] == [f"line {i}" for i in range(3000)]
+    assert said[-1] == "[1:1:FATAL:thing.cc(1)] it broke"
+    assert list(workdirs.iterdir()) == []
 
 
 # -- real browsers -------------------------------------------------------------------------

@@ -8,10 +8,10 @@ as it comes, as ``chromium: <line>`` (on Kernel, the supervisor log carries the 
 the VM's services, Chromium's among them). A ``supervisor`` stream serves it; a ``path``
 stream serves the lines logged under that path (``fake.log(browser_id, "line",
 path="/var/log/app.log")``). Every event carries an ``id:`` (its line number), so a
-client can resume with ``Last-Event-ID``;
-``follow=true`` keeps the stream open for new lines until the browser ends. A log keeps
-(at least) its last `MAX_LINES` lines (a chatty page must not fill the memory): ids stay line numbers,
-and a resume from a line no longer kept goes on from the oldest kept.
+client can resume with ``Last-Event-ID``; ``follow=true`` keeps the stream open for new
+lines until the browser ends. A log keeps (at least) its last `MAX_LINES` lines (a chatty
+page must not fill the memory): ids stay line numbers, and a resume from a line no longer
+kept goes on from the oldest kept.
 
 Fault injection: ``fake.fail("browsers.logs.stream", status=None, drop_after=3)`` cuts
 the next stream's connection after 3 events (no final chunk: an abrupt end).
