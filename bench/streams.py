@@ -1,21 +1,28 @@
 """Event streams (server-sent events): throughput, backpressure and the cost of idle streams.
 
 ``python bench/streams.py`` (``--quick`` for a smoke run, ``--json PATH`` to save the
-figures, ``--only throughput,backpressure,idle`` to pick). The official SDK
-(``kernel==0.131.0``) is the peer; without it only kernel_async is measured.
+figures, ``--only throughput,backpressure,idle`` to pick, ``--pin`` to put the server on a
+core of its own). The official SDK (``kernel==0.131.0``) is the peer; without it only
+kernel_async is measured.
 
 - throughput: events/s through ``async for`` over ``browsers.logs.stream``, kernel_async
-  vs the official ``AsyncStream``, on the same local server; small (~100 B) and 64 KiB
-  events. Rounds interleaved, medians reported.
+  vs the official ``AsyncStream``, on the same local server and the same bytes; small
+  (~100 B) and 64 KiB events. Each reader is a process of its own (as for a user: no
+  imports, garbage or allocator state of the other); rounds interleaved, medians
+  reported, with each client's CPU time and minor page faults per event. A third reader,
+  a no-op socket reader (``recv_into`` one buffer, nothing parsed), shows what the server
+  can emit: the "server headroom" is that over the faster client's rate.
 - backpressure: 50 MiB of 64 KiB events to a consumer taking 10 ms per event, in a
   subprocess whose RSS is sampled every second (with what the server has sent by then).
 - idle: 1,000 concurrent streams (one client; one consuming task each) that got their
   first event and stay quiet: RSS delta and tracemalloc delta per stream.
 
-The server is its own process on 127.0.0.1 (bare asyncio): ``/browsers/{spec}/logs/stream``
-where spec is ``SIZE-COUNT`` (COUNT events of about SIZE bytes on the wire, with ids) or
-``idle`` (one event, then silence until the client leaves); ``/stats`` tells how many
-bytes the last stream has sent.
+The server is its own process on 127.0.0.1: a bare asyncio protocol, bodies written with
+``transport.write`` in writes of about 1 MiB (many events each, framed from one pre-encoded
+tail), paced only by the client's socket. ``/browsers/{spec}/logs/stream`` where spec is
+``SIZE-COUNT`` (COUNT events of about SIZE bytes on the wire, with ids) or ``idle`` (one
+event, then silence until the client leaves); ``/stats`` tells how many bytes and events
+the last stream has written.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ import gc
 import json
 import os
 import platform
+import resource
+import socket
 import statistics
 import subprocess
 import sys
@@ -33,12 +42,14 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 KEY = "bench-key"
 MiB = 1024 * 1024
 SMALL, BIG = 100, 64 * 1024
+WRITE = 1024 * 1024  # the server's bytes per write (many events each)
 
 
 def note(text: str) -> None:
@@ -57,59 +68,116 @@ def event_bytes(n: int, size: int) -> bytes:
     return head + json.dumps(frame).encode() + b"\n\n"
 
 
-def serve(port_file: str) -> None:
-    """A bare asyncio HTTP/1.1 server (chunked bodies; keep-alive): cheaper than a framework,
-    so the clients, not the server, set the pace on a small machine."""
-    stats = {"sent": 0}
+def stream_blocks(size: int, count: int) -> Iterator[tuple[bytes, int]]:
+    """The body of a ``SIZE-COUNT`` stream as HTTP/1.1 chunks of about `WRITE` bytes, each
+    with the number of events it carries: frames are built from one pre-encoded tail (all
+    but the id) and framed with one join, so the server spends ~1 µs per 64 KiB event."""
+    body = event_bytes(0, size)
+    tail = body[body.index(b"\n") :]  # all but the id, the same for every event
+    per_write = max(1, WRITE // len(body))
+    for start in range(1, count + 1, per_write):
+        parts: list[bytes] = [b""]
+        for n in range(start, min(start + per_write, count + 1)):
+            parts += (b"id: %d" % n, tail)
+        parts[0] = b"%x\r\n" % sum(map(len, parts))
+        parts.append(b"\r\n")
+        yield b"".join(parts), (len(parts) - 2) // 2
 
-    async def write(writer: asyncio.StreamWriter, data: bytes) -> None:
-        writer.write(b"%x\r\n" % len(data) + data + b"\r\n")
-        await writer.drain()  # waits while the client's socket is full: backpressure
 
-    async def logs(spec: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(
+class _Connection(asyncio.Protocol):
+    """One client connection of the bench server: HTTP/1.1 GETs, keep-alive, answered in
+    order; bodies written with `transport.write` (no stream layer), paced only by the
+    transport's flow control (`pause_writing`): the client's socket being full."""
+
+    def __init__(self, stats: dict[str, int]) -> None:
+        self.stats = stats
+        self.heads: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.buffer = b""
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.closed = False
+        self.transport: asyncio.Transport | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=WRITE)  # at most one write waiting in memory
+        self.task = asyncio.ensure_future(self.serve())
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while b"\r\n\r\n" in self.buffer:  # GETs only: no request bodies
+            head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+            self.heads.put_nowait(head)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.writable.set()
+        self.heads.put_nowait(None)
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
+    async def serve(self) -> None:
+        transport = self.transport
+        assert transport is not None
+        while (head := await self.heads.get()) is not None:
+            target = head.split(b" ", 2)[1].decode()
+            path = target.split("?", 1)[0]
+            close = b"\r\nconnection: close" in head.lower()
+            if path == "/stats":
+                body = json.dumps(self.stats).encode()
+                transport.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n" % len(body) + body
+                )
+            else:  # /browsers/{spec}/logs/stream
+                await self.stream(path.split("/")[2])
+            if close or self.closed:
+                break
+        transport.close()
+
+    async def stream(self, spec: str) -> None:
+        transport = self.transport
+        assert transport is not None
+        transport.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n"
         )
         if spec == "idle":
-            await write(writer, event_bytes(1, SMALL))
-            await reader.read()  # quiet until the client leaves
-            raise ConnectionResetError
+            frame = event_bytes(1, SMALL)
+            transport.write(b"%x\r\n%s\r\n" % (len(frame), frame))
+            await self.heads.get()  # quiet until the client leaves
+            self.closed = True
+            return
         size, count = (int(x) for x in spec.split("-"))
-        body = event_bytes(0, size)
-        tail = body[body.index(b"\n") :]  # all but the id, the same for every event
-        per_write = max(1, 256 * 1024 // len(body))
-        stats["sent"] = 0
-        for start in range(1, count + 1, per_write):
-            chunk = b"".join(
-                b"id: %d" % n + tail for n in range(start, min(start + per_write, count + 1))
-            )
-            await write(writer, chunk)
-            stats["sent"] += len(chunk)
-        writer.write(b"0\r\n\r\n")
+        stats = self.stats
+        stats["sent"] = stats["events"] = 0
+        for block, events in stream_blocks(size, count):
+            if not self.writable.is_set():
+                await self.writable.wait()  # the client's socket is full: backpressure
+            if self.closed:
+                return
+            transport.write(block)
+            stats["sent"] += len(block)
+            stats["events"] += events
+        transport.write(b"0\r\n\r\n")
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")  # GETs only: no body
-                target = head.split(b" ", 2)[1].decode()
-                path = target.split("?", 1)[0]
-                if path == "/stats":
-                    body = json.dumps(stats).encode()
-                    writer.write(
-                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                        b"Content-Length: %d\r\n\r\n" % len(body) + body
-                    )
-                else:  # /browsers/{spec}/logs/stream
-                    await logs(path.split("/")[2], reader, writer)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
+
+def serve(port_file: str, cpu: int | None) -> None:
+    """The bench server: a bare asyncio protocol (no framework, no stream layer), so the
+    clients, not the server, set the pace; see `server_capacity`."""
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    stats = {"sent": 0, "events": 0}
 
     async def main() -> None:
-        server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=2048)
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: _Connection(stats), "127.0.0.1", 0, backlog=2048)
         port = server.sockets[0].getsockname()[1]
         await asyncio.to_thread(Path(port_file).write_text, str(port))
         await asyncio.Event().wait()
@@ -117,9 +185,10 @@ def serve(port_file: str) -> None:
     asyncio.run(main())
 
 
-def start_server() -> tuple[subprocess.Popen[bytes], str]:
+def start_server(cpu: int | None) -> tuple[subprocess.Popen[bytes], str]:
     port_file = Path(tempfile.mkdtemp()) / "port"
-    proc = subprocess.Popen([sys.executable, __file__, "_server", str(port_file)])
+    args = [sys.executable, __file__, "_server", str(port_file), "" if cpu is None else str(cpu)]
+    proc = subprocess.Popen(args)
     deadline = time.monotonic() + 30
     while not port_file.exists() or not port_file.read_text():
         if time.monotonic() > deadline or proc.poll() is not None:
@@ -127,6 +196,23 @@ def start_server() -> tuple[subprocess.Popen[bytes], str]:
             raise SystemExit("the stream server did not start")
         time.sleep(0.05)
     return proc, f"http://127.0.0.1:{port_file.read_text()}"
+
+
+def server_capacity(url: str, spec: str) -> int:
+    """Read one stream with a no-op reader (a blocking socket, `recv_into` one buffer,
+    nothing parsed) and return the body's bytes: what the server can emit, to set beside
+    what the clients consume."""
+    host, port = url.removeprefix("http://").split(":")
+    buffer = bytearray(WRITE)
+    got = 0
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(
+            b"GET /browsers/%s/logs/stream HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+            % (spec.encode(), host.encode())
+        )
+        while n := sock.recv_into(buffer):
+            got += n
+    return got
 
 
 # -- clients ---------------------------------------------------------------------------
@@ -168,11 +254,76 @@ async def close_client(client: Any) -> None:
 # -- throughput ------------------------------------------------------------------------
 
 
-async def throughput(url: str, quick: bool) -> dict[str, Any]:
+SERVER = "server (no-op reader)"
+
+
+def stats(url: str) -> dict[str, int]:
+    with urllib.request.urlopen(f"{url}/stats", timeout=10) as r:
+        return json.loads(r.read())  # type: ignore[no-any-return]
+
+
+async def read_commands(url: str, sdk: str) -> None:
+    """A reader process: for each stream spec on stdin, read that stream (`sdk`: a client,
+    or the no-op socket reader) and print what it took as JSON. Each client runs in a
+    process of its own, as it would for a user: nothing of the other's (its imports, its
+    garbage, the C allocator's state) weighs on it."""
+    client = None if sdk == SERVER else make_client(sdk, url)
+    try:
+        for line in sys.stdin:
+            spec = line.strip()
+            gc.collect()
+            before = resource.getrusage(resource.RUSAGE_SELF)
+            t0 = time.perf_counter()
+            if client is None:
+                server_capacity(url, spec)
+                got = int(spec.split("-")[1])
+            else:
+                got = await drain(client, spec)
+            elapsed = time.perf_counter() - t0
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+            faults = after.ru_minflt - before.ru_minflt
+            print(json.dumps({"events": got, "seconds": elapsed, "cpu": cpu, "faults": faults}))
+            sys.stdout.flush()
+    finally:
+        if client is not None:
+            await close_client(client)
+
+
+class Reader:
+    """A reader process (`read_commands`), kept warm across rounds."""
+
+    def __init__(self, url: str, sdk: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "_reader", url, sdk],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def read(self, spec: str) -> dict[str, float]:
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.proc.stdin.write(spec + "\n")
+        self.proc.stdin.flush()
+        row = self.proc.stdout.readline()
+        if not row:
+            raise SystemExit(f"a reader process failed (exit {self.proc.wait()})")
+        return json.loads(row)  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def throughput(url: str, quick: bool) -> dict[str, Any]:
     sdks = ["kernel_async", *(["official kernel"] if has_official() else [])]
-    clients = {
-        s: make_client("kernel_async" if s == "kernel_async" else "official", url) for s in sdks
-    }
+    readers = {s: Reader(url, {"official kernel": "official"}.get(s, s)) for s in (SERVER, *sdks)}
     workloads = {
         "small (~100 B)": (SMALL, 5_000 if quick else 50_000),
         "64 KiB": (BIG, 100 if quick else 3_000),
@@ -182,47 +333,56 @@ async def throughput(url: str, quick: bool) -> dict[str, Any]:
     try:
         for name, (size, count) in workloads.items():
             spec = f"{size}-{count}"
-            for client in clients.values():  # warm: imports, connections, converters
-                await drain(client, f"{size}-{min(count, 50)}")
-            rates: dict[str, list[float]] = {s: [] for s in sdks}
-            cpu: dict[str, list[float]] = {s: [] for s in sdks}  # the client's CPU per event
+            for reader in readers.values():  # warm: imports, connections, converters
+                reader.read(f"{size}-{min(count, 50)}")
+            rates: dict[str, list[float]] = {s: [] for s in readers}
+            cpu: dict[str, list[float]] = {s: [] for s in readers}  # µs per event
+            faults: dict[str, list[float]] = {s: [] for s in readers}  # minor, per event
+            sent: set[int] = set()  # the body's bytes: the same for every reader
             for r in range(rounds):
-                for sdk, client in clients.items():
-                    gc.collect()
-                    t0, c0 = time.perf_counter(), time.process_time()
-                    got = await drain(client, spec)
-                    elapsed, used = time.perf_counter() - t0, time.process_time() - c0
-                    assert got == count, (sdk, got, count)
-                    rates[sdk].append(count / elapsed)
-                    cpu[sdk].append(used / count * 1e6)
+                for sdk, reader in readers.items():
+                    got = reader.read(spec)
+                    assert got["events"] == count, (sdk, got, count)
+                    rates[sdk].append(count / got["seconds"])
+                    cpu[sdk].append(got["cpu"] / count * 1e6)
+                    faults[sdk].append(got["faults"] / count)
+                    sent.add(stats(url)["sent"])
                 note(
                     f"{name} round {r + 1}/{rounds}: "
                     + ", ".join(f"{s} {v[-1]:,.0f}/s" for s, v in rates.items())
                 )
+            assert len(sent) == 1, f"the readers got different bodies: {sent}"
+            wire = len(event_bytes(count, size))
+
+            def median(values: dict[str, list[float]], digits: int) -> dict[str, float]:
+                return {s: round(statistics.median(v), digits) for s, v in values.items()}
+
             entry: dict[str, Any] = {
-                "event_bytes": len(event_bytes(count, size)),
+                "event_bytes": wire,
                 "events": count,
+                "body_bytes": sent.pop(),
                 "events_per_s": {s: round(statistics.median(v)) for s, v in rates.items()},
                 "MiB_per_s": {
-                    s: round(statistics.median(v) * len(event_bytes(count, size)) / MiB, 1)
-                    for s, v in rates.items()
+                    s: round(statistics.median(v) * wire / MiB, 1) for s, v in rates.items()
                 },
+                "cpu_us_per_event": median(cpu, 1),
+                "minor_faults_per_event": median(faults, 1),
+                "rounds": {s: [round(x) for x in v] for s, v in rates.items()},
             }
-            entry["cpu_us_per_event"] = {s: round(statistics.median(v), 1) for s, v in cpu.items()}
             if "official kernel" in rates:
                 # Per round (both ran back to back, under the same load), then the median.
-                ours, theirs = rates["kernel_async"], rates["official kernel"]
-                entry["ratio"] = round(
-                    statistics.median(a / b for a, b in zip(ours, theirs, strict=True)), 2
-                )
-                ours, theirs = cpu["kernel_async"], cpu["official kernel"]
-                entry["cpu_ratio"] = round(
-                    statistics.median(b / a for a, b in zip(ours, theirs, strict=True)), 2
-                )
+                pairs = list(zip(rates["kernel_async"], rates["official kernel"], strict=True))
+                entry["ratio"] = round(statistics.median(a / b for a, b in pairs), 2)
+                entry["ratio_min"] = round(min(a / b for a, b in pairs), 2)
+                pairs = list(zip(cpu["kernel_async"], cpu["official kernel"], strict=True))
+                entry["cpu_ratio"] = round(statistics.median(b / a for a, b in pairs), 2)
+            # The server's headroom: how much faster it emits than the faster client reads.
+            fastest = max(statistics.median(v) for s, v in rates.items() if s != SERVER)
+            entry["server_headroom"] = round(statistics.median(rates[SERVER]) / fastest, 1)
             results[name] = entry
     finally:
-        for client in clients.values():
-            await close_client(client)
+        for reader in readers.values():
+            reader.close()
     return results
 
 
@@ -290,8 +450,8 @@ def backpressure(url: str, sdk: str, quick: bool) -> dict[str, Any]:
                 rss = rss_mib(proc.pid)
             except (OSError, RuntimeError):
                 break  # it just ended
-            with urllib.request.urlopen(f"{url}/stats", timeout=10) as r:
-                sent = json.loads(r.read())["sent"]
+            written = stats(url)["events"]  # events the server has handed to its socket
+            sent = written * len(event_bytes(count, BIG))
             consumed = latest["events"] * len(event_bytes(count, BIG))
             samples.append(
                 {
@@ -408,18 +568,30 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a smoke run (smaller, one round)")
     parser.add_argument("--json", metavar="PATH", help="also write the figures here")
     parser.add_argument("--only", default="throughput,backpressure,idle")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="the server on the last core, the clients on the others (off: the OS places them)",
+    )
     args = parser.parse_args()
     parts = set(args.only.split(","))
     sdks = ["kernel_async", *(["official"] if has_official() else [])]
-    server, url = start_server()
+    server_cpu = None
+    if args.pin:
+        cores = sorted(os.sched_getaffinity(0))
+        server_cpu = cores[-1]
+        os.sched_setaffinity(0, cores[:-1] or cores)  # the clients (and their subprocesses)
+    server, url = start_server(server_cpu)
     figures: dict[str, Any] = {
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "pinned": args.pin,
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
     try:
         if "throughput" in parts:
             note("throughput")
-            figures["throughput"] = asyncio.run(throughput(url, args.quick))
+            figures["throughput"] = throughput(url, args.quick)
         if "backpressure" in parts:
             figures["backpressure"] = {}
             for sdk in sdks:
@@ -443,11 +615,20 @@ def report(figures: dict[str, Any]) -> None:
     for name, entry in figures.get("throughput", {}).items():
         rates = ", ".join(
             f"{s} {v:,}/s ({entry['MiB_per_s'][s]} MiB/s, "
-            f"{entry['cpu_us_per_event'][s]} us CPU/event)"
+            f"{entry['cpu_us_per_event'][s]} us CPU and "
+            f"{entry['minor_faults_per_event'][s]} page faults per event)"
             for s, v in entry["events_per_s"].items()
         )
-        ratio = f"  -> {entry['ratio']}x (CPU: {entry['cpu_ratio']}x)" if "ratio" in entry else ""
-        print(f"throughput {name}: {rates}{ratio}")
+        ratio = ""
+        if "ratio" in entry:
+            ratio = (
+                f"  -> {entry['ratio']}x (lowest round {entry['ratio_min']}x; "
+                f"CPU: {entry['cpu_ratio']}x)"
+            )
+        print(
+            f"throughput {name}: {rates}{ratio}; the server emits "
+            f"{entry['server_headroom']}x what the faster client reads"
+        )
     for sdk, entry in figures.get("backpressure", {}).items():
         print(
             f"backpressure {sdk}: {entry['sent_MiB']} MiB in {entry['seconds']}s, RSS "
@@ -466,7 +647,9 @@ def report(figures: dict[str, Any]) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "_server":
-        serve(sys.argv[2])
+        serve(sys.argv[2], int(sys.argv[3]) if sys.argv[3] else None)
+    elif len(sys.argv) > 1 and sys.argv[1] == "_reader":
+        asyncio.run(read_commands(sys.argv[2], sys.argv[3]))
     elif len(sys.argv) > 1 and sys.argv[1] == "_consume":
         asyncio.run(consume_slowly(sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5])))
     elif len(sys.argv) > 1 and sys.argv[1] == "_idle":

@@ -25,33 +25,41 @@ MAX_EVENT_BYTES: Final = 8 * 1024 * 1024
 
 _BOM: Final = b"\xef\xbb\xbf"
 _SHORT: Final = 32  # lines looked for one by one before assuming short lines
-_VIEW: Final = 4096  # a data line longer than this is decoded through a view, not a copy
+_VIEW: Final = 4096  # a line longer than this is kept as a view of its chunk, not a copy
 
 
-def _split_lf(chunk: bytes, pos: int) -> list[bytes]:
+def _split_lf(chunk: bytes, pos: int) -> list[bytes | memoryview]:
     """``chunk[pos:].split(b"\\n")``, fast for long lines too: `bytes.split` looks at every
     byte in a loop (about 1 GB/s), `bytes.find` of one byte is a memchr (many times
-    faster). After `_SHORT` lines averaging under 1 KiB, the rest is short lines: `split`."""
-    lines: list[bytes] = []
+    faster). After `_SHORT` lines averaging under 1 KiB, the rest is short lines: `split`.
+    A line longer than `_VIEW` comes as a view of `chunk`, not a copy (compares equal)."""
+    lines: list[bytes | memoryview] = []
     find = chunk.find
+    size = len(chunk)
     start = pos
-    for _ in range(_SHORT):
-        end = find(b"\n", pos)
-        if end < 0:
-            lines.append(chunk[pos:])
-            return lines
-        lines.append(chunk[pos:end])
-        pos = end + 1
-    if pos - start < _SHORT * 1024:
-        lines += chunk[pos:].split(b"\n")
-        return lines
+    view: memoryview | None = None
+    short = _SHORT
     while True:
         end = find(b"\n", pos)
+        stop = size if end < 0 else end
+        if stop - pos > _VIEW:
+            if view is None:
+                view = memoryview(chunk)
+            lines.append(view[pos:stop])
+        else:
+            lines.append(chunk[pos:stop])
         if end < 0:
-            lines.append(chunk[pos:])
             return lines
-        lines.append(chunk[pos:end])
         pos = end + 1
+        short -= 1
+        if not short and pos - start < _SHORT * 1024:
+            lines += chunk[pos:].split(b"\n")
+            return lines
+
+
+def _piece(chunk: bytes, start: int, stop: int) -> bytes | memoryview:
+    """``chunk[start:stop]``: a view when long (joined or decoded later: one copy less)."""
+    return memoryview(chunk)[start:stop] if stop - start > _VIEW else chunk[start:stop]
 
 
 @attrs.frozen
@@ -91,7 +99,9 @@ class SSEParser:
     unfinished line) would exceed `max_event_bytes`, `feed` raises `SSEEventTooLargeError`
     instead of buffering it. Events completed earlier in the same chunk are returned
     first; the error is then raised by the next `feed` or by `end`. After it the parser
-    is spent: every call raises it again.
+    is spent: every call raises it again. A long line (a large event's data) is kept as a
+    view of the chunk it came in, not copied, until its event is dispatched: what is held
+    may then exceed the bound by the rest of that chunk.
     """
 
     __slots__ = (
@@ -121,7 +131,7 @@ class SSEParser:
         # The last chunk ended in CR: an LF starting the next one ends the same line.
         self._skip_lf = False
         # The unfinished line, as the chunks brought it (joined once its end arrives).
-        self._pending: list[bytes] = []
+        self._pending: list[bytes | memoryview] = []
         self._pending_size = 0
         # The current event: data lines joined by LF (raw bytes, decoded at dispatch); the
         # first line's bytes as they are (a view of a long line), a bytearray once a
@@ -171,7 +181,7 @@ class SSEParser:
         """Bytes held for the event being received (never more than `max_event_bytes`)."""
         return self._pending_size + len(self._data) + len(self._event)
 
-    def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+    def feed(self, chunk: bytes | bytearray | memoryview) -> list[ServerSentEvent]:
         """Parse the next bytes of the stream; return the events they complete, in order.
 
         Raises:
@@ -179,6 +189,8 @@ class SSEParser:
         """
         if self._error is not None:
             raise self._error
+        if not isinstance(chunk, bytes):
+            chunk = bytes(chunk)  # views of it may be kept: it must not change
         if self._head is not None:
             chunk = self._head + chunk
             if len(chunk) < 3 and _BOM.startswith(chunk):
@@ -187,36 +199,43 @@ class SSEParser:
             self._head = None
             if chunk.startswith(_BOM):
                 chunk = chunk[3:]
+        # Lines are found from `pos` on (not in a copy of the chunk after it).
+        pos = 0
         if self._skip_lf and chunk:
             self._skip_lf = False
             if chunk[0] == 10:
-                chunk = chunk[1:]
-        if not chunk:
+                pos = 1
+        size = len(chunk)
+        if pos == size:
             return []
         events: list[ServerSentEvent] = []
         try:
             last = chunk[-1]
-            # `in` on bytes is a memchr: far faster than scanning byte by byte.
-            if last != 10 and last != 13 and 10 not in chunk and 13 not in chunk:
-                self._hold(chunk)
+            # `find` of one byte is a memchr: far faster than scanning byte by byte.
+            if (
+                last != 10
+                and last != 13
+                and chunk.find(b"\n", pos) < 0
+                and chunk.find(b"\r", pos) < 0
+            ):
+                self._hold(chunk[pos:] if pos else chunk)
                 return events
-            lines: list[bytes] = []
-            pos = 0
+            lines: list[bytes | memoryview] = []
             if self._pending:
-                # Only the unfinished line is joined (not the whole chunk with it).
-                eol = chunk.find(b"\n")
-                cr = chunk.find(b"\r", 0, eol if eol >= 0 else len(chunk))
+                # Only the unfinished line is joined (not the whole chunk with it), once.
+                eol = chunk.find(b"\n", pos)
+                cr = chunk.find(b"\r", pos, eol if eol >= 0 else size)
                 if cr >= 0:
                     eol = cr
-                self._pending.append(chunk[:eol])
+                self._pending.append(_piece(chunk, pos, eol))
                 lines.append(b"".join(self._pending))
                 self._pending = []
                 self._pending_size = 0
                 pos = eol + 1
-                if cr >= 0 and pos < len(chunk) and chunk[pos] == 10:
+                if cr >= 0 and pos < size and chunk[pos] == 10:
                     pos += 1  # CRLF
-            rest = b""
-            if pos == len(chunk):
+            rest: bytes | memoryview = b""
+            if pos == size:
                 self._skip_lf = last == 13
             elif chunk.find(b"\r", pos) < 0:  # LF endings only, the usual case
                 lines += _split_lf(chunk, pos)
@@ -248,7 +267,7 @@ class SSEParser:
         if self._error is not None:
             raise self._error
 
-    def _hold(self, piece: bytes) -> None:
+    def _hold(self, piece: bytes | memoryview) -> None:
         size = self._pending_size + len(piece)
         if size + len(self._data) + len(self._event) > self._limit:
             raise SSEEventTooLargeError(self._limit)
@@ -262,7 +281,7 @@ class SSEParser:
         self._data = b""
         self._event = b""
 
-    def _lines(self, lines: list[bytes], events: list[ServerSentEvent]) -> None:
+    def _lines(self, lines: list[bytes | memoryview], events: list[ServerSentEvent]) -> None:
         # Hot loop: state lives in locals, written back once (also when raising).
         limit = self._limit
         data = self._data
@@ -300,6 +319,21 @@ class SSEParser:
                     comments += 1
                     continue
                 in_event = True
+                if isinstance(line, memoryview):  # a long line, a view of its chunk
+                    head = line[:6].tobytes()
+                    if not head.startswith(b"data:"):
+                        line = line.tobytes()  # a long line of another field (rare)
+                    else:
+                        view = line[6:] if head[5:] == b" " else line[5:]
+                        if not has_data:
+                            data = view  # decoded at dispatch, uncopied
+                            has_data = True
+                        else:
+                            if type(data) is not bytearray:
+                                data = bytearray(data)
+                            data += b"\n"
+                            data += view
+                        continue
                 if line.startswith(b"data:"):
                     start = 6 if line[5:6] == b" " else 5
                     if not has_data and len(line) > _VIEW:

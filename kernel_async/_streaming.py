@@ -5,13 +5,13 @@
 
 The body is read by the client's one request loop, in a task of the stream's own: each
 chunk goes through the SSE parser (`kernel_async._sse`) and each complete event waits
-in a small bounded queue, so a slow consumer slows the reads. Before the first event,
-errors and retries are those of any call. Once events were delivered, a connection that
-breaks (reset, a body cut short, a read failure: not a clean end) is resumed with
-``Last-Event-ID`` when the stream has carried an event id, after at least the server's
-``retry:`` wait (`_retry.resume` decides: budget, deadline, a bounded number of
-reconnects); without an id it raises `StreamInterruptedError`. A half-received event is
-never delivered, and none twice.
+in a small queue, bounded in events and in bytes, so a slow consumer slows the reads.
+Before the first event, errors and retries are those of any call. Once events were
+delivered, a connection that breaks (reset, a body cut short, a read failure: not a clean
+end) is resumed with ``Last-Event-ID`` when the stream has carried an event id, after at
+least the server's ``retry:`` wait (`_retry.resume` decides: budget, deadline, a bounded
+number of reconnects); without an id it raises `StreamInterruptedError`. A half-received
+event is never delivered, and none twice.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import contextlib
 import json
 import random
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -45,7 +46,12 @@ __all__ = ["AsyncStream"]
 
 T = TypeVar("T")
 _END = object()
-_QUEUE = 16  # events parsed ahead of the consumer
+# Events parsed ahead of the consumer: at most this many, and (but always one) at most
+# this many bytes of their data, so large events do not pile up (16 of 1 MiB would be
+# 16 MiB held). Not lower: handing 64 KiB events over one by one costs more copies (the
+# reads pile up in aiohttp's buffer and are joined) than it saves.
+_AHEAD = 16
+_AHEAD_BYTES = 1024 * 1024
 
 
 class _Sink:
@@ -73,15 +79,12 @@ class _Sink:
                 stream.last_event_id = event.id or None  # an empty id resets it
             if event.retry is not None:
                 stream.server_retry_ms = event.retry
-            if not event.data:
+            text = event.data
+            if not text:
                 continue  # an id- or retry-only block: nothing to deliver
-            item = stream._decode(event.data)
-            queue = stream._queue
-            if queue.full():
-                await queue.put(item)  # the consumer is behind: wait for room
-            else:
-                queue.put_nowait(item)  # (no coroutine per event)
             self.delivered += 1
+            if stream._push(stream._decode(text), len(text)):
+                await stream._room()  # the consumer is behind: wait for room
 
 
 class AsyncStream(Generic[T]):
@@ -114,7 +117,12 @@ class AsyncStream(Generic[T]):
         self.last_event_id: str | None = None
         self.server_retry_ms: int | None = None
         self.max_event_bytes = max_event_bytes or MAX_EVENT_BYTES
-        self._queue: asyncio.Queue[Any] = asyncio.Queue(_QUEUE)
+        # Events parsed ahead of the consumer, each with its data's size; the consumer
+        # waits on `_ready` when there are none, the reader on `_free` when full.
+        self._ahead: deque[tuple[Any, int]] = deque()
+        self._ahead_bytes = 0
+        self._ready: asyncio.Future[None] | None = None
+        self._free: asyncio.Future[None] | None = None
         self._opened = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
@@ -165,7 +173,7 @@ class AsyncStream(Generic[T]):
             raise  # closed: nobody is reading any more
         except BaseException as exc:
             self._error = exc
-        await self._queue.put(_END)  # after every event already queued
+        self._push(_END, 0)  # after every event already queued (and never waits)
 
     async def _connect(self, sink: _Sink) -> None:
         req = self._req
@@ -189,7 +197,7 @@ class AsyncStream(Generic[T]):
 
     async def _before_resuming(self, exc: APIConnectionError, sink: _Sink) -> None:
         """After a break: raise if the stream cannot resume, else wait and count."""
-        delivered = self.received + self._queue.qsize() + sink.delivered > 0
+        delivered = self.received + len(self._ahead) + sink.delivered > 0
         if delivered and self.last_event_id is None:
             raise StreamInterruptedError(
                 f"the {self.operation} stream broke after {self._events_so_far()} events "
@@ -249,7 +257,7 @@ class AsyncStream(Generic[T]):
         )
 
     def _events_so_far(self) -> int:
-        return self.received + self._queue.qsize()
+        return self.received + len(self._ahead)
 
     def _remaining(self) -> float | None:
         """What is left of the call's total deadline (`None`: no deadline)."""
@@ -258,6 +266,56 @@ class AsyncStream(Generic[T]):
         if limits.total is None:
             return None
         return limits.total - (time.monotonic() - self._started_at)
+
+    # -- the queue between the reader and the consumer --------------------------------
+
+    def _push(self, item: Any, size: int) -> bool:
+        """Queue an event (or `_END`) for the consumer; return whether the queue is now
+        full, for the reader to wait for room (`_room`)."""
+        self._ahead.append((item, size))
+        self._ahead_bytes += size
+        ready = self._ready
+        if ready is not None:
+            self._ready = None
+            if not ready.done():
+                ready.set_result(None)
+        return len(self._ahead) >= _AHEAD or self._ahead_bytes >= _AHEAD_BYTES
+
+    async def _room(self) -> None:
+        """Wait until the consumer has taken enough: half the queue is free."""
+        import asyncio
+
+        self._free = free = asyncio.get_running_loop().create_future()
+        try:
+            await free
+        finally:
+            self._free = None
+
+    async def _next(self) -> tuple[Any, int]:
+        """The next queued item, waiting for one; wakes a waiting reader."""
+        ahead = self._ahead
+        while not ahead:
+            import asyncio
+
+            self._ready = ready = asyncio.get_running_loop().create_future()
+            try:
+                await ready
+            finally:
+                self._ready = None
+        return self._take()
+
+    def _take(self) -> tuple[Any, int]:
+        entry = self._ahead.popleft()
+        self._ahead_bytes -= entry[1]
+        free = self._free
+        if (
+            free is not None
+            and len(self._ahead) <= _AHEAD // 2
+            and self._ahead_bytes <= _AHEAD_BYTES // 2
+            and not free.done()
+        ):
+            free.set_result(None)
+        return entry
 
     def _decode(self, data: str) -> Any:
         structure = self._structure
@@ -292,12 +350,10 @@ class AsyncStream(Generic[T]):
 
     async def _events(self) -> AsyncIterator[T]:
         try:
-            queue = self._queue
+            ahead = self._ahead
             while True:
-                if queue.empty():
-                    item = await queue.get()
-                else:
-                    item = queue.get_nowait()  # (no coroutine per event)
+                # (No coroutine per event when one is queued.)
+                item = self._take()[0] if ahead else (await self._next())[0]
                 if item is _END:
                     if self._error is not None:
                         raise self._error

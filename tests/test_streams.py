@@ -30,8 +30,9 @@ from kernel_async._retry import Fail, Retry, resume
 pytestmark = pytest.mark.anyio
 
 
-def log(n: int) -> str:
-    return json.dumps({"event": "log", "message": f"line {n}", "timestamp": "2026-01-01T00:00:00Z"})
+def log(n: int, pad: int = 0) -> str:
+    message = f"line {n}" + "x" * pad
+    return json.dumps({"event": "log", "message": message, "timestamp": "2026-01-01T00:00:00Z"})
 
 
 class LogServer:
@@ -46,6 +47,7 @@ class LogServer:
         self.half = False  # cut inside the next event's bytes
         self.retry_ms: int | None = None
         self.quiet: float = 0.0  # seconds of silence before each event
+        self.pad = 0  # characters added to each message
         self.connections: list[str | None] = []  # Last-Event-ID of each connection
         self.closed = asyncio.Event()
         self.status = 200
@@ -75,7 +77,7 @@ class LogServer:
                 if self.quiet:
                     await asyncio.sleep(self.quiet)
                 head = f"id: {n}\n" if self.ids else ""
-                await resp.write(f": keep-alive\n{head}data: {log(n)}\n\n".encode())
+                await resp.write(f": keep-alive\n{head}data: {log(n, self.pad)}\n\n".encode())
                 sent += 1
             await resp.write_eof()
         except (OSError, aiohttp.ClientError, asyncio.CancelledError):
@@ -242,6 +244,43 @@ async def test_cancelling_the_consumer_closes_the_stream(served: tuple[LogServer
             await task
         await asyncio.wait_for(state.closed.wait(), 2)
         assert stream._task is not None and stream._task.done()
+
+
+async def test_large_events_are_not_parsed_far_ahead_of_the_consumer(
+    served: tuple[LogServer, str],
+) -> None:
+    # Ahead of a consumer that stopped, the stream holds at most 16 parsed events and (but
+    # always one) 1 MiB of their data: 16 events of 256 KiB would be 4 MiB.
+    state, url = served
+    state.total, state.pad = 40, 256 * 1024
+    async with AsyncKernel(api_key="k", base_url=url) as client:
+        stream = await client.browsers.logs.stream("b1", source="supervisor")
+        async with stream:
+            events = stream.__aiter__()
+            assert (await events.__anext__()).message.startswith("line 1x")
+            await asyncio.sleep(0.5)  # the reader runs ahead as far as it may
+            assert stream.last_event_id is not None
+            assert int(stream.last_event_id) - stream.received <= 5
+            assert [(await events.__anext__()).message[:7] for _ in range(3)] == [
+                "line 2x",
+                "line 3x",
+                "line 4x",
+            ]
+
+
+async def test_small_events_are_still_parsed_ahead_in_batches(
+    served: tuple[LogServer, str],
+) -> None:
+    state, url = served
+    state.total = 100
+    async with AsyncKernel(api_key="k", base_url=url) as client:
+        stream = await client.browsers.logs.stream("b1", source="supervisor")
+        async with stream:
+            events = stream.__aiter__()
+            await events.__anext__()
+            await asyncio.sleep(0.5)
+            assert stream.last_event_id is not None
+            assert 8 <= int(stream.last_event_id) - stream.received <= 17
 
 
 def test_resume_rules() -> None:
