@@ -25,6 +25,7 @@ from kernel_async.testing._cdp import CDPClient
 from kernel_async.testing._events import Event
 from kernel_async.testing._sessions import Refused
 from kernel_async.testing._telemetry import (
+    CATEGORIES,
     DEFAULT_CATEGORIES,
     EVENT_TYPES,
     Capture,
@@ -84,6 +85,35 @@ def test_what_a_session_captures(
 ) -> None:
     base = Capture(current) if current is not None else None
     assert resolve_capture(base, requested).categories == expected
+
+
+def test_the_configuration_a_browser_shows() -> None:
+    assert resolve_capture(None, None).as_json() is None  # capture off: no configuration
+    assert resolve_capture(None, {"storage": {"enabled": False}}).as_json() is None
+    shown = resolve_capture(None, {"enabled": True}).as_json()
+    assert shown is not None
+    assert shown["storage"] == {"enabled": True}
+    assert {c for c, flag in shown["browser"].items() if flag["enabled"]} == DEFAULT_CATEGORIES
+    assert set(shown["browser"]) == set(CATEGORIES)  # every category, on or off
+    conforms("BrowserTelemetryConfig", shown)
+
+    # The CDP exclusion list merges on its own: kept by a later setting without one,
+    # through enabled=true, enabled=false and back; an empty list clears it.
+    mouse = {"excluded_methods": ["Input.dispatchMouseEvent"]}
+    first = resolve_capture(None, {"browser": {"control": {"cdp": mouse}}})
+    assert first.excluded == ("Input.dispatchMouseEvent",)
+    again = resolve_capture(first, {"enabled": True})
+    stopped = resolve_capture(again, {"enabled": False})
+    restarted = resolve_capture(stopped, {"browser": {"page": {"enabled": True}}})
+    assert again.excluded == stopped.excluded == restarted.excluded == first.excluded
+    assert restarted.categories == DEFAULT_CATEGORIES | {"page"}
+    shown = restarted.as_json()
+    assert shown is not None
+    assert shown["browser"]["control"] == {"enabled": True, "cdp": mouse}
+    conforms("BrowserTelemetryConfig", shown)
+    none = {"browser": {"control": {"cdp": {"excluded_methods": []}}}}
+    cleared = resolve_capture(restarted, none)
+    assert cleared.excluded == () and cleared.categories == restarted.categories
 
 
 def test_refused_capture_settings_name_the_field() -> None:
@@ -417,6 +447,90 @@ async def test_telemetry_turned_on_by_an_update(fake: FakeKernel, client: AsyncK
     with pytest.raises(ValueError, match="has telemetry off"):
         fake.telemetry(b, {"type": "page_load"})
     assert [i.seq for i in (await client.browsers.telemetry.events(b)).items] == [1]
+
+
+async def http_send(fake: FakeKernel, method: str, path: str, body: Any = None) -> Any:
+    """A raw request with a JSON body; its JSON answer (checked 200)."""
+    auth = {"Authorization": f"Bearer {fake.api_key}"}
+    async with aiohttp.ClientSession() as http:
+        async with http.request(method, fake.base_url + path, headers=auth, json=body) as resp:
+            assert resp.status == 200, await resp.text()
+            return await resp.json()
+
+
+def enabled(config: Mapping[str, Any]) -> set[str]:
+    """The categories a shown configuration has on."""
+    return {c for c, flag in config["browser"].items() if flag["enabled"]}
+
+
+async def test_browser_answers_show_the_telemetry_configuration(
+    fake: FakeKernel, client: AsyncKernel
+) -> None:
+    mouse = ["Input.dispatchMouseEvent"]
+    setting = {
+        "browser": {"console": {"enabled": True}, "control": {"cdp": {"excluded_methods": mouse}}}
+    }
+    created = await http_send(fake, "POST", "/browsers", {"telemetry": setting})
+    conforms("BrowserCreateResponse", created)
+    b = created["session_id"]
+    assert enabled(created["telemetry"]) == DEFAULT_CATEGORIES | {"console"}
+    assert created["telemetry"]["browser"]["control"]["cdp"] == {"excluded_methods": mouse}
+    assert created["telemetry"]["storage"] == {"enabled": True}
+    plain = (await client.browsers.create()).session_id  # no telemetry: no configuration
+
+    retrieved = await http_send(fake, "GET", f"/browsers/{b}")
+    conforms("BrowserRetrieveResponse", retrieved)
+    assert retrieved["telemetry"] == created["telemetry"]
+    listed = {item["session_id"]: item for item in await http_send(fake, "GET", "/browsers")}
+    for item in listed.values():
+        conforms("BrowserListResponse", item)
+    assert listed[b]["telemetry"] == created["telemetry"] and "telemetry" not in listed[plain]
+
+    # Our SDK reads it; an update merges onto it (the exclusion list kept) and shows it.
+    browser = await client.browsers.retrieve(b)
+    assert browser.telemetry is not None and browser.telemetry.browser is not None
+    assert browser.telemetry.browser.console is not None
+    assert browser.telemetry.browser.console.enabled is True
+    updated = await client.browsers.update(b, telemetry={"browser": {"page": {"enabled": True}}})
+    assert updated.telemetry is not None and updated.telemetry.browser is not None
+    assert updated.telemetry.browser.page is not None and updated.telemetry.browser.page.enabled
+    raw = await http_send(fake, "PATCH", f"/browsers/{b}", {"telemetry": {}})  # unchanged
+    conforms("BrowserUpdateResponse", raw)
+    assert enabled(raw["telemetry"]) == DEFAULT_CATEGORIES | {"console", "page"}
+    assert raw["telemetry"]["browser"]["control"]["cdp"] == {"excluded_methods": mouse}
+    assert fake.telemetry(b, {"type": "page_load"})["seq"] == 1  # what it shows, it captures
+
+    # Stopped: no active configuration; started afresh: the default set.
+    assert (await client.browsers.update(b, telemetry={"enabled": False})).telemetry is None
+    assert "telemetry" not in await http_send(fake, "GET", f"/browsers/{b}")
+    restarted = await http_send(fake, "PATCH", f"/browsers/{b}", {"telemetry": {"enabled": True}})
+    assert enabled(restarted["telemetry"]) == DEFAULT_CATEGORIES
+    assert restarted["telemetry"]["browser"]["control"]["cdp"] == {"excluded_methods": mouse}
+    turned_on = await client.browsers.update(plain, telemetry={"enabled": True})
+    assert turned_on.telemetry is not None and turned_on.telemetry.storage is not None
+    assert turned_on.telemetry.storage.enabled is True
+    shown = fake.sessions()[-1]["telemetry"]  # fake.sessions() shows it too
+    assert enabled(shown) == DEFAULT_CATEGORIES and shown["browser"]["control"] == {"enabled": True}
+
+
+@pytest.mark.once
+def test_the_official_sdk_reads_the_configuration(threaded_fake: FakeKernel) -> None:
+    kernel = pytest.importorskip("kernel")
+    fake = threaded_fake
+    with kernel.Kernel(api_key=fake.api_key, base_url=fake.base_url, max_retries=0) as k:
+        created = k.browsers.create(telemetry={"enabled": True, "storage": {"enabled": True}})
+        assert created.telemetry.browser.control.enabled is True
+        assert created.telemetry.browser.console.enabled is False
+        assert created.telemetry.storage.enabled is True
+        b = created.session_id
+        assert k.browsers.retrieve(b).telemetry == created.telemetry
+        (listed,) = [x for x in k.browsers.list() if x.session_id == b]
+        assert listed.telemetry == created.telemetry
+        updated = k.browsers.update(b, telemetry={"browser": {"console": {"enabled": True}}})
+        assert updated.telemetry.browser.console.enabled is True
+        assert updated.telemetry.browser.control.enabled is True
+        assert k.browsers.update(b, telemetry={"enabled": False}).telemetry is None
+        assert k.browsers.create().telemetry is None
 
 
 def test_the_sync_twin_pages_and_resumes(threaded_fake: FakeKernel) -> None:

@@ -409,10 +409,11 @@ class FakeKernel:
             if browser_id is not None and browser_id in self._sessions.sessions:
                 return browser_id
             capture = self._telemetry.requested(fields.get("telemetry"))
-            session = self._sessions.add(parse_create(fields), session_id=browser_id)
+            made = {**parse_create(fields), "telemetry": capture}
+            session = self._sessions.add(made, session_id=browser_id)
             bid = session.session_id
             self._browsers.setdefault(bid, [])
-        self._telemetry.begin(bid, capture, session.start_url)
+        self._telemetry.begin(bid, session.start_url)
         try:
             self._from_outside(self._bridge.created(session))
         except BaseException:
@@ -754,10 +755,10 @@ class FakeKernel:
         fields = parse_create(dict(raw))
         capture = self._telemetry.requested(raw.get("telemetry"))
         with self._lock:
-            session = self._sessions.add(fields)
+            session = self._sessions.add({**fields, "telemetry": capture})
             self._browsers[session.session_id] = []
         # Before the browser launches: a local one is watched from its first page.
-        self._telemetry.begin(session.session_id, capture, session.start_url)
+        self._telemetry.begin(session.session_id, session.start_url)
         try:
             await self._bridge.created(session)
         except BaseException:
@@ -775,8 +776,8 @@ class FakeKernel:
         raw = _json_object(body)
         capture = self._telemetry.asked(ref, raw.get("telemetry"))  # a 400 changes nothing
         with self._lock:
-            session = self._sessions.update(ref, raw)
-        await self._telemetry.update(session.session_id, capture)
+            session = self._sessions.update(ref, raw, capture)
+        await self._telemetry.update(session.session_id)
         await self._bridge.updated(session)
         return web.json_response(session.as_json(self.base_url))
 

@@ -2,7 +2,9 @@
 any HTTP.
 
 Names are unique among active sessions; a deleted session keeps its record (found with
-``include_deleted``) and its replays; listing pages by offset.
+``include_deleted``) and its replays; listing pages by offset. Each session holds what it
+captures of telemetry (its ``telemetry``, a `Capture` whose rules live in `_telemetry`),
+shown in its answers as the API shows the active configuration.
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from ._cdp_proxy import new_token
+
+if TYPE_CHECKING:
+    from ._telemetry import Capture
 
 __all__ = [
     "Refused",
@@ -95,6 +100,7 @@ class Session:
     proxy_id: str | None = None
     deleted_at: datetime | None = None
     deleted_why: str | None = None  # e.g. after its inactivity timeout; None: by the API
+    telemetry: Capture | None = None  # None: never set (capture off)
     token: str = attrs.field(factory=new_token, repr=False)
 
     @property
@@ -134,6 +140,7 @@ class Session:
             "start_url": self.start_url,
             "kiosk_mode": self.kiosk_mode,
             "proxy_id": self.proxy_id,
+            "telemetry": self.telemetry.as_json() if self.telemetry is not None else None,
         }
         data.update({k: v for k, v in optional.items() if v is not None})
         return data
@@ -258,7 +265,11 @@ class SessionTable:
             raise found.gone()
         return found
 
-    def update(self, id_or_name: str, body: Mapping[str, Any]) -> Session:
+    def update(
+        self, id_or_name: str, body: Mapping[str, Any], telemetry: Capture | None = None
+    ) -> Session:
+        """Apply a ``PATCH /browsers/{id}`` body (and the `telemetry` capture it resolved
+        to, if any), all or nothing: `Refused` changes nothing."""
         session = self.find(id_or_name)
         problems: list[str] = []
         name = _check(body, "name", str, problems)
@@ -276,6 +287,8 @@ class SessionTable:
             session.tags = tags or None  # {} clears
         if viewport is not None:
             session.viewport = viewport
+        if telemetry is not None:
+            session.telemetry = telemetry
         return session
 
     def delete(self, id_or_name: str, why: str | None = None) -> Session:

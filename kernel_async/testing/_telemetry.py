@@ -114,11 +114,14 @@ def now_us() -> int:
 
 @attrs.frozen
 class Capture:
-    """What a session captures: ``categories`` (empty: capture is off) and whether events
-    are ``stored`` for ``events`` queries (``telemetry.storage.enabled``)."""
+    """What a session captures: ``categories`` (empty: capture is off), whether events
+    are ``stored`` for ``events`` queries (``telemetry.storage.enabled``), and the
+    ``control.cdp.excluded_methods`` list once one was sent (``excluded``; kept, not acted
+    on: the emulator reports no ``cdp_command`` events)."""
 
     categories: frozenset[str] = frozenset()
     stored: bool = True
+    excluded: tuple[str, ...] | None = None
 
     @property
     def on(self) -> bool:
@@ -129,6 +132,19 @@ class Capture:
         if category == "monitor":
             return bool(self.categories & CDP_CATEGORIES)
         return category in self.categories
+
+    def as_json(self) -> dict[str, Any] | None:
+        """The active configuration as a Browser answer shows it (``telemetry``, a
+        ``BrowserTelemetryConfig``): every category with its flag, and storage; None
+        while capture is off (the API then has no active configuration). ``export`` is
+        left out, as the API leaves it out when the export state is unknown: the emulator
+        exports nothing."""
+        if not self.on:
+            return None
+        browser: dict[str, Any] = {c: {"enabled": c in self.categories} for c in CATEGORIES}
+        if self.excluded is not None:
+            browser["control"]["cdp"] = {"excluded_methods": list(self.excluded)}
+        return {"browser": browser, "storage": {"enabled": self.stored}}
 
 
 OFF = Capture()
@@ -160,6 +176,10 @@ def resolve_capture(
     browser: Mapping[str, Any] = requested.get("browser") or {}
     storage = requested.get("storage") or {}
     stored = storage.get("enabled", base.stored)
+    # The exclusion list merges on its own: a setting without one keeps the current one.
+    cdp = (browser.get("control") or {}).get("cdp") or {}
+    listed = cdp.get("excluded_methods")
+    excluded = tuple(listed) if listed is not None else base.excluded
     if enabled is False:
         if browser:
             raise Refused(
@@ -167,9 +187,9 @@ def resolve_capture(
                 "bad_request",
                 f"{where}: enabled=false cannot be combined with browser category settings",
             )
-        return Capture(frozenset(), stored)
+        return Capture(frozenset(), stored, excluded)
     if enabled is None and not browser:  # only storage or export: capture as it was
-        return Capture(base.categories, stored)
+        return Capture(base.categories, stored, excluded)
     # Afresh from the default set, or merged onto the current selection.
     chosen = set(DEFAULT_CATEGORIES if enabled is True or not base.on else base.categories)
     for name in CATEGORIES:
@@ -178,7 +198,7 @@ def resolve_capture(
             chosen.add(name)
         elif flag is False:
             chosen.discard(name)
-    return Capture(frozenset(chosen), stored)
+    return Capture(frozenset(chosen), stored, excluded)
 
 
 # -- events offered by tests ----------------------------------------------------------
@@ -666,7 +686,6 @@ class _Watch:
 
 @attrs.define(eq=False)
 class _Session:
-    capture: Capture
     log: EventLog = attrs.Factory(lambda: EventLog(keep=KEEP_EVENTS, keep_bytes=KEEP_BYTES))
     last: int = 0  # the seq of the newest event captured
     watch: _Watch | None = None
@@ -674,8 +693,9 @@ class _Session:
 
 
 class Telemetry:
-    """Every browser session's telemetry in one emulator: what each captures, the events
-    captured (kept bounded), the CDP watchers on local Chromium, and the two handlers."""
+    """Every browser session's telemetry in one emulator: the events captured (kept
+    bounded, by what each session's ``telemetry`` captures), the CDP watchers on local
+    Chromium, and the two handlers."""
 
     def __init__(self, fake: FakeKernel) -> None:
         self._fake = fake
@@ -695,12 +715,13 @@ class Telemetry:
         """What a new session asks to capture (`Refused` 400 for a refused setting)."""
         return resolve_capture(None, telemetry)
 
-    def begin(self, browser_id: str, capture: Capture, start_url: str | None = None) -> None:
-        """A session was created (before its browser launches, so a local one is watched
-        from its first page). In memory, a start URL is its first navigation."""
+    def begin(self, browser_id: str, start_url: str | None = None) -> None:
+        """A session was created, with its capture (before its browser launches, so a
+        local one is watched from its first page). In memory, a start URL is its first
+        navigation."""
         with self._lock:
-            self._sessions[browser_id] = _Session(capture)
-        if self._stand_ins and start_url and capture.captures("page"):
+            self._sessions[browser_id] = _Session()
+        if self._stand_ins and start_url and self.capture(browser_id).captures("page"):
             source = {"kind": "cdp", "event": "Page.frameNavigated"}
             data = {"target_type": "page", "url": start_url}
             event = {"type": "page_navigation", "source": source, "data": data}
@@ -712,16 +733,13 @@ class Telemetry:
         browser_id = self._fake._browser_id(id_or_name)
         if browser_id is None:
             return None
-        return resolve_capture(self._state(browser_id).capture, telemetry)
+        return resolve_capture(self.capture(browser_id), telemetry)
 
-    async def update(self, browser_id: str, capture: Capture | None) -> None:
-        """A session was updated to ``capture``; a local browser whose CDP categories come
-        on is watched from now on."""
-        if capture is None:
-            return
+    async def update(self, browser_id: str) -> None:
+        """A session was updated (its capture too): a local browser whose CDP categories
+        came on is watched from now on."""
         state = self._state(browser_id)
-        state.capture = capture
-        if capture.categories & CDP_CATEGORIES and not state.watching:
+        if self.capture(browser_id).categories & CDP_CATEGORIES and not state.watching:
             opener = self._fake._bridge.devtools_for(browser_id)
             if opener is not None:
                 await self._watch(browser_id, opener)
@@ -737,7 +755,7 @@ class Telemetry:
 
     async def _launched(self, browser_id: str, opener: ChannelOpener) -> None:
         state = self._sessions.get(browser_id)
-        if state is not None and state.capture.categories & CDP_CATEGORIES:
+        if state is not None and self.capture(browser_id).categories & CDP_CATEGORIES:
             await self._watch(browser_id, opener)
 
     async def _watch(self, browser_id: str, opener: ChannelOpener) -> None:
@@ -759,10 +777,10 @@ class Telemetry:
                 session_id = self._fake._sessions.find(browser_id).session_id
             except Refused as refused:
                 raise KeyError(refused.message) from None
-        state = self._state(session_id)
+        capture = self.capture(session_id)
         category = full["category"]
-        if not state.capture.captures(category):
-            raise ValueError(_not_captured(session_id, category, state.capture))
+        if not capture.captures(category):
+            raise ValueError(_not_captured(session_id, category, capture))
         loop = self._fake._thread_loop
         if loop is not None and loop.is_running() and not _on(loop):
 
@@ -778,17 +796,23 @@ class Telemetry:
     def _record(self, browser_id: str, event: dict[str, Any]) -> Event | None:
         """Keep an event if the session captures its category (on the emulator's loop)."""
         state = self._state(browser_id)
-        if state.log.closed or not state.capture.captures(event["category"]):
+        if state.log.closed or not self.capture(browser_id).captures(event["category"]):
             return None
         recorded = state.log.add(event, weight=len(json.dumps(event)))
         state.last = recorded.id
         return recorded
 
+    def capture(self, browser_id: str) -> Capture:
+        """What a session (by ID) captures now: its ``telemetry``, kept with the session."""
+        session = self._fake._sessions.sessions.get(browser_id)
+        capture = session.telemetry if session is not None else None
+        return capture if capture is not None else OFF
+
     def _state(self, browser_id: str) -> _Session:
         with self._lock:
             state = self._sessions.get(browser_id)
-            if state is None:  # a session made before telemetry knew of it: capture off
-                state = self._sessions[browser_id] = _Session(OFF)
+            if state is None:  # a session made before telemetry knew of it
+                state = self._sessions[browser_id] = _Session()
             return state
 
     # -- handlers --
@@ -819,7 +843,7 @@ class Telemetry:
         since = None
         if order == "asc":
             since = parse_when(query.get("since", "5m"), now, "query.since")
-        events = state.log.since(0) if state.capture.stored else []
+        events = state.log.since(0) if self.capture(call.browser_id).stored else []
         items, following, more = page_of(
             events,
             limit=limit,
