@@ -30,6 +30,8 @@ from kernel_async.testing._telemetry import (
     EVENT_TYPES,
     Capture,
     CdpTelemetry,
+    api_call_category,
+    api_call_event,
     complete_event,
     page_of,
     parse_when,
@@ -111,7 +113,7 @@ def test_the_configuration_a_browser_shows() -> None:
     assert shown is not None
     assert shown["browser"]["control"] == {"enabled": True, "cdp": mouse}
     conforms("BrowserTelemetryConfig", shown)
-    none = {"browser": {"control": {"cdp": {"excluded_methods": []}}}}
+    none: dict[str, Any] = {"browser": {"control": {"cdp": {"excluded_methods": []}}}}
     cleared = resolve_capture(restarted, none)
     assert cleared.excluded == () and cleared.categories == restarted.categories
 
@@ -259,6 +261,36 @@ def test_cdp_events_become_the_apis_events() -> None:
     assert (
         failed["data"]["error_text"] == "net::ERR_FAILED" and failed["data"]["url"] == "http://y/"
     )
+
+
+def test_each_answered_call_becomes_an_api_call_event() -> None:
+    click = api_call_event("browsers.computer.click_mouse", 200, 0.0123456, "req-1", ts=7)
+    assert click == {
+        "type": "api_call",
+        "category": "control",
+        "ts": 7,
+        "source": {"kind": "kernel_api"},
+        "data": {
+            "duration_ms": 12.346,
+            "operation_id": "ClickMouse",
+            "request_id": "req-1",
+            "status": 200,
+        },
+    }
+    valid({"seq": 1, "event": click})
+    exec_ = api_call_event("browsers.process.exec", 400, 0.5, "r", ts=1)
+    assert exec_ is not None and exec_["type"] == "platform_api_call"
+    assert exec_["category"] == "platform" and exec_["data"]["operation_id"] == "ProcessExec"
+    valid({"seq": 2, "event": exec_})
+    # The emulator's short names of the replay operations; nothing for calls whose VM
+    # handler is not known (curl) or that the VM does not answer (telemetry, browsers).
+    start = api_call_event("start", 200, 0.0, "r")
+    assert start is not None and start["data"]["operation_id"] == "StartRecording"
+    for other in ("browsers.curl", "browsers.telemetry.events", "browsers.create", "retrieve"):
+        assert api_call_event(other, 200, 0.0, "r") is None
+        assert api_call_category(other) is None
+    assert api_call_category("browsers.computer.batch") == "control"
+    assert api_call_category(None) is None
 
 
 # -- in memory, over sockets -------------------------------------------------------------
@@ -447,6 +479,59 @@ async def test_telemetry_turned_on_by_an_update(fake: FakeKernel, client: AsyncK
     with pytest.raises(ValueError, match="has telemetry off"):
         fake.telemetry(b, {"type": "page_load"})
     assert [i.seq for i in (await client.browsers.telemetry.events(b)).items] == [1]
+
+
+async def test_calls_on_the_browser_are_recorded(fake: FakeKernel, client: AsyncKernel) -> None:
+    # The default set: control (computer use) is captured, platform (processes...) is not.
+    b = (await client.browsers.create(telemetry={"enabled": True})).session_id
+    stream = await client.browsers.telemetry.stream(b)
+    fake.on_exec("echo", stdout=b"hi\n")
+    await client.browsers.computer.click_mouse(b, x=10, y=20)
+    await client.browsers.process.exec(b, command="echo", args=["hi"])
+    await client.browsers.computer.capture_screenshot(b)
+    with pytest.raises(BadRequestError, match="needs its parameters"):  # answered too
+        await client.browsers.computer.batch(b, actions=[{"type": "click_mouse"}])
+    got = await asyncio.wait_for(read(stream, 3), 10)
+    await stream.close()
+    calls = [(e.event.type, e.event.data.operation_id, e.event.data.status) for e in got]
+    assert calls == [
+        ("api_call", "ClickMouse", 204),
+        ("api_call", "TakeScreenshot", 200),
+        ("api_call", "BatchComputerAction", 400),
+    ]
+    assert all(e.event.source.kind == "kernel_api" for e in got)
+    assert all(e.event.data.duration_ms >= 0 for e in got)
+    assert len({e.event.data.request_id for e in got}) == 3
+    status, _, body = await http_get(fake, f"/browsers/{b}/telemetry/events?limit=100")
+    assert status == 200 and [i["seq"] for i in body] == [e.seq for e in got]
+    for item in body:
+        valid(item)
+
+    # With platform on: files, processes and replays too (by name, with the caller's
+    # X-Request-Id when it sends one); a browser without telemetry records nothing.
+    on = {"enabled": True, "browser": {"platform": {"enabled": True}}}
+    named = (await client.browsers.create(name="agent", telemetry=on)).session_id
+    quiet = (await client.browsers.create()).session_id
+    for browser in ("agent", quiet):
+        await client.browsers.process.exec(
+            browser, command="echo", extra_headers={"X-Request-Id": "mine"}
+        )
+        with pytest.raises(NotFoundError):
+            await client.browsers.fs.read_file(browser, path="/tmp/missing.txt")
+        replay = await client.browsers.replays.start(browser)
+        await client.browsers.replays.stop(replay.replay_id, id=browser)
+    items: list[Any] = (await client.browsers.telemetry.events(named, limit=100)).items
+    assert [(i.event.type, i.event.data.operation_id, i.event.data.status) for i in items] == [
+        ("platform_api_call", "ProcessExec", 200),
+        ("platform_api_call", "ReadFile", 404),
+        ("platform_api_call", "StartRecording", 200),
+        ("platform_api_call", "StopRecording", 200),
+    ]
+    assert items[0].event.data.request_id == "mine"
+    status, _, body = await http_get(fake, f"/browsers/{named}/telemetry/events?limit=100")
+    for item in body:
+        valid(item)
+    assert (await client.browsers.telemetry.events(quiet)).items == []
 
 
 async def http_send(fake: FakeKernel, method: str, path: str, body: Any = None) -> Any:

@@ -638,6 +638,7 @@ class FakeKernel:
                 return await self._fault_response(request, fault)
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return _error(401, "unauthorized", "missing or invalid API key")
+        started = time.perf_counter()
         try:
             family = self._browser_ops.get(generic) if generic is not None else None
             if family is not None:
@@ -652,6 +653,12 @@ class FakeKernel:
                 resp = await getattr(self, f"_op_{op}")(request, body, *args)
         except Refused as refused:
             resp = _refusal(refused)
+        # A call the browser's VM would have handled is reported in its telemetry.
+        ref = args[0] if args else None  # the replays' routes: the browser first
+        if found is not None:
+            ref = found.path_params.get("id_or_name")
+        elapsed = time.perf_counter() - started
+        self._telemetry.served(name, ref, request, resp.status, elapsed)
         if fault is not None and fault.truncate:
             return await _truncated(request, resp)
         return resp

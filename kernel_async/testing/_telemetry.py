@@ -14,7 +14,10 @@ What is captured, per backend:
   exceptions, navigations, DOMContentLoaded and load, tabs opened, network requests,
   responses and failures;
 - in memory: a ``page_navigation`` to the start URL when the session is created with one
-  (and the page category on); tests add events with ``fake.telemetry(browser_id, {...})``.
+  (and the page category on); tests add events with ``fake.telemetry(browser_id, {...})``;
+- both: an ``api_call`` (control) for each computer-use call the emulator answers on the
+  browser, and a ``platform_api_call`` (platform) for each files, processes, logs or
+  replays call, as Kernel's in-VM API reports the calls it handles (`api_call_event`).
 
 Each captured event gets the next ``seq`` of its session (also its SSE ``id:``), and is
 kept in a bounded `EventLog`; ``events`` pages through it with an opaque cursor,
@@ -40,7 +43,7 @@ from aiohttp import web
 
 from ._cdp import CDPClient, CDPError
 from ._events import Event, EventLog, serve_sse
-from ._sessions import Refused
+from ._sessions import Refused, new_id
 from ._spec import spec
 from ._validate import check, parse_datetime
 
@@ -57,6 +60,7 @@ __all__ = [
     "Capture",
     "Telemetry",
     "complete_event",
+    "api_call_event",
     "page_of",
     "parse_when",
     "register",
@@ -226,6 +230,87 @@ def complete_event(event: Mapping[str, Any], ts: int | None = None) -> dict[str,
     if problems:
         raise ValueError(f"telemetry event {kind!r}: " + "; ".join(map(str, problems)))
     return full
+
+
+# -- the calls the emulator answers on a browser -----------------------------------------
+
+# Each browser operation the emulator answers that Kernel hands to the browser VM's own
+# API, with the name that API gives its handler (its operationId, capitalised) and the
+# category its calls are reported in there: computer use drives the browser (control);
+# files, processes, logs and recordings manage the VM (platform). Operations whose VM
+# handler is not known here (curl) report nothing rather than a made-up name.
+_VM_HANDLERS: dict[str, tuple[str, str]] = {
+    "browsers.computer.batch": ("control", "BatchComputerAction"),
+    "browsers.computer.capture_screenshot": ("control", "TakeScreenshot"),
+    "browsers.computer.click_mouse": ("control", "ClickMouse"),
+    "browsers.computer.drag_mouse": ("control", "DragMouse"),
+    "browsers.computer.get_mouse_position": ("control", "GetMousePosition"),
+    "browsers.computer.move_mouse": ("control", "MoveMouse"),
+    "browsers.computer.press_key": ("control", "PressKey"),
+    "browsers.computer.read_clipboard": ("control", "ReadClipboard"),
+    "browsers.computer.scroll": ("control", "Scroll"),
+    "browsers.computer.set_cursor_visibility": ("control", "SetCursor"),
+    "browsers.computer.type_text": ("control", "TypeText"),
+    "browsers.computer.write_clipboard": ("control", "WriteClipboard"),
+    "browsers.fs.create_directory": ("platform", "CreateDirectory"),
+    "browsers.fs.delete_directory": ("platform", "DeleteDirectory"),
+    "browsers.fs.delete_file": ("platform", "DeleteFile"),
+    "browsers.fs.download_dir_zip": ("platform", "DownloadDirZip"),
+    "browsers.fs.file_info": ("platform", "FileInfo"),
+    "browsers.fs.list_files": ("platform", "ListFiles"),
+    "browsers.fs.move": ("platform", "MovePath"),
+    "browsers.fs.read_file": ("platform", "ReadFile"),
+    "browsers.fs.set_file_permissions": ("platform", "SetFilePermissions"),
+    "browsers.fs.upload": ("platform", "UploadFiles"),
+    "browsers.fs.upload_zip": ("platform", "UploadZip"),
+    "browsers.fs.watch.events": ("platform", "StreamFsEvents"),
+    "browsers.fs.watch.start": ("platform", "StartFsWatch"),
+    "browsers.fs.watch.stop": ("platform", "StopFsWatch"),
+    "browsers.fs.write_file": ("platform", "WriteFile"),
+    "browsers.logs.stream": ("platform", "LogsStream"),
+    "browsers.process.exec": ("platform", "ProcessExec"),
+    "browsers.process.kill": ("platform", "ProcessKill"),
+    "browsers.process.resize": ("platform", "ProcessResize"),
+    "browsers.process.spawn": ("platform", "ProcessSpawn"),
+    "browsers.process.status": ("platform", "ProcessStatus"),
+    "browsers.process.stdin": ("platform", "ProcessStdin"),
+    "browsers.process.stdout_stream": ("platform", "ProcessStdoutStream"),
+    "browsers.replays.download": ("platform", "DownloadRecording"),
+    "browsers.replays.list": ("platform", "ListRecorders"),
+    "browsers.replays.start": ("platform", "StartRecording"),
+    "browsers.replays.stop": ("platform", "StopRecording"),
+}
+_CALL_TYPES = {"control": "api_call", "platform": "platform_api_call"}
+# The emulator's own names of the replay operations (`FakeKernel.requests`).
+_SHORT_NAMES = {n: f"browsers.replays.{n}" for n in ("start", "list", "stop", "download")}
+
+
+def api_call_category(operation: str | None) -> str | None:
+    """The category a call of ``operation`` (an official name, or the emulator's short
+    name of a replay operation) is reported in; None for one that reports nothing."""
+    if operation is None:
+        return None
+    found = _VM_HANDLERS.get(_SHORT_NAMES.get(operation, operation))
+    return found[0] if found is not None else None
+
+
+def api_call_event(
+    operation: str, status: int, seconds: float, request_id: str, ts: int | None = None
+) -> dict[str, Any] | None:
+    """The event reporting one answered call of ``operation`` (see `api_call_category`),
+    with what the emulator knows truthfully: the VM handler's name, the status answered,
+    how long the emulator took, the request's id; None for an operation without one."""
+    found = _VM_HANDLERS.get(_SHORT_NAMES.get(operation, operation))
+    if found is None:
+        return None
+    category, handler = found
+    data = {
+        "duration_ms": round(seconds * 1000, 3),
+        "operation_id": handler,
+        "request_id": request_id,
+        "status": status,
+    }
+    return complete_event({"type": _CALL_TYPES[category], "data": data}, ts)
 
 
 # -- the query: time window and pages ---------------------------------------------------
@@ -792,6 +877,29 @@ class Telemetry:
             recorded = self._record(session_id, full)
         assert recorded is not None
         return envelope(recorded)
+
+    def served(
+        self,
+        operation: str | None,
+        id_or_name: str | None,
+        request: web.Request,
+        status: int,
+        seconds: float,
+    ) -> None:
+        """The emulator answered a call of ``operation`` on a browser (``status``, after
+        ``seconds``): recorded as its ``api_call``/``platform_api_call`` event when the
+        session captures that category (on the emulator's loop)."""
+        category = api_call_category(operation)
+        if category is None or operation is None or id_or_name is None:
+            return
+        browser_id = self._fake._browser_id(id_or_name)
+        if browser_id is None or not self.capture(browser_id).captures(category):
+            return
+        # As the VM's request middleware does: the caller's X-Request-Id, else one of ours.
+        request_id = request.headers.get("X-Request-Id") or new_id("req")
+        event = api_call_event(operation, status, seconds, request_id)
+        if event is not None:
+            self._record(browser_id, event)
 
     def _record(self, browser_id: str, event: dict[str, Any]) -> Event | None:
         """Keep an event if the session captures its category (on the emulator's loop)."""
