@@ -72,9 +72,11 @@ class _Sink:
         self._stream._opened.set()
 
     async def write(self, data: bytes, /) -> None:
-        assert self.parser is not None
+        parser = self.parser
+        assert parser is not None
         stream = self._stream
-        for event in self.parser.feed(data):
+        seen = parser.last_event_id
+        for event in parser.feed(data):
             if event.id is not None:
                 stream.last_event_id = event.id or None  # an empty id resets it
             if event.retry is not None:
@@ -85,6 +87,8 @@ class _Sink:
             self.delivered += 1
             if stream._push(stream._decode(text), len(text)):
                 await stream._room()  # the consumer is behind: wait for room
+        if parser.last_event_id != seen:  # an id-only block moves it too (WHATWG): the
+            stream.last_event_id = parser.last_event_id  # server skipped events up to it
 
 
 class AsyncStream(Generic[T]):

@@ -22,7 +22,7 @@ from aiohttp import web
 from kernel_async import AsyncKernel, BadRequestError, NotFoundError
 from kernel_async.testing import FakeKernel
 from kernel_async.testing._cdp import CDPClient
-from kernel_async.testing._events import Event
+from kernel_async.testing._events import Event, IdOnly
 from kernel_async.testing._sessions import Refused
 from kernel_async.testing._telemetry import (
     CATEGORIES,
@@ -33,6 +33,7 @@ from kernel_async.testing._telemetry import (
     api_call_category,
     api_call_event,
     complete_event,
+    frame_of,
     page_of,
     parse_when,
     resolve_capture,
@@ -293,6 +294,15 @@ def test_each_answered_call_becomes_an_api_call_event() -> None:
     assert api_call_category(None) is None
 
 
+def test_a_filtered_stream_sends_the_skipped_ids() -> None:
+    log = events_at(("page_load", 1), ("console_log", 2), ("console_log", 3))
+    loads = {"page_load"}
+    assert frame_of(log[0], loads, newest=3) == Event(1, {"seq": 1, "event": log[0].data})
+    assert frame_of(log[1], loads, newest=3) is None  # more are waiting: one frame for all
+    assert frame_of(log[2], loads, newest=3) == IdOnly(3)  # caught up: the id moves
+    assert frame_of(log[1], (), newest=3) == Event(2, {"seq": 2, "event": log[1].data})
+
+
 # -- in memory, over sockets -------------------------------------------------------------
 
 
@@ -430,6 +440,60 @@ async def test_stream_from_now_replay_all_and_type_filter(
         await stream.close()
     wire = [r for r in fake.requests if r.operation == "browsers.telemetry.stream"]
     assert wire[2].raw_path.endswith("?replay=all&type=page_load")
+
+
+async def test_skipped_events_move_the_resume_point(fake: FakeKernel, client: AsyncKernel) -> None:
+    b = (await client.browsers.create(telemetry=PAGE_AND_CONSOLE)).session_id
+    fake.telemetry(b, {"type": "page_load"})
+    for text in ("a", "b"):
+        fake.telemetry(b, {"type": "console_log", "data": {"text": text}})
+    fake.fail("browsers.telemetry.stream", status=None, drop_after=1)
+    stream = await client.browsers.telemetry.stream(b, replay="all", type=["page_load"])
+    events = stream.__aiter__()
+    assert (await asyncio.wait_for(events.__anext__(), 10)).seq == 1
+
+    async def moved() -> None:  # the id-only frame for 2 and 3 reaches the stream
+        while stream.last_event_id != "3":
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(moved(), 10)
+    fake.telemetry(b, {"type": "page_load"})  # cut before it: resumed, after 3
+    assert (await asyncio.wait_for(events.__anext__(), 10)).seq == 4
+    await stream.close()
+    calls = [r for r in fake.requests if r.operation == "browsers.telemetry.stream"]
+    assert [r.headers.get("Last-Event-ID") for r in calls] == [None, "3"]
+
+    # On the wire: an id-only frame (no data) once the stream has caught up, and none
+    # for the events the stream delivers or that more events follow.
+    auth = {"Authorization": f"Bearer {fake.api_key}"}
+    path = f"/browsers/{b}/telemetry/stream?replay=all&type=page_load"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(fake.base_url + path, headers=auth) as resp:
+            await resp.content.readuntil(b"id: 4\n")
+            fake.telemetry(b, {"type": "console_log", "data": {"text": "c"}})
+            await client.browsers.delete(b)  # the stream ends
+            rest = await resp.content.read()
+    frames = rest.decode().split("\n\n")
+    assert frames[0].startswith("data: ") and frames[1:] == ["id: 5", ""]
+
+
+@pytest.mark.once
+def test_the_official_sdk_takes_id_only_frames(threaded_fake: FakeKernel) -> None:
+    kernel = pytest.importorskip("kernel")
+    fake = threaded_fake
+    b = fake.create_browser(telemetry=PAGE_AND_CONSOLE)
+    fake.telemetry(b, {"type": "page_load"})
+    for text in ("a", "b"):  # skipped by the filter: an id-only frame for 3 follows 1
+        fake.telemetry(b, {"type": "console_log", "data": {"text": text}})
+    with kernel.Kernel(api_key=fake.api_key, base_url=fake.base_url, max_retries=0) as k:
+        with k.browsers.telemetry.stream(b, replay="all", type=["page_load"]) as stream:
+            events = iter(stream)
+            assert next(events).seq == 1
+            k.browsers.delete_by_id(b)
+            assert list(events) == []  # the frame dispatches nothing, then a clean end
+            assert stream._decoder._last_event_id == "3"  # (0.131's decoder) it was read
+    calls = [r for r in fake.requests if r.operation == "browsers.telemetry.stream"]
+    assert len(calls) == 1
 
 
 @pytest.mark.parametrize("drop_after", [0, 1, 3, 5])

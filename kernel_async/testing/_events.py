@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from aiohttp import web
 
-__all__ = ["KEEP_EVENTS", "Event", "EventLog", "resume_after", "serve_sse"]
+__all__ = ["KEEP_EVENTS", "Event", "EventLog", "IdOnly", "resume_after", "serve_sse"]
 
 KEEP_EVENTS = 10_000  # events kept for late or resuming readers
 KEEPALIVE_SECONDS = 15.0
@@ -30,6 +30,13 @@ class Event(NamedTuple):
 
     id: int
     data: dict[str, Any]
+
+
+class IdOnly(NamedTuple):
+    """A frame with only an ``id:``: it moves the client's last event id (its resume point)
+    past events it was not sent, and dispatches nothing (WHATWG event stream rules)."""
+
+    id: int
 
 
 class EventLog:
@@ -95,7 +102,7 @@ def resume_after(request: web.Request) -> int:
 
 async def serve_sse(
     request: web.Request,
-    events: AsyncIterator[Event],
+    events: AsyncIterator[Event | IdOnly],
     *,
     drop_after: int | None = None,
     keepalive: float = KEEPALIVE_SECONDS,
@@ -103,15 +110,15 @@ async def serve_sse(
     """Serve `events` as server-sent events with ids until they end.
 
     With `drop_after`, the connection is aborted after that many events (an abrupt end,
-    so the client resumes). A comment line is written whenever `keepalive` seconds pass
-    without an event.
+    so the client resumes; `IdOnly` frames do not count). A comment line is written
+    whenever `keepalive` seconds pass without an event.
     """
     resp = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
     await resp.prepare(request)
     sent = 0
-    pending: asyncio.Future[Event] | None = None
+    pending: asyncio.Future[Event | IdOnly] | None = None
     try:
         while True:
             if pending is None:
@@ -125,6 +132,9 @@ async def serve_sse(
                 event = finished.result()
             except StopAsyncIteration:
                 break
+            if isinstance(event, IdOnly):
+                await resp.write(f"id: {event.id}\n\n".encode())
+                continue
             if drop_after is not None and sent >= drop_after:
                 assert request.transport is not None
                 request.transport.abort()

@@ -42,7 +42,7 @@ import attrs
 from aiohttp import web
 
 from ._cdp import CDPClient, CDPError
-from ._events import Event, EventLog, serve_sse
+from ._events import Event, EventLog, IdOnly, serve_sse
 from ._sessions import Refused, new_id
 from ._spec import spec
 from ._validate import check, parse_datetime
@@ -59,8 +59,10 @@ __all__ = [
     "CdpTelemetry",
     "Capture",
     "Telemetry",
-    "complete_event",
+    "api_call_category",
     "api_call_event",
+    "complete_event",
+    "frame_of",
     "page_of",
     "parse_when",
     "register",
@@ -391,6 +393,18 @@ def page_of(
 def envelope(event: Event) -> dict[str, Any]:
     """An event as ``events`` and ``stream`` answer it: ``{"seq", "event"}``."""
     return {"seq": event.id, "event": event.data}
+
+
+def frame_of(event: Event, types: Collection[str], newest: int) -> Event | IdOnly | None:
+    """What a stream filtered by ``types`` (none: every type) sends for a captured
+    ``event`` while ``newest`` is the session's newest seq: the event's envelope; for one
+    filtered out, an id-only frame once the stream has caught up with it (nothing newer
+    waiting), so that the client's ``Last-Event-ID`` moves past the skipped events, as
+    the API sends one (the API waits for its next keep-alive, or 15 s while skipped
+    events keep coming; the emulator does not wait); otherwise nothing."""
+    if not types or event.data["type"] in types:
+        return Event(event.id, envelope(event))
+    return IdOnly(event.id) if event.id >= newest else None
 
 
 # -- CDP events -> the API's events -----------------------------------------------------
@@ -976,14 +990,17 @@ class Telemetry:
             after = state.last  # only what comes from now on
         types = frozenset(call.query.get("type", ()))
         drop_after = call.fault.drop_after if call.fault is not None else None
-        events = _follow(state.log, after, types)
+        events = _follow(state, after, types)
         return await serve_sse(call.request, events, drop_after=drop_after)
 
 
-async def _follow(log: EventLog, after: int, types: Collection[str]) -> AsyncIterator[Event]:
-    async for event in log.follow(after):
-        if not types or event.data["type"] in types:
-            yield Event(event.id, envelope(event))
+async def _follow(
+    state: _Session, after: int, types: Collection[str]
+) -> AsyncIterator[Event | IdOnly]:
+    async for event in state.log.follow(after):
+        frame = frame_of(event, types, state.last)
+        if frame is not None:
+            yield frame
 
 
 def _on(loop: asyncio.AbstractEventLoop) -> bool:
