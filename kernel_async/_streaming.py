@@ -89,6 +89,8 @@ class _Sink:
                 await stream._room()  # the consumer is behind: wait for room
         if parser.last_event_id != seen:  # an id-only block moves it too (WHATWG): the
             stream.last_event_id = parser.last_event_id  # server skipped events up to it
+        if parser.retry is not None:  # a retry: line counts when read, dispatched or not
+            stream.server_retry_ms = parser.retry
 
 
 class AsyncStream(Generic[T]):

@@ -184,6 +184,19 @@ async def test_the_servers_retry_field_is_the_least_wait(
     assert await messages(url) == [f"line {n}" for n in range(1, 11)]  # (fast under testing)
 
 
+async def test_a_retry_only_block_sets_the_wait_too() -> None:
+    from tests.scripted import ScriptedServer, respond
+
+    line = json.dumps({"event": "log", "message": "hi", "timestamp": "2026-01-01T00:00:00Z"})
+    body = f"retry: 1500\n\nid: 1\ndata: {line}\n\n".encode()
+    sse = {"Content-Type": "text/event-stream"}
+    async with ScriptedServer([respond(200, body, headers=sse)]) as srv:
+        async with AsyncKernel(api_key="k", base_url=srv.base_url) as client:
+            stream = await client.browsers.logs.stream("b1", source="supervisor")
+            assert [e.message async for e in stream] == ["hi"]
+    assert stream.server_retry_ms == 1500  # WHATWG: set when read, though nothing dispatched
+
+
 async def test_before_the_first_event_errors_are_those_of_any_call(
     served: tuple[LogServer, str],
 ) -> None:

@@ -242,7 +242,8 @@ class AsyncBrowsers(AsyncBrowsersBase):
             proxy: An inline proxy configuration.
             proxy_id: Switch to this proxy (`None` removes it).
             start_url: Open this URL.
-            telemetry: New telemetry settings (`None` turns them off).
+            telemetry: New telemetry settings; `None` or ``{}`` leaves them as they are,
+                ``{"enabled": False}`` stops capture.
             extra_body: More JSON fields (they win over the keywords above).
             timeout: Overrides the client's timeout for this call.
             extra_headers: Headers added to this request.
