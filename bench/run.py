@@ -90,17 +90,20 @@ async def async_clients(base: str) -> dict[str, tuple[dict[str, Call], Any]]:
 
     clients: dict[str, tuple[dict[str, Call], Any]] = {}
     session = aiohttp.ClientSession()
-    stop_url = f"{base}/browsers/b/replays/r/stop"
-    stop_headers = {"Authorization": f"Bearer {KEY}"}
-    # click_mouse: the request kernel_async sends (method, path, headers, body bytes); the
-    # body is encoded per call, as a caller clicking at changing points must.
-    click_url = f"{base}/browsers/b/computer/click_mouse"
-    click_headers = {
+    # Raw aiohttp sends the very request kernel_async sends (method, path, headers, body
+    # bytes; `RAW_REQUEST` says so in the output): stop and click_mouse both carry the
+    # headers the official SDK sends (Accept, Content-Type) and kernel_async's User-Agent,
+    # not aiohttp's defaults. The click body is encoded per call, as a caller clicking at
+    # changing points must.
+    headers = {
         "Accept": "*/*",
         "User-Agent": f"kernel-async/{kernel_async.__version__}",
         "Authorization": f"Bearer {KEY}",
         "Content-Type": "application/json",
     }
+    stop_url = f"{base}/browsers/b/replays/r/stop"
+    stop_headers = click_headers = headers
+    click_url = f"{base}/browsers/b/computer/click_mouse"
 
     async def raw_stop() -> None:
         async with session.post(stop_url, headers=stop_headers) as resp:

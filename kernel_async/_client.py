@@ -124,10 +124,12 @@ class _SharedState:
     def get(self) -> aiohttp.ClientSession:
         """The session to send through, made on first use on the running loop."""
         tp = _transport or _load_transport()
-        if self.closed:
-            raise KernelError("this client is closed; create a new AsyncKernel")
         session = self.session
         running = tp.get_running_loop()
+        if self.loop is running and self.owned and session is not None and not self.closed:
+            return session  # the usual call: our session, on its loop (its timer is there)
+        if self.closed:
+            raise KernelError("this client is closed; create a new AsyncKernel")
         if session is None:
             self.session = session = tp.new_session(self.limit)
             self.loop = running
@@ -491,7 +493,7 @@ class AsyncKernel(AsyncResources):
 
     def _rules(self, idempotent: bool, poll: bool, missing_ok: bool) -> CallRules:
         """The rules of a call; a handful of combinations, each built once per client."""
-        key = (idempotent, poll, missing_ok, _retry.is_testing())
+        key = (idempotent, poll, missing_ok, _retry._testing)  # the switch, read unwrapped
         rules = self._rules_cache.get(key)
         if rules is None:
             rules = CallRules(self._policy, self._max_retries, *key)
@@ -604,6 +606,11 @@ def _attempt_bound(
     Streams are bounded per read, not in total: a long video must not time out.
     """
     tp = _transport or _load_transport()
+    if state.deadline is None and not streaming:  # the usual call: its own bounds alone
+        attempt, connect = limits.attempt, limits.connect
+        if connect is not None and attempt is not None and attempt < connect:
+            connect = attempt
+        return tp.bound(attempt, connect, None)
     remaining = None if state.deadline is None else state.remaining(time.monotonic())
     if remaining is not None and remaining <= 0:
         return None

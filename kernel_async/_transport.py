@@ -494,8 +494,16 @@ async def send(
                 return Response(status, resp.headers, b"", False)
             if status >= 300 or status == 202:  # errors and "not ready yet": for a message only
                 read_limit = ERROR_LIMIT if read_limit is None else min(read_limit, ERROR_LIMIT)
-            if _fits(resp, read_limit):  # the usual small body: one read, no extra frame
-                return Response(status, resp.headers, await resp.read(), False)
+            headers = resp.headers
+            # The usual small body is read in one go: no limit, or an unencoded body of
+            # known length within it (Content-Length is the size on the wire: with a
+            # Content-Encoding the body can be far larger once decompressed).
+            if read_limit is None or (
+                (length := headers.get(hdrs.CONTENT_LENGTH)) is not None
+                and int(length) <= read_limit
+                and hdrs.CONTENT_ENCODING not in headers
+            ):
+                return Response(status, headers, await resp.read(), False)
             data, truncated = await _read_bounded(resp, read_limit)
             return Response(status, resp.headers, data, truncated)
     except _SinkError as carrier:
@@ -620,20 +628,9 @@ def _left(exc: BaseException) -> bool:
     return True
 
 
-def _fits(resp: ClientResponse, limit: int | None) -> bool:
-    """Whether the whole body may be read in one go: no limit, or an unencoded body of
-    known length within it. Content-Length is the size on the wire: with a
-    Content-Encoding the body can be far larger once decompressed."""
-    if limit is None:
-        return True
-    headers = resp.headers
-    length = headers.get(hdrs.CONTENT_LENGTH)
-    return length is not None and int(length) <= limit and hdrs.CONTENT_ENCODING not in headers
-
-
 async def _read_bounded(resp: ClientResponse, limit: int | None) -> tuple[bytes, bool]:
     """The body, decompressed, cut at `limit` bytes (with a flag when it was longer)."""
-    assert limit is not None  # _fits() holds otherwise
+    assert limit is not None  # read whole otherwise
     # Read at most `limit` + 1 decompressed bytes. The unread rest makes aiohttp close
     # the connection on release instead of reusing it.
     parts: list[bytes] = []
