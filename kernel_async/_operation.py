@@ -130,9 +130,7 @@ def given(values: Mapping[str, Any] | None) -> dict[str, Any]:
         return {}
     scalars = _SCALARS  # tested here first: the usual argument needs no call of `plain`
     return {
-        k: v if type(v) in scalars else plain(v)
-        for k, v in values.items()
-        if v is not NOT_GIVEN
+        k: v if type(v) in scalars else plain(v) for k, v in values.items() if v is not NOT_GIVEN
     }
 
 
