@@ -66,6 +66,9 @@ T = TypeVar("T")
 
 logger = logging.getLogger("kernel_async")
 
+_CACHED: Final = 256
+"""Most header combinations and URLs a client keeps ready (see `_call_headers`)."""
+
 _transport: type[Transport] | None = None
 
 
@@ -281,6 +284,9 @@ class AsyncKernel(AsyncResources):
         self._max_retries = check_int(max_retries, "max_retries")
         self._policy = retry
         self._rules_cache: dict[tuple[bool, bool, bool, bool], CallRules] = {}
+        # Per client, as the headers and the base URL are: see _call_headers and _url.
+        self._header_sets: dict[tuple[object, ...], Mapping[str, str]] = {}
+        self._urls: dict[str, URL] = {}
         self._api_key = api_key
         self._default_headers = check_headers(default_headers, "default_headers")
         self._headers = {
@@ -417,23 +423,26 @@ class AsyncKernel(AsyncResources):
         shared = self._shared
         session = shared.get()
         limits = self._timeout if timeout is NOT_GIVEN else Timeout.coerce(timeout)  # type: ignore[arg-type]
-        url = tp.build_url(self._base_url, path)
+        url = self._url(tp, path)
         headers = self._call_headers(content_type, extra_headers)
         rules = self._rules(idempotent, poll_accepted, missing_ok_after_retry)
         budget = self._budget
         own = shared.owned
         deadlines = shared.deadlines
         assert deadlines is not None  # made by get(), with the session
-        now = time.monotonic()
-        state = CallState(now, now + limits.total if limits.total is not None else None)
+        started = time.monotonic()
+        deadline = started + limits.total if limits.total is not None else None
+        # Made once an attempt does not settle the call: the usual call, done at its first
+        # attempt, builds none.
+        state: CallState | None = None
         while True:
-            bound = _attempt_bound(limits, state, sink is not None, event_stream)
+            bound = _attempt_bound(limits, deadline, sink is not None, event_stream)
             if bound is None:
                 raise APITimeoutError(
                     f"total deadline of {limits.total:g}s exceeded",
                     method=method,
                     url=str(url),
-                    attempts=state.attempts,
+                    attempts=state.attempts if state is not None else 0,
                 )
             resp: Response | None = None
             try:
@@ -448,11 +457,13 @@ class AsyncKernel(AsyncResources):
                 failure: TransportError | None = exc
                 outcome = Outcome(failure=exc.kind, sent=exc.sent, hidden=exc.hidden)
             else:
-                if not state.attempts and settles(resp.status, rules):  # decide() says Done
+                if state is None and settles(resp.status, rules):  # decide() says Done
                     budget.refund(FIRST_TRY_REFUND)
                     return resp, url, 1
                 failure = None
                 outcome = Outcome(resp.status, resp.headers)
+            if state is None:
+                state = CallState(started, deadline)
             if failure is not None and getattr(sink, "started", False):
                 # An event stream broke after its head came: not re-sent as it was; the
                 # stream resumes it (Last-Event-ID) or says it cannot.
@@ -503,14 +514,44 @@ class AsyncKernel(AsyncResources):
     def _call_headers(
         self, content_type: str | None, extra: Mapping[str, str] | None
     ) -> Mapping[str, str]:
-        if extra is None and content_type is None:
-            return self._headers
+        """The client's headers, then the content type, then `extra` (checked).
+
+        Calls repeat a handful of combinations (an operation's Accept and content type):
+        each is checked and merged once, then reused, keyed by its pairs. Never more than
+        `_CACHED`: values that change per call (a multipart boundary, a Last-Event-ID)
+        are checked and merged afresh each time. Nothing mutates a merged dict."""
+        if extra is None:
+            if content_type is None:
+                return self._headers
+            key: tuple[object, ...] | None = (content_type,)
+        else:
+            # Only a plain dict's pairs make a key (a mapping of another kind may change
+            # under the same items); an unhashable value is refused by check_headers.
+            key = (content_type, *extra.items()) if type(extra) is dict else None
+        sets = self._header_sets
+        if key is not None:
+            try:
+                return sets[key]
+            except (KeyError, TypeError):
+                pass
         headers = dict(self._headers)
         if content_type is not None:
             headers["Content-Type"] = content_type
         if extra is not None:
             headers.update(check_headers(extra, "extra_headers"))
+        if key is not None and len(sets) < _CACHED:
+            sets[key] = headers  # hashable: check_headers let only str pairs through
         return headers
+
+    def _url(self, tp: type[Transport], path: str) -> URL:
+        """The URL of `path`, parsed once per path (most calls address a few resources
+        again and again; never more than `_CACHED` are kept)."""
+        url = self._urls.get(path)
+        if url is None:
+            url = tp.build_url(self._base_url, path)
+            if len(self._urls) < _CACHED:
+                self._urls[path] = url
+        return url
 
     async def _wait(self, retry: Retry, error: APIError, failure: TransportError | None) -> None:
         """Log the retry, call the hook, sleep."""
@@ -593,11 +634,12 @@ def _choose_proxy(option: str | None, trust_env: bool, base_url: str) -> str | N
 
 def _attempt_bound(
     limits: Timeout,
-    state: CallState,
+    deadline: float | None,
     streaming: bool,
     event_stream: bool = False,
 ) -> Bound | None:
-    """The limits of the next attempt; `None` when the deadline has passed.
+    """The limits of the next attempt; `None` when the call's `deadline` (monotonic) has
+    passed.
 
     The attempt's total is kept by the loop's `Deadlines`, which also ends a stalled
     connect (a pooled connection, or a new one); a failure raised while connecting is
@@ -606,12 +648,7 @@ def _attempt_bound(
     Streams are bounded per read, not in total: a long video must not time out.
     """
     tp = _transport or _load_transport()
-    if state.deadline is None and not streaming:  # the usual call: its own bounds alone
-        attempt, connect = limits.attempt, limits.connect
-        if connect is not None and attempt is not None and attempt < connect:
-            connect = attempt
-        return tp.bound(attempt, connect, None)
-    remaining = None if state.deadline is None else state.remaining(time.monotonic())
+    remaining = None if deadline is None else deadline - time.monotonic()
     if remaining is not None and remaining <= 0:
         return None
     if streaming and event_stream:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -110,14 +111,6 @@ def check_headers(headers: Mapping[str, str] | None, name: str) -> dict[str, str
     """A copy of `headers` after checking names and values (no injection, no controls)."""
     if headers is None:
         return {}
-    if type(headers) is dict:
-        # The usual call sends the same few headers again and again: pairs checked once
-        # are remembered, and a dict of only those is copied as it is (one C-level test).
-        try:
-            if headers.items() <= _GOOD_HEADERS:
-                return headers.copy()
-        except TypeError:
-            pass  # an unhashable value: the checks below say what is wrong with it
     if not isinstance(headers, Mapping):
         raise TypeError(f"{name} must be a mapping of str to str, got {type(headers).__name__}")
     out: dict[str, str] = {}
@@ -127,20 +120,14 @@ def check_headers(headers: Mapping[str, str] | None, name: str) -> dict[str, str
         problem = _header_problem(key, value)
         if problem is not None:
             raise ValueError(f"{name}: {problem}")
-        if len(_GOOD_HEADERS) < _GOOD_HEADERS_MAX:
-            _GOOD_HEADERS.add((key, value))
         out[key] = value
     return out
 
 
-_GOOD_HEADERS: set[tuple[str, str]] = set()
-"""(name, value) pairs `check_headers` found valid; never more than `_GOOD_HEADERS_MAX`
-(values that change per call, such as idempotency keys, are then simply checked)."""
-_GOOD_HEADERS_MAX: Final = 1024
-
-
+@lru_cache(maxsize=1024)
 def _header_problem(key: str, value: str) -> str | None:
-    """What is wrong with one header, or None."""
+    """What is wrong with one header, or None (each distinct pair is checked once: calls
+    send the same few headers again and again)."""
     if not key or not key.isascii() or any(c in key for c in '()<>@,;:\\"/[]?={} \t'):
         return f"invalid header name {key!r}"
     if _bad_char(key) is not None:

@@ -172,9 +172,30 @@ _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 """`json.dumps` with these options builds an encoder per call: build it once."""
 
 
+def _c_encoder() -> Callable[[Any, int], list[str]] | None:
+    """The C encoder `_JSON.encode` makes afresh on every call (`iterencode`), made once:
+    with the same options, but no table of the containers seen (it is per call, and
+    only guards against cycles: `plain` has already walked every value, and a cycle
+    stops it with a RecursionError before anything is encoded). `None` where the json
+    module runs without its C accelerator."""
+    from json import encoder
+
+    make = getattr(encoder, "c_make_encoder", None)
+    if make is None:
+        return None
+    return make(  # type: ignore[no-any-return]
+        None, _JSON.default, encoder.encode_basestring, None, ":", ",", False, False, True
+    )
+
+
+_ENCODE = _c_encoder()
+
+
 def encode_json(values: Mapping[str, Any]) -> bytes:
-    """A JSON request body."""
-    return _JSON.encode(values).encode()
+    """A JSON request body: compact, non-ASCII text as UTF-8."""
+    if _ENCODE is None:
+        return _JSON.encode(values).encode()
+    return "".join(_ENCODE(values, 0)).encode()
 
 
 @attrs.frozen

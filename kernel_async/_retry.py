@@ -489,10 +489,6 @@ class CallState:
             self.taken + decision.take,
         )
 
-    def remaining(self, now: float) -> float | None:
-        """Seconds left before the deadline (may be <= 0); `None` without one."""
-        return None if self.deadline is None else self.deadline - now
-
 
 def decide(
     outcome: Outcome,
@@ -553,10 +549,12 @@ def settles(status: int, rules: CallRules) -> bool:
     return 200 <= status < 300 and (status != 202 or not rules.poll_accepted)
 
 
-def may_replay(state: CallState, rules: CallRules, free: int | None) -> bool:
+def may_replay(state: CallState | None, rules: CallRules, free: int | None) -> bool:
     """Whether aiohttp may replay the next attempt by itself (on a user's session,
-    where it cannot be switched off): only when a retry is left and the budget can pay."""
-    if state.retries >= rules.max_retries:
+    where it cannot be switched off): only when a retry is left and the budget can pay.
+    `state` is `None` before the call's first attempt."""
+    retries = state.retries if state is not None else 0
+    if retries >= rules.max_retries:
         return False
     return free is None or free >= rules.policy.retry_cost
 

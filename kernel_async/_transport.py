@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
@@ -246,7 +247,10 @@ class Deadlines:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.closed = False  # close() ended the attempts: they fail as "closed"
-        self._time = loop.time
+        # The loop's clock. asyncio's own loops read time.monotonic in a Python method:
+        # called directly, an attempt saves a frame.
+        same = getattr(type(loop), "time", None) is asyncio.BaseEventLoop.time
+        self._time: Callable[[], float] = time.monotonic if same else loop.time
         # task -> (its limit, its pending cancellations when armed)
         self._live: dict[asyncio.Task[Any], tuple[float, int]] = {}
         # task -> its pending cancellations when armed, once its limit cancelled it
@@ -257,7 +261,7 @@ class Deadlines:
     def arm(self, seconds: float | None) -> asyncio.Task[Any]:
         """Start the current task's attempt clock: it is cancelled after `seconds`
         (`None`: only by `close()`)."""
-        task = asyncio.current_task()
+        task = asyncio.current_task(self.loop)  # with the loop: no lookup of the running one
         assert task is not None  # attempts run in tasks
         when = _NEVER if seconds is None else self._time() + seconds
         self._live[task] = (when, task.cancelling() if _COUNTS_CANCELS else 0)

@@ -371,7 +371,7 @@ has_more = st.sampled_from(["true", "TRUE", " true ", "false", "", "1", "yes"]) 
 @st.composite
 def page_headers(draw: st.DrawFn, sent: int | str | None = None) -> dict[str, str]:
     """Page headers, right or garbled; offsets and tokens often near the `sent` one."""
-    near = int(str(sent)) if str(sent).isdigit() else 0
+    near = int(str(sent)) if str(sent).isdecimal() else 0
     close = st.integers(near - 3, near + 3).map(str)
     offsets = st.one_of(close, close, st.integers(-5, 10**20).map(str), garbage)
     tokens = st.sampled_from([str(sent), f" {sent} ", "t2"]) | text
