@@ -423,9 +423,13 @@ class AsyncKernel(AsyncResources):
         shared = self._shared
         session = shared.get()
         limits = self._timeout if timeout is NOT_GIVEN else Timeout.coerce(timeout)  # type: ignore[arg-type]
-        url = self._url(tp, path)
+        # URLs and rules are made once and looked up here, without a call per request.
+        url = self._urls.get(path)
+        if url is None:
+            url = self._url(tp, path)
         headers = self._call_headers(content_type, extra_headers)
-        rules = self._rules(idempotent, poll_accepted, missing_ok_after_retry)
+        key = (idempotent, poll_accepted, missing_ok_after_retry, _retry._testing)
+        rules = self._rules_cache.get(key) or self._rules(key)
         budget = self._budget
         own = shared.owned
         deadlines = shared.deadlines
@@ -502,13 +506,10 @@ class AsyncKernel(AsyncResources):
             budget.refund(decision.give)
         return decision, state.after(outcome, decision)
 
-    def _rules(self, idempotent: bool, poll: bool, missing_ok: bool) -> CallRules:
-        """The rules of a call; a handful of combinations, each built once per client."""
-        key = (idempotent, poll, missing_ok, _retry._testing)  # the switch, read unwrapped
-        rules = self._rules_cache.get(key)
-        if rules is None:
-            rules = CallRules(self._policy, self._max_retries, *key)
-            self._rules_cache[key] = rules
+    def _rules(self, key: tuple[bool, bool, bool, bool]) -> CallRules:
+        """The rules of a call (idempotent, polls 202s, 404 ok after a retry, testing
+        switch); a handful of combinations, each built once per client."""
+        rules = self._rules_cache[key] = CallRules(self._policy, self._max_retries, *key)
         return rules
 
     def _call_headers(
@@ -544,13 +545,11 @@ class AsyncKernel(AsyncResources):
         return headers
 
     def _url(self, tp: type[Transport], path: str) -> URL:
-        """The URL of `path`, parsed once per path (most calls address a few resources
-        again and again; never more than `_CACHED` are kept)."""
-        url = self._urls.get(path)
-        if url is None:
-            url = tp.build_url(self._base_url, path)
-            if len(self._urls) < _CACHED:
-                self._urls[path] = url
+        """The URL of `path`, parsed once per path: most calls address a few resources
+        again and again (never more than `_CACHED` are kept)."""
+        url = tp.build_url(self._base_url, path)
+        if len(self._urls) < _CACHED:
+            self._urls[path] = url
         return url
 
     async def _wait(self, retry: Retry, error: APIError, failure: TransportError | None) -> None:

@@ -577,14 +577,40 @@ async def save(
 
 
 def call(
-    client: AsyncKernel, op: Operation, path: Sequence[str], **kwargs: Any
+    client: AsyncKernel,
+    op: Operation,
+    path: Sequence[str],
+    *,
+    query: Mapping[str, Any] | None = None,
+    header: Mapping[str, Any] | None = None,
+    body: Mapping[str, Any] | None = None,
+    content: Any = None,
+    extra_headers: Mapping[str, str] | None = None,
+    extra_query: Mapping[str, object] | None = None,
+    extra_body: Mapping[str, object] | None = None,
+    timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
 ) -> Coroutine[Any, Any, Any]:
-    """Run one operation: build its request, send it through the loop, decode.
+    """Run one operation: build its request (see `prepare`), send it through the loop,
+    decode.
 
-    Not a coroutine function itself: the generated method awaits `send`'s coroutine
-    directly (one coroutine fewer per call). Arguments are still checked inside that
-    method's own await, as they are refused before anything is sent."""
-    return send(client, prepare(op, path, **kwargs))
+    Every operation's hot path, so its arguments are spelled out (passing them on as
+    ``**kwargs`` costs as much as building the path), and it is not a coroutine
+    function itself: the generated method awaits `send`'s coroutine directly (one
+    coroutine fewer per call). Arguments are still refused inside that method's await,
+    before anything is sent."""
+    req = prepare(
+        op,
+        path,
+        query=query,
+        header=header,
+        body=body,
+        content=content,
+        extra_headers=extra_headers,
+        extra_query=extra_query,
+        extra_body=extra_body,
+        timeout=timeout,
+    )
+    return send(client, req)
 
 
 def pager(

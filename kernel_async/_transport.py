@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
@@ -94,7 +93,7 @@ class _Connector(aiohttp.TCPConnector):
     async def connect(
         self, req: ClientRequest, traces: list[Trace], timeout: aiohttp.ClientTimeout
     ) -> Connection:
-        conn = await super().connect(req, traces, timeout)
+        conn = await _TCP_CONNECT(self, req, traces, timeout)  # super()'s, without super()
         protocol = conn.protocol
         if protocol is not None and protocol.should_close:  # rare: bytes came while idle
             return await self._replace(conn, req, traces, timeout)
@@ -116,6 +115,9 @@ class _Connector(aiohttp.TCPConnector):
             if protocol is None or not protocol.should_close:
                 break
         return conn
+
+
+_TCP_CONNECT = aiohttp.TCPConnector.connect
 
 
 def is_session(value: object) -> bool:
@@ -247,10 +249,7 @@ class Deadlines:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.closed = False  # close() ended the attempts: they fail as "closed"
-        # The loop's clock. asyncio's own loops read time.monotonic in a Python method:
-        # called directly, an attempt saves a frame.
-        same = getattr(type(loop), "time", None) is asyncio.BaseEventLoop.time
-        self._time: Callable[[], float] = time.monotonic if same else loop.time
+        self._time = loop.time
         # task -> (its limit, its pending cancellations when armed)
         self._live: dict[asyncio.Task[Any], tuple[float, int]] = {}
         # task -> its pending cancellations when armed, once its limit cancelled it
