@@ -107,11 +107,13 @@ def main() -> int:
             op: round(per["raw aiohttp"] / per["kernel_async"], 2) for op, per in per_call.items()
         },
         "server": args.server,
+        "raw_aiohttp_request": run.RAW_REQUEST,
     }
     print(f"{'operation':<14}{'raw aiohttp':>14}{'kernel_async':>14}{'raw / ours':>12}")
     for op, per in per_call.items():
         raw, ours = per["raw aiohttp"], per["kernel_async"]
         print(f"{op:<14}{raw:>14,}{ours:>14,}{raw / ours:>12.2f}")
+    print(f"({run.RAW_REQUEST}.)")
     text = json.dumps(results, indent=2)
     print("\n" + text)
     if args.json:

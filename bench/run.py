@@ -79,6 +79,12 @@ async def conc(call: Callable[[], Awaitable[None]], n: int, width: int) -> float
 Call = Callable[[], Awaitable[None]]
 OPERATIONS = ("stop", "click_mouse")
 """The hand-written `stop` and a generated operation with a JSON body."""
+RAW_REQUEST = (
+    "raw aiohttp sends the very request kernel_async sends: same method, path, body bytes "
+    "and headers (Accept, User-Agent kernel-async/..., Authorization, Content-Type; "
+    "aiohttp adds Host, Accept-Encoding and Content-Length to both)"
+)
+"""What the raw-aiohttp baseline sends, said in every bench's output."""
 X, Y = 100, 200
 
 
@@ -90,10 +96,10 @@ async def async_clients(base: str) -> dict[str, tuple[dict[str, Call], Any]]:
 
     clients: dict[str, tuple[dict[str, Call], Any]] = {}
     session = aiohttp.ClientSession()
-    # Raw aiohttp sends the very request kernel_async sends (method, path, headers, body
-    # bytes; `RAW_REQUEST` says so in the output): stop and click_mouse both carry the
-    # headers the official SDK sends (Accept, Content-Type) and kernel_async's User-Agent,
-    # not aiohttp's defaults. The click body is encoded per call, as a caller clicking at
+    # RAW_REQUEST: stop and click_mouse both carry the headers the official SDK sends
+    # (Accept */*, Content-Type application/json, also on the bodiless stop) and
+    # kernel_async's User-Agent, not aiohttp's defaults (*/*, application/octet-stream,
+    # Python/aiohttp). The click body is encoded per call, as a caller clicking at
     # changing points must.
     headers = {
         "Accept": "*/*",
@@ -418,6 +424,7 @@ def main() -> int:
         },
         "import_seconds": {k: {m: round(v, 4) for m, v in d.items()} for k, d in imports.items()},
         "peak_rss_10k_concurrent": rss,
+        "raw_aiohttp_request": RAW_REQUEST,
         "ratios": {},
     }
     ratios: dict[str, float | None] = results["ratios"]
@@ -474,6 +481,7 @@ def main() -> int:
     for workload, per in results["req_per_s"].items():
         for client, value in per.items():
             print(f"{workload:<30}{client:<26}{value:>10,}")
+    print(f"\n{RAW_REQUEST}.")
     print(f"\n{'ratio':<28}{'value':>8}  target")
     for name, value in ratios.items():
         shown = value if value is not None else "-"
