@@ -12,6 +12,7 @@ import importlib
 import operator
 import pkgutil
 import re
+import sys
 import types
 import typing
 from collections.abc import AsyncIterator
@@ -23,6 +24,8 @@ import attrs
 import pytest
 from aiohttp import web
 from cattrs.errors import ClassValidationError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import kernel_async._gen.models as generated
 import kernel_async._gen_support as gen_support
@@ -427,3 +430,27 @@ def test_nested_secrets_stay_hidden() -> None:
         secret_fields = {g.name: SECRET for g in attrs.fields(inner) if SECRET_NAME.search(wire(g))}
         shown = repr(_instance(cls, {f.name: _instance(inner, secret_fields)}))
         assert SECRET not in shown, (cls.__name__, f.name)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.datetimes(
+        min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.none()
+    ),
+    st.integers(0, 9),
+    st.sampled_from(["Z", "z", "", "+00:00", "+05:30", "-08:00"]),
+)
+def test_the_fast_timestamp_read_agrees_with_the_rewriting(
+    when: datetime, digits: int, zone: str
+) -> None:
+    """Whichever way a stamp is read (at once on 3.11+, or rewritten as 3.10 needs), an
+    API-shaped stamp gives the same aware datetime."""
+    from kernel_async._models import read_stamp, read_stamp_at_once
+
+    fraction = f"{when.microsecond:06d}{when.microsecond % 1000:03d}"[:digits]
+    text = when.strftime("%Y-%m-%dT%H:%M:%S") + (f".{fraction}" if digits else "") + zone
+    slow = read_stamp(text)
+    assert slow.tzinfo is not None
+    if sys.version_info >= (3, 11):
+        fast = read_stamp_at_once(text)
+        assert fast == slow and fast.utcoffset() == slow.utcoffset()
