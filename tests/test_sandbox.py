@@ -754,3 +754,14 @@ def test_sandbox_root_lifecycle(tmp_path: Path) -> None:
     anyio.run(lambda: fs.aclose(remove=True))
     assert not (tmp_path / "new" / "root").exists()
     assert (tmp_path / "new").exists()  # the link was removed, not followed
+
+
+def test_a_listing_leaves_out_entries_gone_since_the_directory_was_read(tmp_path: Path) -> None:
+    from kernel_async.testing._sandbox import _still_there
+
+    for name in ("a", "b.crdownload", "c"):
+        (tmp_path / name).write_bytes(b"x")
+    with os.scandir(tmp_path) as it:
+        entries = list(it)
+    (tmp_path / "b.crdownload").rename(tmp_path / "b")  # a browser finishing its download
+    assert sorted(name for name, _ in _still_there(entries)) == ["a", "c"]

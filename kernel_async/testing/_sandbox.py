@@ -301,6 +301,16 @@ class FileSystem(Protocol):
     async def aclose(self) -> None: ...
 
 
+def _still_there(entries: Iterable[os.DirEntry[str]]) -> Iterator[tuple[str, os.stat_result]]:
+    """Each entry with its status, leaving out those removed or renamed since the
+    directory was read (a browser renaming its finished download, a process's file)."""
+    for entry in entries:
+        try:
+            yield entry.name, entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+
+
 def _chunks(data: bytes | Iterable[bytes]) -> Iterable[bytes]:
     return (data,) if isinstance(data, bytes) else data
 
@@ -665,7 +675,7 @@ class SandboxFS:
             fd = self._open_final(spot, _DIR, shown)
         try:
             with os.scandir(fd) as entries:
-                found = [(e.name, e.stat(follow_symlinks=False)) for e in entries]
+                found = list(_still_there(entries))
         except OSError as exc:
             raise _from_os(exc, shown) from None
         finally:
