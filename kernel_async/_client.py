@@ -197,6 +197,31 @@ def _check_user_session(
         raise KernelError("the aiohttp session passed as session= is closed")
 
 
+class ClosedFlag:
+    """A client's closed state: a truth value that can also be called (the official SDK
+    spells it ``client.is_closed()``, this one ``client.is_closed``; both work)."""
+
+    __slots__ = ("_closed",)
+
+    def __init__(self, closed: bool) -> None:
+        self._closed = closed
+
+    def __bool__(self) -> bool:
+        return self._closed
+
+    def __call__(self) -> bool:
+        return self._closed
+
+    def __eq__(self, other: object) -> bool:
+        return bool(self) == other if isinstance(other, (bool, ClosedFlag)) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._closed)
+
+    def __repr__(self) -> str:
+        return repr(self._closed)
+
+
 class AsyncKernel(AsyncResources):
     """Async client for Kernel browsers and their replays.
 
@@ -320,9 +345,11 @@ class AsyncKernel(AsyncResources):
         return self._policy
 
     @property
-    def is_closed(self) -> bool:
-        """Whether the connection pool this client uses has been closed."""
-        return self._shared.closed
+    def is_closed(self) -> ClosedFlag:
+        """Whether the connection pool this client uses has been closed: true or false as
+        it is (``if client.is_closed:``), and callable as the official SDK's method
+        (``client.is_closed()``)."""
+        return ClosedFlag(self._shared.closed)
 
     def with_options(
         self,

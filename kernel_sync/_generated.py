@@ -29,6 +29,7 @@ from kernel_async import (
     Timeout,
     Viewport,
 )
+from kernel_async._client import ClosedFlag
 from kernel_async._hosted import check_blocking_client
 from kernel_async.resources import AsyncBrowserPager, AsyncBrowsers, AsyncRecording, AsyncReplays
 
@@ -809,8 +810,11 @@ class Kernel(Resources):
         return self._async.retry
 
     @property
-    def is_closed(self) -> bool:
-        """Whether the connection pool this client uses has been closed."""
+    def is_closed(self) -> ClosedFlag:
+        """Whether the connection pool this client uses has been closed: true or false as
+        it is (``if client.is_closed:``), and callable as the official SDK's method
+        (``client.is_closed()``).
+        """
         return self._async.is_closed
 
     def with_options(

@@ -219,3 +219,12 @@ async def test_client_used_from_another_loop_fails_clearly(fake: FakeKernel) -> 
     t.join()
     assert isinstance(errors[0], KernelError) and "event loop" in str(errors[0])
     await c.close()
+
+
+async def test_is_closed_reads_as_a_flag_and_as_the_official_method(fake: FakeKernel) -> None:
+    client = AsyncKernel(api_key=fake.api_key, base_url=fake.base_url)
+    assert not client.is_closed and client.is_closed() is False
+    assert client.is_closed == False  # noqa: E712 - compared as the official bool is
+    await client.close()
+    assert client.is_closed and client.is_closed() is True and client.is_closed == True  # noqa: E712
+    assert repr(client.is_closed) == "True"

@@ -94,6 +94,7 @@ IMPORTS = {
     "TYPE_CHECKING": "typing",
     "os": None,
     "builtins": None,
+    "ClosedFlag": "kernel_async._client",
 }
 KERNEL_ASYNC_NAMES = {
     "NOT_GIVEN",
