@@ -69,17 +69,8 @@ __all__ = [
     "resolve_capture",
 ]
 
-CATEGORIES = (
-    "console",
-    "network",
-    "page",
-    "interaction",
-    "control",
-    "platform",
-    "connection",
-    "system",
-    "screenshot",
-    "captcha",
+CATEGORIES: tuple[str, ...] = tuple(
+    spec()["components"]["schemas"]["BrowserTelemetryCategoriesConfig"]["properties"]
 )
 """The categories a session's ``telemetry.browser`` setting names (``monitor`` is not one:
 it flows whenever a CDP category is captured)."""
