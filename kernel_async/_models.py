@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date, datetime, timezone
 from functools import cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
+
+from ._pagination import PageInfo
 
 if TYPE_CHECKING:
     import cattrs
@@ -169,6 +171,20 @@ class BrowserPage:
     def has_next_page(self) -> bool:
         """Whether another page follows this one (as the official pages say)."""
         return self.has_more and self.next_offset is not None
+
+    def next_page_info(self) -> PageInfo | None:
+        """The query of the next page (``params={"offset": ...}``), or `None` at the end."""
+        return PageInfo({"offset": self.next_offset}) if self.has_next_page() else None
+
+    async def iter_pages(self) -> AsyncIterator[BrowserPage]:
+        """Every page from this one on (this one first), fetching each as the loop
+        needs it: ``async for page in first.iter_pages()``."""
+        page = self
+        while True:
+            yield page
+            if not page.has_next_page():
+                return
+            page = await page.get_next_page()
 
     async def get_next_page(self) -> BrowserPage:
         """Fetch the page after this one, with the same filters.

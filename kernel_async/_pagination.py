@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from ._client import AsyncKernel
     from ._operation import Request
 
-__all__ = ["AsyncPage", "AsyncPager", "next_page_query"]
+__all__ = ["AsyncPage", "AsyncPager", "PageInfo", "next_page_query"]
 
 T = TypeVar("T")
 
@@ -54,6 +54,28 @@ def next_page_query(
     return {"offset": offset}
 
 
+class PageInfo:
+    """Where the next page is: the query parameters that fetch it (as the official
+    SDK's ``next_page_info().params``).
+
+    Attributes:
+        params: The query parameters of the next page, e.g. ``{"offset": 20}``.
+    """
+
+    __slots__ = ("params",)
+
+    def __init__(self, params: Mapping[str, Any]) -> None:
+        self.params: dict[str, Any] = dict(params)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PageInfo) and other.params == self.params
+
+    __hash__ = None  # type: ignore[assignment]  # mutable params: not hashable
+
+    def __repr__(self) -> str:
+        return f"PageInfo(params={self.params!r})"
+
+
 class AsyncPage(Generic[T]):
     """One page of a list.
 
@@ -83,6 +105,10 @@ class AsyncPage(Generic[T]):
         """Whether another page follows."""
         return self._following is not None
 
+    def next_page_info(self) -> PageInfo | None:
+        """The query of the next page, or `None` at the end (as the official pages)."""
+        return None if self._following is None else PageInfo(self._following)
+
     async def get_next_page(self) -> AsyncPage[T]:
         """Fetch the page after this one (raises `StopAsyncIteration`-free: check
         `has_next_page` first; at the end this raises `RuntimeError`)."""
@@ -90,14 +116,29 @@ class AsyncPage(Generic[T]):
             raise RuntimeError("no next page: check has_next_page() first")
         return await self._pager._fetch(self._following, self._seen)
 
-    async def __aiter__(self) -> AsyncIterator[T]:
+    async def iter_pages(self) -> AsyncIterator[AsyncPage[T]]:
+        """Every page from this one on (this one first), fetching each as the loop
+        needs it: ``async for page in first.iter_pages()``."""
         page: AsyncPage[T] = self
         while True:
-            for item in page.items:
-                yield item
+            yield page
             if not page.has_next_page():
                 return
             page = await page.get_next_page()
+
+    async def __aiter__(self) -> AsyncIterator[T]:
+        async for page in self.iter_pages():
+            for item in page.items:
+                yield item
+
+    if not TYPE_CHECKING:  # at run time only: a type checker must not think it iterable
+
+        def __iter__(self):
+            raise TypeError(
+                f"a page of {self._pager._req.op.name}() on the async client is iterated "
+                "with `async for` (or loop over `page.items`, or use kernel_sync.Kernel "
+                "for a plain `for`)"
+            )
 
     def __repr__(self) -> str:
         name = self._pager._req.op.name
@@ -133,11 +174,13 @@ class AsyncPager(Generic[T]):
         async for item in page:
             yield item
 
-    def __iter__(self) -> Any:
-        raise TypeError(
-            f"{self._req.op.name}() on the async client is iterated with `async for` "
-            "(or use kernel_sync.Kernel for a plain `for`)"
-        )
+    if not TYPE_CHECKING:  # at run time only: a type checker must not think it iterable
+
+        def __iter__(self):
+            raise TypeError(
+                f"{self._req.op.name}() on the async client is iterated with `async for` "
+                "(or use kernel_sync.Kernel for a plain `for`)"
+            )
 
     def __repr__(self) -> str:
         query = {k: v for k, v in self._req.query.items()}

@@ -31,6 +31,7 @@ from kernel_async import (
 )
 from kernel_async._client import ClosedFlag
 from kernel_async._hosted import check_blocking_client
+from kernel_async._pagination import PageInfo
 from kernel_async.resources import AsyncBrowserPager, AsyncBrowsers, AsyncRecording, AsyncReplays
 
 from ._bridge import await_, enter, iterate, leave
@@ -265,6 +266,12 @@ class BrowserPager:
     def has_next_page(self) -> bool:
         """Whether a page follows the first."""
         return self._async.has_next_page()
+
+    def next_page_info(self) -> PageInfo | None:
+        """The query of the page after the first (``params={"offset": ...}``), or `None`
+        at the end.
+        """
+        return self._async.next_page_info()
 
     def get_next_page(self) -> BrowserPager:
         """The list from the page after the first, with the same filters,

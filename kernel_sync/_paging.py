@@ -10,7 +10,7 @@ from ._bridge import await_, iterate
 from ._runner import Runner
 
 if TYPE_CHECKING:
-    from kernel_async._pagination import AsyncPage, AsyncPager
+    from kernel_async._pagination import AsyncPage, AsyncPager, PageInfo
     from kernel_async._streaming import AsyncStream
 
 __all__ = ["Page", "Stream"]
@@ -42,9 +42,23 @@ class Page(Generic[T]):
         """Whether another page follows."""
         return self._page.has_next_page()
 
+    def next_page_info(self) -> PageInfo | None:
+        """The query of the next page, or `None` at the end (as the official pages)."""
+        return self._page.next_page_info()
+
     def get_next_page(self) -> Page[T]:
         """Fetch the page after this one."""
         return Page(self._runner.call(self._page.get_next_page), self._runner)
+
+    def iter_pages(self) -> Iterator[Page[T]]:
+        """Every page from this one on (this one first), fetching each as the loop
+        needs it: ``for page in first.iter_pages()``."""
+        page: Page[T] = self
+        while True:
+            yield page
+            if not page.has_next_page():
+                return
+            page = page.get_next_page()
 
     def __iter__(self) -> Iterator[T]:
         return iterate(self._runner, self._page)
@@ -69,6 +83,26 @@ class Stream(Generic[T]):
 
     def __iter__(self) -> Iterator[T]:
         return iterate(self._runner, self._async)
+
+    @property
+    def operation(self) -> str:
+        """The operation streamed, e.g. ``"browsers.logs.stream"``."""
+        return self._async.operation
+
+    @property
+    def received(self) -> int:
+        """Events delivered to the consumer so far."""
+        return self._async.received
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the stream was resumed after a cut."""
+        return self._async.reconnects
+
+    @property
+    def last_event_id(self) -> str | None:
+        """The last event id the server sent (a resume starts after it)."""
+        return self._async.last_event_id
 
     def close(self) -> None:
         """Close the connection (at once); idempotent."""

@@ -92,6 +92,7 @@ IMPORTS = {
     "TracebackType": "types",
     "NoReturn": "typing",
     "TYPE_CHECKING": "typing",
+    "PageInfo": "kernel_async._pagination",
     "os": None,
     "builtins": None,
     "ClosedFlag": "kernel_async._client",

@@ -15,6 +15,7 @@ from .._errors import decode_json
 from .._gen.browsers import AsyncBrowsersBase
 from .._models import Browser, BrowserPage, Viewport, decode_browser, decode_browsers
 from .._operation import given
+from .._pagination import PageInfo
 from .._paths import segment
 from .._retry import Timeout
 from .._types import NOT_GIVEN, BrowserStatus, NotGiven, Region, check_int
@@ -526,6 +527,11 @@ class AsyncBrowserPager:
     def has_next_page(self) -> bool:
         """Whether a page follows the first."""
         return self._page().has_next_page()
+
+    def next_page_info(self) -> PageInfo | None:
+        """The query of the page after the first (``params={"offset": ...}``), or `None`
+        at the end."""
+        return self._page().next_page_info()
 
     def get_next_page(self) -> AsyncBrowserPager:
         """The list from the page after the first, with the same filters
