@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import IO, Union
 
-__all__ = ["BinaryContent", "FileInput", "_hide_query", "_redacted"]
+__all__ = ["BinaryContent", "FileInput", "_hide_query", "_redacted", "charset_of"]
 
 FileInput = Union[
     bytes,
@@ -19,9 +20,31 @@ FileInput = Union[
 ``(filename, content)`` / ``(filename, content, content_type)`` tuples."""
 
 
+def charset_of(content_type: str | None) -> str:
+    """The charset a Content-Type names (``text/plain; charset="latin-1"`` -> ``latin-1``),
+    else ``utf-8``. Pure; an unknown charset also falls back to ``utf-8``."""
+    import codecs
+
+    for part in (content_type or "").split(";")[1:]:
+        key, _, value = part.partition("=")
+        if key.strip().lower() == "charset":
+            name = value.strip().strip('"').strip("'")
+            try:
+                return codecs.lookup(name).name if name else "utf-8"
+            except LookupError:
+                return "utf-8"
+    return "utf-8"
+
+
 class BinaryContent(bytes):
     """A binary result (a screenshot, a file, an archive): the bytes themselves, with the
-    response's `headers` (e.g. a next-chunk cursor) and `content_type` beside them."""
+    response's `headers` (e.g. a next-chunk cursor) and `content_type` beside them.
+
+    Code written for the official SDK's binary responses runs too: `read`, `text`,
+    `json`, `iter_bytes`, `iter_text`, `iter_lines`, `write_to_file`, `parse` and
+    `close` behave as the official blocking ones do (the body is already here, so none
+    of them does I/O except `write_to_file`).
+    """
 
     headers: Mapping[str, str]
 
@@ -37,6 +60,61 @@ class BinaryContent(bytes):
             if key.lower() == "content-type":
                 return value
         return None
+
+    def read(self) -> bytes:
+        """The body as plain `bytes` (as the official ``response.read()``)."""
+        return bytes(self)
+
+    def parse(self) -> bytes:
+        """The body as plain `bytes` (what the official binary ``parse()`` gives)."""
+        return bytes(self)
+
+    def text(self) -> str:
+        """The body decoded with the Content-Type's charset (else UTF-8; undecodable
+        bytes become U+FFFD rather than raising)."""
+        return self.decode(charset_of(self.content_type), errors="replace")
+
+    def json(self) -> object:
+        """The body parsed as JSON (`json.JSONDecodeError`, a `ValueError`, if it is not)."""
+        import json
+
+        return json.loads(self.text())
+
+    def iter_bytes(self, chunk_size: int | None = None) -> Iterator[bytes]:
+        """The body in chunks of `chunk_size` bytes (all of it at once when `None`)."""
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+        size = chunk_size or max(len(self), 1)
+        for start in range(0, len(self), size):
+            yield bytes(self[start : start + size])
+
+    def iter_text(self, chunk_size: int | None = None) -> Iterator[str]:
+        """The decoded body (see `text`) in chunks of at most `chunk_size` characters."""
+        text = self.text()
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+        size = chunk_size or max(len(text), 1)
+        for start in range(0, len(text), size):
+            yield text[start : start + size]
+
+    def iter_lines(self) -> Iterator[str]:
+        """The decoded body line by line, without line endings."""
+        yield from self.text().splitlines()
+
+    def write_to_file(self, file: str | os.PathLike[str]) -> Path:
+        """Save the body to `file` atomically (a temporary file beside it, renamed into
+        place: `file` is the whole body or untouched). Returns the path."""
+        from ._files import AtomicFile
+
+        out = AtomicFile(file)
+        try:
+            out.file.write(self)
+            return out.commit()
+        finally:
+            out.discard()  # after a commit there is nothing left to remove
+
+    def close(self) -> None:
+        """Nothing to release (the body was read whole); kept so official code runs."""
 
     def __repr__(self) -> str:
         return f"<BinaryContent {len(self)} bytes, {self.content_type or 'no type'}>"
