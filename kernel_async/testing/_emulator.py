@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import json
 import secrets
@@ -63,6 +64,17 @@ OPERATIONS = {
     "deleteBrowser": "delete",
     "list_browsers": "list_browsers",
     "listBrowsers": "list_browsers",
+    # The official SDK's names of the operations the emulator serves itself.
+    "browsers.create": "create",
+    "browsers.retrieve": "retrieve",
+    "browsers.update": "update",
+    "browsers.list": "list_browsers",
+    "browsers.delete": "delete",
+    "browsers.delete_by_id": "delete",
+    "browsers.replays.start": "start",
+    "browsers.replays.list": "list",
+    "browsers.replays.stop": "stop",
+    "browsers.replays.download": "download",
 }
 
 _CODES = {
@@ -404,13 +416,25 @@ class FakeKernel:
 
     def create_browser(self, browser_id: str | None = None, **fields: Any) -> str:
         """Create a browser session (as ``POST /browsers`` would, with `fields` such as
-        ``headless=True`` or ``name=...``) and return its ID."""
+        ``headless=True`` or ``name=...``) and return its ID.
+
+        `TypeError` for a field ``POST /browsers`` does not take; `ValueError` (saying why)
+        for a value the API would refuse."""
+        unknown = sorted(set(fields) - _create_fields())
+        if unknown:
+            raise TypeError(
+                f"create_browser() got unknown field(s) {', '.join(unknown)}; "
+                f"POST /browsers takes {', '.join(sorted(_create_fields()))}"
+            )
         with self._lock:
             if browser_id is not None and browser_id in self._sessions.sessions:
                 return browser_id
-            capture = self._telemetry.requested(fields.get("telemetry"))
-            made = {**parse_create(fields), "telemetry": capture}
-            session = self._sessions.add(made, session_id=browser_id)
+            try:
+                capture = self._telemetry.requested(fields.get("telemetry"))
+                made = {**parse_create(fields), "telemetry": capture}
+                session = self._sessions.add(made, session_id=browser_id)
+            except Refused as exc:  # the API's 400/409, as a test helper's error
+                raise ValueError(_refusal_text(exc)) from None
             bid = session.session_id
             self._browsers.setdefault(bid, [])
         self._telemetry.begin(bid, session.start_url)
@@ -419,6 +443,7 @@ class FakeKernel:
         except BaseException:
             self._forget(session.session_id)
             raise
+        self.log(bid, f"browser {bid} created")  # as for one created through the API
         return bid
 
     def _from_outside(self, work: Coroutine[Any, Any, None]) -> None:
@@ -474,10 +499,15 @@ class FakeKernel:
         """Make the next `times` calls of `operation` fail (`None`: every call).
 
         Args:
-            operation: ``start``, ``list``, ``stop``, ``download`` (replays), ``create``,
-                ``retrieve``, ``update``, ``delete``, ``list_browsers`` (browsers), an
-                operationId, or ``*``.
-            status: Status to answer with (a documented Error body unless `body`).
+            operation: The official SDK's name (``browsers.retrieve``,
+                ``browsers.replays.list``, ``profiles.create``...); a short name:
+                ``start``, ``list``, ``stop``, ``download`` (replays: ``list`` is
+                ``browsers.replays.list``), ``create``, ``retrieve``, ``update``,
+                ``delete``, ``list_browsers`` (browsers); an operationId; or ``*``.
+            status: Status to answer with, 100-599 (a documented Error body unless
+                `body`); ``None`` answers for real, after `reset`, `truncate`, `delay` or
+                `drop_after`, one of which is then needed.
+            times: How many calls fail, at least 1 (``None``: every call).
             retry_after: ``Retry-After`` value (seconds, or a string such as an HTTP-date).
             retry_after_ms: ``retry-after-ms`` value.
             reset: Close the connection before any response.
@@ -489,16 +519,23 @@ class FakeKernel:
             headers: Extra response headers.
             should_retry: Send ``x-should-retry: true|false``.
             drop_after: Event streams (with ``status=None``): cut the connection, with no
-                proper end, after this many events (clients with an event id resume).
+                proper end, after this many events (an int >= 0; clients with an event
+                id resume).
+
+        Raises:
+            ValueError: An unknown operation, or arguments that do not fit together.
+            TypeError: An argument of the wrong type.
         """
         op = OPERATIONS.get(operation, operation)
         known = set(OPERATIONS.values()) | {"*"} | {op.sdk_name for op in self._index}
         if op not in known:
             short = ", ".join(sorted(set(OPERATIONS.values())))
             raise ValueError(
-                f"unknown operation {operation!r}: use a short name ({short}), "
-                "an official SDK name such as 'profiles.create', or '*'"
+                f"unknown operation {operation!r}: use an official SDK name (such as "
+                "'browsers.retrieve', 'browsers.replays.list' or 'profiles.create'), "
+                f"a short name ({short}; 'list' is browsers.replays.list), or '*'"
             )
+        check_fault(status, times, reset, truncate, delay, drop_after)
         fault = Fault(
             op,
             status=status,
@@ -530,9 +567,16 @@ class FakeKernel:
 
     def log(self, browser_id: str, message: str, *, path: str | None = None) -> None:
         """Add a line to a browser's log (``browsers.logs.stream`` serves it; with `path`,
-        to the log of that file, for ``source="path"``). Any thread."""
+        to the log of that file, for ``source="path"``). Any thread. `KeyError` for a browser
+        the emulator never had; `TypeError` for a `message` that is not a str."""
         from ._observe import SUPERVISOR
 
+        if not isinstance(message, str):
+            raise TypeError(f"a log line is a str, not {type(message).__name__}")
+        with self._lock:
+            known = browser_id in self._sessions.sessions
+        if not known:
+            raise KeyError(f"no browser {browser_id!r} in the emulator (log takes a browser ID)")
         self.logs.add(browser_id, message, source=path or SUPERVISOR)
 
     def publish(self, operation: str, resource_id: str, event: Mapping[str, Any]) -> int:
@@ -547,6 +591,8 @@ class FakeKernel:
         "running"}}`` makes the deployment running): a finished state ends the streams.
         `KeyError` for a resource the emulator does not have.
         """
+        if not isinstance(resource_id, str):
+            raise TypeError(f"a resource ID is a str, not {type(resource_id).__name__}")
         return self._generic.publish(operation, resource_id, event)
 
     def telemetry(self, browser_id: str, event: Mapping[str, Any]) -> dict[str, Any]:
@@ -576,9 +622,11 @@ class FakeKernel:
         ``(command, args) -> bool`` is true) print this and exit with `exit_code`; a
         spawned one with `hold` runs until killed. The newest matching script wins; an
         unscripted command is a 400 naming it. On the local Chromium backend commands run
-        for real, in the browser's sandbox directory."""
+        for real, in the browser's sandbox directory. `TypeError` for output that is not
+        bytes or an `exit_code` that is not an int."""
         from ._processes import _Script
 
+        check_script(command, stdout, stderr, exit_code)
         self.machines.scripts.append(_Script(command, stdout, stderr, exit_code, hold))
 
     def computer(self, browser_id: str) -> ComputerState:
@@ -921,6 +969,76 @@ class FakeKernel:
         if isinstance(video, bytes):
             return web.Response(body=video, content_type="video/mp4")
         return web.FileResponse(video, headers={"Content-Type": "video/mp4"})
+
+
+def check_fault(
+    status: object,
+    times: object,
+    reset: bool,
+    truncate: bool,
+    delay: object,
+    drop_after: object,
+) -> None:
+    """`TypeError`/`ValueError` for `FakeKernel.fail` arguments that cannot make a fault
+    (found at the call, not later as a failing request handler)."""
+
+    def is_int(value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    if status is not None:
+        if not is_int(status):
+            raise TypeError(f"status is an int or None, not {type(status).__name__}")
+        assert isinstance(status, int)
+        if not 100 <= status <= 599:
+            raise ValueError(f"status must be between 100 and 599, not {status}")
+    if times is not None:
+        if not is_int(times):
+            raise TypeError(f"times is an int or None, not {type(times).__name__}")
+        assert isinstance(times, int)
+        if times < 1:
+            raise ValueError(f"times must be at least 1 (None: every call), not {times}")
+    if not isinstance(delay, (int, float)) or isinstance(delay, bool):
+        raise TypeError(f"delay is a number of seconds, not {type(delay).__name__}")
+    if delay < 0:
+        raise ValueError(f"delay must not be negative, not {delay}")
+    if drop_after is not None:
+        if not is_int(drop_after):
+            raise TypeError(f"drop_after is an int, not {type(drop_after).__name__}")
+        assert isinstance(drop_after, int)
+        if drop_after < 0:
+            raise ValueError(f"drop_after must be at least 0, not {drop_after}")
+        if status is not None:
+            raise ValueError("drop_after cuts a real event stream: give it with status=None")
+    if status is None and not (reset or truncate or delay or drop_after is not None):
+        raise ValueError("nothing to inject: give status, reset, truncate, delay or drop_after")
+
+
+def check_script(command: object, stdout: object, stderr: object, exit_code: object) -> None:
+    """`TypeError` for an `FakeKernel.on_exec` script that exec could not answer with."""
+    if not (isinstance(command, str) or callable(command)):
+        raise TypeError(f"command is a str or a callable, not {type(command).__name__}")
+    for name, value in (("stdout", stdout), ("stderr", stderr)):
+        if not isinstance(value, bytes):
+            raise TypeError(f'{name} is bytes, not {type(value).__name__} (e.g. {name}=b"hi\\n")')
+    if not isinstance(exit_code, int) or isinstance(exit_code, bool):
+        raise TypeError(f"exit_code is an int, not {type(exit_code).__name__}")
+
+
+@functools.cache
+def _create_fields() -> frozenset[str]:
+    """The body properties ``POST /browsers`` takes, from the spec."""
+    from ._spec import operation, resolve
+
+    body = operation("browsers.create").body
+    assert body is not None
+    return frozenset(resolve(body.schema).get("properties", {}))
+
+
+def _refusal_text(refused: Refused) -> str:
+    """An API refusal as one line: its message and the reasons it gives."""
+    if not refused.details:
+        return refused.message
+    return f"{refused.message}: {'; '.join(str(d) for d in refused.details)}"
 
 
 def _route(method: str, parts: list[str]) -> tuple[str | None, tuple[str, ...] | None]:

@@ -653,7 +653,12 @@ class ScriptedProcesses:
         for script in reversed(self._scripts):
             if script.matches(command, argv[1:]):
                 return script
-        raise _bad(f"no on_exec script answers {command!r} (the emulator runs nothing in memory)")
+        raise _bad(
+            f"no on_exec script answers {command!r} (the emulator runs nothing in memory): "
+            f"script it with fake.on_exec({command!r}, stdout=...) or use "
+            'FakeKernel(backend="chromium") / `kernel-replays emulator --chromium` '
+            "to run real commands"
+        )
 
     def stdin_of(self, process_id: str) -> bytes:
         """What a spawned process received on stdin so far."""
