@@ -225,7 +225,7 @@ def test_a_follow_against_the_emulator_resumes_and_ends_with_the_browser() -> No
             env=env,
         )
         try:
-            seen = [json.loads(read_line(proc))["message"] for _ in range(4)]
+            seen = [json.loads(read_line(proc))["message"] for _ in range(5)]
             fake.log(b, "late step")  # a follow prints what comes later too
             assert json.loads(read_line(proc))["message"] == "late step"
             with Kernel(api_key=fake.api_key, base_url=fake.base_url) as client:
@@ -238,7 +238,7 @@ def test_a_follow_against_the_emulator_resumes_and_ends_with_the_browser() -> No
             for r in fake.requests
             if r.operation == "browsers.logs.stream"
         ]
-    assert seen == [f"step {n}" for n in range(4)]
+    assert seen == [f"browser {b} created", *(f"step {n}" for n in range(4))]
     assert [json.loads(text)["message"] for text in out.splitlines()] == [f"browser {b} ended"]
     assert (proc.returncode, err) == (0, "")
     assert resumed == [None, "3"]  # every line printed once across the drop
