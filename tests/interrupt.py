@@ -36,10 +36,25 @@ def spawn(code: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]
 
 
 def read_line(proc: subprocess.Popen[str], timeout: float = 30) -> str:
-    """The next line `proc` prints on stdout, or "" if none comes within `timeout`."""
+    """The next line `proc` prints on stdout, or "" if none comes within `timeout`.
+
+    Read from the pipe byte by byte, past Python's buffer: a buffered `readline` may take
+    several lines from one write, after which `select` on the pipe waits for a line that
+    is already in the buffer. What is not read here stays in the pipe for `communicate`.
+    """
     assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    return proc.stdout.readline() if ready else ""
+    fd = proc.stdout.fileno()
+    end = time.monotonic() + timeout
+    got = bytearray()
+    while not got.endswith(b"\n"):
+        ready, _, _ = select.select([fd], [], [], max(0.0, end - time.monotonic()))
+        if not ready:
+            return ""
+        byte = os.read(fd, 1)
+        if not byte:
+            break  # the end of its output
+        got += byte
+    return got.decode()
 
 
 def sigint_storm(proc: subprocess.Popen[str], seconds: float, pause: float = 0.0002) -> int:
