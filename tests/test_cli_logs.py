@@ -165,7 +165,7 @@ def test_ctrl_c_while_following_exits_130_cleanly(feed: tuple[LogFeed, str], as_
         out, err = proc.communicate(timeout=30)
     finally:
         ended(proc)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, (out[-500:], err)  # on failure: what it said
     assert "Traceback" not in err
     if as_json:
         assert json.loads(err) == {"error": {"type": "interrupted", "message": "interrupted"}}
