@@ -10,7 +10,8 @@ import pytest
 
 from kernel_async import APIStatusError, AsyncKernel, BadRequestError
 from kernel_async.testing import FakeKernel
-from kernel_async.testing._emulator import OPERATIONS, check_fault, check_script
+from kernel_async.testing._emulator import OPERATIONS, check_fault
+from kernel_async.testing._processes import check_script
 from kernel_async.testing._spec import SERVED_BY_EMULATOR
 
 pytestmark = pytest.mark.anyio

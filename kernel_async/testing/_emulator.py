@@ -624,10 +624,9 @@ class FakeKernel:
         unscripted command is a 400 naming it. On the local Chromium backend commands run
         for real, in the browser's sandbox directory. `TypeError` for output that is not
         bytes or an `exit_code` that is not an int."""
-        from ._processes import _Script
+        from ._processes import script
 
-        check_script(command, stdout, stderr, exit_code)
-        self.machines.scripts.append(_Script(command, stdout, stderr, exit_code, hold))
+        self.machines.scripts.append(script(command, stdout, stderr, exit_code, hold))
 
     def computer(self, browser_id: str) -> ComputerState:
         """What the emulator keeps of a browser's computer use (by ID, or by name while it
@@ -1011,17 +1010,6 @@ def check_fault(
             raise ValueError("drop_after cuts a real event stream: give it with status=None")
     if status is None and not (reset or truncate or delay or drop_after is not None):
         raise ValueError("nothing to inject: give status, reset, truncate, delay or drop_after")
-
-
-def check_script(command: object, stdout: object, stderr: object, exit_code: object) -> None:
-    """`TypeError` for an `FakeKernel.on_exec` script that exec could not answer with."""
-    if not (isinstance(command, str) or callable(command)):
-        raise TypeError(f"command is a str or a callable, not {type(command).__name__}")
-    for name, value in (("stdout", stdout), ("stderr", stderr)):
-        if not isinstance(value, bytes):
-            raise TypeError(f'{name} is bytes, not {type(value).__name__} (e.g. {name}=b"hi\\n")')
-    if not isinstance(exit_code, int) or isinstance(exit_code, bool):
-        raise TypeError(f"exit_code is an int, not {type(exit_code).__name__}")
 
 
 @functools.cache

@@ -76,9 +76,7 @@ class Machines:
             sandbox = SandboxFS(root)
             return Machine(sandbox, LocalProcesses(sandbox), root)
         memory = MemoryFS()
-        scripted = ScriptedProcesses(memory)
-        scripted._scripts = self.scripts  # one script for every browser
-        return Machine(memory, scripted, None)
+        return Machine(memory, ScriptedProcesses(memory, self.scripts), None)
 
     def downloads(self, browser_id: str) -> str:
         """The host directory of the browser's `DOWNLOADS` (made now, with its machine)."""

@@ -603,6 +603,29 @@ class _Scripted:
     stdin: bytearray = attrs.field(factory=bytearray)
 
 
+def check_script(command: object, stdout: object, stderr: object, exit_code: object) -> None:
+    """`TypeError` for an ``on_exec`` script that exec could not answer with."""
+    if not (isinstance(command, str) or callable(command)):
+        raise TypeError(f"command is a str or a callable, not {type(command).__name__}")
+    for name, value in (("stdout", stdout), ("stderr", stderr)):
+        if not isinstance(value, bytes):
+            raise TypeError(f'{name} is bytes, not {type(value).__name__} (e.g. {name}=b"hi\\n")')
+    if not isinstance(exit_code, int) or isinstance(exit_code, bool):
+        raise TypeError(f"exit_code is an int, not {type(exit_code).__name__}")
+
+
+def script(
+    command: str | Callable[[str, Sequence[str]], bool],
+    stdout: bytes = b"",
+    stderr: bytes = b"",
+    exit_code: int = 0,
+    hold: bool = False,
+) -> _Script:
+    """A checked ``on_exec`` script (see `ScriptedProcesses.on_exec`)."""
+    check_script(command, stdout, stderr, exit_code)
+    return _Script(command, stdout, stderr, exit_code, hold)
+
+
 class ScriptedProcesses:
     """The in-memory stand-in for `LocalProcesses`: nothing runs; each ``exec`` or
     ``spawn`` answers from the newest matching `on_exec` script (400 when none matches,
@@ -611,9 +634,9 @@ class ScriptedProcesses:
     `fs`, when given (the browser's `MemoryFS`), is where ``cwd`` must be a directory.
     """
 
-    def __init__(self, fs: FileSystem | None = None) -> None:
+    def __init__(self, fs: FileSystem | None = None, scripts: list[_Script] | None = None) -> None:
         self._fs = fs
-        self._scripts: list[_Script] = []
+        self._scripts = [] if scripts is None else scripts  # shared: one list for every browser
         self._procs: dict[str, _Scripted] = {}
         self.calls: list[ExecCall] = []
 
@@ -632,7 +655,7 @@ class ScriptedProcesses:
         A spawned process prints its output and exits at once, unless `hold`: then it runs
         until killed (exit code ``128 + signal``), recording what it gets on stdin.
         """
-        self._scripts.append(_Script(command, stdout, stderr, exit_code, hold))
+        self._scripts.append(script(command, stdout, stderr, exit_code, hold))
 
     def _answer(
         self,
