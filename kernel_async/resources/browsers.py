@@ -513,16 +513,10 @@ class AsyncBrowserPager:
         return self._every()
 
     async def _every(self) -> AsyncIterator[Browser]:
-        at = self._start
-        page = await self.first_page()
-        while True:
+        first = await self.first_page()
+        async for page in first.iter_pages():
             for browser in page.items:
                 yield browser
-            following = _params.next_offset(page, at)
-            if following is None:
-                return
-            at = following
-            page = await self._fetch(at)
 
     def has_next_page(self) -> bool:
         """Whether a page follows the first."""
