@@ -32,6 +32,8 @@ from aiohttp import (
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from ._heap import settle as settle_heap
+
 if TYPE_CHECKING:
     from aiohttp.connector import Connection
     from aiohttp.tracing import Trace
@@ -487,6 +489,7 @@ async def send(
                     sink.restart(None if encoded else resp.content_length)
                 except Exception as exc:
                     raise _SinkError(exc) from None
+                settle_heap()  # once per process: large reads reuse heap (see _heap)
                 # Whatever arrived, as it arrived (bounded by aiohttp's flow control):
                 # fixed-size reads join pieces into new 256 KiB blocks, and their
                 # allocation cost large events ~12 page faults each.
