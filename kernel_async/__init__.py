@@ -24,7 +24,7 @@ from ._errors import (
     StreamInterruptedError,
     UnprocessableEntityError,
 )
-from ._gen_support import BinaryContent
+from ._gen_support import AsyncBinaryContent, BinaryContent
 from ._models import Browser, BrowserPage, Error, ErrorDetail, Replay, Viewport
 from ._retry import RetryEvent, RetryPolicy, Timeout, is_testing, set_testing
 from ._types import NOT_GIVEN, BrowserStatus, NotGiven, Region
@@ -38,6 +38,7 @@ __all__ = [
     "APIResponseValidationError",
     "APIStatusError",
     "APITimeoutError",
+    "AsyncBinaryContent",
     "AsyncBrowserPager",
     "AsyncBrowsers",
     "AsyncKernel",

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Union
+from typing import IO, TypeVar, Union
 
-__all__ = ["BinaryContent", "FileInput", "_hide_query", "_redacted", "charset_of"]
+__all__ = [
+    "AsyncBinaryContent",
+    "BinaryContent",
+    "FileInput",
+    "_hide_query",
+    "_redacted",
+    "blocking",
+    "charset_of",
+]
 
 FileInput = Union[
     bytes,
@@ -36,19 +44,16 @@ def charset_of(content_type: str | None) -> str:
     return "utf-8"
 
 
-class BinaryContent(bytes):
-    """A binary result (a screenshot, a file, an archive): the bytes themselves, with the
-    response's `headers` (e.g. a next-chunk cursor) and `content_type` beside them.
+_B = TypeVar("_B", bound="_Body")
 
-    Code written for the official SDK's binary responses runs too: `read`, `text`,
-    `json`, `iter_bytes`, `iter_text`, `iter_lines`, `write_to_file`, `parse` and
-    `close` behave as the official blocking ones do (the body is already here, so none
-    of them does I/O except `write_to_file`).
-    """
+
+class _Body(bytes):
+    """A binary result's bytes with the response's headers: what `BinaryContent` and
+    `AsyncBinaryContent` share."""
 
     headers: Mapping[str, str]
 
-    def __new__(cls, data: bytes, headers: Mapping[str, str] | None = None) -> BinaryContent:
+    def __new__(cls: type[_B], data: bytes, headers: Mapping[str, str] | None = None) -> _B:
         made = super().__new__(cls, data)
         made.headers = dict(headers or {})
         return made
@@ -61,6 +66,55 @@ class BinaryContent(bytes):
                 return value
         return None
 
+    def _text(self) -> str:
+        return self.decode(charset_of(self.content_type), errors="replace")
+
+    def _json(self) -> object:
+        import json
+
+        return json.loads(self._text())
+
+    def _chunks(self, chunk_size: int | None) -> Iterator[bytes]:
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+        size = chunk_size or max(len(self), 1)
+        for start in range(0, len(self), size):
+            yield bytes(self[start : start + size])
+
+    def _text_chunks(self, chunk_size: int | None) -> Iterator[str]:
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+        text = self._text()
+        size = chunk_size or max(len(text), 1)
+        for start in range(0, len(text), size):
+            yield text[start : start + size]
+
+    def _write(self, file: str | os.PathLike[str]) -> Path:
+        from ._files import AtomicFile
+
+        out = AtomicFile(file)
+        try:
+            out.file.write(self)
+            return out.commit()
+        finally:
+            out.discard()  # after a commit there is nothing left to remove
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {len(self)} bytes, {self.content_type or 'no type'}>"
+
+
+class BinaryContent(_Body):
+    """A binary result of the blocking client (a screenshot, a file, an archive): the
+    bytes themselves, with the response's `headers` (e.g. a next-chunk cursor) and
+    `content_type` beside them.
+
+    Code written for the official SDK's binary responses runs too: `read`, `text`,
+    `json`, `iter_bytes`, `iter_text`, `iter_lines`, `write_to_file`, `parse` and
+    `close` behave as the official blocking ones do (the body is already here, so none
+    of them does I/O except `write_to_file`). The async client gives an
+    `AsyncBinaryContent`, whose methods are awaited.
+    """
+
     def read(self) -> bytes:
         """The body as plain `bytes` (as the official ``response.read()``)."""
         return bytes(self)
@@ -72,52 +126,93 @@ class BinaryContent(bytes):
     def text(self) -> str:
         """The body decoded with the Content-Type's charset (else UTF-8; undecodable
         bytes become U+FFFD rather than raising)."""
-        return self.decode(charset_of(self.content_type), errors="replace")
+        return self._text()
 
     def json(self) -> object:
         """The body parsed as JSON (`json.JSONDecodeError`, a `ValueError`, if it is not)."""
-        import json
-
-        return json.loads(self.text())
+        return self._json()
 
     def iter_bytes(self, chunk_size: int | None = None) -> Iterator[bytes]:
         """The body in chunks of `chunk_size` bytes (all of it at once when `None`)."""
-        if chunk_size is not None and chunk_size < 1:
-            raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
-        size = chunk_size or max(len(self), 1)
-        for start in range(0, len(self), size):
-            yield bytes(self[start : start + size])
+        return self._chunks(chunk_size)
 
     def iter_text(self, chunk_size: int | None = None) -> Iterator[str]:
         """The decoded body (see `text`) in chunks of at most `chunk_size` characters."""
-        text = self.text()
-        if chunk_size is not None and chunk_size < 1:
-            raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
-        size = chunk_size or max(len(text), 1)
-        for start in range(0, len(text), size):
-            yield text[start : start + size]
+        return self._text_chunks(chunk_size)
 
     def iter_lines(self) -> Iterator[str]:
         """The decoded body line by line, without line endings."""
-        yield from self.text().splitlines()
+        return iter(self._text().splitlines())
 
     def write_to_file(self, file: str | os.PathLike[str]) -> Path:
         """Save the body to `file` atomically (a temporary file beside it, renamed into
         place: `file` is the whole body or untouched). Returns the path."""
-        from ._files import AtomicFile
-
-        out = AtomicFile(file)
-        try:
-            out.file.write(self)
-            return out.commit()
-        finally:
-            out.discard()  # after a commit there is nothing left to remove
+        return self._write(file)
 
     def close(self) -> None:
         """Nothing to release (the body was read whole); kept so official code runs."""
 
-    def __repr__(self) -> str:
-        return f"<BinaryContent {len(self)} bytes, {self.content_type or 'no type'}>"
+
+class AsyncBinaryContent(_Body):
+    """A binary result of the async client (a screenshot, a file, an archive): the bytes
+    themselves, with the response's `headers` and `content_type` beside them.
+
+    Code written for the official async SDK's binary responses runs as it is: ``await
+    resp.read()``, ``text()``, ``json()``, ``parse()``, ``close()`` and
+    ``write_to_file(path)`` are awaited, and ``iter_bytes()``, ``iter_text()`` and
+    ``iter_lines()`` are iterated with ``async for``. The body is already here, so only
+    `write_to_file` does I/O (in a worker thread, off the event loop). Used as the
+    `bytes` it is, it needs no ``await`` at all.
+    """
+
+    async def read(self) -> bytes:
+        """The body as plain `bytes` (as the official ``await response.read()``)."""
+        return bytes(self)
+
+    async def parse(self) -> bytes:
+        """The body as plain `bytes` (what the official binary ``await parse()`` gives)."""
+        return bytes(self)
+
+    async def text(self) -> str:
+        """The body decoded with the Content-Type's charset (else UTF-8; undecodable
+        bytes become U+FFFD rather than raising)."""
+        return self._text()
+
+    async def json(self) -> object:
+        """The body parsed as JSON (`json.JSONDecodeError`, a `ValueError`, if it is not)."""
+        return self._json()
+
+    async def iter_bytes(self, chunk_size: int | None = None) -> AsyncIterator[bytes]:
+        """The body in chunks of `chunk_size` bytes (all of it at once when `None`)."""
+        for chunk in self._chunks(chunk_size):
+            yield chunk
+
+    async def iter_text(self, chunk_size: int | None = None) -> AsyncIterator[str]:
+        """The decoded body (see `text`) in chunks of at most `chunk_size` characters."""
+        for chunk in self._text_chunks(chunk_size):
+            yield chunk
+
+    async def iter_lines(self) -> AsyncIterator[str]:
+        """The decoded body line by line, without line endings."""
+        for line in self._text().splitlines():
+            yield line
+
+    async def write_to_file(self, file: str | os.PathLike[str]) -> Path:
+        """Save the body to `file` atomically (a temporary file beside it, renamed into
+        place: `file` is the whole body or untouched), in a worker thread. Returns the path."""
+        from anyio.to_thread import run_sync
+
+        return await run_sync(self._write, file)
+
+    async def close(self) -> None:
+        """Nothing to release (the body was read whole); kept so official code runs."""
+
+
+def blocking(content: AsyncBinaryContent) -> BinaryContent:
+    """The blocking client's `BinaryContent` for an async result, without copying its
+    bytes (both classes have the same layout; the result is the caller's alone)."""
+    content.__class__ = BinaryContent  # type: ignore[assignment]
+    return content  # type: ignore[return-value]
 
 
 def _hide_query(url: str | None) -> str:

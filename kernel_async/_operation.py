@@ -21,7 +21,7 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple
 import attrs
 
 from ._errors import JSON_LIMIT, decode_json
-from ._gen_support import BinaryContent
+from ._gen_support import AsyncBinaryContent
 from ._models import converter
 from ._paths import segment
 from ._retry import Timeout
@@ -520,7 +520,7 @@ async def send(client: AsyncKernel, req: Request, query: Mapping[str, Any] | Non
     if kind == "none" or (resp.status == 204 and kind == "json"):
         return None  # e.g. browser_pools.acquire: 204 when no browser came in time
     if kind == "binary":
-        return BinaryContent(resp.body, resp.headers)
+        return AsyncBinaryContent(resp.body, resp.headers)
     result_kind = result_type(op)
     if kind == "page":
         result_kind = list[result_kind]  # type: ignore[valid-type]

@@ -30,6 +30,7 @@ from kernel_async import (
     Viewport,
 )
 from kernel_async._client import ClosedFlag
+from kernel_async._gen_support import BinaryContent, blocking
 from kernel_async._hosted import check_blocking_client
 from kernel_async._pagination import PageInfo
 from kernel_async.resources import AsyncBrowserPager, AsyncBrowsers, AsyncRecording, AsyncReplays
@@ -168,8 +169,9 @@ class Replays(BrowsersReplaysBase):
         id: str | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
-    ) -> bytes:
-        """Download the recording (MP4) into memory.
+    ) -> BinaryContent:
+        """Download the recording (MP4) into memory: the video's bytes, with the official
+        response methods beside them (``read()``, ``write_to_file(path)``, ...).
 
         Waits through ``202 Accepted`` (still being finalised), honouring Retry-After,
         within the deadline (or 10 minutes without one). For large videos prefer
@@ -182,13 +184,15 @@ class Replays(BrowsersReplaysBase):
             timeout: Overrides the client's timeout for this call.
             extra_headers: Headers added to this request.
         """
-        return self._runner.call(
-            self._async.download,
-            replay_id,
-            id_or_name=id_or_name,
-            id=id,
-            timeout=timeout,
-            extra_headers=extra_headers,
+        return blocking(
+            self._runner.call(
+                self._async.download,
+                replay_id,
+                id_or_name=id_or_name,
+                id=id,
+                timeout=timeout,
+                extra_headers=extra_headers,
+            )
         )
 
     def download_to(

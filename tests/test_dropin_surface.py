@@ -13,8 +13,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from kernel_async import AsyncKernel, BinaryContent
-from kernel_async._gen_support import charset_of
+from kernel_async import AsyncBinaryContent, AsyncKernel, BinaryContent
+from kernel_async._gen_support import blocking, charset_of
 from kernel_async._pagination import PageInfo
 from kernel_async.testing import FakeKernel
 from kernel_sync import Kernel
@@ -147,13 +147,55 @@ def test_binary_content_official_methods(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
+async def test_async_binary_content_official_methods(tmp_path: Path) -> None:
+    body = AsyncBinaryContent(
+        "é\n{}".encode("latin-1"), {"Content-Type": "text/plain; charset=latin-1"}
+    )
+    assert await body.read() == body and type(await body.read()) is bytes
+    assert await body.parse() == body and await body.text() == "é\n{}"
+    assert [line async for line in body.iter_lines()] == ["é", "{}"]
+    assert [part async for part in body.iter_text(2)] == ["é\n", "{}"]
+    assert [part async for part in body.iter_bytes(3)] == [b"\xe9\n{", b"}"]
+    assert [part async for part in AsyncBinaryContent(b"").iter_bytes()] == []
+    with pytest.raises(ValueError, match="chunk_size"):
+        [part async for part in body.iter_bytes(0)]
+    assert await AsyncBinaryContent(b'{"a": [1]}').json() == {"a": [1]}
+    target = tmp_path / "out.bin"
+    assert await body.write_to_file(target) == target
+    assert target.read_bytes() == bytes(body)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+    await body.close()
+    assert repr(body) == "<AsyncBinaryContent 4 bytes, text/plain; charset=latin-1>"
+
+
+@pytest.mark.anyio
 async def test_binary_result_over_the_emulator(client: AsyncKernel, tmp_path: Path) -> None:
     b = (await client.browsers.create()).session_id
     await client.browsers.fs.write_file(b, b'{"ok": true}', path="/tmp/a.json")
-    got = await client.browsers.fs.read_file(b, path="/tmp/a.json")
-    assert got.json() == {"ok": True} and got.read() == b'{"ok": true}'
-    got.write_to_file(tmp_path / "a.json")
+    # Written for the official async client, unchanged but for the import.
+    resp = await client.browsers.fs.read_file(b, path="/tmp/a.json")
+    assert await resp.json() == {"ok": True} and await resp.read() == b'{"ok": true}'
+    await resp.write_to_file(tmp_path / "a.json")
     assert json.loads((tmp_path / "a.json").read_text()) == {"ok": True}
+    assert isinstance(resp, AsyncBinaryContent) and resp == b'{"ok": true}'
+
+
+def test_the_blocking_client_gives_blocking_binary_results(
+    served: FakeKernel, tmp_path: Path
+) -> None:
+    with Kernel(api_key=served.api_key, base_url=served.base_url) as k:
+        b = k.browsers.create().session_id
+        k.browsers.fs.write_file(b, b"hi", path="/tmp/t.txt")
+        resp = k.browsers.fs.read_file(b, path="/tmp/t.txt")
+        assert type(resp) is BinaryContent and resp.read() == b"hi" and resp.text() == "hi"
+        assert resp.headers and resp.write_to_file(tmp_path / "t.txt") == tmp_path / "t.txt"
+
+
+def test_blocking_keeps_the_bytes_and_headers_without_copying() -> None:
+    data = AsyncBinaryContent(b"x" * 100, {"Content-Type": "image/png"})
+    same = blocking(data)
+    assert same is data and type(same) is BinaryContent
+    assert same.read() == b"x" * 100 and same.content_type == "image/png"
 
 
 def test_python_m_kernel_async_runs_the_cli(served: FakeKernel) -> None:

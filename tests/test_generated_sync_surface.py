@@ -112,7 +112,7 @@ def _sync_return(annotation: str) -> str:
     for a, s in (("AsyncPager[", "Page["), ("AsyncStream[", "Stream[")):
         if annotation.startswith(a):
             return s + annotation[len(a) :]
-    return annotation
+    return "BinaryContent" if annotation == "AsyncBinaryContent" else annotation
 
 
 def test_pagers_and_streams_return_page_and_stream(

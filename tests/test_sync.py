@@ -51,8 +51,9 @@ GEN = _load_generator()
 
 def sync_text(text: str) -> str:
     """An async annotation as the generator writes it for the sync twin."""
-    for name in sorted(GEN.CLASSES, key=len, reverse=True):
-        text = text.replace(name, GEN.CLASSES[name])
+    twins = {**GEN.CLASSES, **GEN.RESULTS}
+    for name in sorted(twins, key=len, reverse=True):
+        text = text.replace(name, twins[name])
     return text
 
 

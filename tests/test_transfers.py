@@ -162,7 +162,7 @@ async def test_a_binary_result_is_saved_atomically(
         assert seen and seen[-1] == 3 * MIB
         shot = await client.browsers.computer.capture_screenshot("b1")
         assert shot == state.payload  # the in-memory twin still returns bytes
-        assert isinstance(shot, bytes) and isinstance(shot, kernel_async.BinaryContent)
+        assert isinstance(shot, bytes) and isinstance(shot, kernel_async.AsyncBinaryContent)
         assert shot.content_type == "application/octet-stream"
         assert shot.headers["Content-Length"] == str(3 * MIB)
     assert sorted(os.listdir(target.parent)) == ["file.bin"]  # no temporary file left

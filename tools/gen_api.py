@@ -493,7 +493,7 @@ class Generator:
             if found:
                 head.append(f"from ..{module} import " + ", ".join(found))
         lazy = ["    from .._client import AsyncKernel"]
-        for name in ("BinaryContent", "FileInput"):
+        for name in ("AsyncBinaryContent", "FileInput"):
             if name in used:
                 lazy.append(f"    from .._gen_support import {name}")
         if "AsyncPager" in used:
@@ -578,7 +578,7 @@ class Generator:
         if op.result_kind == "none":
             return "None"
         if op.result_kind == "binary":
-            return "BinaryContent"
+            return "AsyncBinaryContent"
         assert op.result_schema is not None
         inner = self.models.annotation(op.result_schema)
         if op.result_kind == "sse":

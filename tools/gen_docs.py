@@ -380,15 +380,18 @@ class Page:
         outer, inner = (match.group(1), match.group(2)) if match else (text, "")
         if text == "None":
             return "nothing (`None`)."
-        if text in ("bytes", "BinaryContent"):
+        if text in ("bytes", "AsyncBinaryContent"):
             saved = f"{op.name}_to"
             also = ""
             if hasattr(resource_class(resource_of(op.sdk_name)), saved):
                 target = next(iter(read_method(resource_of(op.sdk_name), saved).params))
                 also = f" `{saved}({target}, ...)` streams it to a file instead."
+            if text == "bytes":
+                return f"`bytes`: the whole body (`{op.accept}`).{also}"
             return (
-                f"`BinaryContent`: the whole body as `bytes` (`{op.accept}`), with the "
-                f"response's `.headers` and `.content_type`.{also}"
+                f"`AsyncBinaryContent` (sync: `BinaryContent`): the whole body as `bytes` "
+                f"(`{op.accept}`), with the response's `.headers` and `.content_type`; the "
+                f"official response methods work on it (`await resp.read()`).{also}"
             )
         if outer == "AsyncPager" or text in HAND_PAGERS:
             assert op.result_kind == "page", op.sdk_name

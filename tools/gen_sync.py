@@ -96,6 +96,8 @@ IMPORTS = {
     "os": None,
     "builtins": None,
     "ClosedFlag": "kernel_async._client",
+    "BinaryContent": "kernel_async._gen_support",
+    "blocking": "kernel_async._gen_support",
 }
 KERNEL_ASYNC_NAMES = {
     "NOT_GIVEN",
@@ -135,10 +137,15 @@ from __future__ import annotations
 '''
 
 
+# Async result types whose blocking twin is another class of the same layout.
+RESULTS = {"AsyncBinaryContent": "BinaryContent"}
+
+
 class _Rename(ast.NodeTransformer):
     def visit_Name(self, node: ast.Name) -> ast.Name:
-        if node.id in CLASSES:
-            return ast.copy_location(ast.Name(CLASSES[node.id], node.ctx), node)
+        twin = CLASSES.get(node.id) or RESULTS.get(node.id)
+        if twin is not None:
+            return ast.copy_location(ast.Name(twin, node.ctx), node)
         return node
 
 
@@ -148,7 +155,7 @@ def _text(node: ast.expr | None, used: set[str]) -> str:
         return json.dumps(node.value)  # double quotes, as ruff writes them
     for sub in ast.walk(node):
         if isinstance(sub, ast.Name):
-            used.add(CLASSES.get(sub.id, sub.id))
+            used.add(CLASSES.get(sub.id) or RESULTS.get(sub.id, sub.id))
     return ast.unparse(_Rename().visit(ast.parse(ast.unparse(node), mode="eval")).body)
 
 
@@ -359,7 +366,11 @@ def _gen_class(async_name: str, used: set[str]) -> list[str]:
             out += ["    @property", *sig, *doc, f"        return self._async.{node.name}", ""]
             continue
         out += [*sig, *doc]
-        if isinstance(node, ast.AsyncFunctionDef):
+        if isinstance(node, ast.AsyncFunctionDef) and returns in RESULTS.values():
+            used.add("blocking")  # the same object, with the blocking methods
+            call = ["self._async." + node.name, *forward]
+            out += _wrap("return blocking(self._runner.call(", call, "))", "        ")
+        elif isinstance(node, ast.AsyncFunctionDef):
             out += _wrap(
                 "return self._runner.call(", [f"self._async.{node.name}", *forward], ")", "        "
             )

@@ -74,7 +74,8 @@ def absolute(module: str | None, level: int) -> str:
 
 def annotation(node: ast.expr | None) -> str:
     text = ast.unparse(node) if node is not None else "None"
-    return text.replace("AsyncStream[", "Stream[").replace("AsyncPager[", "Page[")
+    text = text.replace("AsyncStream[", "Stream[").replace("AsyncPager[", "Page[")
+    return "BinaryContent" if text == "AsyncBinaryContent" else text
 
 
 def generate_module(path: Path) -> str:
@@ -90,6 +91,9 @@ def generate_module(path: Path) -> str:
                 module = absolute(imp.module, imp.level)
                 for alias in imp.names:
                     if alias.name in ("AsyncKernel", "AsyncPager", "AsyncStream"):
+                        continue
+                    if alias.name == "AsyncBinaryContent":  # its blocking twin
+                        type_imports.append(f"    from {module} import BinaryContent")
                         continue
                     if alias.name.startswith("Async"):
                         used_twins.add(twin_of(module, alias.name))
@@ -109,6 +113,8 @@ def generate_module(path: Path) -> str:
         "from kernel_async._retry import Timeout",
         "from kernel_async._types import NOT_GIVEN, NotGiven",
     ]
+    if "blocking(" in used:
+        head.append("from kernel_async._gen_support import blocking")
     head += ["", "from .._paging import Page, Stream", "from .._runner import Runner", ""]
     head += ["if TYPE_CHECKING:", *sorted(set(type_imports))]
     asyncs = sorted(
@@ -192,6 +198,9 @@ def sync_method(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
         lines.append(f"        return Stream({opened}, self._runner)")
     elif returns == "None":
         lines.append(f"        self._runner.call(self._async.{fn.name}, {arglist})")
+    elif returns == "BinaryContent":  # the same bytes, with the blocking methods
+        called = f"self._runner.call(self._async.{fn.name}, {arglist})"
+        lines.append(f"        return blocking({called})")
     else:
         lines.append(f"        return self._runner.call(self._async.{fn.name}, {arglist})")
     return lines

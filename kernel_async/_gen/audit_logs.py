@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from kernel_async._gen.audit_logs_export_destinations import AsyncAuditLogsExportDestinations
 
     from .._client import AsyncKernel
-    from .._gen_support import BinaryContent
+    from .._gen_support import AsyncBinaryContent
     from .._pagination import AsyncPager
     from .models.audit_logs import AuditLogEntry
 
@@ -58,7 +58,7 @@ class AsyncAuditLogs:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> BinaryContent:
+    ) -> AsyncBinaryContent:
         """Download one chunk of audit log records as a file.
 
         Intended for archiving or offline analysis of a start/end window, with the same
@@ -67,7 +67,7 @@ class AsyncAuditLogs:
 
         ``GET /audit-logs/export/chunk``; re-sent after an ambiguous failure.
         """
-        result: BinaryContent = await call(
+        result: AsyncBinaryContent = await call(
             self._client,
             _AUDIT_LOGS_EXPORT_CHUNK,
             (),

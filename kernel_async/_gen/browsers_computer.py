@@ -16,7 +16,7 @@ from .._types import NOT_GIVEN, NotGiven
 
 if TYPE_CHECKING:
     from .._client import AsyncKernel
-    from .._gen_support import BinaryContent
+    from .._gen_support import AsyncBinaryContent
     from .models.browsers_computer import (
         Action,
         ComputerGetMousePositionResponse,
@@ -70,7 +70,7 @@ class AsyncBrowsersComputer:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> BinaryContent:
+    ) -> AsyncBinaryContent:
         """Grab a PNG image of the browser's screen.
 
         Answers PNG image bytes. Pass a region (x, y, width, height) to capture only that
@@ -79,7 +79,7 @@ class AsyncBrowsersComputer:
         ``POST /browsers/{id_or_name}/computer/screenshot``; re-sent after an ambiguous
         failure (reads the screen).
         """
-        result: BinaryContent = await call(
+        result: AsyncBinaryContent = await call(
             self._client,
             _BROWSERS_COMPUTER_CAPTURE_SCREENSHOT,
             (id_or_name,),

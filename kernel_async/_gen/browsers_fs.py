@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from kernel_async._gen.browsers_fs_watch import AsyncBrowsersFsWatch
 
     from .._client import AsyncKernel
-    from .._gen_support import BinaryContent, FileInput
+    from .._gen_support import AsyncBinaryContent, FileInput
     from .models.browsers_fs import FFileInfoResponse, File, FListFilesResponseItem
 
 
@@ -129,7 +129,7 @@ class AsyncBrowsersFs:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> BinaryContent:
+    ) -> AsyncBinaryContent:
         """Download a directory from the browser machine as a ZIP.
 
         Answers the ZIP archive bytes for the directory at the given absolute path.
@@ -137,7 +137,7 @@ class AsyncBrowsersFs:
         ``GET /browsers/{id_or_name}/fs/download_dir_zip``; re-sent after an ambiguous
         failure.
         """
-        result: BinaryContent = await call(
+        result: AsyncBinaryContent = await call(
             self._client,
             _BROWSERS_FS_DOWNLOAD_DIR_ZIP,
             (id_or_name,),
@@ -274,14 +274,14 @@ class AsyncBrowsersFs:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> BinaryContent:
+    ) -> AsyncBinaryContent:
         """Read a file from the browser machine.
 
         Answers the raw file bytes.
 
         ``GET /browsers/{id_or_name}/fs/read_file``; re-sent after an ambiguous failure.
         """
-        result: BinaryContent = await call(
+        result: AsyncBinaryContent = await call(
             self._client,
             _BROWSERS_FS_READ_FILE,
             (id_or_name,),

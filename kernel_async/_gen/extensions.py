@@ -16,7 +16,7 @@ from .._types import NOT_GIVEN, NotGiven
 
 if TYPE_CHECKING:
     from .._client import AsyncKernel
-    from .._gen_support import BinaryContent, FileInput
+    from .._gen_support import AsyncBinaryContent, FileInput
     from .._pagination import AsyncPager
     from .models.extensions import (
         ExtensionGetResponse,
@@ -62,14 +62,14 @@ class AsyncExtensions:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> BinaryContent:
+    ) -> AsyncBinaryContent:
         """Download an uploaded extension.
 
         Answers the ZIP archive bytes.
 
         ``GET /extensions/{id_or_name}``; re-sent after an ambiguous failure.
         """
-        result: BinaryContent = await call(
+        result: AsyncBinaryContent = await call(
             self._client,
             _EXTENSIONS_DOWNLOAD,
             (id_or_name,),
@@ -118,7 +118,7 @@ class AsyncExtensions:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> BinaryContent:
+    ) -> AsyncBinaryContent:
         """Fetch an extension from the Chrome Web Store as a ZIP.
 
         Give the store URL; answers the unpacked extension zipped, packaged for linux unless
@@ -126,7 +126,7 @@ class AsyncExtensions:
 
         ``GET /extensions/from_chrome_store``; re-sent after an ambiguous failure.
         """
-        result: BinaryContent = await call(
+        result: AsyncBinaryContent = await call(
             self._client,
             _EXTENSIONS_DOWNLOAD_FROM_CHROME_STORE,
             (),

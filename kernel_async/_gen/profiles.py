@@ -16,7 +16,7 @@ from .._types import NOT_GIVEN, NotGiven
 
 if TYPE_CHECKING:
     from .._client import AsyncKernel
-    from .._gen_support import BinaryContent
+    from .._gen_support import AsyncBinaryContent
     from .._pagination import AsyncPager
     from .models._shared import Profile
 
@@ -88,7 +88,7 @@ class AsyncProfiles:
         extra_query: Mapping[str, object] | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
-    ) -> BinaryContent:
+    ) -> AsyncBinaryContent:
         """Download a profile's stored data.
 
         By default the archive comes back zstd-compressed; ask for format tar to get it
@@ -96,7 +96,7 @@ class AsyncProfiles:
 
         ``GET /profiles/{id_or_name}/download``; re-sent after an ambiguous failure.
         """
-        result: BinaryContent = await call(
+        result: AsyncBinaryContent = await call(
             self._client,
             _PROFILES_DOWNLOAD,
             (id_or_name,),

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from .._files import AtomicFile, FileSink
 from .._gen.browsers_replays import AsyncBrowsersReplaysBase
+from .._gen_support import AsyncBinaryContent
 from .._models import Replay, decode_replay, decode_replays
 from .._paths import segment
 from .._retry import Timeout
@@ -136,8 +137,9 @@ class AsyncReplays(AsyncBrowsersReplaysBase):
         id: str | None = None,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
-    ) -> bytes:
-        """Download the recording (MP4) into memory.
+    ) -> AsyncBinaryContent:
+        """Download the recording (MP4) into memory: the video's bytes, with the official
+        response methods beside them (``read()``, ``write_to_file(path)``, ...).
 
         Waits through ``202 Accepted`` (still being finalised), honouring Retry-After,
         within the deadline (or 10 minutes without one). For large videos prefer
@@ -159,7 +161,7 @@ class AsyncReplays(AsyncBrowsersReplaysBase):
             read_limit=None,
             poll_accepted=True,
         )
-        return resp.body
+        return AsyncBinaryContent(resp.body, resp.headers)
 
     async def download_to(
         self,

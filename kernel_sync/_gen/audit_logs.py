@@ -12,6 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from kernel_async._gen_support import blocking
 from kernel_async._retry import Timeout
 from kernel_async._types import NOT_GIVEN, NotGiven
 
@@ -66,23 +67,25 @@ class AuditLogs:
 
         ``GET /audit-logs/export/chunk``; re-sent after an ambiguous failure.
         """
-        return self._runner.call(
-            self._async.export_chunk,
-            end=end,
-            start=start,
-            auth_strategy=auth_strategy,
-            cursor=cursor,
-            exclude_method=exclude_method,
-            format=format,
-            limit=limit,
-            method=method,
-            search=search,
-            search_user_id=search_user_id,
-            service=service,
-            extra_headers=extra_headers,
-            extra_query=extra_query,
-            extra_body=extra_body,
-            timeout=timeout,
+        return blocking(
+            self._runner.call(
+                self._async.export_chunk,
+                end=end,
+                start=start,
+                auth_strategy=auth_strategy,
+                cursor=cursor,
+                exclude_method=exclude_method,
+                format=format,
+                limit=limit,
+                method=method,
+                search=search,
+                search_user_id=search_user_id,
+                service=service,
+                extra_headers=extra_headers,
+                extra_query=extra_query,
+                extra_body=extra_body,
+                timeout=timeout,
+            )
         )
 
     def export_chunk_to(

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from kernel_async._gen_support import blocking
 from kernel_async._retry import Timeout
 from kernel_async._types import NOT_GIVEN, NotGiven
 
@@ -80,14 +81,16 @@ class BrowsersComputer:
         ``POST /browsers/{id_or_name}/computer/screenshot``; re-sent after an ambiguous
         failure (reads the screen).
         """
-        return self._runner.call(
-            self._async.capture_screenshot,
-            id_or_name,
-            region=region,
-            extra_headers=extra_headers,
-            extra_query=extra_query,
-            extra_body=extra_body,
-            timeout=timeout,
+        return blocking(
+            self._runner.call(
+                self._async.capture_screenshot,
+                id_or_name,
+                region=region,
+                extra_headers=extra_headers,
+                extra_query=extra_query,
+                extra_body=extra_body,
+                timeout=timeout,
+            )
         )
 
     def capture_screenshot_to(

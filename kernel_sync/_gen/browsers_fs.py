@@ -11,6 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kernel_async._gen_support import blocking
 from kernel_async._retry import Timeout
 from kernel_async._types import NOT_GIVEN, NotGiven
 
@@ -136,14 +137,16 @@ class BrowsersFs:
         ``GET /browsers/{id_or_name}/fs/download_dir_zip``; re-sent after an ambiguous
         failure.
         """
-        return self._runner.call(
-            self._async.download_dir_zip,
-            id_or_name,
-            path=path,
-            extra_headers=extra_headers,
-            extra_query=extra_query,
-            extra_body=extra_body,
-            timeout=timeout,
+        return blocking(
+            self._runner.call(
+                self._async.download_dir_zip,
+                id_or_name,
+                path=path,
+                extra_headers=extra_headers,
+                extra_query=extra_query,
+                extra_body=extra_body,
+                timeout=timeout,
+            )
         )
 
     def download_dir_zip_to(
@@ -273,14 +276,16 @@ class BrowsersFs:
 
         ``GET /browsers/{id_or_name}/fs/read_file``; re-sent after an ambiguous failure.
         """
-        return self._runner.call(
-            self._async.read_file,
-            id_or_name,
-            path=path,
-            extra_headers=extra_headers,
-            extra_query=extra_query,
-            extra_body=extra_body,
-            timeout=timeout,
+        return blocking(
+            self._runner.call(
+                self._async.read_file,
+                id_or_name,
+                path=path,
+                extra_headers=extra_headers,
+                extra_query=extra_query,
+                extra_body=extra_body,
+                timeout=timeout,
+            )
         )
 
     def read_file_to(

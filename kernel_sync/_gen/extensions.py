@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from kernel_async._gen_support import blocking
 from kernel_async._retry import Timeout
 from kernel_async._types import NOT_GIVEN, NotGiven
 
@@ -70,13 +71,15 @@ class Extensions:
 
         ``GET /extensions/{id_or_name}``; re-sent after an ambiguous failure.
         """
-        return self._runner.call(
-            self._async.download,
-            id_or_name,
-            extra_headers=extra_headers,
-            extra_query=extra_query,
-            extra_body=extra_body,
-            timeout=timeout,
+        return blocking(
+            self._runner.call(
+                self._async.download,
+                id_or_name,
+                extra_headers=extra_headers,
+                extra_query=extra_query,
+                extra_body=extra_body,
+                timeout=timeout,
+            )
         )
 
     def download_to(
@@ -124,14 +127,16 @@ class Extensions:
 
         ``GET /extensions/from_chrome_store``; re-sent after an ambiguous failure.
         """
-        return self._runner.call(
-            self._async.download_from_chrome_store,
-            url=url,
-            os=os,
-            extra_headers=extra_headers,
-            extra_query=extra_query,
-            extra_body=extra_body,
-            timeout=timeout,
+        return blocking(
+            self._runner.call(
+                self._async.download_from_chrome_store,
+                url=url,
+                os=os,
+                extra_headers=extra_headers,
+                extra_query=extra_query,
+                extra_body=extra_body,
+                timeout=timeout,
+            )
         )
 
     def download_from_chrome_store_to(

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from kernel_async._gen_support import blocking
 from kernel_async._retry import Timeout
 from kernel_async._types import NOT_GIVEN, NotGiven
 
@@ -94,14 +95,16 @@ class Profiles:
 
         ``GET /profiles/{id_or_name}/download``; re-sent after an ambiguous failure.
         """
-        return self._runner.call(
-            self._async.download,
-            id_or_name,
-            format=format,
-            extra_headers=extra_headers,
-            extra_query=extra_query,
-            extra_body=extra_body,
-            timeout=timeout,
+        return blocking(
+            self._runner.call(
+                self._async.download,
+                id_or_name,
+                format=format,
+                extra_headers=extra_headers,
+                extra_query=extra_query,
+                extra_body=extra_body,
+                timeout=timeout,
+            )
         )
 
     def download_to(
