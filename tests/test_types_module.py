@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import typing
 
 import attrs
 import pytest
 
 import kernel_async.types as types
+from kernel_async._gen.models import MODULES
+
+
+def _place_free_models() -> list[str]:
+    """The names of models (classes), not type aliases."""
+    return [name for name, home in MODULES.items() if home != "_aliases"]
+
+
+ALIASES = set(MODULES) - set(_place_free_models())
 
 
 def test_every_name_resolves_to_a_frozen_model() -> None:
-    for name in types.__all__:
+    for name in sorted(set(types.__all__) - ALIASES):
         model = getattr(types, name)
         assert attrs.has(model), name
         assert model.__name__ == name
@@ -34,3 +44,38 @@ def test_importing_types_loads_no_model_module() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def _official_args(alias: object) -> list[object]:
+    """The official alias's members: a `Literal`'s values, a union's models by name, a
+    map's key and value types (`Annotated` metadata dropped)."""
+    if typing.get_origin(alias) is typing.Annotated:
+        alias = typing.get_args(alias)[0]
+    return [getattr(a, "__name__", a) for a in typing.get_args(alias)]
+
+
+def test_the_official_type_aliases_are_there_with_the_same_members() -> None:
+    official = pytest.importorskip("kernel.types")
+    expected = {
+        "Tags", "BrowserMemory", "BrowserMemoryRequest", "BrowserVideoMemory",
+        "BrowserProxyMode", "BrowserLocationSource", "BrowserReplContent",
+        "VaultProviderConfig", "RecommendationResult", "DeploymentFollowResponse",
+        "InvocationFollowResponse",
+    }  # fmt: skip
+    aliases = set(ALIASES)
+    assert aliases == expected
+    for name in sorted(ALIASES):
+        ours = getattr(types, name)
+        assert name in types.__all__
+        assert _official_args(ours) == _official_args(getattr(official, name)), name
+    # Every official name in kernel.types is here, but the *Params TypedDicts.
+    missing = {n for n in dir(official) if n[:1].isupper() and not n.startswith("_")}
+    missing -= set(types.__all__)
+    assert not {n for n in missing if not n.endswith(("Params", "Param"))}
+
+
+def test_a_follow_alias_accepts_its_events_in_annotations() -> None:
+    from kernel_async.types import DeploymentFollowResponse, HeartbeatEvent, LogEvent
+
+    members = typing.get_args(DeploymentFollowResponse)
+    assert LogEvent in members and HeartbeatEvent in members
