@@ -267,6 +267,13 @@ class BrowserPager:
         """Fetch the first page (once; later calls return the same page)."""
         return self._runner.call(self._async.first_page)
 
+    def iter_pages(self) -> Iterator[BrowserPager]:
+        """The list from each page on, this one first, each page fetched as the loop
+        needs it (``for page in pager.iter_pages()``: ``page.items``).
+        """
+        for inner in iterate(self._runner, self._async.iter_pages()):
+            yield BrowserPager(inner, self._runner)
+
     def has_next_page(self) -> bool:
         """Whether a page follows the first."""
         return self._async.has_next_page()

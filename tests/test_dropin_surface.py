@@ -89,6 +89,27 @@ async def test_browser_page_iter_pages_and_next_page_info(
     assert pager.next_page_info() == PageInfo({"offset": 2})
 
 
+@pytest.mark.anyio
+async def test_async_browser_pager_iter_pages(fake: FakeKernel, client: AsyncKernel) -> None:
+    made = [(await client.browsers.create()).session_id for _ in range(5)]
+    pages = [page async for page in client.browsers.list(limit=2).iter_pages()]
+    assert [len(page.items) for page in pages] == [2, 2, 1]
+    assert sorted(b.session_id for page in pages for b in page.items) == sorted(made)
+    assert offsets(fake, "/browsers") == [None, "2", "4"]  # each page fetched once
+
+
+def test_sync_browser_pager_iter_pages(served: FakeKernel) -> None:
+    with Kernel(api_key=served.api_key, base_url=served.base_url) as k:
+        made = [k.browsers.create().session_id for _ in range(5)]
+        pages = list(k.browsers.list(limit=2).iter_pages())
+        assert [len(page.items) for page in pages] == [2, 2, 1]
+        assert sorted(b.session_id for page in pages for b in page.items) == sorted(made)
+        assert not pages[-1].has_next_page()
+        for _page in k.browsers.list(limit=2).iter_pages():
+            break  # leaving early fetches no further page
+    assert offsets(served, "/browsers") == [None, "2", "4", None]
+
+
 def test_sync_browser_pager_next_page_info(served: FakeKernel) -> None:
     with Kernel(api_key=served.api_key, base_url=served.base_url) as k:
         for _ in range(3):

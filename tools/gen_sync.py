@@ -359,14 +359,21 @@ def _gen_class(async_name: str, used: set[str]) -> list[str]:
         if node.name.startswith("_") or node.name in SKIP_METHODS:
             continue
         params, forward = _signature(node, used)
-        returns = _text(node.returns, used) if node.returns is not None else "None"
+        if isinstance(node, ast.AsyncFunctionDef) and _is_generator(node):
+            assert isinstance(node.returns, ast.Subscript), node.name  # AsyncIterator[...]
+            returns = f"Iterator[{_text(node.returns.slice, used)}]"
+            used.update({"Iterator", "iterate"})
+        else:
+            returns = _text(node.returns, used) if node.returns is not None else "None"
         doc = _doc(_sync_doc(ast.get_docstring(node)), "        ")
         sig = _wrap(f"def {node.name}(", params, f") -> {returns}:", "    ")
         if isinstance(node, ast.FunctionDef) and _is_property(node):
             out += ["    @property", *sig, *doc, f"        return self._async.{node.name}", ""]
             continue
         out += [*sig, *doc]
-        if isinstance(node, ast.AsyncFunctionDef) and returns in RESULTS.values():
+        if isinstance(node, ast.AsyncFunctionDef) and _is_generator(node):
+            out += _sync_generator(node, forward)
+        elif isinstance(node, ast.AsyncFunctionDef) and returns in RESULTS.values():
             used.add("blocking")  # the same object, with the blocking methods
             call = ["self._async." + node.name, *forward]
             out += _wrap("return blocking(self._runner.call(", call, "))", "        ")
@@ -384,6 +391,24 @@ def _gen_class(async_name: str, used: set[str]) -> list[str]:
             out += _wrap(f"return self._async.{node.name}(", forward, ")", "        ")
         out.append("")
     return out
+
+
+def _is_generator(fn: ast.AsyncFunctionDef) -> bool:
+    """An async generator method (its body yields)."""
+    return any(isinstance(n, ast.Yield | ast.YieldFrom) for n in ast.walk(fn))
+
+
+def _sync_generator(fn: ast.AsyncFunctionDef, forward: list[str]) -> list[str]:
+    """An async generator method's twin: ``async for`` on the loop thread, each item of a
+    mapped class handed over as its twin."""
+    returns = fn.returns
+    if not (isinstance(returns, ast.Subscript) and ast.unparse(returns.value) == "AsyncIterator"):
+        raise SystemExit(f"gen_sync: {fn.name} yields: it must return AsyncIterator[...]")
+    item = returns.slice
+    twin = CLASSES.get(item.id) if isinstance(item, ast.Name) else None
+    source = " ".join(part.strip() for part in _wrap(f"self._async.{fn.name}(", forward, ")", ""))
+    value = f"{twin}(inner, self._runner)" if twin else "inner"
+    return [f"        for inner in iterate(self._runner, {source}):", f"            yield {value}"]
 
 
 def _protocols(cls: ast.ClassDef, sync_name: str, used: set[str]) -> list[str]:

@@ -518,6 +518,18 @@ class AsyncBrowserPager:
             for browser in page.items:
                 yield browser
 
+    async def iter_pages(self) -> AsyncIterator[AsyncBrowserPager]:
+        """The list from each page on, this one first, each page fetched as the loop
+        needs it (``async for page in pager.iter_pages()``: ``page.items``)."""
+        pager = self
+        await pager.first_page()
+        while True:
+            yield pager
+            if not pager.has_next_page():
+                return
+            pager = pager.get_next_page()
+            await pager.first_page()
+
     def has_next_page(self) -> bool:
         """Whether a page follows the first."""
         return self._page().has_next_page()
