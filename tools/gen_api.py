@@ -502,12 +502,15 @@ class Generator:
                 if alias not in self.home:
                     lines.append(f"    {alias!r}: {name!r},")
         lines.append("}")
-        lines.append(
-            "# Each param TypedDict's module, by its path under the official kernel.types."
-        )
-        lines.append("PARAMS: dict[str, str] = {")
-        for key in sorted(self.tree.params):
-            lines.append(f"    {key!r}: {self.tree.params[key].module!r},")
+        lines.append("# The param TypedDicts of each official package (`browsers.fs`), each")
+        lines.append("# package's in its own module (`_params_browsers_fs`).")
+        lines.append("PARAMS: dict[str, tuple[str, ...]] = {")
+        by_package: dict[str, list[str]] = defaultdict(list)
+        for placed in self.tree.params.values():
+            by_package[placed.package].append(placed.name)
+        for package in sorted(by_package):
+            names = "".join(f"{n!r}, " for n in sorted(by_package[package]))
+            lines.append(f"    {package!r}: ({names}),")
         lines.append("}")
         lines += [
             "",
@@ -515,7 +518,11 @@ class Generator:
             "def load(package: str, name: str) -> Any:",
             '    """`name` of `kernel_async.types[.package]`: a param TypedDict of that package,',
             '    else the model or type alias of that name."""',
-            '    home = PARAMS.get(f"{package}.{name}" if package else name) or MODULES[name]',
+            "    if name in PARAMS.get(package, ()):",
+            f"        home = {PARAMS_MODULE!r}"
+            + ' + ("_" + package.replace(".", "_") if package else "")',
+            "    else:",
+            "        home = MODULES[name]",
             '    return getattr(importlib.import_module(f"kernel_async._gen.models.{home}"), name)',
         ]
         return "\n".join(lines) + "\n"

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from kernel_async._gen.models._shared import ErrorEvent, HeartbeatEvent
     from kernel_async._gen.models.auth_connections import (
         BrowserTelemetry,
+        ConnectionCreateParamsProxy,
         ConnectionLoginParamsBrowserTelemetry,
         ConnectionLoginParamsProxy,
         ConnectionUpdateParamsBrowserTelemetry,
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
         ManagedAuthBrowserConfigParam,
         ManagedAuthStateEvent,
         ManagedAuthTimelineEvent,
-        Proxy,
         SubmitFieldsResponse,
     )
 
@@ -55,7 +55,7 @@ class AuthConnections:
         health_check_interval: int | NotGiven = NOT_GIVEN,
         health_checks: bool | NotGiven = NOT_GIVEN,
         login_url: str | NotGiven = NOT_GIVEN,
-        proxy: Proxy | Mapping[str, object] | NotGiven = NOT_GIVEN,
+        proxy: ConnectionCreateParamsProxy | Mapping[str, object] | NotGiven = NOT_GIVEN,
         record_session: bool | NotGiven = NOT_GIVEN,
         save_credentials: bool | NotGiven = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,

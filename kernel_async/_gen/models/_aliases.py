@@ -7,7 +7,15 @@ from __future__ import annotations
 
 from typing import Literal, TypeAlias
 
-from ._shared import ErrorEvent, HeartbeatEvent, LogEvent, NoRecommendation, Recommendation
+from ._shared import (
+    ConfigRegistryDirectProxy,
+    ConfigRegistryManagedProxy,
+    ErrorEvent,
+    HeartbeatEvent,
+    LogEvent,
+    NoRecommendation,
+    Recommendation,
+)
 from .browsers import BrowserReplImageContent, BrowserReplTextContent
 from .deployments import AppVersionSummaryEvent, DeploymentStateEvent
 from .invocations import InvocationStateEvent
@@ -38,6 +46,9 @@ DeploymentFollowResponse: TypeAlias = (
 
 InvocationFollowResponse: TypeAlias = LogEvent | InvocationStateEvent | ErrorEvent | HeartbeatEvent
 """One event of a followed invocation (told apart by `event`)."""
+
+Proxy: TypeAlias = ConfigRegistryDirectProxy | ConfigRegistryManagedProxy
+"""A configuration registry proxy, direct or managed (told apart by `mode`)."""
 
 RecommendationResult: TypeAlias = Recommendation | NoRecommendation
 """A search's answer, a recommendation or none (told apart by `type`)."""

@@ -83,6 +83,14 @@ class Choice:
 
 
 @attrs.frozen
+class ConnectionCreateParamsProxy:
+    """The `ConnectionCreateParamsProxy` object of the Kernel API."""
+
+    id: str | None = None
+    name: str | None = None
+
+
+@attrs.frozen
 class ConnectionLoginParamsBrowserTelemetry:
     """The `ConnectionLoginParamsBrowserTelemetry` object of the Kernel API."""
 
@@ -534,14 +542,6 @@ class PendingSSOButton:
     label: str
     provider: str
     selector: str
-
-
-@attrs.frozen
-class Proxy:
-    """The `Proxy` object of the Kernel API."""
-
-    id: str | None = None
-    name: str | None = None
 
 
 @attrs.frozen
