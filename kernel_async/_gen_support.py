@@ -19,10 +19,10 @@ __all__ = [
 
 FileInput = Union[
     bytes,
-    "os.PathLike[str]",
+    os.PathLike[str],
     IO[bytes],
-    tuple[str | None, Union[bytes, "os.PathLike[str]", IO[bytes]]],
-    tuple[str | None, Union[bytes, "os.PathLike[str]", IO[bytes]], str | None],
+    tuple[str | None, Union[bytes, os.PathLike[str], IO[bytes]]],
+    tuple[str | None, Union[bytes, os.PathLike[str], IO[bytes]], str | None],
 ]
 """A file to send: its bytes, a path, a binary file object, or the official SDK's
 ``(filename, content)`` / ``(filename, content, content_type)`` tuples."""

@@ -147,6 +147,17 @@ def test_typeddicts_have_the_official_keys_and_required_keys(package: str) -> No
         assert checked > 60
 
 
+@pytest.mark.parametrize("package", sorted(PACKAGES))
+def test_every_typeddicts_hints_resolve(package: str) -> None:
+    """`typing.get_type_hints` (what runtime validators and IDE helpers call) works on
+    each TypedDict, file uploads included (`FileInput` names `os.PathLike` itself)."""
+    ours = _ours(package)
+    for name in sorted(_public(PACKAGES[package])):
+        mine = getattr(ours, name)
+        if typing.is_typeddict(mine):
+            assert typing.get_type_hints(mine), (package, name)
+
+
 def _typeddict_members(alias: object) -> list[typing.Any]:
     return [m for m in typing.get_args(alias) if _is_official_typeddict(m)]
 
