@@ -1,20 +1,24 @@
-"""What generated models and methods share: the file input type and repr helpers."""
+"""What generated models and methods share: the file input type, binary results, repr
+helpers, and the base of every resource class."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
-from typing import IO, TypeVar, Union
+from typing import IO, TYPE_CHECKING, Final, NoReturn, TypeVar, Union
 
 __all__ = [
     "AsyncBinaryContent",
     "BinaryContent",
     "FileInput",
+    "OfficialOnly",
+    "Resource",
     "_hide_query",
     "_redacted",
     "blocking",
     "charset_of",
+    "official_only",
 ]
 
 FileInput = Union[
@@ -42,6 +46,60 @@ def charset_of(content_type: str | None) -> str:
             except LookupError:
                 return "utf-8"
     return "utf-8"
+
+
+OFFICIAL_ONLY: Final[dict[str, str]] = {
+    "with_raw_response": (
+        "results here are always parsed: call the method itself; a failed call raises an "
+        "APIStatusError carrying .status_code, .headers and .body, and binary results "
+        "(bytes) carry the response .headers"
+    ),
+    "with_streaming_response": (
+        "call the method itself: event streams are read as they arrive, and a binary "
+        "result streams straight to disk through the method's *_to twin "
+        "(capture_screenshot_to, fs.read_file_to, replays.download_to, ...)"
+    ),
+    "response": (
+        "errors carry no httpx response: read .status_code, .headers and .body (the "
+        "parsed Error at .error)"
+    ),
+    "request": "errors carry no httpx request: read .method and .url",
+}
+"""Attributes the official SDK's resources, clients and errors have that this SDK lacks
+on purpose, and what to do instead (docs/migrating.md)."""
+
+
+def official_only(owner: str, name: str) -> str:
+    """The AttributeError message for official SDK attribute `name` read on an `owner`
+    (a class name): Python's usual sentence, then what to do instead. Pure."""
+    return (
+        f"{owner!r} object has no attribute {name!r} (the official SDK's); "
+        f"{OFFICIAL_ONLY[name]} (see docs/migrating.md)"
+    )
+
+
+class OfficialOnly:
+    """A class attribute standing for an official SDK attribute this SDK lacks: reading
+    it raises an AttributeError that says what to do instead (so ``hasattr`` is false)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, obj: object, owner: type | None = None) -> NoReturn:
+        kind = owner if owner is not None else type(obj)
+        raise AttributeError(official_only(kind.__name__, self._name), name=self._name, obj=obj)
+
+
+class Resource:
+    """Base of every resource class and of the clients (async and blocking). Official
+    code that reaches for ``.with_raw_response`` or ``.with_streaming_response`` gets an
+    AttributeError naming what to do here; type checkers see no such attribute."""
+
+    __slots__ = ()
+
+    if not TYPE_CHECKING:  # at runtime only: mypy keeps reporting the missing attribute
+        with_raw_response = OfficialOnly()
+        with_streaming_response = OfficialOnly()
 
 
 _B = TypeVar("_B", bound="_Body")
