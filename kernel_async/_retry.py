@@ -92,6 +92,12 @@ class Timeout:
         """Accept a float (per-attempt bound), `None` (unbounded) or a `Timeout`."""
         if isinstance(value, Timeout):
             return value
+        if type(value).__module__.partition(".")[0] == "httpx":  # official code's habit
+            raise TypeError(
+                f"{name} must be a number of seconds, None, or a Timeout from kernel_async "
+                f"(or kernel_sync), not an httpx.Timeout: for httpx.Timeout(60.0, "
+                f"connect=2.0) pass Timeout(60.0, connect=2.0); a float bounds each attempt"
+            )
         _positive_or_none(name)(None, None, value)
         return cls(attempt=value)
 
