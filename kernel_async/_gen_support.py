@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Final, NoReturn, TypeVar, Union
 
+from multidict import CIMultiDict
+
 __all__ = [
     "AsyncBinaryContent",
     "BinaryContent",
@@ -64,30 +66,41 @@ OFFICIAL_ONLY: Final[dict[str, str]] = {
         "parsed Error at .error)"
     ),
     "request": "errors carry no httpx request: read .method and .url",
+    "browsers.request": (
+        "there is no raw HTTP through the browser (an httpx response): use "
+        "browsers.curl(id_or_name, url=..., method=...), which answers the status, "
+        "headers and body"
+    ),
 }
 """Attributes the official SDK's resources, clients and errors have that this SDK lacks
 on purpose, and what to do instead (docs/migrating.md)."""
 
 
-def official_only(owner: str, name: str) -> str:
+def official_only(owner: str, name: str, hint: str | None = None) -> str:
     """The AttributeError message for official SDK attribute `name` read on an `owner`
-    (a class name): Python's usual sentence, then what to do instead. Pure."""
+    (a class name): Python's usual sentence, then what to do instead (`OFFICIAL_ONLY`
+    under `hint`, else under `name`). Pure."""
     return (
         f"{owner!r} object has no attribute {name!r} (the official SDK's); "
-        f"{OFFICIAL_ONLY[name]} (see docs/migrating.md)"
+        f"{OFFICIAL_ONLY[hint or name]} (see docs/migrating.md)"
     )
 
 
 class OfficialOnly:
     """A class attribute standing for an official SDK attribute this SDK lacks: reading
-    it raises an AttributeError that says what to do instead (so ``hasattr`` is false)."""
+    it raises an AttributeError that says what to do instead (so ``hasattr`` is false).
+    `hint` is its key in `OFFICIAL_ONLY` when not the attribute's own name."""
+
+    def __init__(self, hint: str | None = None) -> None:
+        self._hint = hint
 
     def __set_name__(self, owner: type, name: str) -> None:
         self._name = name
 
     def __get__(self, obj: object, owner: type | None = None) -> NoReturn:
         kind = owner if owner is not None else type(obj)
-        raise AttributeError(official_only(kind.__name__, self._name), name=self._name, obj=obj)
+        message = official_only(kind.__name__, self._name, self._hint)
+        raise AttributeError(message, name=self._name, obj=obj)
 
 
 class Resource:
@@ -109,20 +122,19 @@ class _Body(bytes):
     """A binary result's bytes with the response's headers: what `BinaryContent` and
     `AsyncBinaryContent` share."""
 
-    headers: Mapping[str, str]
+    headers: CIMultiDict[str]
+    """The response headers; names match in any case (``headers["content-type"]``), as
+    in the official SDK's (httpx) headers."""
 
     def __new__(cls: type[_B], data: bytes, headers: Mapping[str, str] | None = None) -> _B:
         made = super().__new__(cls, data)
-        made.headers = dict(headers or {})
+        made.headers = CIMultiDict(headers or {})  # a copy of its own, picklable
         return made
 
     @property
     def content_type(self) -> str | None:
         """The response's Content-Type, if it had one."""
-        for key, value in self.headers.items():
-            if key.lower() == "content-type":
-                return value
-        return None
+        return self.headers.get("Content-Type")
 
     def _text(self) -> str:
         return self.decode(charset_of(self.content_type), errors="replace")
