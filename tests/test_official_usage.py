@@ -773,3 +773,15 @@ async def test_docs_create_and_connect_over_cdp() -> None:
         await kernel.browsers.delete_by_id(kernel_browser.session_id)
         await kernel.close()
         assert title == "Example Domain" and fake.sessions() == []
+
+
+def test_httpx_timeout_named_after_the_official_sdk_is_imported() -> None:
+    """Importing the official SDK renames httpx.Timeout's module to "kernel"."""
+    httpx = pytest.importorskip("httpx")
+    pytest.importorskip("kernel")
+
+    from kernel_sync import Kernel
+
+    assert httpx.Timeout.__module__ == "kernel"
+    with pytest.raises(TypeError, match=r"not an httpx\.Timeout"):
+        Kernel(api_key="k", timeout=httpx.Timeout(5.0))  # type: ignore[arg-type]
