@@ -784,4 +784,4 @@ def test_httpx_timeout_named_after_the_official_sdk_is_imported() -> None:
 
     assert httpx.Timeout.__module__ == "kernel"
     with pytest.raises(TypeError, match=r"not an httpx\.Timeout"):
-        Kernel(api_key="k", timeout=httpx.Timeout(5.0))  # type: ignore[arg-type]
+        Kernel(api_key="k", timeout=httpx.Timeout(5.0))
