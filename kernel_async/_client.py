@@ -362,9 +362,11 @@ class AsyncKernel(AsyncResources):
         default_headers: Mapping[str, str] | None = None,
     ) -> AsyncKernel:
         """A copy with some options changed, sharing this client's connection pool.
-        Options not passed are kept. The retry budget is shared too, unless `retry`
-        sets a different budget size (then the copy has a bucket of its own). Closing
-        the copy does not close the pool; closing the original does (for both)."""
+        Options not passed are kept; `default_headers` are added to this client's (a
+        name given again takes the new value), as in the official SDK. The retry budget
+        is shared too, unless `retry` sets a different budget size (then the copy has a
+        bucket of its own). Closing the copy does not close the pool; closing the
+        original does (for both)."""
         clone = object.__new__(type(self))
         clone._proxy_option = self._proxy_option
         clone._trust_env = self._trust_env
@@ -375,7 +377,9 @@ class AsyncKernel(AsyncResources):
             max_retries=max_retries if max_retries is not None else self._max_retries,
             retry=retry if retry is not None else self._policy,
             default_headers=(
-                default_headers if default_headers is not None else self._default_headers
+                {**self._default_headers, **default_headers}
+                if default_headers is not None
+                else self._default_headers
             ),
         )
         clone._shared = self._shared

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
+from ._gen_support import OfficialOnly
 from ._models import Error, decode_error
 
 if TYPE_CHECKING:
@@ -79,6 +80,10 @@ class APIError(KernelError):
         self.attempts = attempts
         self.retry_after = retry_after
         self.body = body
+
+    if not TYPE_CHECKING:  # the official errors' httpx objects: reading one says what to use
+        request = OfficialOnly()
+        response = OfficialOnly()
 
     def __str__(self) -> str:
         tail = f"{self.attempts} attempt" + ("" if self.attempts == 1 else "s")

@@ -1,20 +1,26 @@
-"""What generated models and methods share: the file input type and repr helpers."""
+"""What generated models and methods share: the file input type, binary results, repr
+helpers, and the base of every resource class."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
-from typing import IO, TypeVar, Union
+from typing import IO, TYPE_CHECKING, Final, NoReturn, TypeVar, Union
+
+from multidict import CIMultiDict
 
 __all__ = [
     "AsyncBinaryContent",
     "BinaryContent",
     "FileInput",
+    "OfficialOnly",
+    "Resource",
     "_hide_query",
     "_redacted",
     "blocking",
     "charset_of",
+    "official_only",
 ]
 
 FileInput = Union[
@@ -44,6 +50,71 @@ def charset_of(content_type: str | None) -> str:
     return "utf-8"
 
 
+OFFICIAL_ONLY: Final[dict[str, str]] = {
+    "with_raw_response": (
+        "results here are always parsed: call the method itself; a failed call raises an "
+        "APIStatusError carrying .status_code, .headers and .body, and binary results "
+        "(bytes) carry the response .headers"
+    ),
+    "with_streaming_response": (
+        "call the method itself: event streams are read as they arrive, and a binary "
+        "result streams straight to disk through the method's *_to twin "
+        "(capture_screenshot_to, fs.read_file_to, replays.download_to, ...)"
+    ),
+    "response": (
+        "errors carry no httpx response: read .status_code, .headers and .body (the "
+        "parsed Error at .error)"
+    ),
+    "request": "errors carry no httpx request: read .method and .url",
+    "browsers.request": (
+        "there is no raw HTTP through the browser (an httpx response): use "
+        "browsers.curl(id_or_name, url=..., method=...), which answers the status, "
+        "headers and body"
+    ),
+}
+"""Attributes the official SDK's resources, clients and errors have that this SDK lacks
+on purpose, and what to do instead (docs/migrating.md)."""
+
+
+def official_only(owner: str, name: str, hint: str | None = None) -> str:
+    """The AttributeError message for official SDK attribute `name` read on an `owner`
+    (a class name): Python's usual sentence, then what to do instead (`OFFICIAL_ONLY`
+    under `hint`, else under `name`). Pure."""
+    return (
+        f"{owner!r} object has no attribute {name!r} (the official SDK's); "
+        f"{OFFICIAL_ONLY[hint or name]} (see docs/migrating.md)"
+    )
+
+
+class OfficialOnly:
+    """A class attribute standing for an official SDK attribute this SDK lacks: reading
+    it raises an AttributeError that says what to do instead (so ``hasattr`` is false).
+    `hint` is its key in `OFFICIAL_ONLY` when not the attribute's own name."""
+
+    def __init__(self, hint: str | None = None) -> None:
+        self._hint = hint
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, obj: object, owner: type | None = None) -> NoReturn:
+        kind = owner if owner is not None else type(obj)
+        message = official_only(kind.__name__, self._name, self._hint)
+        raise AttributeError(message, name=self._name, obj=obj)
+
+
+class Resource:
+    """Base of every resource class and of the clients (async and blocking). Official
+    code that reaches for ``.with_raw_response`` or ``.with_streaming_response`` gets an
+    AttributeError naming what to do here; type checkers see no such attribute."""
+
+    __slots__ = ()
+
+    if not TYPE_CHECKING:  # at runtime only: mypy keeps reporting the missing attribute
+        with_raw_response = OfficialOnly()
+        with_streaming_response = OfficialOnly()
+
+
 _B = TypeVar("_B", bound="_Body")
 
 
@@ -51,20 +122,19 @@ class _Body(bytes):
     """A binary result's bytes with the response's headers: what `BinaryContent` and
     `AsyncBinaryContent` share."""
 
-    headers: Mapping[str, str]
+    headers: CIMultiDict[str]
+    """The response headers; names match in any case (``headers["content-type"]``), as
+    in the official SDK's (httpx) headers."""
 
     def __new__(cls: type[_B], data: bytes, headers: Mapping[str, str] | None = None) -> _B:
         made = super().__new__(cls, data)
-        made.headers = dict(headers or {})
+        made.headers = CIMultiDict(headers or {})  # a copy of its own, picklable
         return made
 
     @property
     def content_type(self) -> str | None:
         """The response's Content-Type, if it had one."""
-        for key, value in self.headers.items():
-            if key.lower() == "content-type":
-                return value
-        return None
+        return self.headers.get("Content-Type")
 
     def _text(self) -> str:
         return self.decode(charset_of(self.content_type), errors="replace")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeAlias
@@ -92,6 +93,14 @@ class Timeout:
         """Accept a float (per-attempt bound), `None` (unbounded) or a `Timeout`."""
         if isinstance(value, Timeout):
             return value
+        httpx = sys.modules.get("httpx")  # official code's habit; never imported here
+        # (not by __module__: importing the official SDK renames httpx.Timeout's to "kernel")
+        if httpx is not None and isinstance(value, httpx.Timeout):
+            raise TypeError(
+                f"{name} must be a number of seconds, None, or a Timeout from kernel_async "
+                f"(or kernel_sync), not an httpx.Timeout: for httpx.Timeout(60.0, "
+                f"connect=2.0) pass Timeout(60.0, connect=2.0); a float bounds each attempt"
+            )
         _positive_or_none(name)(None, None, value)
         return cls(attempt=value)
 

@@ -30,7 +30,7 @@ from kernel_async import (
     Viewport,
 )
 from kernel_async._client import ClosedFlag
-from kernel_async._gen_support import BinaryContent, blocking
+from kernel_async._gen_support import BinaryContent, OfficialOnly, blocking
 from kernel_async._hosted import check_blocking_client
 from kernel_async._pagination import PageInfo
 from kernel_async.resources import AsyncBrowserPager, AsyncBrowsers, AsyncRecording, AsyncReplays
@@ -363,6 +363,10 @@ class Browsers(BrowsersBase):
     _async: AsyncBrowsers
 
     replays: Replays
+
+    if not TYPE_CHECKING:  # official-only: reading one says what to use
+        request = OfficialOnly("browsers.request")
+        stream = OfficialOnly("browsers.request")
 
     def __init__(self, async_: AsyncBrowsers, runner: Runner) -> None:
         self._async = async_
@@ -846,9 +850,11 @@ class Kernel(Resources):
         default_headers: Mapping[str, str] | None = None,
     ) -> Kernel:
         """A copy with some options changed, sharing this client's connection pool.
-        Options not passed are kept. The retry budget is shared too, unless `retry`
-        sets a different budget size (then the copy has a bucket of its own). Closing
-        the copy does not close the pool; closing the original does (for both).
+        Options not passed are kept; `default_headers` are added to this client's (a
+        name given again takes the new value), as in the official SDK. The retry budget
+        is shared too, unless `retry` sets a different budget size (then the copy has a
+        bucket of its own). Closing the copy does not close the pool; closing the
+        original does (for both).
         """
         inner = self._async.with_options(
             api_key=api_key,

@@ -532,11 +532,12 @@ class Generator:
         doc = '"""The top-level resource groups of `AsyncKernel`, each loaded on first use."""'
         lines = [HEADER + doc, "", "from __future__ import annotations", ""]
         lines += ["from functools import cached_property", "from typing import TYPE_CHECKING"]
+        lines += ["", "from .._gen_support import Resource"]
         lines += ["", "if TYPE_CHECKING:"]
         for res in tops:
             mod, cls = public_class_of(res)
             lines.append(f"    from {mod} import {cls}")
-        lines += ["", "", "class AsyncResources:"]
+        lines += ["", "", "class AsyncResources(Resource):"]
         lines.append(
             '    """The resource groups besides ``browsers`` (which the client builds)."""'
         )
@@ -597,6 +598,7 @@ class Generator:
         if "save" in used:
             head += ["import os", "from pathlib import Path"]
         head.append("")
+        head.append("from .._gen_support import Resource")
         for module, names in (
             ("_operation", ("Operation", "call", "pager", "save", "stream")),
             ("_retry", ("Timeout",)),
@@ -629,7 +631,7 @@ class Generator:
 
     def resource(self, res: tuple[str, ...]) -> list[str]:
         cls = class_of(res)
-        lines = ["", "", f"class {cls}:", f'    """{_group_doc(res)}"""', ""]
+        lines = ["", "", f"class {cls}(Resource):", f'    """{_group_doc(res)}"""', ""]
         lines += [
             "    def __init__(self, client: AsyncKernel) -> None:",
             "        self._client = client",

@@ -98,6 +98,7 @@ IMPORTS = {
     "ClosedFlag": "kernel_async._client",
     "BinaryContent": "kernel_async._gen_support",
     "blocking": "kernel_async._gen_support",
+    "OfficialOnly": "kernel_async._gen_support",
 }
 KERNEL_ASYNC_NAMES = {
     "NOT_GIVEN",
@@ -285,6 +286,17 @@ def _gen_class(async_name: str, used: set[str]) -> list[str]:
             subs.append((node.target.id, CLASSES[node.annotation.id]))
             out.append(f"    {node.target.id}: {CLASSES[node.annotation.id]}")
     if subs:
+        out.append("")
+    hints = [  # `if not TYPE_CHECKING:` blocks of `name = OfficialOnly(...)`: kept as they are
+        f"        {ast.unparse(stmt)}"
+        for node in cls.body
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "not TYPE_CHECKING"
+        for stmt in node.body
+        if isinstance(stmt, ast.Assign) and ast.unparse(stmt.value).startswith("OfficialOnly(")
+    ]
+    if hints:
+        used.update({"TYPE_CHECKING", "OfficialOnly"})
+        out += ["    if not TYPE_CHECKING:  # official-only: reading one says what to use", *hints]
         out.append("")
 
     sub_lines = [f"        self.{n} = {t}(self._async.{n}, self._runner)" for n, t in subs]

@@ -113,8 +113,11 @@ def generate_module(path: Path) -> str:
         "from kernel_async._retry import Timeout",
         "from kernel_async._types import NOT_GIVEN, NotGiven",
     ]
-    if "blocking(" in used:
-        head.append("from kernel_async._gen_support import blocking")
+    head.append(
+        "from kernel_async._gen_support import Resource, blocking"
+        if "blocking(" in used
+        else "from kernel_async._gen_support import Resource"
+    )
     head += ["", "from .._paging import Page, Stream", "from .._runner import Runner", ""]
     head += ["if TYPE_CHECKING:", *sorted(set(type_imports))]
     asyncs = sorted(
@@ -132,7 +135,7 @@ def _classes(tree: ast.Module) -> list[ast.ClassDef]:
 
 def sync_class(node: ast.ClassDef, stem: str) -> list[str]:
     name = sync_name(node.name)
-    lines = ["", "", f"class {name}:"]
+    lines = ["", "", f"class {name}(Resource):"]
     doc = ast.get_docstring(node)
     if doc:
         lines.append(f'    """{doc}"""')
@@ -211,14 +214,17 @@ def root() -> str:
     cls = _classes(tree)[0]
     lines = [HEADER.format(name="_root.py") + '"""The top-level resource groups of `Kernel`."""']
     lines += ["", "from __future__ import annotations", "", "from functools import cached_property"]
-    lines += ["from typing import TYPE_CHECKING", "", "from .._runner import Runner", ""]
+    lines += ["from typing import TYPE_CHECKING", ""]
+    lines += ["from kernel_async._gen_support import Resource", ""]
+    lines += ["from .._runner import Runner", ""]
     lines += ["if TYPE_CHECKING:", "    from kernel_async import AsyncKernel"]
     props = [f for f in cls.body if isinstance(f, ast.FunctionDef)]
     for fn in props:
         imp = next(s for s in fn.body if isinstance(s, ast.ImportFrom))
         tmod, tcls = twin_of(absolute(imp.module, imp.level), imp.names[0].name)
         lines.append(f"    from {tmod} import {tcls}")
-    lines += ["", "", "class Resources:", '    """The resource groups besides ``browsers``."""']
+    lines += ["", "", "class Resources(Resource):"]
+    lines.append('    """The resource groups besides ``browsers``."""')
     lines += ["", "    _async: AsyncKernel", "    _runner: Runner"]
     for fn in props:
         imp = next(s for s in fn.body if isinstance(s, ast.ImportFrom))

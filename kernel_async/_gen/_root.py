@@ -8,6 +8,8 @@ from __future__ import annotations
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from .._gen_support import Resource
+
 if TYPE_CHECKING:
     from kernel_async._gen.api_keys import AsyncApiKeys
     from kernel_async._gen.apps import AsyncApps
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
     from kernel_async._gen.vaults import AsyncVaults
 
 
-class AsyncResources:
+class AsyncResources(Resource):
     """The resource groups besides ``browsers`` (which the client builds)."""
 
     @cached_property

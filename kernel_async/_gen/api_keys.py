@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
+from .._gen_support import Resource
 from .._operation import Operation, call, pager
 from .._retry import Timeout
 from .._types import NOT_GIVEN, NotGiven
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from .models.api_keys import APIKey, CreatedAPIKey, Policy
 
 
-class AsyncApiKeys:
+class AsyncApiKeys(Resource):
     """``client.api_keys``: the api keys operations."""
 
     def __init__(self, client: AsyncKernel) -> None:

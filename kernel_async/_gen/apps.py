@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from .._gen_support import Resource
 from .._operation import Operation, pager
 from .._retry import Timeout
 from .._types import NOT_GIVEN, NotGiven
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from .models.apps import AppListResponse
 
 
-class AsyncApps:
+class AsyncApps(Resource):
     """``client.apps``: the apps operations."""
 
     def __init__(self, client: AsyncKernel) -> None:

@@ -12,6 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from .._gen_support import Resource
 from .._operation import Operation, call, pager, save
 from .._retry import Timeout
 from .._types import NOT_GIVEN, NotGiven
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from .models.audit_logs import AuditLogEntry
 
 
-class AsyncAuditLogs:
+class AsyncAuditLogs(Resource):
     """``client.audit_logs``: the audit logs operations."""
 
     def __init__(self, client: AsyncKernel) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Literal
 
+from .._gen_support import Resource
 from .._operation import Operation, call, pager
 from .._retry import Timeout
 from .._types import NOT_GIVEN, NotGiven
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     )
 
 
-class AsyncAuditLogsExportDestinations:
+class AsyncAuditLogsExportDestinations(Resource):
     """``client.audit_logs.export_destinations``: the export destinations operations."""
 
     def __init__(self, client: AsyncKernel) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
+from .._gen_support import Resource
 from .._operation import Operation, call, pager, stream
 from .._retry import Timeout
 from .._types import NOT_GIVEN, NotGiven
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     )
 
 
-class AsyncAuthConnections:
+class AsyncAuthConnections(Resource):
     """``client.auth.connections``: the connections operations."""
 
     def __init__(self, client: AsyncKernel) -> None:

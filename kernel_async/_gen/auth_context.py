@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from .._gen_support import Resource
 from .._operation import Operation, call
 from .._retry import Timeout
 from .._types import NOT_GIVEN, NotGiven
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from .models.auth_context import AuthContext
 
 
-class AsyncAuthContext:
+class AsyncAuthContext(Resource):
     """``client.auth.context``: the context operations."""
 
     def __init__(self, client: AsyncKernel) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+from .._gen_support import Resource
 from .._operation import Operation, call, pager
 from .._retry import Timeout
 from .._types import NOT_GIVEN, NotGiven
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     )
 
 
-class AsyncBrowserPools:
+class AsyncBrowserPools(Resource):
     """``client.browser_pools``: the browser pools operations."""
 
     def __init__(self, client: AsyncKernel) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Literal
 
+from .._gen_support import Resource
 from .._operation import Operation, call
 from .._retry import Timeout
 from .._types import NOT_GIVEN, NotGiven
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from .models.browsers import BrowserCurlResponse, BrowserReplResult, Extension
 
 
-class AsyncBrowsersBase:
+class AsyncBrowsersBase(Resource):
     """``client.browsers``: the browsers operations."""
 
     def __init__(self, client: AsyncKernel) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from .._gen_support import Resource
 from .._operation import Operation, call, save
 from .._retry import Timeout
 from .._types import NOT_GIVEN, NotGiven
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     )
 
 
-class AsyncBrowsersComputer:
+class AsyncBrowsersComputer(Resource):
     """``client.browsers.computer``: the computer operations."""
 
     def __init__(self, client: AsyncKernel) -> None:

@@ -11,6 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .._gen_support import Resource
 from .._operation import Operation, call, save
 from .._retry import Timeout
 from .._types import NOT_GIVEN, NotGiven
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from .models.browsers_fs import FFileInfoResponse, File, FListFilesResponseItem
 
 
-class AsyncBrowsersFs:
+class AsyncBrowsersFs(Resource):
     """``client.browsers.fs``: the fs operations."""
 
     def __init__(self, client: AsyncKernel) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from .._gen_support import Resource
 from .._operation import Operation, call, stream
 from .._retry import Timeout
 from .._types import NOT_GIVEN, NotGiven
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from .models.browsers_fs_watch import WatchEventsResponse, WatchStartResponse
 
 
-class AsyncBrowsersFsWatch:
+class AsyncBrowsersFsWatch(Resource):
     """``client.browsers.fs.watch``: the watch operations."""
 
     def __init__(self, client: AsyncKernel) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Literal
 
+from .._gen_support import Resource
 from .._operation import Operation, stream
 from .._retry import Timeout
 from .._types import NOT_GIVEN, NotGiven
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from .models._shared import LogEvent
 
 
-class AsyncBrowsersLogs:
+class AsyncBrowsersLogs(Resource):
     """``client.browsers.logs``: the logs operations."""
 
     def __init__(self, client: AsyncKernel) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from .._gen_support import Resource
 from .._operation import Operation, call
 from .._retry import Timeout
 from .._types import NOT_GIVEN, NotGiven
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from .models.browsers_playwright import PlaywrightExecuteResponse
 
 
-class AsyncBrowsersPlaywright:
+class AsyncBrowsersPlaywright(Resource):
     """``client.browsers.playwright``: the playwright operations."""
 
     def __init__(self, client: AsyncKernel) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
+from .._gen_support import Resource
 from .._operation import Operation, call, stream
 from .._retry import Timeout
 from .._types import NOT_GIVEN, NotGiven
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     )
 
 
-class AsyncBrowsersProcess:
+class AsyncBrowsersProcess(Resource):
     """``client.browsers.process``: the process operations."""
 
     def __init__(self, client: AsyncKernel) -> None:

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .._gen_support import Resource
+
 if TYPE_CHECKING:
     from .._client import AsyncKernel
 
 
-class AsyncBrowsersReplaysBase:
+class AsyncBrowsersReplaysBase(Resource):
     """``client.browsers.replays``: the replays operations."""
 
     def __init__(self, client: AsyncKernel) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
+from .._gen_support import Resource
 from .._operation import Operation, pager, stream
 from .._retry import Timeout
 from .._types import NOT_GIVEN, NotGiven
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from .models.browsers_telemetry import TelemetryEventsResponse, TelemetryStreamResponse
 
 
-class AsyncBrowsersTelemetry:
+class AsyncBrowsersTelemetry(Resource):
     """``client.browsers.telemetry``: the telemetry operations."""
 
     def __init__(self, client: AsyncKernel) -> None:

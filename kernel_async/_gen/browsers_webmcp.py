@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from .._gen_support import Resource
 from .._operation import Operation, call
 from .._retry import Timeout
 from .._types import NOT_GIVEN, NotGiven
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from .models.browsers_webmcp import InvocationResult, ToolsResponse
 
 
-class AsyncBrowsersWebmcp:
+class AsyncBrowsersWebmcp(Resource):
     """``client.browsers.webmcp``: the webmcp operations."""
 
     def __init__(self, client: AsyncKernel) -> None:

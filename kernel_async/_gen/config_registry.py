@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Literal
 
+from .._gen_support import Resource
 from .._operation import Operation, call, pager
 from .._retry import Timeout
 from .._types import NOT_GIVEN, NotGiven
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from .models.config_registry import LookupResponse, RecommendationSummary
 
 
-class AsyncConfigRegistry:
+class AsyncConfigRegistry(Resource):
     """``client.config_registry``: the config registry operations."""
 
     def __init__(self, client: AsyncKernel) -> None:

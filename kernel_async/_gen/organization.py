@@ -8,6 +8,8 @@ from __future__ import annotations
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from .._gen_support import Resource
+
 if TYPE_CHECKING:
     from kernel_async._gen.organization_entitlements import AsyncOrganizationEntitlements
     from kernel_async._gen.organization_limits import AsyncOrganizationLimits
@@ -15,7 +17,7 @@ if TYPE_CHECKING:
     from .._client import AsyncKernel
 
 
-class AsyncOrganization:
+class AsyncOrganization(Resource):
     """``client.organization``: the organization operations."""
 
     def __init__(self, client: AsyncKernel) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from .._gen_support import Resource
 from .._operation import Operation, call
 from .._retry import Timeout
 from .._types import NOT_GIVEN, NotGiven
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from .models.organization_entitlements import OrgEntitlements
 
 
-class AsyncOrganizationEntitlements:
+class AsyncOrganizationEntitlements(Resource):
     """``client.organization.entitlements``: the entitlements operations."""
 
     def __init__(self, client: AsyncKernel) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from .._gen_support import Resource
 from .._operation import Operation, call, pager, save
 from .._retry import Timeout
 from .._types import NOT_GIVEN, NotGiven
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from .models._shared import Profile
 
 
-class AsyncProfiles:
+class AsyncProfiles(Resource):
     """``client.profiles``: the profiles operations."""
 
     def __init__(self, client: AsyncKernel) -> None:

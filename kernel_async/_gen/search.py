@@ -10,6 +10,7 @@ from datetime import date
 from functools import cached_property
 from typing import TYPE_CHECKING, Literal
 
+from .._gen_support import Resource
 from .._operation import Operation, call
 from .._retry import Timeout
 from .._types import NOT_GIVEN, NotGiven
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     )
 
 
-class AsyncSearch:
+class AsyncSearch(Resource):
     """``client.search``: the search operations."""
 
     def __init__(self, client: AsyncKernel) -> None:

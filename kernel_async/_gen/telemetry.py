@@ -8,13 +8,15 @@ from __future__ import annotations
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from .._gen_support import Resource
+
 if TYPE_CHECKING:
     from kernel_async._gen.telemetry_destinations import AsyncTelemetryDestinations
 
     from .._client import AsyncKernel
 
 
-class AsyncTelemetry:
+class AsyncTelemetry(Resource):
     """``client.telemetry``: the telemetry operations."""
 
     def __init__(self, client: AsyncKernel) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from .._gen_support import Resource
 from .._operation import Operation, call, pager
 from .._retry import Timeout
 from .._types import NOT_GIVEN, NotGiven
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from .models.telemetry_destinations import OtlpDestination
 
 
-class AsyncTelemetryDestinations:
+class AsyncTelemetryDestinations(Resource):
     """``client.telemetry.destinations``: the destinations operations."""
 
     def __init__(self, client: AsyncKernel) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Literal
 
+from .._gen_support import Resource
 from .._operation import Operation, call, pager
 from .._retry import Timeout
 from .._types import NOT_GIVEN, NotGiven
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     )
 
 
-class AsyncVaultProviderConfigs:
+class AsyncVaultProviderConfigs(Resource):
     """``client.vault_provider_configs``: the vault provider configs operations."""
 
     def __init__(self, client: AsyncKernel) -> None:

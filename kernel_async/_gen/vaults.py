@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from .._gen_support import Resource
 from .._operation import Operation, call, pager
 from .._retry import Timeout
 from .._types import NOT_GIVEN, NotGiven
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from .models.vaults import VaultEncryptionKey, VaultVault
 
 
-class AsyncVaults:
+class AsyncVaults(Resource):
     """``client.vaults``: the vaults operations."""
 
     def __init__(self, client: AsyncKernel) -> None:

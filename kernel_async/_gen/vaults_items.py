@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from .._gen_support import Resource
 from .._operation import Operation, call
 from .._retry import Timeout
 from .._types import NOT_GIVEN, NotGiven
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
     )
 
 
-class AsyncVaultsItems:
+class AsyncVaultsItems(Resource):
     """``client.vaults.items``: the items operations."""
 
     def __init__(self, client: AsyncKernel) -> None:

@@ -13,6 +13,7 @@ import attrs
 
 from .._errors import decode_json
 from .._gen.browsers import AsyncBrowsersBase
+from .._gen_support import OfficialOnly
 from .._models import Browser, BrowserPage, Viewport, decode_browser, decode_browsers
 from .._operation import given
 from .._pagination import PageInfo
@@ -50,6 +51,10 @@ class AsyncBrowsers(AsyncBrowsersBase):
     """Browser sessions: ``client.browsers`` (and their replays, ``client.browsers.replays``)."""
 
     replays: AsyncReplays
+
+    if not TYPE_CHECKING:  # the official raw-HTTP helpers: reading one names browsers.curl
+        request = OfficialOnly("browsers.request")
+        stream = OfficialOnly("browsers.request")
 
     def __init__(self, client: AsyncKernel) -> None:
         self._client = client

@@ -8,6 +8,8 @@ from __future__ import annotations
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from kernel_async._gen_support import Resource
+
 from .._runner import Runner
 
 if TYPE_CHECKING:
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
     from kernel_sync._gen.vaults import Vaults
 
 
-class Resources:
+class Resources(Resource):
     """The resource groups besides ``browsers``."""
 
     _async: AsyncKernel

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
+from kernel_async._gen_support import Resource
 from kernel_async._retry import Timeout
 from kernel_async._types import NOT_GIVEN, NotGiven
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from kernel_async._gen.models.api_keys import APIKey, CreatedAPIKey, Policy
 
 
-class ApiKeys:
+class ApiKeys(Resource):
     """``client.api_keys``: the api keys operations."""
 
     def __init__(self, async_: AsyncApiKeys, runner: Runner) -> None:

@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from kernel_async._gen_support import blocking
+from kernel_async._gen_support import Resource, blocking
 from kernel_async._retry import Timeout
 from kernel_async._types import NOT_GIVEN, NotGiven
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from kernel_sync._gen.audit_logs_export_destinations import AuditLogsExportDestinations
 
 
-class AuditLogs:
+class AuditLogs(Resource):
     """``client.audit_logs``: the audit logs operations."""
 
     def __init__(self, async_: AsyncAuditLogs, runner: Runner) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Literal
 
+from kernel_async._gen_support import Resource
 from kernel_async._retry import Timeout
 from kernel_async._types import NOT_GIVEN, NotGiven
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     )
 
 
-class AuditLogsExportDestinations:
+class AuditLogsExportDestinations(Resource):
     """``client.audit_logs.export_destinations``: the export destinations operations."""
 
     def __init__(self, async_: AsyncAuditLogsExportDestinations, runner: Runner) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from kernel_async._gen_support import Resource
+
 from .._runner import Runner
 
 if TYPE_CHECKING:
@@ -16,7 +18,7 @@ if TYPE_CHECKING:
     from kernel_sync._gen.auth_context import AuthContextResource
 
 
-class Auth:
+class Auth(Resource):
     """``client.auth``: the auth operations."""
 
     def __init__(self, async_: AsyncAuth, runner: Runner) -> None:

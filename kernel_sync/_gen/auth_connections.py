@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
+from kernel_async._gen_support import Resource
 from kernel_async._retry import Timeout
 from kernel_async._types import NOT_GIVEN, NotGiven
 
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     )
 
 
-class AuthConnections:
+class AuthConnections(Resource):
     """``client.auth.connections``: the connections operations."""
 
     def __init__(self, async_: AsyncAuthConnections, runner: Runner) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from kernel_async._gen_support import Resource
 from kernel_async._retry import Timeout
 from kernel_async._types import NOT_GIVEN, NotGiven
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from kernel_async._gen.models.auth_context import AuthContext
 
 
-class AuthContextResource:
+class AuthContextResource(Resource):
     """``client.auth.context``: the context operations."""
 
     def __init__(self, async_: AsyncAuthContext, runner: Runner) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+from kernel_async._gen_support import Resource
 from kernel_async._retry import Timeout
 from kernel_async._types import NOT_GIVEN, NotGiven
 
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     )
 
 
-class BrowserPools:
+class BrowserPools(Resource):
     """``client.browser_pools``: the browser pools operations."""
 
     def __init__(self, async_: AsyncBrowserPools, runner: Runner) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Literal
 
+from kernel_async._gen_support import Resource
 from kernel_async._retry import Timeout
 from kernel_async._types import NOT_GIVEN, NotGiven
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from kernel_sync._generated import Replays
 
 
-class BrowsersBase:
+class BrowsersBase(Resource):
     """``client.browsers``: the browsers operations."""
 
     def __init__(self, async_: AsyncBrowsersBase, runner: Runner) -> None:

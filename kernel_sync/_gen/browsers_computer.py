@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from kernel_async._gen_support import blocking
+from kernel_async._gen_support import Resource, blocking
 from kernel_async._retry import Timeout
 from kernel_async._types import NOT_GIVEN, NotGiven
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from kernel_async._gen_support import BinaryContent
 
 
-class BrowsersComputer:
+class BrowsersComputer(Resource):
     """``client.browsers.computer``: the computer operations."""
 
     def __init__(self, async_: AsyncBrowsersComputer, runner: Runner) -> None:

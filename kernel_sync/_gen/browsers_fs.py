@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kernel_async._gen_support import blocking
+from kernel_async._gen_support import Resource, blocking
 from kernel_async._retry import Timeout
 from kernel_async._types import NOT_GIVEN, NotGiven
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from kernel_sync._gen.browsers_fs_watch import BrowsersFsWatch
 
 
-class BrowsersFs:
+class BrowsersFs(Resource):
     """``client.browsers.fs``: the fs operations."""
 
     def __init__(self, async_: AsyncBrowsersFs, runner: Runner) -> None:

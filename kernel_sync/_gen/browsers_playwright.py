@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from kernel_async._gen_support import Resource
 from kernel_async._retry import Timeout
 from kernel_async._types import NOT_GIVEN, NotGiven
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from kernel_sync._gen.browsers_playwright_executors import BrowsersPlaywrightExecutors
 
 
-class BrowsersPlaywright:
+class BrowsersPlaywright(Resource):
     """``client.browsers.playwright``: the playwright operations."""
 
     def __init__(self, async_: AsyncBrowsersPlaywright, runner: Runner) -> None:

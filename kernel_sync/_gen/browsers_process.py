@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
+from kernel_async._gen_support import Resource
 from kernel_async._retry import Timeout
 from kernel_async._types import NOT_GIVEN, NotGiven
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     )
 
 
-class BrowsersProcess:
+class BrowsersProcess(Resource):
     """``client.browsers.process``: the process operations."""
 
     def __init__(self, async_: AsyncBrowsersProcess, runner: Runner) -> None:

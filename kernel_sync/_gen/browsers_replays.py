@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from kernel_async._gen_support import Resource
+
 from .._runner import Runner
 
 if TYPE_CHECKING:
     from kernel_async._gen.browsers_replays import AsyncBrowsersReplaysBase
 
 
-class BrowsersReplaysBase:
+class BrowsersReplaysBase(Resource):
     """``client.browsers.replays``: the replays operations."""
 
     def __init__(self, async_: AsyncBrowsersReplaysBase, runner: Runner) -> None:

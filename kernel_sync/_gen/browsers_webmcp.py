@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from kernel_async._gen_support import Resource
 from kernel_async._retry import Timeout
 from kernel_async._types import NOT_GIVEN, NotGiven
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from kernel_sync._gen.browsers_webmcp_custom_tools import BrowsersWebmcpCustomTools
 
 
-class BrowsersWebmcp:
+class BrowsersWebmcp(Resource):
     """``client.browsers.webmcp``: the webmcp operations."""
 
     def __init__(self, async_: AsyncBrowsersWebmcp, runner: Runner) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Literal
 
+from kernel_async._gen_support import Resource
 from kernel_async._retry import Timeout
 from kernel_async._types import NOT_GIVEN, NotGiven
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from kernel_sync._gen.config_registry_analyses import ConfigRegistryAnalyses
 
 
-class ConfigRegistry:
+class ConfigRegistry(Resource):
     """``client.config_registry``: the config registry operations."""
 
     def __init__(self, async_: AsyncConfigRegistry, runner: Runner) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from kernel_async._gen_support import Resource
 from kernel_async._retry import Timeout
 from kernel_async._types import NOT_GIVEN, NotGiven
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from kernel_async._gen.models.config_registry_analyses import AnalysisSummary
 
 
-class ConfigRegistryAnalyses:
+class ConfigRegistryAnalyses(Resource):
     """``client.config_registry.analyses``: the analyses operations."""
 
     def __init__(self, async_: AsyncConfigRegistryAnalyses, runner: Runner) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Literal
 
+from kernel_async._gen_support import Resource
 from kernel_async._retry import Timeout
 from kernel_async._types import NOT_GIVEN, NotGiven
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from kernel_async._gen_support import FileInput
 
 
-class Deployments:
+class Deployments(Resource):
     """``client.deployments``: the deployments operations."""
 
     def __init__(self, async_: AsyncDeployments, runner: Runner) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from kernel_async._gen_support import blocking
+from kernel_async._gen_support import Resource, blocking
 from kernel_async._retry import Timeout
 from kernel_async._types import NOT_GIVEN, NotGiven
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from kernel_async._gen_support import BinaryContent
 
 
-class Profiles:
+class Profiles(Resource):
     """``client.profiles``: the profiles operations."""
 
     def __init__(self, async_: AsyncProfiles, runner: Runner) -> None:

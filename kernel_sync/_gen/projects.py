@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Literal
 
+from kernel_async._gen_support import Resource
 from kernel_async._retry import Timeout
 from kernel_async._types import NOT_GIVEN, NotGiven
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from kernel_sync._gen.projects_limits import ProjectsLimits
 
 
-class Projects:
+class Projects(Resource):
     """``client.projects``: the projects operations."""
 
     def __init__(self, async_: AsyncProjects, runner: Runner) -> None:

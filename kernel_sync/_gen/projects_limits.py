@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from kernel_async._gen_support import Resource
 from kernel_async._retry import Timeout
 from kernel_async._types import NOT_GIVEN, NotGiven
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from kernel_async._gen.projects_limits import AsyncProjectsLimits
 
 
-class ProjectsLimits:
+class ProjectsLimits(Resource):
     """``client.projects.limits``: the limits operations."""
 
     def __init__(self, async_: AsyncProjectsLimits, runner: Runner) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
+from kernel_async._gen_support import Resource
 from kernel_async._retry import Timeout
 from kernel_async._types import NOT_GIVEN, NotGiven
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from kernel_async._gen.proxies import AsyncProxies
 
 
-class Proxies:
+class Proxies(Resource):
     """``client.proxies``: the proxies operations."""
 
     def __init__(self, async_: AsyncProxies, runner: Runner) -> None:

@@ -10,6 +10,7 @@ from datetime import date
 from functools import cached_property
 from typing import TYPE_CHECKING, Literal
 
+from kernel_async._gen_support import Resource
 from kernel_async._retry import Timeout
 from kernel_async._types import NOT_GIVEN, NotGiven
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from kernel_sync._gen.search_providers import SearchProviders
 
 
-class SearchResource:
+class SearchResource(Resource):
     """``client.search``: the search operations."""
 
     def __init__(self, async_: AsyncSearch, runner: Runner) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from kernel_async._gen_support import Resource
+
 from .._runner import Runner
 
 if TYPE_CHECKING:
@@ -15,7 +17,7 @@ if TYPE_CHECKING:
     from kernel_sync._gen.telemetry_destinations import TelemetryDestinations
 
 
-class TelemetryResource:
+class TelemetryResource(Resource):
     """``client.telemetry``: the telemetry operations."""
 
     def __init__(self, async_: AsyncTelemetry, runner: Runner) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from kernel_async._gen_support import Resource
 from kernel_async._retry import Timeout
 from kernel_async._types import NOT_GIVEN, NotGiven
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from kernel_async._gen.telemetry_destinations import AsyncTelemetryDestinations
 
 
-class TelemetryDestinations:
+class TelemetryDestinations(Resource):
     """``client.telemetry.destinations``: the destinations operations."""
 
     def __init__(self, async_: AsyncTelemetryDestinations, runner: Runner) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Literal
 
+from kernel_async._gen_support import Resource
 from kernel_async._retry import Timeout
 from kernel_async._types import NOT_GIVEN, NotGiven
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from kernel_async._gen.vault_provider_configs import AsyncVaultProviderConfigs
 
 
-class VaultProviderConfigs:
+class VaultProviderConfigs(Resource):
     """``client.vault_provider_configs``: the vault provider configs operations."""
 
     def __init__(self, async_: AsyncVaultProviderConfigs, runner: Runner) -> None:

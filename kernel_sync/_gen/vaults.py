@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from kernel_async._gen_support import Resource
 from kernel_async._retry import Timeout
 from kernel_async._types import NOT_GIVEN, NotGiven
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from kernel_sync._gen.vaults_items import VaultsItems
 
 
-class Vaults:
+class Vaults(Resource):
     """``client.vaults``: the vaults operations."""
 
     def __init__(self, async_: AsyncVaults, runner: Runner) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from kernel_async._gen_support import Resource
 from kernel_async._retry import Timeout
 from kernel_async._types import NOT_GIVEN, NotGiven
 
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from kernel_async._gen.vaults_items import AsyncVaultsItems
 
 
-class VaultsItems:
+class VaultsItems(Resource):
     """``client.vaults.items``: the items operations."""
 
     def __init__(self, async_: AsyncVaultsItems, runner: Runner) -> None:
