@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Final, NoReturn, TypeVar, Union
+from typing import IO, TYPE_CHECKING, Final, NoReturn, TypeVar
 
 from multidict import CIMultiDict
 
@@ -23,13 +23,10 @@ __all__ = [
     "official_only",
 ]
 
-FileInput = Union[
-    bytes,
-    os.PathLike[str],
-    IO[bytes],
-    tuple[str | None, Union[bytes, os.PathLike[str], IO[bytes]]],
-    tuple[str | None, Union[bytes, os.PathLike[str], IO[bytes]], str | None],
-]
+_Content = bytes | os.PathLike[str] | IO[bytes]
+FileInput = (
+    _Content | tuple[str | None, _Content] | tuple[str | None, _Content, str | None]
+)
 """A file to send: its bytes, a path, a binary file object, or the official SDK's
 ``(filename, content)`` / ``(filename, content, content_type)`` tuples."""
 
