@@ -24,9 +24,7 @@ __all__ = [
 ]
 
 _Content = bytes | os.PathLike[str] | IO[bytes]
-FileInput = (
-    _Content | tuple[str | None, _Content] | tuple[str | None, _Content, str | None]
-)
+FileInput = _Content | tuple[str | None, _Content] | tuple[str | None, _Content, str | None]
 """A file to send: its bytes, a path, a binary file object, or the official SDK's
 ``(filename, content)`` / ``(filename, content, content_type)`` tuples."""
 
