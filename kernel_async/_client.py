@@ -12,10 +12,17 @@ import random
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Final, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Final, Literal, NoReturn, TypeVar
 
 from . import _retry
-from ._config import check_api_key, check_base_url, check_headers, env_proxy, redact_url
+from ._config import (
+    check_api_key,
+    check_base_url,
+    check_headers,
+    choose_base_url,
+    env_proxy,
+    redact_url,
+)
 from ._errors import (
     JSON_LIMIT,
     APIError,
@@ -241,6 +248,10 @@ class AsyncKernel(AsyncResources):
         proxy: An HTTP proxy URL for every request (overrides the environment).
         trust_env: Read ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY`` / ``NO_PROXY``
             from the environment, as the official SDK does (default `True`).
+        environment: The official client's name for an API root instead of `base_url`:
+            ``"production"`` (the default root) or ``"development"``.
+        project_id: Scope every request to this project (sent as ``X-Kernel-Project-Id``).
+        project: Scope every request to the project of this name (``X-Kernel-Project``).
 
     Use it as ``async with AsyncKernel() as client:`` or call `close()`. Calls are safe
     to run concurrently from many tasks; they share one connection pool.
@@ -261,8 +272,18 @@ class AsyncKernel(AsyncResources):
         connection_limit: int = 100,
         proxy: str | None = None,
         trust_env: bool = True,
+        environment: Literal["production", "development"] | None = None,
+        project_id: str | None = None,
+        project: str | None = None,
     ) -> None:
         _configure_logging()
+        base_url = choose_base_url(base_url, environment, os.environ.get("KERNEL_BASE_URL"))
+        scope = {"X-Kernel-Project-Id": project_id, "X-Kernel-Project": project}
+        if project_id is not None or project is not None:
+            default_headers = {
+                **{k: v for k, v in scope.items() if v is not None},
+                **(default_headers or {}),
+            }
         if session is not None and not (_transport or _load_transport()).is_session(session):
             raise TypeError(f"session must be an aiohttp.ClientSession, got {type(session)!r}")
         policy = retry if retry is not None else RetryPolicy()
@@ -330,6 +351,12 @@ class AsyncKernel(AsyncResources):
         return self._base_url
 
     @property
+    def api_key(self) -> str:
+        """The key this client sends (as the official ``client.api_key``; never shown in
+        a repr, a log line or an error)."""
+        return self._api_key
+
+    @property
     def max_retries(self) -> int:
         """Retries after the first attempt."""
         return self._max_retries
@@ -387,6 +414,8 @@ class AsyncKernel(AsyncResources):
         clone._budget = self._budget if same else RetryBudget(clone._policy.budget)
         clone._derived = True
         return clone
+
+    copy = with_options  # the official client's other name for it
 
     async def close(self) -> None:
         """Close the connection pool (unless it is a session you passed in, or this

@@ -17,6 +17,8 @@ from ._errors import KernelError
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "ENVIRONMENTS",
+    "choose_base_url",
     "check_api_key",
     "check_base_url",
     "check_headers",
@@ -25,6 +27,29 @@ __all__ = [
 ]
 
 DEFAULT_BASE_URL: Final = "https://api.onkernel.com"
+# The official client's `environment=` names for API roots.
+ENVIRONMENTS: Final = {"production": DEFAULT_BASE_URL, "development": "https://localhost:3001"}
+
+
+def choose_base_url(
+    base_url: str | None, environment: str | None, from_env: str | None
+) -> str | None:
+    """The API root from `base_url`, else the official `environment` name, else `None`
+    (then ``KERNEL_BASE_URL`` or the default apply). `from_env` is ``KERNEL_BASE_URL``'s
+    value: naming an environment beside it is ambiguous, as in the official client."""
+    if environment is None:
+        return base_url
+    if environment not in ENVIRONMENTS:
+        names = " or ".join(repr(n) for n in ENVIRONMENTS)
+        raise ValueError(f"environment must be {names}, got {environment!r}")
+    if base_url is not None:
+        raise ValueError("pass base_url or environment, not both")
+    if from_env:
+        raise ValueError(
+            "KERNEL_BASE_URL is set and environment is given: unset one of them (or pass base_url)"
+        )
+    return ENVIRONMENTS[environment]
+
 
 # RFC 9110 field-value: visible ASCII, SP, HTAB and obs-text; never other controls.
 _CONTROL = frozenset(chr(c) for c in (*range(0x00, 0x09), *range(0x0A, 0x20), 0x7F))

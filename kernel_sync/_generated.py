@@ -739,6 +739,10 @@ class Kernel(Resources):
         proxy: An HTTP proxy URL for every request (overrides the environment).
         trust_env: Read ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY`` / ``NO_PROXY``
             from the environment, as the official SDK does (default `True`).
+        environment: The official client's name for an API root instead of `base_url`:
+            ``"production"`` (the default root) or ``"development"``.
+        project_id: Scope every request to this project (sent as ``X-Kernel-Project-Id``).
+        project: Scope every request to the project of this name (``X-Kernel-Project``).
 
     Use it as ``with Kernel() as client:`` or call `close()`. Calls are safe
     to run concurrently from many threads; they share one connection pool.
@@ -758,6 +762,9 @@ class Kernel(Resources):
         connection_limit: int = 100,
         proxy: str | None = None,
         trust_env: bool = True,
+        environment: Literal["production", "development"] | None = None,
+        project_id: str | None = None,
+        project: str | None = None,
     ) -> None:
         self._async = AsyncKernel(
             api_key=api_key,
@@ -769,6 +776,9 @@ class Kernel(Resources):
             connection_limit=connection_limit,
             proxy=proxy,
             trust_env=trust_env,
+            environment=environment,
+            project_id=project_id,
+            project=project,
         )
         check_blocking_client(self._async.base_url)  # refuse a sure deadlock
         self._runner = Runner(self._async)
@@ -815,6 +825,13 @@ class Kernel(Resources):
     def base_url(self) -> str:
         """The API root this client calls."""
         return self._async.base_url
+
+    @property
+    def api_key(self) -> str:
+        """The key this client sends (as the official ``client.api_key``; never shown in
+        a repr, a log line or an error).
+        """
+        return self._async.api_key
 
     @property
     def max_retries(self) -> int:
@@ -865,3 +882,5 @@ class Kernel(Resources):
             default_headers=default_headers,
         )
         return Kernel._wrap(inner, self._runner)
+
+    copy = with_options

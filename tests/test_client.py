@@ -35,6 +35,46 @@ def test_env_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
     assert AsyncKernel(base_url="https://example.test").base_url == "https://example.test"
 
 
+def test_the_official_environment_names_pick_the_api_root(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("KERNEL_BASE_URL", raising=False)
+    assert AsyncKernel(api_key="k", environment="production").base_url == (
+        "https://api.onkernel.com"
+    )
+    assert AsyncKernel(api_key="k", environment="development").base_url == (
+        "https://localhost:3001"
+    )
+    with pytest.raises(ValueError, match="environment must be 'production' or 'development'"):
+        AsyncKernel(api_key="k", environment="staging")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="base_url or environment, not both"):
+        AsyncKernel(api_key="k", base_url="https://x.test", environment="production")
+    monkeypatch.setenv("KERNEL_BASE_URL", "https://x.test")
+    with pytest.raises(ValueError, match="KERNEL_BASE_URL is set and environment is given"):
+        AsyncKernel(api_key="k", environment="production")
+
+
+def test_api_key_and_copy_as_the_official_client_has_them() -> None:
+    client = AsyncKernel(api_key="sk-secret", base_url="https://x.test")
+    assert client.api_key == "sk-secret" and "sk-secret" not in repr(client)
+    copied = client.copy(max_retries=7)
+    assert copied.max_retries == 7 and copied.api_key == "sk-secret"
+
+
+async def test_project_scope_is_sent_as_headers(fake: FakeKernel) -> None:
+    b = fake.create_browser()
+    async with fake.client(project_id="proj_1", project="agents") as c:
+        await c.browsers.replays.list(b)
+    sent = fake.requests[-1].headers
+    assert (sent["X-Kernel-Project-Id"], sent["X-Kernel-Project"]) == ("proj_1", "agents")
+    async with fake.client(project="agents", default_headers={"X-Kernel-Project": "x"}) as c:
+        await c.browsers.replays.list(b)
+    assert fake.requests[-1].headers["X-Kernel-Project"] == "x"  # explicit headers win
+    async with fake.client() as c:
+        await c.browsers.replays.list(b)
+    assert "X-Kernel-Project-Id" not in fake.requests[-1].headers
+
+
 def test_plain_http_to_remote_host_warns() -> None:
     with pytest.warns(KernelSecurityWarning, match="clear text"):
         AsyncKernel(api_key="k", base_url="http://api.example.test")

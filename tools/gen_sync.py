@@ -366,6 +366,10 @@ def _gen_class(async_name: str, used: set[str]) -> list[str]:
         out += _protocols(cls, sync_name, used)  # the root's lifecycle is the template's
 
     for node in cls.body:
+        if _is_method_alias(node):  # `copy = with_options`: the same alias on the twin
+            assert isinstance(node, ast.Assign)
+            out += [f"    {ast.unparse(node)}", ""]
+            continue
         if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
         if node.name.startswith("_") or node.name in SKIP_METHODS:
@@ -403,6 +407,17 @@ def _gen_class(async_name: str, used: set[str]) -> list[str]:
             out += _wrap(f"return self._async.{node.name}(", forward, ")", "        ")
         out.append("")
     return out
+
+
+def _is_method_alias(node: ast.stmt) -> bool:
+    """``name = other`` in a class body: a public second name for a method."""
+    return (
+        isinstance(node, ast.Assign)
+        and len(node.targets) == 1
+        and isinstance(node.targets[0], ast.Name)
+        and isinstance(node.value, ast.Name)
+        and not node.targets[0].id.startswith("_")
+    )
 
 
 def _is_generator(fn: ast.AsyncFunctionDef) -> bool:
