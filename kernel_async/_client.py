@@ -22,6 +22,7 @@ from ._config import (
     choose_base_url,
     env_proxy,
     redact_url,
+    scope_headers,
 )
 from ._errors import (
     JSON_LIMIT,
@@ -277,13 +278,7 @@ class AsyncKernel(AsyncResources):
         project: str | None = None,
     ) -> None:
         _configure_logging()
-        base_url = choose_base_url(base_url, environment, os.environ.get("KERNEL_BASE_URL"))
-        scope = {"X-Kernel-Project-Id": project_id, "X-Kernel-Project": project}
-        if project_id is not None or project is not None:
-            default_headers = {
-                **{k: v for k, v in scope.items() if v is not None},
-                **(default_headers or {}),
-            }
+        base_url = choose_base_url(base_url, environment)
         if session is not None and not (_transport or _load_transport()).is_session(session):
             raise TypeError(f"session must be an aiohttp.ClientSession, got {type(session)!r}")
         policy = retry if retry is not None else RetryPolicy()
@@ -300,6 +295,8 @@ class AsyncKernel(AsyncResources):
             max_retries=max_retries,
             retry=policy,
             default_headers=default_headers,
+            project_id=project_id,
+            project=project,
         )
         check_int(connection_limit, "connection_limit", 1)
         self._shared = _SharedState(session, connection_limit)
@@ -315,6 +312,8 @@ class AsyncKernel(AsyncResources):
         max_retries: int,
         retry: RetryPolicy,
         default_headers: Mapping[str, str] | None,
+        project_id: str | None,
+        project: str | None,
     ) -> None:
         api_key = check_api_key(api_key)
         self._base_url, clear = check_base_url(base_url)
@@ -335,10 +334,12 @@ class AsyncKernel(AsyncResources):
         self._urls: dict[str, URL] = {}
         self._api_key = api_key
         self._default_headers = check_headers(default_headers, "default_headers")
+        self._project_id, self._project = project_id, project
         self._headers = {
             "Accept": "application/json",
             "User-Agent": f"kernel-async/{__version__}",
-            **self._default_headers,
+            **check_headers(scope_headers(project_id, project), "project"),
+            **self._default_headers,  # a project header given here wins, as officially
             "Authorization": f"Bearer {api_key}",
         }
         self.browsers = AsyncBrowsers(self)
@@ -349,6 +350,16 @@ class AsyncKernel(AsyncResources):
     def base_url(self) -> str:
         """The API root this client calls."""
         return self._base_url
+
+    @property
+    def project_id(self) -> str | None:
+        """The project every request is scoped to (``X-Kernel-Project-Id``), if any."""
+        return self._project_id
+
+    @property
+    def project(self) -> str | None:
+        """The project name every request is scoped to (``X-Kernel-Project``), if any."""
+        return self._project
 
     @property
     def api_key(self) -> str:
@@ -387,6 +398,9 @@ class AsyncKernel(AsyncResources):
         max_retries: int | None = None,
         retry: RetryPolicy | None = None,
         default_headers: Mapping[str, str] | None = None,
+        environment: Literal["production", "development"] | None = None,
+        project_id: str | None = None,
+        project: str | None = None,
     ) -> AsyncKernel:
         """A copy with some options changed, sharing this client's connection pool.
         Options not passed are kept; `default_headers` are added to this client's (a
@@ -399,7 +413,7 @@ class AsyncKernel(AsyncResources):
         clone._trust_env = self._trust_env
         clone._configure(
             api_key=api_key if api_key is not None else self._api_key,
-            base_url=base_url if base_url is not None else self._base_url,
+            base_url=choose_base_url(base_url, environment) or self._base_url,
             timeout=self._timeout if isinstance(timeout, NotGiven) else timeout,
             max_retries=max_retries if max_retries is not None else self._max_retries,
             retry=retry if retry is not None else self._policy,
@@ -408,6 +422,8 @@ class AsyncKernel(AsyncResources):
                 if default_headers is not None
                 else self._default_headers
             ),
+            project_id=project_id if project_id is not None else self._project_id,
+            project=project if project is not None else self._project,
         )
         clone._shared = self._shared
         same = clone._policy.budget == self._policy.budget

@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "ENVIRONMENTS",
     "choose_base_url",
+    "scope_headers",
     "check_api_key",
     "check_base_url",
     "check_headers",
@@ -31,23 +32,20 @@ DEFAULT_BASE_URL: Final = "https://api.onkernel.com"
 ENVIRONMENTS: Final = {"production": DEFAULT_BASE_URL, "development": "https://localhost:3001"}
 
 
-def choose_base_url(
-    base_url: str | None, environment: str | None, from_env: str | None
-) -> str | None:
-    """The API root from `base_url`, else the official `environment` name, else `None`
-    (then ``KERNEL_BASE_URL`` or the default apply). `from_env` is ``KERNEL_BASE_URL``'s
-    value: naming an environment beside it is ambiguous, as in the official client."""
-    if environment is None:
-        return base_url
-    if environment not in ENVIRONMENTS:
+def scope_headers(project_id: str | None, project: str | None) -> dict[str, str]:
+    """The headers that scope requests to a project, as the official client sends them."""
+    named = {"X-Kernel-Project-Id": project_id, "X-Kernel-Project": project}
+    return {name: value for name, value in named.items() if value is not None}
+
+
+def choose_base_url(base_url: str | None, environment: str | None) -> str | None:
+    """The API root from `base_url`, else the official `environment` name (it wins over
+    ``KERNEL_BASE_URL``), else `None`: then ``KERNEL_BASE_URL`` or the default apply."""
+    if environment is not None and environment not in ENVIRONMENTS:
         names = " or ".join(repr(n) for n in ENVIRONMENTS)
         raise ValueError(f"environment must be {names}, got {environment!r}")
-    if base_url is not None:
-        raise ValueError("pass base_url or environment, not both")
-    if from_env:
-        raise ValueError(
-            "KERNEL_BASE_URL is set and environment is given: unset one of them (or pass base_url)"
-        )
+    if base_url is not None or environment is None:
+        return base_url
     return ENVIRONMENTS[environment]
 
 

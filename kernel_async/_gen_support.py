@@ -57,8 +57,8 @@ OFFICIAL_ONLY: Final[dict[str, str]] = {
         "(capture_screenshot_to, fs.read_file_to, replays.download_to, ...)"
     ),
     "response": (
-        "errors carry no httpx response: read .status_code, .headers and .body (the "
-        "parsed Error at .error)"
+        "errors carry no httpx response: an APIStatusError has .status_code, .headers and "
+        ".body (the parsed Error at .error); a connection error or timeout got no response"
     ),
     "request": "errors carry no httpx request: read .method and .url",
     "browsers.request": (

@@ -380,7 +380,7 @@ class Browsers(BrowsersBase):
         stealth: bool | None = None,
         gpu: bool | None = None,
         timeout_seconds: int | None = None,
-        viewport: Viewport | None = None,
+        viewport: Viewport | Mapping[str, object] | None = None,
         name: str | None = None,
         tags: Mapping[str, str] | None = None,
         start_url: str | None = None,
@@ -417,7 +417,7 @@ class Browsers(BrowsersBase):
             stealth: Stealth mode (reduces bot detection).
             gpu: GPU acceleration (needed for replays above 20 fps).
             timeout_seconds: Inactivity timeout, 10 to 259200 (72 h).
-            viewport: Window size and refresh rate.
+            viewport: Window size and refresh rate (a `Viewport`, or the official dict).
             name: Human-readable name, unique among active sessions.
             tags: Up to 50 str -> str pairs, to find and group sessions later.
             start_url: URL to open when the session starts (best effort).
@@ -651,7 +651,7 @@ class Browsers(BrowsersBase):
         stealth: bool | None = None,
         gpu: bool | None = None,
         timeout_seconds: int | None = None,
-        viewport: Viewport | None = None,
+        viewport: Viewport | Mapping[str, object] | None = None,
         name: str | None = None,
         tags: Mapping[str, str] | None = None,
         start_url: str | None = None,
@@ -827,6 +827,16 @@ class Kernel(Resources):
         return self._async.base_url
 
     @property
+    def project_id(self) -> str | None:
+        """The project every request is scoped to (``X-Kernel-Project-Id``), if any."""
+        return self._async.project_id
+
+    @property
+    def project(self) -> str | None:
+        """The project name every request is scoped to (``X-Kernel-Project``), if any."""
+        return self._async.project
+
+    @property
     def api_key(self) -> str:
         """The key this client sends (as the official ``client.api_key``; never shown in
         a repr, a log line or an error).
@@ -865,6 +875,9 @@ class Kernel(Resources):
         max_retries: int | None = None,
         retry: RetryPolicy | None = None,
         default_headers: Mapping[str, str] | None = None,
+        environment: Literal["production", "development"] | None = None,
+        project_id: str | None = None,
+        project: str | None = None,
     ) -> Kernel:
         """A copy with some options changed, sharing this client's connection pool.
         Options not passed are kept; `default_headers` are added to this client's (a
@@ -880,6 +893,9 @@ class Kernel(Resources):
             max_retries=max_retries,
             retry=retry,
             default_headers=default_headers,
+            environment=environment,
+            project_id=project_id,
+            project=project,
         )
         return Kernel._wrap(inner, self._runner)
 

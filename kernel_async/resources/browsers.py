@@ -67,7 +67,7 @@ class AsyncBrowsers(AsyncBrowsersBase):
         stealth: bool | None = None,
         gpu: bool | None = None,
         timeout_seconds: int | None = None,
-        viewport: Viewport | None = None,
+        viewport: Viewport | Mapping[str, object] | None = None,
         name: str | None = None,
         tags: Mapping[str, str] | None = None,
         start_url: str | None = None,
@@ -104,7 +104,7 @@ class AsyncBrowsers(AsyncBrowsersBase):
             stealth: Stealth mode (reduces bot detection).
             gpu: GPU acceleration (needed for replays above 20 fps).
             timeout_seconds: Inactivity timeout, 10 to 259200 (72 h).
-            viewport: Window size and refresh rate.
+            viewport: Window size and refresh rate (a `Viewport`, or the official dict).
             name: Human-readable name, unique among active sessions.
             tags: Up to 50 str -> str pairs, to find and group sessions later.
             start_url: URL to open when the session starts (best effort).
@@ -385,7 +385,7 @@ class AsyncBrowsers(AsyncBrowsersBase):
         stealth: bool | None = None,
         gpu: bool | None = None,
         timeout_seconds: int | None = None,
-        viewport: Viewport | None = None,
+        viewport: Viewport | Mapping[str, object] | None = None,
         name: str | None = None,
         tags: Mapping[str, str] | None = None,
         start_url: str | None = None,
@@ -518,9 +518,8 @@ class AsyncBrowserPager:
         return self._every()
 
     async def _every(self) -> AsyncIterator[Browser]:
-        first = await self.first_page()
-        async for page in first.iter_pages():
-            for browser in page.items:
+        async for pager in self.iter_pages():
+            for browser in pager.items:
                 yield browser
 
     async def iter_pages(self) -> AsyncIterator[AsyncBrowserPager]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kernel_async import AsyncKernel, Browser, BrowserPage, Replay, Viewport
+from kernel_async import AsyncBinaryContent, AsyncKernel, Browser, BrowserPage, Replay, Viewport
 from kernel_async.resources import AsyncBrowserPager, AsyncRecording
+from kernel_async.types import BrowserCreateParams
 
 
 async def browsers_usage() -> tuple[Browser, list[Browser], Path | None]:
@@ -27,3 +28,18 @@ async def browsers_usage() -> tuple[Browser, list[Browser], Path | None]:
         print(errors)
         await client.browsers.delete(b.session_id)
         return b, every, rec.path
+
+
+async def official_shapes_usage(params: BrowserCreateParams) -> tuple[Browser, bytes, int]:
+    """Official-style code: a params TypedDict spread into the call, awaited binary
+    methods, pages walked page by page, the official client keywords and copy()."""
+    async with AsyncKernel(api_key="k", environment="production", project_id="p") as client:
+        b: Browser = await client.browsers.create(**params)
+        shot: AsyncBinaryContent = await client.browsers.computer.capture_screenshot(b.session_id)
+        data: bytes = await shot.read()
+        pages = 0
+        async for page in client.browsers.list(limit=10).iter_pages():
+            pages += len(page.items)
+        copied: AsyncKernel = client.copy(project="named")
+        print(copied.project, client.project_id)
+        return b, data, pages
