@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import aiohttp
+import anyio
 import pytest
 from aiohttp import web
 
@@ -283,11 +284,16 @@ def test_each_answered_call_becomes_an_api_call_event() -> None:
     assert exec_ is not None and exec_["type"] == "platform_api_call"
     assert exec_["category"] == "platform" and exec_["data"]["operation_id"] == "ProcessExec"
     valid({"seq": 2, "event": exec_})
-    # The emulator's short names of the replay operations; nothing for calls whose VM
-    # handler is not known (curl) or that the VM does not answer (telemetry, browsers).
+    # curl: Chrome makes the call, so it drives the browser (control, on by default).
+    curl = api_call_event("browsers.curl", 502, 0.25, "r", ts=3)
+    assert curl is not None and (curl["type"], curl["category"]) == ("api_call", "control")
+    assert curl["data"]["operation_id"] == "Curl" and curl["data"]["status"] == 502
+    valid({"seq": 3, "event": curl})
+    # The emulator's short names of the replay operations; nothing for calls the VM does
+    # not answer (telemetry, browsers).
     start = api_call_event("start", 200, 0.0, "r")
     assert start is not None and start["data"]["operation_id"] == "StartRecording"
-    for other in ("browsers.curl", "browsers.telemetry.events", "browsers.create", "retrieve"):
+    for other in ("browsers.telemetry.events", "browsers.create", "retrieve"):
         assert api_call_event(other, 200, 0.0, "r") is None
         assert api_call_category(other) is None
     assert api_call_category("browsers.computer.batch") == "control"
@@ -596,6 +602,60 @@ async def test_calls_on_the_browser_are_recorded(fake: FakeKernel, client: Async
     for item in body:
         valid(item)
     assert (await client.browsers.telemetry.events(quiet)).items == []
+
+
+# -- the official SDK's examples/browser_telemetry.py ------------------------------------
+
+
+async def telemetry_example(client: Any, target: str) -> list[Any]:
+    """The official example's flow (telemetry on at create, a stream, three curls, the
+    first three events), awaited: with `client` this SDK's or the official async one.
+    The wait is bounded: a missing event fails the test instead of hanging it."""
+    browser = await client.browsers.create(telemetry={"enabled": True})
+    try:
+        stream = await client.browsers.telemetry.stream(browser.session_id)
+        for _ in range(3):
+            await client.browsers.curl(browser.session_id, url=target, method="GET")
+        got: list[Any] = []
+        with anyio.fail_after(10):
+            async for message in stream:
+                got.append(message)
+                if len(got) >= 3:
+                    break
+        await stream.close()
+    finally:
+        await client.browsers.delete_by_id(browser.session_id)
+    return got
+
+
+def check_curl_events(got: list[Any]) -> None:
+    """Three ``api_call`` events of the control category, one per curl, in order."""
+    assert [m.seq for m in got] == [1, 2, 3]
+    assert [
+        (m.event.type, m.event.category, m.event.data.operation_id, m.event.data.status)
+        for m in got
+    ] == [("api_call", "control", "Curl", 200)] * 3
+    assert len({m.event.data.request_id for m in got}) == 3
+    # Each parsed as the API's api_call event (the shape itself: the pure test above).
+    assert {type(m.event).__name__ for m in got} == {"BrowserAPICallEvent"}
+
+
+async def test_the_official_telemetry_example_sees_its_curls(
+    fake: FakeKernel, client: AsyncKernel, site: str
+) -> None:
+    target = site + "/data.json"  # on loopback: no outside network
+    check_curl_events(await telemetry_example(client, target))
+    kernel = pytest.importorskip("kernel")
+    async with kernel.AsyncKernel(
+        api_key=fake.api_key, base_url=fake.base_url, max_retries=0
+    ) as official:
+        check_curl_events(await telemetry_example(official, target))
+
+
+@pytest.mark.once
+async def test_the_official_telemetry_example_on_chromium(site: str) -> None:
+    async with FakeKernel(backend="chromium") as fake, fake.client(max_retries=0) as client:
+        check_curl_events(await telemetry_example(client, site + "/data.json"))
 
 
 async def http_send(fake: FakeKernel, method: str, path: str, body: Any = None) -> Any:

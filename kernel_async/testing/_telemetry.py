@@ -15,8 +15,8 @@ What is captured, per backend:
   responses and failures;
 - in memory: a ``page_navigation`` to the start URL when the session is created with one
   (and the page category on); tests add events with ``fake.telemetry(browser_id, {...})``;
-- both: an ``api_call`` (control) for each computer-use call the emulator answers on the
-  browser, and a ``platform_api_call`` (platform) for each files, processes, logs or
+- both: an ``api_call`` (control) for each computer-use or curl call the emulator answers
+  on the browser, and a ``platform_api_call`` (platform) for each files, processes, logs or
   replays call, as Kernel's in-VM API reports the calls it handles (`api_call_event`).
 
 Each captured event gets the next ``seq`` of its session (also its SSE ``id:``), and is
@@ -230,9 +230,13 @@ def complete_event(event: Mapping[str, Any], ts: int | None = None) -> dict[str,
 # Each browser operation the emulator answers that Kernel hands to the browser VM's own
 # API, with the name that API gives its handler (its operationId, capitalised) and the
 # category its calls are reported in there: computer use drives the browser (control);
-# files, processes, logs and recordings manage the VM (platform). Operations whose VM
-# handler is not known here (curl) report nothing rather than a made-up name.
+# files, processes, logs and recordings manage the VM (platform). curl is a call the
+# browser itself makes (the official SDK routes it straight to the VM, and its
+# browser_telemetry example waits for its events with only the default set on, so it is
+# control: an ``api_call``); the VM's own name for its handler is not published, so it
+# is named from its route (``/curl``) as the others are: ``Curl``.
 _VM_HANDLERS: dict[str, tuple[str, str]] = {
+    "browsers.curl": ("control", "Curl"),
     "browsers.computer.batch": ("control", "BatchComputerAction"),
     "browsers.computer.capture_screenshot": ("control", "TakeScreenshot"),
     "browsers.computer.click_mouse": ("control", "ClickMouse"),
