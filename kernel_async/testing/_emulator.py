@@ -30,6 +30,7 @@ from ._sessions import (
     ReplayState,
     Session,
     SessionTable,
+    attach_profile,
     browser_not_found,
     new_id,
     parse_create,
@@ -196,7 +197,8 @@ class FakeKernel:
     409s for duplicate names; requests are validated against the spec (400 naming the
     field). A browser created with ``profile=``, ``proxy_id=``, ``extensions=`` or
     ``vaults=`` must refer to existing ones (404 otherwise; ``check_references=False``
-    turns that off). Pools hand out browsers and wait (then 204) when empty. What cannot
+    turns that off); its answers show the profile (``profile``, ``profile_save_changes``).
+    Pools hand out browsers and wait (then 204) when empty. What cannot
     run here answers 501 naming the operation. `fail` takes those operations' official
     names too (``fake.fail("profiles.create", status=503)``).
     """
@@ -430,8 +432,7 @@ class FakeKernel:
             if browser_id is not None and browser_id in self._sessions.sessions:
                 return browser_id
             try:
-                capture = self._telemetry.requested(fields.get("telemetry"))
-                made = {**parse_create(fields), "telemetry": capture}
+                made = self._session_fields(fields)
                 session = self._sessions.add(made, session_id=browser_id)
             except Refused as exc:  # the API's 400/409, as a test helper's error
                 raise ValueError(_refusal_text(exc)) from None
@@ -798,18 +799,28 @@ class FakeKernel:
 
     async def _op_create(self, request: web.Request, body: bytes) -> web.StreamResponse:
         raw = _json_object(body)
-        missing = self._generic.check_references(raw) if self._check_references else None
-        if missing is not None:  # a profile, proxy, extension or vault that does not exist
-            return missing.response()
-        session = await self._create_session(raw)
+        session = await self._create_session(raw, check_references=self._check_references)
         self.log(session.session_id, f"browser {session.session_id} created")
         return web.json_response(session.as_json(self.base_url))
 
-    async def _create_session(self, raw: Mapping[str, Any]) -> Session:
+    def _session_fields(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """A new session's fields from a ``POST /browsers`` body, or `Refused`: its own
+        (`parse_create`), its telemetry capture, and the stored profile it asks for."""
         fields = parse_create(dict(raw))
-        capture = self._telemetry.requested(raw.get("telemetry"))
+        fields["telemetry"] = self._telemetry.requested(raw.get("telemetry"))
+        profiles = self._generic.records("profiles")
+        now = datetime.now(timezone.utc)
+        return {**fields, **attach_profile(raw.get("profile"), profiles, now)}
+
+    async def _create_session(
+        self, raw: Mapping[str, Any], *, check_references: bool = False
+    ) -> Session:
+        fields = self._session_fields(raw)  # a 400 comes before a reference's 404
+        missing = self._generic.check_references(raw) if check_references else None
+        if missing is not None:  # a profile, proxy, extension or vault that does not exist
+            raise Refused(missing.status, missing.code, missing.message)
         with self._lock:
-            session = self._sessions.add({**fields, "telemetry": capture})
+            session = self._sessions.add(fields)
             self._browsers[session.session_id] = []
         # Before the browser launches: a local one is watched from its first page.
         self._telemetry.begin(session.session_id, session.start_url)

@@ -4,11 +4,14 @@ any HTTP.
 Names are unique among active sessions; a deleted session keeps its record (found with
 ``include_deleted``) and its replays; listing pages by offset. Each session holds what it
 captures of telemetry (its ``telemetry``, a `Capture` whose rules live in `_telemetry`),
-shown in its answers as the API shows the active configuration.
+shown in its answers as the API shows the active configuration, and the profile it was
+created with (`attach_profile`), shown as the API's ``profile`` and
+``profile_save_changes``.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -26,6 +29,7 @@ __all__ = [
     "ReplayState",
     "Session",
     "SessionTable",
+    "attach_profile",
     "browser_not_found",
     "new_id",
     "parse_whole_number",
@@ -101,6 +105,8 @@ class Session:
     deleted_at: datetime | None = None
     deleted_why: str | None = None  # e.g. after its inactivity timeout; None: by the API
     telemetry: Capture | None = None  # None: never set (capture off)
+    profile: dict[str, Any] | None = None  # a `Profile` answer; None: no profile attached
+    profile_save_changes: bool | None = None  # set exactly when a profile is attached
     token: str = attrs.field(factory=new_token, repr=False)
 
     @property
@@ -140,6 +146,8 @@ class Session:
             "start_url": self.start_url,
             "kiosk_mode": self.kiosk_mode,
             "proxy_id": self.proxy_id,
+            "profile": self.profile,
+            "profile_save_changes": self.profile_save_changes,
             "telemetry": self.telemetry.as_json() if self.telemetry is not None else None,
         }
         data.update({k: v for k, v in optional.items() if v is not None})
@@ -209,6 +217,52 @@ def _check_viewport(value: Any, problems: list[str]) -> dict[str, int] | None:
         problems.append("viewport needs positive integer width and height (and refresh_rate)")
         return None
     return {k: v for k, v in value.items() if k != "force"}
+
+
+# What the official type documents of a profile's name (`BrowserProfile.name`).
+_PROFILE_NAME = re.compile(r"[A-Za-z0-9._-]{1,255}")
+_PROFILE_FIELDS = ("id", "created_at", "last_used_at", "name", "updated_at")  # `Profile`
+
+
+def attach_profile(
+    requested: Any, profiles: Sequence[Mapping[str, Any]], now: datetime
+) -> dict[str, Any]:
+    """The ``profile`` and ``profile_save_changes`` of a new session from a create body's
+    ``profile`` (a `BrowserProfile`: ``id`` or ``name``, and ``save_changes``), given the
+    stored ``profiles`` (`Profile` records); {} when none is asked for. `Refused` (400)
+    for a selection the API documents as invalid: not an object, neither ``id`` nor
+    ``name``, a name outside 1-255 letters, digits, ``.``, ``_``, ``-``, a non-boolean
+    ``save_changes``.
+
+    The stored profile is matched by ``id``, then by ``name``; one that does not exist
+    (the emulator's 404 for it is checked before, unless references are not checked) is
+    echoed as asked, with an ``id`` of its own when only a name was given and ``now`` as
+    its creation time. ``profile_save_changes`` is set exactly when a profile is
+    attached (false unless asked), as the API omits it otherwise."""
+    if requested is None:
+        return {}
+    problems: list[str] = []
+    if not isinstance(requested, Mapping):
+        raise Refused(400, "bad_request", "invalid parameters", ["profile must be an object"])
+    pid = _check(requested, "id", str, problems)
+    name = _check(requested, "name", str, problems)
+    save = _check(requested, "save_changes", bool, problems)
+    if not pid and not name and not problems:
+        problems.append("profile needs an id or a name")
+    if name is not None and not _PROFILE_NAME.fullmatch(name):
+        problems.append("profile.name must be 1-255 letters, digits, dots, underscores or hyphens")
+    if problems:
+        raise Refused(400, "bad_request", "invalid parameters", problems)
+    found = next((p for p in profiles if pid and p.get("id") == pid), None)
+    if found is None and name:
+        found = next((p for p in profiles if p.get("name") == name), None)
+    if found is not None:
+        shown = {k: found[k] for k in _PROFILE_FIELDS if found.get(k) is not None}
+    else:
+        shown = {"id": pid or new_id("prf"), "created_at": _stamp(now)}
+        if name:
+            shown["name"] = name
+    return {"profile": shown, "profile_save_changes": bool(save)}
 
 
 def parse_create(body: Mapping[str, Any]) -> dict[str, Any]:
