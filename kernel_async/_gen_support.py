@@ -61,6 +61,9 @@ OFFICIAL_ONLY: Final[dict[str, str]] = {
         ".body (the parsed Error at .error); a connection error or timeout got no response"
     ),
     "request": "errors carry no httpx request: read .method and .url",
+    "binary.http_request": "there is no httpx request: read .method and .url",
+    "binary.http_version": "the HTTP version is not kept: read .status_code and .headers",
+    "binary.elapsed": "the time taken is not kept: time the call, or use on_retry events",
     "browsers.request": (
         "there is no raw HTTP through the browser (an httpx response): use "
         "browsers.curl(id_or_name, url=..., method=...), which answers the status, "
@@ -120,10 +123,32 @@ class _Body(bytes):
     headers: CIMultiDict[str]
     """The response headers; names match in any case (``headers["content-type"]``), as
     in the official SDK's (httpx) headers."""
+    status_code: int
+    """The response's HTTP status (as the official ``response.status_code``)."""
+    url: str
+    """The URL the result came from (as the official ``response.url``)."""
+    method: str
+    """The request's method (as the official ``response.method``)."""
+    is_closed: bool = True
+    """Always true: the body was read whole (as the official ``response.is_closed``)."""
 
-    def __new__(cls: type[_B], data: bytes, headers: Mapping[str, str] | None = None) -> _B:
+    if not TYPE_CHECKING:  # httpx details: the official names say what to read instead
+        http_request = OfficialOnly("binary.http_request")
+        http_version = OfficialOnly("binary.http_version")
+        elapsed = OfficialOnly("binary.elapsed")
+
+    def __new__(
+        cls: type[_B],
+        data: bytes,
+        headers: Mapping[str, str] | None = None,
+        *,
+        status_code: int = 200,
+        url: str = "",
+        method: str = "GET",
+    ) -> _B:
         made = super().__new__(cls, data)
         made.headers = CIMultiDict(headers or {})  # a copy of its own, picklable
+        made.status_code, made.url, made.method = status_code, url, method
         return made
 
     @property

@@ -520,7 +520,9 @@ async def send(client: AsyncKernel, req: Request, query: Mapping[str, Any] | Non
     if kind == "none" or (resp.status == 204 and kind == "json"):
         return None  # e.g. browser_pools.acquire: 204 when no browser came in time
     if kind == "binary":
-        return AsyncBinaryContent(resp.body, resp.headers)
+        return AsyncBinaryContent(
+            resp.body, resp.headers, status_code=resp.status, url=str(url), method=op.method
+        )
     result_kind = result_type(op)
     if kind == "page":
         result_kind = list[result_kind]  # type: ignore[valid-type]

@@ -136,6 +136,8 @@ async def test_lifecycle(fake: FakeKernel, client: AsyncKernel, browser: str) ->
     assert listed[0].finished_at.tzinfo == timezone.utc
     video = await replays.download(replay.replay_id, id=browser)
     assert video == fake.video
+    assert await video.read() == fake.video and video.status_code == 200  # official methods
+    assert video.url.endswith(f"/browsers/{browser}/replays/{replay.replay_id}")
     stop_requests = [r for r in fake.requests if r.operation == "stop"]
     assert stop_requests[0].method == "POST"
     assert stop_requests[0].body == b""

@@ -199,6 +199,12 @@ async def test_binary_result_over_the_emulator(client: AsyncKernel, tmp_path: Pa
     await resp.write_to_file(tmp_path / "a.json")
     assert json.loads((tmp_path / "a.json").read_text()) == {"ok": True}
     assert isinstance(resp, AsyncBinaryContent) and resp == b'{"ok": true}'
+    assert (resp.status_code, resp.method, resp.is_closed) == (200, "GET", True)
+    assert resp.url.startswith(f"{client.base_url}/browsers/{b}/fs/")
+    assert "path=%2Ftmp%2Fa.json" in resp.url
+    with pytest.raises(AttributeError, match=r"'elapsed'.*time the call"):
+        resp.elapsed  # type: ignore[attr-defined]  # noqa: B018
+    assert not hasattr(resp, "http_request") and not hasattr(resp, "http_version")
 
 
 def test_the_blocking_client_gives_blocking_binary_results(
@@ -209,6 +215,7 @@ def test_the_blocking_client_gives_blocking_binary_results(
         k.browsers.fs.write_file(b, b"hi", path="/tmp/t.txt")
         resp = k.browsers.fs.read_file(b, path="/tmp/t.txt")
         assert type(resp) is BinaryContent and resp.read() == b"hi" and resp.text() == "hi"
+        assert (resp.status_code, resp.method) == (200, "GET")  # kept by blocking()
         assert resp.headers and resp.write_to_file(tmp_path / "t.txt") == tmp_path / "t.txt"
 
 

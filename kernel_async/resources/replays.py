@@ -152,7 +152,7 @@ class AsyncReplays(AsyncBrowsersReplaysBase):
             timeout: Overrides the client's timeout for this call.
             extra_headers: Headers added to this request.
         """
-        resp, _, _ = await self._client._request(
+        resp, url, _ = await self._client._request(
             "GET",
             _video_path(_browser(id_or_name, id), replay_id),
             idempotent=True,
@@ -161,7 +161,9 @@ class AsyncReplays(AsyncBrowsersReplaysBase):
             read_limit=None,
             poll_accepted=True,
         )
-        return AsyncBinaryContent(resp.body, resp.headers)
+        return AsyncBinaryContent(
+            resp.body, resp.headers, status_code=resp.status, url=str(url), method="GET"
+        )
 
     async def download_to(
         self,
