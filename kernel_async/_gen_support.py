@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Final, NoReturn, TypeVar
 
-from multidict import CIMultiDict
+if TYPE_CHECKING:
+    from multidict import CIMultiDict
+
 
 __all__ = [
     "AsyncBinaryContent",
@@ -146,6 +148,8 @@ class _Body(bytes):
         url: str = "",
         method: str = "GET",
     ) -> _B:
+        from multidict import CIMultiDict  # aiohttp's: not loaded to import the package
+
         made = super().__new__(cls, data)
         made.headers = CIMultiDict(headers or {})  # a copy of its own, picklable
         made.status_code, made.url, made.method = status_code, url, method

@@ -483,23 +483,7 @@ async def send(
                 if limits.body is not False:  # a stream: the head came; the rest may be long
                     deadlines.disarm(armed)
                     armed = deadlines.arm(limits.body)
-                # The announced size; not with a Content-Encoding (that is the wire size).
-                encoded = hdrs.CONTENT_ENCODING in resp.headers
-                try:
-                    sink.restart(None if encoded else resp.content_length)
-                except Exception as exc:
-                    raise _SinkError(exc) from None
-                settle_heap()  # once per process: large reads reuse heap (see _heap)
-                # Whatever arrived, as it arrived (bounded by aiohttp's flow control):
-                # fixed-size reads join pieces into new 256 KiB blocks, and their
-                # allocation cost large events ~12 page faults each.
-                async for chunk in resp.content.iter_any():
-                    try:
-                        pending = sink.write(chunk)
-                        if inspect.isawaitable(pending):
-                            await pending  # an event stream's sink waits for room
-                    except Exception as exc:
-                        raise _SinkError(exc) from None
+                await _stream_into(resp, sink)
                 return Response(status, resp.headers, b"", False)
             if status >= 300 or status == 202:  # errors and "not ready yet": for a message only
                 read_limit = ERROR_LIMIT if read_limit is None else min(read_limit, ERROR_LIMIT)
@@ -535,6 +519,27 @@ async def send(
     finally:
         deadlines.disarm(armed)
     raise own_error
+
+
+async def _stream_into(resp: ClientResponse, sink: Sink) -> None:
+    """A 2xx body into `sink`, restarted first; what the sink raises comes out as a
+    `_SinkError`."""
+    # The announced size; not with a Content-Encoding (that is the wire size).
+    encoded = hdrs.CONTENT_ENCODING in resp.headers
+    try:
+        sink.restart(None if encoded else resp.content_length)
+    except Exception as exc:
+        raise _SinkError(exc) from None
+    settle_heap()  # once per process: large reads reuse heap (see _heap)
+    # Whatever arrived, as it arrived (bounded by aiohttp's flow control): fixed-size
+    # reads join pieces into new 256 KiB blocks, costing large events ~12 page faults.
+    async for chunk in resp.content.iter_any():
+        try:
+            pending = sink.write(chunk)
+            if inspect.isawaitable(pending):
+                await pending  # an event stream's sink waits for room
+        except Exception as exc:
+            raise _SinkError(exc) from None
 
 
 class _SinkError(Exception):
